@@ -1,0 +1,278 @@
+"""The one training-record format: every writer and reader of feature shards uses this module.
+
+A feature dataset is a folder:
+
+  <dir>/dataset.json                         label names, feature settings, shard counts per split
+  <dir>/stats.json                           per-mel-bin mean/std and label counts of the training split
+  <dir>/<split>-SSSSS-of-NNNNN.array_record  records, one serialised `Example` each
+  <dir>/<split>-SSSSS-of-NNNNN.stats.json    the shard's running sums, merged into stats.json
+
+A record is msgpack (via `flax.serialization`, no pickle) of a flat dict:
+  utt_id: str, speaker_id: str, label: int (-1 when unknown),
+  log_mel: float16 [frames, mel_bins], scores: float32 [num_scores] or None (soft weak label).
+
+Shards are written under a temporary name and renamed when complete, so a shard that exists is whole.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import glob
+import json
+import os
+import re
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+from array_record.python import array_record_module
+from flax import serialization
+
+FORMAT_VERSION = 1
+NO_LABEL = -1
+_SHARD_RE = re.compile(r"^(?P<split>[\w.]+)-(?P<index>\d{5})-of-(?P<count>\d{5})\.array_record$")
+
+
+class RecordError(ValueError):
+  """A record, shard or dataset folder that does not match the format."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Example:
+  utt_id: str
+  log_mel: np.ndarray  # float16 [frames, mel_bins]
+  label: int = NO_LABEL
+  scores: np.ndarray | None = None  # float32 [num_scores]
+  speaker_id: str = ""
+
+
+def encode(example: Example) -> bytes:
+  """Serialises an example; checks shapes and types so that a bad record is never written."""
+  log_mel = np.asarray(example.log_mel)
+  if log_mel.ndim != 2 or log_mel.shape[0] == 0 or log_mel.shape[1] == 0:
+    raise RecordError(f"{example.utt_id}: log_mel must be a non-empty [frames, mel_bins] matrix, "
+                      f"got shape {log_mel.shape}")
+  if not np.all(np.isfinite(log_mel)):
+    raise RecordError(f"{example.utt_id}: log_mel holds NaN or inf")
+  scores = None
+  if example.scores is not None:
+    scores = np.asarray(example.scores, np.float32)
+    if scores.ndim != 1:
+      raise RecordError(f"{example.utt_id}: scores must be a vector, got shape {scores.shape}")
+  return serialization.msgpack_serialize({
+      "v": FORMAT_VERSION,
+      "utt_id": str(example.utt_id),
+      "speaker_id": str(example.speaker_id),
+      "label": int(example.label),
+      "log_mel": log_mel.astype(np.float16),
+      "scores": scores,
+  })
+
+
+def decode(data: bytes, where: str = "record") -> Example:
+  """Inverse of `encode`; `where` names the shard and index in error messages."""
+  try:
+    d = serialization.msgpack_restore(data)
+  except Exception as e:  # msgpack raises several types on corrupt input
+    raise RecordError(f"{where}: not a lanser-jax record ({type(e).__name__}: {e})") from e
+  if not isinstance(d, dict) or d.get("v") != FORMAT_VERSION:
+    raise RecordError(f"{where}: unknown record version {d.get('v') if isinstance(d, dict) else d!r}")
+  return Example(utt_id=d["utt_id"], speaker_id=d["speaker_id"], label=int(d["label"]),
+                 log_mel=d["log_mel"], scores=d["scores"])
+
+
+# ---------------------------------------------------------------------------------------------------
+# Shard names.
+
+
+def shard_name(split: str, index: int, count: int) -> str:
+  return f"{split}-{index:05d}-of-{count:05d}.array_record"
+
+
+def list_shards(data_dir: str, split: str) -> list[str]:
+  """All shards of a split, sorted; fails if the set is incomplete or mixes shard counts."""
+  paths = sorted(glob.glob(os.path.join(data_dir, f"{split}-*-of-*.array_record")))
+  if not paths:
+    raise RecordError(f"{data_dir}: no shards for split {split!r} (expected {shard_name(split, 0, 1)} ...)")
+  counts = {int(_SHARD_RE.match(os.path.basename(p))["count"]) for p in paths}
+  if len(counts) != 1:
+    raise RecordError(f"{data_dir}: split {split!r} mixes shard counts {sorted(counts)}")
+  (count,) = counts
+  indices = [int(_SHARD_RE.match(os.path.basename(p))["index"]) for p in paths]
+  missing = sorted(set(range(count)) - set(indices))
+  if missing:
+    raise RecordError(f"{data_dir}: split {split!r} is missing shards {missing[:10]} of {count}")
+  return paths
+
+
+# ---------------------------------------------------------------------------------------------------
+# Statistics: running sums per shard, merged into one stats.json.
+
+
+@dataclasses.dataclass
+class RunningStats:
+  """Per-mel-bin sums in float64, and label counts; mergeable across shards and hosts."""
+  num_mel_bins: int
+  num_frames: int = 0
+  num_examples: int = 0
+  total: np.ndarray | None = None
+  total_sq: np.ndarray | None = None
+  label_counts: dict[int, int] = dataclasses.field(default_factory=dict)
+
+  def __post_init__(self):
+    if self.total is None:
+      self.total = np.zeros(self.num_mel_bins, np.float64)
+      self.total_sq = np.zeros(self.num_mel_bins, np.float64)
+
+  def add(self, example: Example):
+    x = np.asarray(example.log_mel, np.float64)
+    self.total += x.sum(0)
+    self.total_sq += np.square(x).sum(0)
+    self.num_frames += x.shape[0]
+    self.num_examples += 1
+    self.label_counts[example.label] = self.label_counts.get(example.label, 0) + 1
+
+  def merge(self, other: "RunningStats") -> "RunningStats":
+    if other.num_mel_bins != self.num_mel_bins:
+      raise RecordError(f"cannot merge stats of {other.num_mel_bins} and {self.num_mel_bins} mel bins")
+    counts = dict(self.label_counts)
+    for k, v in other.label_counts.items():
+      counts[k] = counts.get(k, 0) + v
+    return RunningStats(self.num_mel_bins, self.num_frames + other.num_frames,
+                        self.num_examples + other.num_examples, self.total + other.total,
+                        self.total_sq + other.total_sq, counts)
+
+  def to_json(self) -> dict[str, Any]:
+    return {"num_mel_bins": self.num_mel_bins, "num_frames": self.num_frames,
+            "num_examples": self.num_examples, "total": self.total.tolist(),
+            "total_sq": self.total_sq.tolist(),
+            "label_counts": {str(k): v for k, v in sorted(self.label_counts.items())}}
+
+  @classmethod
+  def from_json(cls, d: dict[str, Any]) -> "RunningStats":
+    return cls(d["num_mel_bins"], d["num_frames"], d["num_examples"], np.asarray(d["total"]),
+               np.asarray(d["total_sq"]), {int(k): v for k, v in d["label_counts"].items()})
+
+  def mean_std(self, min_std: float = 1e-3) -> tuple[np.ndarray, np.ndarray]:
+    if self.num_frames == 0:
+      raise RecordError("no frames: cannot compute normalisation statistics")
+    mean = self.total / self.num_frames
+    var = np.maximum(self.total_sq / self.num_frames - np.square(mean), 0.0)
+    return mean, np.maximum(np.sqrt(var), min_std)
+
+
+class ShardWriter:
+  """Writes one shard under a temporary name; `close()` renames it and writes its stats sidecar."""
+
+  def __init__(self, data_dir: str, split: str, index: int, count: int, num_mel_bins: int):
+    os.makedirs(data_dir, exist_ok=True)
+    self.path = os.path.join(data_dir, shard_name(split, index, count))
+    self._tmp = self.path + ".tmp"
+    self._writer = array_record_module.ArrayRecordWriter(self._tmp, "group_size:1")
+    self.stats = RunningStats(num_mel_bins)
+
+  def write(self, example: Example):
+    if example.log_mel.shape[-1] != self.stats.num_mel_bins:
+      raise RecordError(f"{example.utt_id}: {example.log_mel.shape[-1]} mel bins, shard expects "
+                        f"{self.stats.num_mel_bins}")
+    self._writer.write(encode(example))
+    self.stats.add(example)
+
+  def close(self):
+    self._writer.close()
+    _write_json(self.path.removesuffix(".array_record") + ".stats.json", self.stats.to_json())
+    os.replace(self._tmp, self.path)
+
+  def abort(self):
+    self._writer.close()
+    if os.path.exists(self._tmp):
+      os.remove(self._tmp)
+
+  def __enter__(self):
+    return self
+
+  def __exit__(self, exc_type, *_):
+    self.abort() if exc_type else self.close()
+
+
+def write_split(data_dir: str, split: str, examples: Sequence[Example], num_shards: int,
+                num_mel_bins: int) -> list[str]:
+  """Writes a whole in-memory split round-robin over `num_shards` shards (small data, tests, demo)."""
+  writers = [ShardWriter(data_dir, split, i, num_shards, num_mel_bins) for i in range(num_shards)]
+  for i, ex in enumerate(examples):
+    writers[i % num_shards].write(ex)
+  for w in writers:
+    w.close()
+  return [w.path for w in writers]
+
+
+def merge_split_stats(data_dir: str, split: str) -> RunningStats:
+  """Merges the stats sidecars of all shards of a split."""
+  total = None
+  for path in list_shards(data_dir, split):
+    sidecar = path.removesuffix(".array_record") + ".stats.json"
+    if not os.path.exists(sidecar):
+      raise RecordError(f"{sidecar}: missing stats sidecar of shard {path}")
+    s = RunningStats.from_json(_read_json(sidecar))
+    total = s if total is None else total.merge(s)
+  return total
+
+
+# ---------------------------------------------------------------------------------------------------
+# dataset.json and stats.json.
+
+
+def write_dataset_info(data_dir: str, label_names: Sequence[str], feature: dict[str, Any],
+                       splits: Iterable[str], stats_split: str = "train",
+                       score_names: Sequence[str] | None = None, extra: dict[str, Any] | None = None):
+  """Writes dataset.json and stats.json once all shards of `splits` exist."""
+  info = {"version": FORMAT_VERSION, "label_names": list(label_names),
+          "score_names": list(score_names) if score_names is not None else None,
+          "feature": dict(feature), "splits": {}}
+  for split in splits:
+    st = merge_split_stats(data_dir, split)
+    info["splits"][split] = {"num_shards": len(list_shards(data_dir, split)),
+                             "num_examples": st.num_examples, "num_frames": st.num_frames}
+  info.update(extra or {})
+  _write_json(os.path.join(data_dir, "dataset.json"), info)
+  st = merge_split_stats(data_dir, stats_split)
+  mean, std = st.mean_std()
+  _write_json(os.path.join(data_dir, "stats.json"), {
+      "split": stats_split, "num_examples": st.num_examples, "num_frames": st.num_frames,
+      "mean": mean.tolist(), "std": std.tolist(),
+      "label_counts": {(label_names[k] if 0 <= k < len(label_names) else str(k)): v
+                       for k, v in sorted(st.label_counts.items())}})
+  return info
+
+
+def read_dataset_info(data_dir: str) -> dict[str, Any]:
+  path = os.path.join(data_dir, "dataset.json")
+  if not os.path.exists(path):
+    raise RecordError(f"{path}: missing; a feature folder needs dataset.json (see input_pipeline/records.py)")
+  info = _read_json(path)
+  for key in ("label_names", "feature", "splits"):
+    if key not in info:
+      raise RecordError(f"{path}: missing key {key!r}")
+  return info
+
+
+def read_stats(path: str) -> tuple[np.ndarray, np.ndarray]:
+  """Per-bin (mean, std) as float32 from a stats.json."""
+  if not os.path.exists(path):
+    raise RecordError(f"{path}: normalisation stats file not found")
+  d = _read_json(path)
+  try:
+    return np.asarray(d["mean"], np.float32), np.asarray(d["std"], np.float32)
+  except KeyError as e:
+    raise RecordError(f"{path}: missing key {e}") from e
+
+
+def _write_json(path: str, obj: Any):
+  tmp = path + ".tmp"
+  with open(tmp, "w") as f:
+    json.dump(obj, f, indent=1)
+  os.replace(tmp, path)
+
+
+def _read_json(path: str) -> Any:
+  with open(path) as f:
+    return json.load(f)
