@@ -1,0 +1,112 @@
+"""The defaults every experiment file starts from, and the `:runlocal` shrink.
+
+An experiment file's `get_config(arg)` calls `base_config()`, sets what its setting needs, and ends with
+`finalize(config, arg)`, which applies `runlocal` (a seconds-long CPU run of the same code path) when asked.
+Keys that only exist here are the full list of what `--config.key=value` may override: an unknown key fails.
+"""
+
+from __future__ import annotations
+
+import ml_collections
+
+
+def parse_arg(arg: str | None, **defaults) -> ml_collections.ConfigDict:
+  """'runlocal,fraction=0.3,seed=2' -> ConfigDict(runlocal=True, fraction=0.3, seed=2), typed by defaults."""
+  out = dict(defaults)
+  out.setdefault("runlocal", False)
+  for token in filter(None, (arg or "").split(",")):
+    key, _, value = token.partition("=")
+    if key not in out:
+      raise KeyError(f"config argument {key!r} is not one of {sorted(out)}")
+    kind = type(out[key])
+    if kind is bool:
+      out[key] = value.lower() in ("", "1", "true", "yes")
+    elif out[key] is None:
+      out[key] = value
+    else:
+      out[key] = kind(value)
+  return ml_collections.ConfigDict(out)
+
+
+def base_config() -> ml_collections.ConfigDict:
+  c = ml_collections.ConfigDict()
+  c.seed = 0
+
+  c.data = ml_collections.ConfigDict()
+  c.data.dir = ""  # a feature folder (input_pipeline/records.py)
+  c.data.train_split = "train"
+  c.data.eval_split = "validation"
+  c.data.test_split = "test"  # "" for none; evaluated once at the end with the best checkpoint
+  c.data.stats_file = ""  # default: <data.dir>/stats.json
+  c.data.target = "label"  # "label": hard cross-entropy; "scores": soft weak labels (score vectors)
+  c.data.crop_frames = 300  # 3 s at a 10 ms hop
+  c.data.eval_hop_frames = 150  # sliding-window hop for whole-utterance evaluation
+  c.data.label_fraction = 1.0  # stratified nested subset of the training labels (label efficiency)
+  c.data.subset_seed = 0
+  c.data.num_workers = 2  # Grain worker processes per host
+  c.data.worker_buffer_size = 2
+
+  c.model = ml_collections.ConfigDict()
+  c.model.name = "resnet50"
+  c.model.width = 1.0
+  c.model.dropout_rate = 0.0
+  c.dtype = "float32"  # compute dtype: "bfloat16" keeps float32 parameters
+
+  c.batch_size = 64  # global, over all devices and hosts
+  c.eval_batch_size = 64
+  c.num_train_steps = 10_000
+
+  c.optimizer = ml_collections.ConfigDict()
+  c.optimizer.name = "adamw"  # or "sgd" (with momentum)
+  c.optimizer.learning_rate = 1e-3
+  c.optimizer.warmup_steps = 500
+  c.optimizer.schedule = "cosine"  # or "constant" (after warmup)
+  c.optimizer.end_lr_factor = 0.0
+  c.optimizer.weight_decay = 1e-4  # on kernels only, not on norms and biases
+  c.optimizer.momentum = 0.9
+  c.optimizer.nesterov = True
+  c.optimizer.b1 = 0.9
+  c.optimizer.b2 = 0.999
+  c.optimizer.grad_clip_norm = 0.0  # 0 disables
+
+  c.label_smoothing = 0.0
+
+  c.specaugment = ml_collections.ConfigDict()
+  c.specaugment.enabled = True
+  c.specaugment.time_masks = 2
+  c.specaugment.max_time_width = 40
+  c.specaugment.freq_masks = 2
+  c.specaugment.max_freq_width = 8
+
+  c.log_every_steps = 50
+  c.eval_every_steps = 1000
+  c.checkpoint_every_steps = 1000
+  c.keep_checkpoints = 3  # the latest N, plus the best by `best_metric`
+  c.best_metric = "ua"  # ua | wa | macro_f1, on data.eval_split
+
+  c.init_from = ""  # a pre-training workdir or checkpoint step folder: backbone restored, new head
+  c.init_from_step = "best"  # "best", "latest" or a step number, when init_from is a workdir
+  c.freeze_backbone = False  # linear probe
+  return c
+
+
+def runlocal(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """Same code path, sized for seconds on one CPU."""
+  c.model.name = "tiny"
+  c.batch_size = 8
+  c.eval_batch_size = 16
+  c.num_train_steps = 40
+  c.optimizer.warmup_steps = 5
+  c.data.crop_frames = 100
+  c.data.eval_hop_frames = 50
+  c.data.num_workers = 0
+  c.log_every_steps = 10
+  c.eval_every_steps = 20
+  c.checkpoint_every_steps = 20
+  return c
+
+
+def finalize(c: ml_collections.ConfigDict, arg: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  if arg.get("runlocal"):
+    runlocal(c)
+  return c

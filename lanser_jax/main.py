@@ -1,0 +1,40 @@
+"""Runs one experiment file: train, evaluate and checkpoint into a workdir.
+
+  python -m lanser_jax.main --config=experiments/<file>.py[:args] --workdir=DIR [--config.key=value ...]
+
+Running it again on the same workdir resumes from the latest checkpoint.
+"""
+
+import logging as logging_std
+
+from absl import app, flags, logging
+import jax
+from ml_collections import config_flags
+
+from lanser_jax import train
+
+_CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment file (experiments/*.py[:args]).",
+                                          lock_config=True)
+_WORKDIR = flags.DEFINE_string("workdir", None, "Where checkpoints, metrics and results go.")
+flags.mark_flags_as_required(["config", "workdir"])
+
+
+class _QuietLibraries(logging_std.Filter):
+  """Orbax and Grain log every save and read at INFO; keep their warnings, drop the chatter."""
+
+  def filter(self, record):
+    return record.levelno >= logging_std.WARNING or not any(
+        f"/{lib}/" in record.pathname for lib in ("orbax", "grain", "array_record"))
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  logging.get_absl_handler().addFilter(_QuietLibraries())
+  logging.info("JAX process %d/%d, local devices %s", jax.process_index(), jax.process_count(),
+               jax.local_devices())
+  train.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
+
+
+if __name__ == "__main__":
+  app.run(main)

@@ -1,0 +1,393 @@
+"""Training and evaluation of a ResNet on log-mel feature shards: `train_and_evaluate(config, workdir)`.
+
+One program for 1 CPU, 8 fake CPU devices, a GPU node, a TPU slice and many hosts: `jax.jit` over a 1-D
+`Mesh` named "data"; batches are sharded over it, parameters and optimiser state are replicated; BatchNorm
+statistics are global because the compiler sees the whole batch.
+
+Resume order: (1) a checkpoint in `<workdir>/checkpoints` (state and data-iterator position); else
+(2) `config.init_from` (backbone of another run, new head); else (3) fresh initialisation from `config.seed`.
+Per-step randomness is `fold_in(seed, step)`, so a resumed run computes exactly what an unbroken one would.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from typing import Any
+
+import flax
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+from absl import logging
+from flax.training import train_state
+from jax.experimental import multihost_utils
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+
+from input_pipeline import pipeline, records, subsets
+from lanser_jax import checkpointing, metrics, models, writers
+
+
+class TrainState(train_state.TrainState):
+  batch_stats: Any
+
+
+# ---------------------------------------------------------------------------------------------------
+# Optimiser.
+
+
+def make_schedule(config: ml_collections.ConfigDict) -> optax.Schedule:
+  o = config.optimizer
+  warmup = min(o.warmup_steps, max(config.num_train_steps - 1, 0))
+  if o.schedule == "cosine":
+    return optax.warmup_cosine_decay_schedule(0.0, o.learning_rate, warmup, max(config.num_train_steps, 1),
+                                              end_value=o.learning_rate * o.end_lr_factor)
+  if o.schedule == "constant":
+    return optax.join_schedules([optax.linear_schedule(0.0, o.learning_rate, max(warmup, 1)),
+                                 optax.constant_schedule(o.learning_rate)], [warmup])
+  raise ValueError(f"config.optimizer.schedule={o.schedule!r}: expected 'cosine' or 'constant'")
+
+
+def make_optimizer(config: ml_collections.ConfigDict, schedule: optax.Schedule) -> optax.GradientTransformation:
+  o = config.optimizer
+  decay_mask = lambda params: jax.tree.map(lambda p: p.ndim > 1, params)  # kernels, not norms or biases
+  if o.name == "adamw":
+    tx = optax.adamw(schedule, b1=o.b1, b2=o.b2, weight_decay=o.weight_decay, mask=decay_mask)
+  elif o.name == "sgd":
+    tx = optax.chain(optax.add_decayed_weights(o.weight_decay, mask=decay_mask),
+                     optax.sgd(schedule, momentum=o.momentum, nesterov=o.nesterov))
+  else:
+    raise ValueError(f"config.optimizer.name={o.name!r}: expected 'adamw' or 'sgd'")
+  if o.grad_clip_norm:
+    tx = optax.chain(optax.clip_by_global_norm(o.grad_clip_norm), tx)
+  if config.freeze_backbone:  # linear probe: only the head moves
+    labels = lambda params: {k: ("head" if k == "head" else "frozen") for k in params}
+    tx = optax.multi_transform({"head": tx, "frozen": optax.set_to_zero()}, labels)
+  return tx
+
+
+# ---------------------------------------------------------------------------------------------------
+# Loss, augmentation, steps.
+
+
+def spec_augment(rng: jax.Array, x: jax.Array, sa: ml_collections.ConfigDict) -> jax.Array:
+  """SpecAugment time and frequency masks (Park et al. 2019), drawn per example on device; masked values
+  become 0, the per-bin mean after normalisation."""
+  batch, frames, bins = x.shape
+
+  def masks(key, count, max_width, size):
+    if count == 0 or max_width == 0:
+      return jnp.zeros((batch, size), bool)
+    k1, k2 = jax.random.split(key)
+    width = jax.random.randint(k1, (batch, count, 1), 0, max_width + 1)
+    start = jax.random.randint(k2, (batch, count, 1), 0, max(size - max_width, 1))
+    pos = jnp.arange(size)[None, None, :]
+    return jnp.any((pos >= start) & (pos < start + width), axis=1)
+
+  kt, kf = jax.random.split(rng)
+  drop = (masks(kt, sa.time_masks, sa.max_time_width, frames)[:, :, None]
+          | masks(kf, sa.freq_masks, sa.max_freq_width, bins)[:, None, :])
+  return jnp.where(drop, 0.0, x)
+
+
+def cross_entropy(logits: jax.Array, batch: dict[str, jax.Array], num_classes: int, target: str,
+                  label_smoothing: float) -> jax.Array:
+  if target == "scores":  # soft weak labels: the score vector, normalised to a distribution
+    s = batch["scores"]
+    targets = s / jnp.maximum(jnp.sum(s, axis=-1, keepdims=True), 1e-9)
+  else:
+    targets = optax.smooth_labels(jax.nn.one_hot(batch["label"], num_classes), label_smoothing)
+  return optax.softmax_cross_entropy(logits, targets)
+
+
+def make_train_step(model: models.ResNet, config: ml_collections.ConfigDict, num_classes: int):
+  base_key = jax.random.key(config.seed)
+
+  schedule = make_schedule(config)
+
+  def train_step(state: TrainState, batch: dict[str, jax.Array]):
+    key = jax.random.fold_in(base_key, state.step)
+    aug_key, dropout_key = jax.random.split(key)
+    x = batch["log_mel"]
+    if config.specaugment.enabled:
+      x = spec_augment(aug_key, x, config.specaugment)
+
+    def loss_fn(params):
+      (logits, _), updates = model.apply(
+          {"params": params, "batch_stats": state.batch_stats}, x, batch["mask"], train=True,
+          freeze_backbone=config.freeze_backbone, rngs={"dropout": dropout_key}, mutable=["batch_stats"])
+      loss = jnp.mean(cross_entropy(logits, batch, num_classes, config.data.target, config.label_smoothing))
+      return loss, (logits, updates["batch_stats"])
+
+    (loss, (logits, batch_stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+    state = state.apply_gradients(grads=grads, batch_stats=batch_stats)
+    stats = {"train/loss": loss,
+             "train/accuracy": jnp.mean(jnp.argmax(logits, -1) == batch["label"]),
+             "train/grad_norm": optax.tree.norm(grads),
+             "train/learning_rate": schedule(state.step - 1)}
+    return state, stats
+
+  return train_step
+
+
+def make_eval_step(model: models.ResNet):
+  def eval_step(state: TrainState, batch: dict[str, jax.Array]):
+    logits, embedding = model.apply({"params": state.params, "batch_stats": state.batch_stats},
+                                    batch["log_mel"], batch["mask"], train=False)
+    return logits
+
+  return eval_step
+
+
+# ---------------------------------------------------------------------------------------------------
+# Host <-> device.
+
+
+def to_global(batch: dict[str, np.ndarray], sharding: NamedSharding) -> dict[str, jax.Array]:
+  """Assembles the global batch from every process's slice (a plain device_put on one host)."""
+  return {k: jax.make_array_from_process_local_data(sharding, v) for k, v in batch.items()}
+
+
+def to_local(x: jax.Array) -> np.ndarray:
+  """This process's rows of a batch-sharded array, in the order it fed them."""
+  if jax.process_count() == 1:
+    return np.asarray(x)
+  shards = sorted(x.addressable_shards, key=lambda s: s.index[0].start or 0)
+  seen, rows = set(), []
+  for s in shards:  # replicas of a row on several local devices appear once
+    start = s.index[0].start or 0
+    if start not in seen:
+      seen.add(start)
+      rows.append(np.asarray(s.data))
+  return np.concatenate(rows)
+
+
+def global_sum(x: np.ndarray) -> np.ndarray:
+  return np.asarray(multihost_utils.process_allgather(x)).sum(0) if jax.process_count() > 1 else x
+
+
+def global_max(x: int) -> int:
+  return int(np.max(multihost_utils.process_allgather(np.asarray(x)))) if jax.process_count() > 1 else x
+
+
+# ---------------------------------------------------------------------------------------------------
+# Evaluation.
+
+
+def evaluate(eval_fn, state: TrainState, eval_set: pipeline.EvalSet, normalizer: pipeline.Normalizer,
+             batch_size: int, sharding: NamedSharding, label_names: list[str]) -> dict[str, Any]:
+  """Whole-utterance metrics over all processes: window logits averaged per utterance."""
+  local_batch = batch_size // jax.process_count()
+  num_batches = global_max(eval_set.num_batches(local_batch))
+  utts, logits = [], []
+  for batch in pipeline.eval_batches(eval_set, local_batch, normalizer, num_batches):
+    utt = batch.pop("utt")
+    batch.pop("weight")
+    logits.append(to_local(eval_fn(state, to_global(batch, sharding))))
+    utts.append(utt)
+  utt_logits = pipeline.average_window_logits(eval_set, np.concatenate(utts), np.concatenate(logits))
+  preds = np.argmax(utt_logits, axis=-1)
+  cm = global_sum(metrics.confusion_matrix(eval_set.labels, preds, len(label_names)))
+  return metrics.from_confusion(cm, label_names)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Setup.
+
+
+def label_names_of(info: dict[str, Any], target: str) -> list[str]:
+  if target == "scores":
+    if not info.get("score_names"):
+      raise ValueError("config.data.target='scores' but the dataset has no score_names (no soft labels)")
+    return list(info["score_names"])
+  if target != "label":
+    raise ValueError(f"config.data.target={target!r}: expected 'label' or 'scores'")
+  return list(info["label_names"])
+
+
+def save_run_info(workdir: str, config: ml_collections.ConfigDict, data_dir: str, stats_file: str,
+                  label_names: list[str]):
+  """The resolved config and the data description, so inference never asks the user to re-enter them."""
+  if jax.process_index() != 0:
+    return
+  with open(os.path.join(workdir, "config.json"), "w") as f:
+    f.write(config.to_json_best_effort(indent=1, sort_keys=True))
+  os.makedirs(os.path.join(workdir, "data"), exist_ok=True)
+  shutil.copyfile(os.path.join(data_dir, "dataset.json"), os.path.join(workdir, "data", "dataset.json"))
+  shutil.copyfile(stats_file, os.path.join(workdir, "data", "stats.json"))
+  with open(os.path.join(workdir, "data", "label_names.json"), "w") as f:
+    json.dump(label_names, f)
+
+
+def compile_init(init, state_sharding, seed: int):
+  """The initialiser, compiled once. On XLA:CPU the many random initialisers take tens of seconds to
+  optimise for code that runs once, so there it is compiled without backend optimisation (same values)."""
+  lowered = jax.jit(init, out_shardings=state_sharding).lower(jax.random.key(seed))
+  options = {"xla_backend_optimization_level": 0} if jax.default_backend() == "cpu" else None
+  return lowered.compile(compiler_options=options)
+
+
+def _write_json(path: str, obj: Any):
+  if jax.process_index() == 0:
+    with open(path + ".tmp", "w") as f:
+      json.dump(obj, f, indent=1)
+    os.replace(path + ".tmp", path)
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
+  """Trains, evaluates and checkpoints; returns (and writes to `<workdir>/results.json`) the final metrics."""
+  t_start = time.time()
+  os.makedirs(workdir, exist_ok=True)
+  c = config
+
+  # ----- Data description ------------------------------------------------------------------------------
+  if not c.data.dir:
+    raise ValueError("config.data.dir is empty: set it to a feature folder (--config.data.dir=...)")
+  info = records.read_dataset_info(c.data.dir)
+  label_names = label_names_of(info, c.data.target)
+  num_classes = len(label_names)
+  stats_file = c.data.stats_file or os.path.join(c.data.dir, "stats.json")
+  normalizer = pipeline.Normalizer.from_file(stats_file)
+  save_run_info(workdir, c, c.data.dir, stats_file, label_names)
+
+  # ----- Mesh and shardings ----------------------------------------------------------------------------
+  mesh = Mesh(np.asarray(jax.devices()), ("data",))
+  data_sharding = NamedSharding(mesh, P("data"))
+  replicated = NamedSharding(mesh, P())
+  for name, size in (("batch_size", c.batch_size), ("eval_batch_size", c.eval_batch_size)):
+    if size % jax.device_count():
+      raise ValueError(f"config.{name}={size} is not divisible by {jax.device_count()} devices")
+  logging.info("mesh %s over %d processes; global batch %d", dict(mesh.shape), jax.process_count(),
+               c.batch_size)
+
+  # ----- Input -----------------------------------------------------------------------------------------
+  subset = None
+  if c.data.label_fraction < 1.0:
+    subset = subsets.nested_stratified_subset(subsets.split_labels(c.data.dir, c.data.train_split),
+                                              c.data.label_fraction, c.data.subset_seed)
+    logging.info("label fraction %.2f: %d training records", c.data.label_fraction, len(subset))
+  train_iter = iter(pipeline.train_dataset(
+      c.data.dir, c.data.train_split, global_batch_size=c.batch_size, crop_frames=c.data.crop_frames,
+      normalizer=normalizer, num_classes=num_classes, seed=c.seed, target=c.data.target, subset=subset,
+      num_workers=c.data.num_workers, worker_buffer_size=c.data.worker_buffer_size,
+      process_index=jax.process_index(), process_count=jax.process_count()))
+  eval_sets = {}
+  for split in filter(None, (c.data.eval_split, c.data.test_split)):
+    eval_sets[split] = pipeline.make_eval_set(
+        c.data.dir, split, crop_frames=c.data.crop_frames, hop_frames=c.data.eval_hop_frames,
+        num_classes=num_classes, target=c.data.target, process_index=jax.process_index(),
+        process_count=jax.process_count())
+
+  # ----- Model and state -------------------------------------------------------------------------------
+  model = models.create_model(c.model.name, num_classes, c.model.width, c.model.dropout_rate, c.dtype)
+  schedule = make_schedule(c)
+  tx = make_optimizer(c, schedule)
+  mel_bins = normalizer.mean.shape[0]
+
+  @jax.jit
+  def init(key):
+    variables = model.init(key, jnp.zeros((1, c.data.crop_frames, mel_bins)), train=False)
+    return TrainState.create(apply_fn=model.apply, params=variables["params"],
+                             batch_stats=variables["batch_stats"], tx=tx)
+
+  abstract_state = jax.eval_shape(init, jax.random.key(c.seed))
+  state_sharding = jax.tree.map(lambda _: replicated, abstract_state)
+  abstract_state = jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s),
+                                abstract_state, state_sharding)
+
+  # ----- Checkpoint: resume, else init_from, else fresh ------------------------------------------------
+  manager = checkpointing.create_manager(workdir, c.keep_checkpoints, c.best_metric)
+  latest = manager.latest_step()
+  if latest is not None:
+    logging.info("resuming from %s/checkpoints/%d", workdir, latest)
+    state = checkpointing.restore(manager, latest, abstract_state, train_iter)
+  else:
+    state = compile_init(init, state_sharding, c.seed)(jax.random.key(c.seed))
+    if c.init_from:
+      params, batch_stats = checkpointing.init_backbone_from(
+          c.init_from, c.init_from_step, flax.core.unfreeze(state.params), state.batch_stats)
+      state = jax.device_put(TrainState.create(apply_fn=model.apply, params=params,
+                                               batch_stats=batch_stats, tx=tx), state_sharding)
+      logging.info("initialised backbone from %s (%s)", c.init_from, c.init_from_step)
+  logging.info("model %s: %s parameters", c.model.name, f"{models.param_count(state.params):,}")
+
+  # ----- Compiled steps ----------------------------------------------------------------------------------
+  train_step = jax.jit(make_train_step(model, c, num_classes), donate_argnums=(0,),
+                       in_shardings=(state_sharding, data_sharding),
+                       out_shardings=(state_sharding, replicated))
+  eval_step = jax.jit(make_eval_step(model), in_shardings=(state_sharding, data_sharding),
+                      out_shardings=data_sharding)
+
+  # ----- Loop --------------------------------------------------------------------------------------------
+  writer = writers.create_writer(workdir)
+  if latest is None:
+    writer.write_hparams({k: v for k, v in flatten(c.to_dict()).items()})
+  step = int(state.step)
+  progress = writers.Progress(c.num_train_steps, c.batch_size, step)
+  pending: list[dict[str, jax.Array]] = []
+  last_eval = None
+  while step < c.num_train_steps:
+    batch = to_global(next(train_iter), data_sharding)
+    state, stats = train_step(state, batch)
+    pending.append(stats)
+    step += 1
+
+    if step % c.log_every_steps == 0 or step == c.num_train_steps:
+      means = {k: float(np.mean([float(s[k]) for s in pending])) for k in pending[0]}
+      means.update(progress(step, means))
+      writer.write_scalars(step, means)
+      pending = []
+
+    t_pause = time.time()
+    do_eval = c.data.eval_split and (step % c.eval_every_steps == 0 or step == c.num_train_steps)
+    metrics_now = None
+    if do_eval:
+      result = evaluate(eval_step, state, eval_sets[c.data.eval_split], normalizer, c.eval_batch_size,
+                        data_sharding, label_names)
+      metrics_now = metrics.scalars(result)
+      writer.write_scalars(step, {f"{c.data.eval_split}/{k}": v for k, v in metrics_now.items()})
+      logging.info("step %d %s: WA %.4f UA %.4f macro-F1 %.4f", step, c.data.eval_split,
+                   result["wa"], result["ua"], result["macro_f1"])
+      last_eval = result
+    if (do_eval or step % c.checkpoint_every_steps == 0 or step == c.num_train_steps
+        or manager.reached_preemption(step)):
+      checkpointing.save(manager, step, state, train_iter, metrics_now)
+      if manager.reached_preemption(step):
+        logging.warning("preemption signal: saved step %d and stopping", step)
+        manager.wait_until_finished()
+        return {}
+    progress.exclude(time.time() - t_pause)
+  manager.wait_until_finished()
+
+  # ----- Final evaluation with the best checkpoint ------------------------------------------------------
+  results: dict[str, Any] = {"steps": step, "label_names": label_names, "train_wall_s": time.time() - t_start}
+  best_step = manager.best_step()
+  if best_step is not None and best_step != step:
+    state = checkpointing.restore(manager, best_step, abstract_state, train_iter)
+  results["best_step"] = best_step if best_step is not None else step
+  for split, eval_set in eval_sets.items():
+    result = (last_eval if split == c.data.eval_split and results["best_step"] == step and last_eval
+              else evaluate(eval_step, state, eval_set, normalizer, c.eval_batch_size, data_sharding,
+                            label_names))
+    results[split] = result
+    logging.info("final %s (step %d): WA %.4f UA %.4f macro-F1 %.4f", split, results["best_step"],
+                 result["wa"], result["ua"], result["macro_f1"])
+  _write_json(os.path.join(workdir, "results.json"), results)
+  writer.flush()
+  writer.close()
+  manager.close()
+  return results
+
+
+def flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+  out = {}
+  for k, v in d.items():
+    if isinstance(v, dict):
+      out.update(flatten(v, f"{prefix}{k}."))
+    else:
+      out[f"{prefix}{k}"] = v
+  return out

@@ -1,0 +1,106 @@
+"""Metric writers (CLU) and the training progress line.
+
+Process 0 writes TensorBoard events and `metrics.jsonl` in the workdir; every process logs. The JSON-lines
+file is what scripts and the report read: one object per write, `{"step": ..., "name": value, ...}`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from typing import Any, Mapping
+
+import jax
+import numpy as np
+from absl import logging
+from clu import metric_writers
+from clu.metric_writers import interface
+
+
+class JsonlWriter(interface.MetricWriter):
+  """Appends scalars (and hparams) to a JSON-lines file; flushed at every write so a killed run keeps them."""
+
+  def __init__(self, path: str):
+    self._path = path
+    self._file = open(path, "a")
+
+  def _write(self, obj: dict[str, Any]):
+    self._file.write(json.dumps(obj) + "\n")
+    self._file.flush()
+
+  def write_scalars(self, step: int, scalars: Mapping[str, Any]):
+    self._write({"step": int(step), **{k: float(np.asarray(v)) for k, v in scalars.items()}})
+
+  def write_hparams(self, hparams: Mapping[str, Any]):
+    self._write({"hparams": {k: v if isinstance(v, (int, float, str, bool)) or v is None else str(v)
+                             for k, v in hparams.items()}})
+
+  def write_texts(self, step, texts):
+    self._write({"step": int(step), "texts": dict(texts)})
+
+  # Arrays (images, audio, histograms) go to TensorBoard only.
+  def write_summaries(self, step, values, metadata=None):
+    pass
+
+  def write_images(self, step, images):
+    pass
+
+  def write_videos(self, step, videos):
+    pass
+
+  def write_audios(self, step, audios, *, sample_rate):
+    pass
+
+  def write_histograms(self, step, arrays, num_buckets=None):
+    pass
+
+  def flush(self):
+    self._file.flush()
+
+  def close(self):
+    self._file.close()
+
+
+def create_writer(workdir: str) -> metric_writers.MetricWriter:
+  if jax.process_index() > 0:
+    return metric_writers.create_default_writer(just_logging=True)
+  tensorboard = metric_writers.create_default_writer(workdir, asynchronous=True)
+  return metric_writers.MultiWriter([tensorboard, JsonlWriter(os.path.join(workdir, "metrics.jsonl"))])
+
+
+def read_jsonl(path: str) -> list[dict[str, Any]]:
+  with open(path) as f:
+    return [json.loads(line) for line in f if line.strip()]
+
+
+class Progress:
+  """Logs step, loss, examples/s and ETA; the rate excludes the first (compiling) interval."""
+
+  def __init__(self, total_steps: int, batch_size: int, first_step: int):
+    self.total, self.batch_size = total_steps, batch_size
+    self._t0, self._s0 = None, first_step
+
+  def exclude(self, seconds: float):
+    """Leaves time spent outside training steps (evaluation, checkpoints) out of the rate."""
+    if self._t0 is not None:
+      self._t0 += seconds
+
+  def __call__(self, step: int, scalars: Mapping[str, float]) -> dict[str, float]:
+    now = time.time()
+    if self._t0 is None:  # first report: step time includes compilation, start the clock here
+      self._t0, self._s0 = now, step
+      rate = float("nan")
+    else:
+      rate = (step - self._s0) * self.batch_size / max(now - self._t0, 1e-9)
+    eta = (self.total - step) * self.batch_size / rate if rate == rate and rate > 0 else float("nan")
+    logging.info("step %d/%d  loss %.4f  %.1f examples/s  ETA %s", step, self.total,
+                 scalars.get("train/loss", float("nan")), rate, _format_seconds(eta))
+    return {"train/examples_per_sec": rate} if rate == rate else {}
+
+
+def _format_seconds(s: float) -> str:
+  if s != s:
+    return "?"
+  s = int(s)
+  return f"{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s"

@@ -1,0 +1,143 @@
+import os
+
+import numpy as np
+import pytest
+
+from input_pipeline import pipeline, records, subsets
+
+
+def _normalizer(d):
+  return pipeline.Normalizer.from_file(os.path.join(d, "stats.json"))
+
+
+def test_record_roundtrip_and_validation():
+  ex = records.Example("u1", np.ones((5, 3), np.float16), 2, np.array([0.1, 0.2, 0.7]), "spk")
+  back = records.decode(records.encode(ex))
+  assert back.utt_id == "u1" and back.label == 2 and back.speaker_id == "spk"
+  np.testing.assert_array_equal(back.log_mel, ex.log_mel)
+  np.testing.assert_allclose(back.scores, ex.scores)
+  with pytest.raises(records.RecordError, match="u2.*NaN"):
+    records.encode(records.Example("u2", np.full((3, 3), np.nan, np.float16)))
+  with pytest.raises(records.RecordError, match="shard-7"):
+    records.decode(b"\x00garbage", where="shard-7")
+
+
+def test_missing_shard_is_named(tmp_path):
+  exs = [records.Example(f"u{i}", np.ones((4, 2), np.float16), 0) for i in range(4)]
+  paths = records.write_split(str(tmp_path), "train", exs, 3, 2)
+  os.remove(paths[1])
+  with pytest.raises(records.RecordError, match=r"missing shards \[1\]"):
+    records.list_shards(str(tmp_path), "train")
+
+
+def test_merged_stats_equal_direct_statistics(synth_dir):
+  source = pipeline.open_source(synth_dir, "train")
+  frames = np.concatenate([records.decode(source[i]).log_mel.astype(np.float64)
+                           for i in range(len(source))])
+  mean, std = records.read_stats(os.path.join(synth_dir, "stats.json"))
+  np.testing.assert_allclose(mean, frames.mean(0), rtol=1e-5, atol=1e-5)
+  np.testing.assert_allclose(std, frames.std(0), rtol=1e-4)
+
+
+def test_train_batches_crop_pad_and_mask(synth_dir):
+  ds = pipeline.train_dataset(synth_dir, "train", global_batch_size=8, crop_frames=64,
+                              normalizer=_normalizer(synth_dir), num_classes=4, seed=0)
+  batch = next(iter(ds))
+  assert batch["log_mel"].shape == (8, 64, 32) and batch["log_mel"].dtype == np.float32
+  assert batch["mask"].shape == (8, 64)
+  short = ~batch["mask"].all(axis=1)
+  for row in np.flatnonzero(short):  # padded frames are exactly zero (the mean after normalisation)
+    assert np.all(batch["log_mel"][row][~batch["mask"][row]] == 0)
+  assert set(batch["label"]) <= {0, 1, 2, 3}
+
+
+def test_processes_read_disjoint_records(synth_dir):
+  seen = []
+  for p in range(2):
+    ds = pipeline.train_dataset(synth_dir, "train", global_batch_size=96, crop_frames=16,
+                                normalizer=_normalizer(synth_dir), num_classes=4, seed=0,
+                                process_index=p, process_count=2)
+    seen.append(next(iter(ds))["log_mel"][:, 0, :].tobytes())
+  # each process's first epoch batch holds its own 48 records
+  a = {seen[0][i:i + 128] for i in range(0, len(seen[0]), 128)}
+  b = {seen[1][i:i + 128] for i in range(0, len(seen[1]), 128)}
+  assert len(a) == 48 and len(b) == 48 and not a & b
+
+
+def test_iterator_state_resumes_same_batches(synth_dir):
+  make = lambda: iter(pipeline.train_dataset(
+      synth_dir, "train", global_batch_size=8, crop_frames=32, normalizer=_normalizer(synth_dir),
+      num_classes=4, seed=3))
+  it = make()
+  for _ in range(5):
+    next(it)
+  state = it.get_state()
+  expected = [next(it)["log_mel"] for _ in range(3)]
+  it2 = make()
+  it2.set_state(state)
+  for e in expected:
+    np.testing.assert_array_equal(next(it2)["log_mel"], e)
+
+
+def test_worker_processes_deliver_the_same_batches(synth_dir):
+  kwargs = dict(global_batch_size=8, crop_frames=32, normalizer=_normalizer(synth_dir), num_classes=4,
+                seed=1)
+  plain = iter(pipeline.train_dataset(synth_dir, "train", **kwargs))
+  workers = iter(pipeline.train_dataset(synth_dir, "train", num_workers=2, **kwargs))
+  for _ in range(3):
+    np.testing.assert_array_equal(next(plain)["log_mel"], next(workers)["log_mel"])
+
+
+def test_soft_target_requires_scores(tmp_path):
+  exs = [records.Example(f"u{i}", np.ones((10, 2), np.float16), 0) for i in range(4)]
+  records.write_split(str(tmp_path), "train", exs, 1, 2)
+  records.write_dataset_info(str(tmp_path), ["a", "b"], {}, ["train"])
+  ds = pipeline.train_dataset(str(tmp_path), "train", global_batch_size=2, crop_frames=4,
+                              normalizer=_normalizer(str(tmp_path)), num_classes=2, seed=0,
+                              target="scores")
+  with pytest.raises(Exception, match="soft-label training needs scores"):
+    next(iter(ds))
+
+
+def test_eval_sees_every_utterance_once_and_whole(synth_dir):
+  eval_set = pipeline.make_eval_set(synth_dir, "validation", crop_frames=64, hop_frames=32, num_classes=4)
+  source = pipeline.open_source(synth_dir, "validation")
+  lengths = [records.decode(source[i]).log_mel.shape[0] for i in range(len(source))]
+  assert len(eval_set.utt_ids) == len(source) == 21
+  batches = list(pipeline.eval_batches(eval_set, 8, _normalizer(synth_dir)))
+  assert len(batches) == eval_set.num_batches(8)
+  utt = np.concatenate([b["utt"] for b in batches])
+  weight = np.concatenate([b["weight"] for b in batches])
+  assert np.all((utt >= 0) == (weight > 0))
+  assert sorted(set(utt[utt >= 0])) == list(range(21))  # every utterance, the last partial batch included
+  # Whole: the windows of an utterance cover all its frames.
+  for u, length in enumerate(lengths):
+    starts = [s for (uu, s) in eval_set.windows if uu == u]
+    frames = set()
+    for s in starts:
+      frames |= set(range(s, min(s + 64, length)))
+    assert frames == set(range(length))
+  # Averaging: per-window logits equal to the utterance index give back that index.
+  logits = np.stack([utt, utt], 1).astype(np.float32)
+  avg = pipeline.average_window_logits(eval_set, utt, logits)
+  np.testing.assert_array_equal(avg[:, 0], np.arange(21))
+
+
+def test_padding_batches_for_other_hosts(synth_dir):
+  eval_set = pipeline.make_eval_set(synth_dir, "validation", crop_frames=64, hop_frames=32, num_classes=4)
+  n = eval_set.num_batches(8)
+  batches = list(pipeline.eval_batches(eval_set, 8, _normalizer(synth_dir), num_batches=n + 2))
+  assert len(batches) == n + 2 and batches[-1]["weight"].sum() == 0
+
+
+def test_nested_stratified_subsets():
+  labels = np.array([0] * 50 + [1] * 30 + [2] * 5)
+  small = subsets.nested_stratified_subset(labels, 0.1, seed=7)
+  big = subsets.nested_stratified_subset(labels, 0.3, seed=7)
+  assert set(small) <= set(big)
+  assert [np.sum(labels[small] == c) for c in range(3)] == [5, 3, 1]
+  assert [np.sum(labels[big] == c) for c in range(3)] == [15, 9, 2]
+  other = subsets.nested_stratified_subset(labels, 0.1, seed=8)
+  assert set(other) != set(small)
+  with pytest.raises(ValueError):
+    subsets.nested_stratified_subset(labels, 0.0, seed=0)
