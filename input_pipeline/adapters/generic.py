@@ -1,0 +1,148 @@
+"""Corpora without a fixed layout: any folder of audio files, a CSV/JSONL list, Condensed Movies.
+
+Long recordings (Condensed Movies clips run ~2 minutes) are split here into consecutive windows of
+`segment_seconds` via offset/duration, so every window gets its own transcript and weak label; the
+audio loader only crops, as a safety net, anything still longer than `audio.max_seconds`.
+"""
+
+from __future__ import annotations
+
+import csv
+import glob
+import json
+import math
+import os
+from typing import Any, Iterator, Sequence
+
+from input_pipeline import manifests
+
+AUDIO_EXTENSIONS = (".wav", ".flac", ".mp3", ".ogg", ".opus", ".m4a", ".aac")
+VIDEO_EXTENSIONS = (".mp4", ".mkv", ".webm", ".avi", ".mov")
+
+
+def probe_duration(path: str) -> float | None:
+  """Seconds of audio in a file without decoding it; None when no reader knows the file."""
+  try:
+    import soundfile
+    return soundfile.info(path).duration
+  except Exception:
+    pass
+  try:
+    import av
+    with av.open(path, metadata_errors="ignore") as c:
+      if c.streams.audio and c.streams.audio[0].duration is not None:
+        s = c.streams.audio[0]
+        return float(s.duration * s.time_base)
+      return None if c.duration is None else c.duration / 1e6
+  except Exception:
+    return None
+
+
+def _segments(row: manifests.Row, segment_seconds: float, min_seconds: float = 1.0):
+  """Yields `row` cut into windows; the last window is kept if it has >= min_seconds."""
+  if not segment_seconds:
+    yield row
+    return
+  total = probe_duration(row.audio)
+  if total is None:
+    yield manifests.RejectedRow(row.utt_id, row.audio, "unreadable audio: cannot read duration")
+    return
+  n = max(1, math.ceil((total - min_seconds) / segment_seconds + 1e-9)) if total > min_seconds else 1
+  for i in range(n):
+    start = i * segment_seconds
+    length = min(segment_seconds, total - start)
+    yield manifests.Row(f"{row.utt_id}_{i:04d}", row.audio, offset=round(start, 3),
+                        duration=round(length, 3), speaker=row.speaker, label=row.label,
+                        text=None, split=row.split, extra=dict(row.extra, segment=i))
+
+
+def folder_rows(root: str, extensions: Sequence[str] = AUDIO_EXTENSIONS, split: str | None = None,
+                label_from_parent: bool = False, speaker_from_parent: bool = False,
+                segment_seconds: float = 0.0) -> Iterator[manifests.Row | manifests.RejectedRow]:
+  """Every audio file under `root`; utt_id is the relative path without extension."""
+  exts = tuple(e.lower() for e in extensions)
+  paths = sorted(p for p in glob.glob(os.path.join(root, "**", "*"), recursive=True)
+                 if p.lower().endswith(exts) and os.path.isfile(p))
+  if not paths:
+    raise FileNotFoundError(f"{root}: no files with extensions {list(exts)}")
+  for path in paths:
+    rel = os.path.splitext(os.path.relpath(path, root))[0].replace(os.sep, "/")
+    parent = os.path.basename(os.path.dirname(path))
+    row = manifests.Row(rel, os.path.abspath(path), split=split,
+                        label=parent if label_from_parent else None,
+                        speaker=parent if speaker_from_parent else "")
+    yield from _segments(row, segment_seconds)
+
+
+def list_rows(path: str, split: str | None = None) -> Iterator[manifests.Row | manifests.RejectedRow]:
+  """A CSV (with a header) or JSONL list; `audio` is required, other manifest keys optional.
+  Relative audio paths are taken relative to the list file's folder."""
+  base = os.path.dirname(os.path.abspath(path))
+  for where, d in _read_list(path):
+    if "_bad" in d:
+      yield manifests.RejectedRow(where, where, f"not JSON: {d['_bad']}")
+      continue
+    audio = d.get("audio") or d.get("path")
+    if not audio:
+      yield manifests.RejectedRow(str(d.get("utt_id", where)), where, "no 'audio' value")
+      continue
+    audio = manifests.resolve_audio(str(audio), base)
+    d = dict(d, audio=audio, utt_id=str(d.get("utt_id") or os.path.splitext(
+        os.path.basename(audio.split("#")[0]))[0]))
+    for key in ("offset", "duration"):
+      if d.get(key) in ("", None):
+        d[key] = None
+      else:
+        try:
+          d[key] = float(d[key])
+        except ValueError:
+          pass  # left as text: Row.from_json rejects it and names the bad value
+    for key in ("label", "text", "split"):
+      if d.get(key) == "":
+        d[key] = None
+    if split is not None and d.get("split") is None:
+      d["split"] = split
+    try:
+      yield manifests.Row.from_json(d, where)
+    except manifests.ManifestError as e:
+      yield manifests.RejectedRow(d["utt_id"], where, str(e))
+
+
+def _read_list(path: str) -> Iterator[tuple[str, dict[str, Any]]]:
+  with open(path, encoding="utf-8", newline="") as f:
+    if path.lower().endswith((".jsonl", ".json")):
+      for lineno, line in enumerate(f, 1):
+        if line.strip():
+          try:
+            yield f"{path}:{lineno}", json.loads(line)
+          except json.JSONDecodeError as e:
+            yield f"{path}:{lineno}", {"_bad": str(e)}
+    else:
+      for lineno, d in enumerate(csv.DictReader(f), 2):
+        yield f"{path}:{lineno}", d
+
+
+def condensed_movies_rows(root: str, video_dir: str = "videos",
+                          metadata: str = "metadata/clips.csv", segment_seconds: float = 10.0
+                          ) -> Iterator[manifests.Row | manifests.RejectedRow]:
+  """Condensed Movies: video clips named <videoid>.<ext> (any depth under `video_dir`) and an
+  optional clips.csv with columns videoid, imdbid, clip_name, upload_year. The movie (imdbid)
+  stands in for the speaker: it groups the voices, which keeps movies out of two splits."""
+  meta = {}
+  meta_path = os.path.join(root, metadata)
+  if os.path.exists(meta_path):
+    with open(meta_path, encoding="utf-8", newline="") as f:
+      for d in csv.DictReader(f):
+        if d.get("videoid"):
+          meta[d["videoid"]] = d
+  vdir = os.path.join(root, video_dir) if os.path.isdir(os.path.join(root, video_dir)) else root
+  paths = sorted(p for p in glob.glob(os.path.join(vdir, "**", "*"), recursive=True)
+                 if p.lower().endswith(VIDEO_EXTENSIONS + AUDIO_EXTENSIONS) and os.path.isfile(p))
+  if not paths:
+    raise FileNotFoundError(f"{vdir}: no video clips")
+  for path in paths:
+    vid = os.path.splitext(os.path.basename(path))[0]
+    m = meta.get(vid, {})
+    row = manifests.Row(vid, os.path.abspath(path), speaker=str(m.get("imdbid", "")),
+                        extra={k: m[k] for k in ("imdbid", "clip_name", "upload_year") if k in m})
+    yield from _segments(row, segment_seconds)

