@@ -1,7 +1,7 @@
 """Grain input pipelines over feature shards (see records.py for the format).
 
 Training: seeded shuffle -> repeat -> decode + random fixed-length crop + per-bin normalisation -> batch, each
-JAX process reading a disjoint slice of the records, with worker processes prefetching. The iterator is a Grain
+JAX process reading its disjoint rows of every global batch, with worker processes prefetching. The iterator is a Grain
 `DatasetIterator`, so its position is saved in checkpoints and a resumed run sees the same batches.
 
 Evaluation: every utterance of this process's slice exactly once and whole. Utterances longer than the crop are
@@ -95,22 +95,50 @@ class _Subset(grain.sources.RandomAccessDataSource):
     return self._source[int(self._indices[i])]
 
 
+class _ProcessSlice(grain.MapDataset):
+  """This process's rows of every global batch: global element (i // b) * B + p * b + i % b for local
+  element i, with b the per-process and B the global batch. Every process walks the same global order, so
+  the global batch (and so training) is the same whatever the number of processes."""
+
+  def __init__(self, parent: grain.MapDataset, global_batch: int, process_index: int, process_count: int):
+    super().__init__(parent)
+    self._global, self._local = global_batch, global_batch // process_count
+    self._offset = process_index * self._local
+
+  def __len__(self):
+    return len(self._parent) // self._global * self._local
+
+  def __getitem__(self, index):
+    if isinstance(index, slice):
+      return self.slice(index)
+    batch, row = divmod(index, self._local)
+    return self._parent[batch * self._global + self._offset + row]
+
+  def __str__(self):
+    return f"_ProcessSlice(rows {self._offset}..{self._offset + self._local} of {self._global})"
+
+
 def train_dataset(data_dir: str, split: str, *, global_batch_size: int, crop_frames: int,
                   normalizer: Normalizer, num_classes: int, seed: int, target: str = "label",
                   subset: Sequence[int] | None = None, num_workers: int = 0,
                   worker_buffer_size: int = 2, process_index: int = 0,
-                  process_count: int = 1) -> grain.IterDataset:
-  """Infinite, shuffled, per-process training batches of `global_batch_size // process_count` examples."""
+                  process_count: int = 1, start_batch: int = 0) -> grain.IterDataset:
+  """Infinite shuffled batches: this process's `global_batch_size // process_count` rows of each global
+  batch, which is the same for any number of processes. `start_batch` skips to a global batch index (every
+  element is a function of its index, so this equals iterating that far)."""
   if global_batch_size % process_count:
     raise ValueError(f"global batch {global_batch_size} is not divisible by {process_count} processes")
   source = open_source(data_dir, split)
   indices = np.arange(len(source)) if subset is None else np.asarray(subset)
-  local = indices[process_index::process_count]
-  if len(local) == 0:
-    raise records.RecordError(f"{data_dir}: split {split!r} has no records for process {process_index}")
-  ds = grain.MapDataset.source(_Subset(source, local)).shuffle(seed=seed).repeat()
+  if len(indices) == 0:
+    raise records.RecordError(f"{data_dir}: split {split!r} has no training records")
+  ds = grain.MapDataset.source(_Subset(source, indices)).shuffle(seed=seed).repeat()
   ds = ds.random_map(RandomCrop(normalizer, crop_frames, target, num_classes), seed=seed + 1)
+  if process_count > 1:
+    ds = _ProcessSlice(ds, global_batch_size, process_index, process_count)
   ds = ds.batch(global_batch_size // process_count, drop_remainder=True)
+  if start_batch:
+    ds = ds[start_batch:]
   it = ds.to_iter_dataset(grain.ReadOptions(num_threads=2, prefetch_buffer_size=4))
   if num_workers > 0:
     it = it.mp_prefetch(grain.MultiprocessingOptions(num_workers=num_workers,

@@ -53,6 +53,17 @@ def restore(manager: ocp.CheckpointManager, step: int, abstract_state: Any, data
   return restored["state"]
 
 
+def restore_state(manager: ocp.CheckpointManager, step: int, abstract_state: Any) -> Any:
+  """The train state alone (the data position is then rebuilt from the step)."""
+  return manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract_state)))["state"]
+
+
+def has_iterator_state_for_this_job(manager: ocp.CheckpointManager, step: int) -> bool:
+  """Grain writes one iterator file per process (process_<i>-of-<n>.json): usable only with the same n."""
+  name = f"process_{jax.process_index()}-of-{jax.process_count()}.json"
+  return os.path.exists(os.path.join(str(manager.directory), str(step), "data_iter", name))
+
+
 def best_metric_value(manager: ocp.CheckpointManager, metric: str) -> float:
   step = manager.best_step()
   if step is None:

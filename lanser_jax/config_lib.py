@@ -7,6 +7,9 @@ Keys that only exist here are the full list of what `--config.key=value` may ove
 
 from __future__ import annotations
 
+import importlib.util
+import os
+
 import ml_collections
 
 
@@ -110,3 +113,14 @@ def finalize(c: ml_collections.ConfigDict, arg: ml_collections.ConfigDict) -> ml
   if arg.get("runlocal"):
     runlocal(c)
   return c
+
+
+def load_experiment(spec: str) -> ml_collections.ConfigDict:
+  """`path/to/file.py[:args]` -> that file's get_config(args), as --config= resolves it."""
+  path, _, arg = spec.partition(":")
+  if not os.path.exists(path):
+    raise FileNotFoundError(f"experiment file {path} not found")
+  module_spec = importlib.util.spec_from_file_location(os.path.basename(path)[:-3], path)
+  module = importlib.util.module_from_spec(module_spec)
+  module_spec.loader.exec_module(module)
+  return module.get_config(arg or None)

@@ -2,7 +2,8 @@
 
   python -m lanser_jax.main --config=experiments/<file>.py[:args] --workdir=DIR [--config.key=value ...]
 
-Running it again on the same workdir resumes from the latest checkpoint.
+Running it again on the same workdir resumes from the latest checkpoint. On many hosts, start the same command
+on every host with --distributed=auto (TPU pods, Slurm) or --distributed=explicit (see launch/).
 """
 
 import logging as logging_std
@@ -11,11 +12,17 @@ from absl import app, flags, logging
 import jax
 from ml_collections import config_flags
 
-from lanser_jax import train
+from lanser_jax import distributed, train
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment file (experiments/*.py[:args]).",
                                           lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Where checkpoints, metrics and results go.")
+_DISTRIBUTED = flags.DEFINE_enum("distributed", "off", distributed.MODES,
+                                  "off: one process; auto: TPU pod / Slurm detection; explicit: the flags below.")
+_COORDINATOR = flags.DEFINE_string("coordinator_address", None, "host:port of process 0 (explicit mode).")
+_NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "Processes in the job (explicit mode).")
+_PROCESS_ID = flags.DEFINE_integer("process_id", None, "This process's id (explicit mode).")
+_INIT_TIMEOUT = flags.DEFINE_integer("distributed_timeout_s", 300, "How long to wait for every process.")
 flags.mark_flags_as_required(["config", "workdir"])
 
 
@@ -31,6 +38,8 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   logging.get_absl_handler().addFilter(_QuietLibraries())
+  distributed.initialize(_DISTRIBUTED.value, _COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value,
+                         _INIT_TIMEOUT.value)
   logging.info("JAX process %d/%d, local devices %s", jax.process_index(), jax.process_count(),
                jax.local_devices())
   train.train_and_evaluate(_CONFIG.value, _WORKDIR.value)

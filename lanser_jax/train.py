@@ -270,11 +270,14 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     subset = subsets.nested_stratified_subset(subsets.split_labels(c.data.dir, c.data.train_split),
                                               c.data.label_fraction, c.data.subset_seed)
     logging.info("label fraction %.2f: %d training records", c.data.label_fraction, len(subset))
-  train_iter = iter(pipeline.train_dataset(
-      c.data.dir, c.data.train_split, global_batch_size=c.batch_size, crop_frames=c.data.crop_frames,
-      normalizer=normalizer, num_classes=num_classes, seed=c.seed, target=c.data.target, subset=subset,
-      num_workers=c.data.num_workers, worker_buffer_size=c.data.worker_buffer_size,
-      process_index=jax.process_index(), process_count=jax.process_count()))
+  def make_train_iter(start_batch: int = 0):
+    return iter(pipeline.train_dataset(
+        c.data.dir, c.data.train_split, global_batch_size=c.batch_size, crop_frames=c.data.crop_frames,
+        normalizer=normalizer, num_classes=num_classes, seed=c.seed, target=c.data.target, subset=subset,
+        num_workers=c.data.num_workers, worker_buffer_size=c.data.worker_buffer_size,
+        process_index=jax.process_index(), process_count=jax.process_count(), start_batch=start_batch))
+
+  train_iter = make_train_iter()
   eval_sets = {}
   for split in filter(None, (c.data.eval_split, c.data.test_split)):
     eval_sets[split] = pipeline.make_eval_set(
@@ -302,9 +305,16 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   # ----- Checkpoint: resume, else init_from, else fresh ------------------------------------------------
   manager = checkpointing.create_manager(workdir, c.keep_checkpoints, c.best_metric)
   latest = manager.latest_step()
-  if latest is not None:
+  if latest is not None and checkpointing.has_iterator_state_for_this_job(manager, latest):
     logging.info("resuming from %s/checkpoints/%d", workdir, latest)
     state = checkpointing.restore(manager, latest, abstract_state, train_iter)
+  elif latest is not None:
+    # Written by a job with another process count: its per-process iterator files do not apply, but each
+    # batch is a function of its index, so the data position follows from the step.
+    logging.info("resuming from %s/checkpoints/%d (written by another process count; data position "
+                 "rebuilt from the step)", workdir, latest)
+    state = checkpointing.restore_state(manager, latest, abstract_state)
+    train_iter = make_train_iter(start_batch=int(state.step))
   else:
     state = compile_init(init, state_sharding, c.seed)(jax.random.key(c.seed))
     if c.init_from:
@@ -367,7 +377,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   results: dict[str, Any] = {"steps": step, "label_names": label_names, "train_wall_s": time.time() - t_start}
   best_step = manager.best_step()
   if best_step is not None and best_step != step:
-    state = checkpointing.restore(manager, best_step, abstract_state, train_iter)
+    state = checkpointing.restore_state(manager, best_step, abstract_state)
   results["best_step"] = best_step if best_step is not None else step
   for split, eval_set in eval_sets.items():
     result = (last_eval if split == c.data.eval_split and results["best_step"] == step and last_eval

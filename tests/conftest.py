@@ -27,28 +27,28 @@ def synth_dir(tmp_path_factory):
   return d
 
 
+# The synthetic experiment's runlocal form, sized for fast tests.
+TINY_OVERRIDES = {
+    "data.crop_frames": 64, "data.eval_hop_frames": 32, "num_train_steps": 20, "eval_every_steps": 10,
+    "checkpoint_every_steps": 10, "log_every_steps": 5, "optimizer.learning_rate": 3e-3,
+    "specaugment.max_time_width": 10, "specaugment.max_freq_width": 4,
+}
+SYNTHETIC_RUNLOCAL = "experiments/synthetic.py:runlocal"
+
+
 def tiny_config(data_dir, **overrides):
-  """The synthetic experiment in its runlocal form, with fast-test sizes."""
-  import importlib.util
-  spec = importlib.util.spec_from_file_location(
-      "synthetic_experiment", os.path.join(os.path.dirname(__file__), "..", "experiments", "synthetic.py"))
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  c = module.get_config("runlocal")
-  c.data.dir = data_dir
-  c.data.crop_frames = 64
-  c.data.eval_hop_frames = 32
-  c.num_train_steps = 20
-  c.optimizer.learning_rate = 3e-3
-  c.specaugment.max_time_width = 10
-  c.specaugment.max_freq_width = 4
-  c.eval_every_steps = 10
-  c.checkpoint_every_steps = 10
-  c.log_every_steps = 5
-  for key, value in overrides.items():
+  from lanser_jax import config_lib
+  c = config_lib.load_experiment(os.path.join(os.path.dirname(__file__), "..", SYNTHETIC_RUNLOCAL))
+  for key, value in {"data.dir": data_dir, **TINY_OVERRIDES, **overrides}.items():
     target = c
     *parents, leaf = key.split(".")
     for p in parents:
       target = target[p]
     target[leaf] = value
   return c
+
+
+def tiny_flags(data_dir, **overrides):
+  """The same configuration as `tiny_config`, as command-line flags of lanser_jax.main."""
+  return [f"--config={SYNTHETIC_RUNLOCAL}",
+          *[f"--config.{k}={v}" for k, v in {"data.dir": data_dir, **TINY_OVERRIDES, **overrides}.items()]]
