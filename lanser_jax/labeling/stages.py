@@ -103,10 +103,15 @@ class Progress:
   that it reads well in cluster log files)."""
 
   def __init__(self, what: str, total: int | None = None, interval: float = 10.0,
-               stream=sys.stderr):
-    self.what, self.total, self.interval, self.stream = what, total, interval, stream
+               stream=None):
+    # The stream is looked up when printing, not at import: sys.stderr may be replaced (pytest, notebooks).
+    self.what, self.total, self.interval, self._stream = what, total, interval, stream
     self.done = 0
     self._start = self._last = time.monotonic()
+
+  @property
+  def stream(self):
+    return self._stream if self._stream is not None else sys.stderr
 
   def update(self, n: int = 1):
     self.done += n
