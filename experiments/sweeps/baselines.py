@@ -1,0 +1,54 @@
+"""Baselines without fine-tuning: majority class, text only, zero-shot speech (24 cells).
+From scratch is the pretrained=none axis of label_efficiency.py; the linear probe is linear_probe.py.
+
+  python -m lanser_jax.sweep --sweep=experiments/sweeps/baselines.py --root=/data/lanser/runs \
+      (--print | --run | --aggregate)
+
+majority   per dataset/fold (6): the most frequent training class of the feature folder.
+text_only  per dataset/fold (6): needs the target corpus labelled with a fine taxonomy, e.g.
+           python -m lanser_jax.labeling.run --config=experiments/labeling/iemocap.py:weak=True \
+               --stage=all --workdir=<data_root>/iemocap --config.labeler.taxonomy=fine40
+           which writes <data_root>/iemocap/labels/ (CREMA-D likewise).
+zero_shot  per source x dataset/fold (12): the pre-training runs of sweeps/pretrain.py under runs_root.
+Arguments: data_root, runs_root, taxonomy (fine taxonomy of both; default fine40), runlocal and
+platform (accepted for symmetry; baselines run on whatever JAX finds).
+Expected cost: seconds each (text only), minutes each (zero-shot ResNet-50 over a test split on CPU).
+"""
+
+import importlib.util
+import os
+
+SOURCES = ("peoples_speech", "condensed_movies")
+
+
+def load_common():
+  """experiments/lanser_common.py, loaded by path (experiments/ is not a package)."""
+  path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "lanser_common.py")
+  spec = importlib.util.spec_from_file_location("lanser_common", path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module
+
+
+def get_sweep(arg=None):
+  common = load_common()
+  arg = common.sweep_args(arg, taxonomy="fine40")
+  variant = common.weak_variant(arg.taxonomy)
+  cells = []
+  for dataset, fold, _ in common.dataset_folds():
+    data_dir = common.finetune_data_dir(dataset, arg.data_root, fold)
+    target_set = common.TARGET_SETS[dataset]
+    axes = lambda method: {"dataset": dataset, "fold": fold, "method": method}  # noqa: E731
+    cells.append({"name": f"{dataset}/fold{fold}/baseline/majority", "axes": axes("majority"),
+                  "baseline": {"kind": "majority", "data_dir": data_dir}})
+    cells.append({"name": f"{dataset}/fold{fold}/baseline/text_only", "axes": axes("text_only"),
+                  "baseline": {"kind": "text_only", "data_dir": data_dir, "target_set": target_set,
+                               "labels_dir": f"{arg.data_root}/{dataset}/labels",
+                               "taxonomy": arg.taxonomy}})
+    for source in SOURCES:
+      pretrain = f"{arg.runs_root}/{common.pretrain_run_name(source, variant, False)}"
+      cells.append({"name": f"{dataset}/fold{fold}/baseline/zero_shot_{source}",
+                    "axes": dict(axes(f"zero_shot_{source}")),
+                    "baseline": {"kind": "zero_shot", "data_dir": data_dir, "target_set": target_set,
+                                 "pretrain": pretrain, "taxonomy": arg.taxonomy}})
+  return cells

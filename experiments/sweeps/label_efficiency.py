@@ -1,0 +1,42 @@
+"""The LanSER label-efficiency grid: fraction x pre-training source x seed x dataset/fold (270 cells).
+
+  python -m lanser_jax.sweep --sweep=experiments/sweeps/label_efficiency.py:platform=gpu \
+      --root=/data/lanser/runs --print                 # the 270 commands (e.g. for a job array)
+  python -m lanser_jax.sweep --sweep=experiments/sweeps/label_efficiency.py:platform=gpu \
+      --root=/data/lanser/runs --run [--only=dataset=crema_d --only=fraction=0.1,0.2]
+  python -m lanser_jax.sweep --sweep=experiments/sweeps/label_efficiency.py --root=/data/lanser/runs \
+      --aggregate                                      # aggregate.md/.csv + ua_vs_fraction.png
+
+Run experiments/sweeps/pretrain.py first with the same --root: the fine-tuning cells start from
+<root>/pretrain_<source>_fine40-conversation-entailment_hard (runs_root must equal --root).
+Axes: dataset (iemocap, crema_d), fold (IEMOCAP sessions 1..5; 0 for CREMA-D), pretrained (none =
+from scratch, peoples_speech, condensed_movies), fraction (paper: 10%..100%; these five are ours), seed
+(0, 1, 2: the training seed and the label-subset seed). The aggregate averages over seeds and folds.
+Arguments: platform, runlocal, data_root, runs_root.
+Expected cost: 270 fine-tuning runs of 600..2,400 steps; not measured on a GPU (roughly 1-2 GPU-days).
+"""
+
+import importlib.util
+import os
+
+
+FRACTIONS = (0.1, 0.2, 0.3, 0.5, 1.0)
+SEEDS = (0, 1, 2)
+SOURCES = ("none", "peoples_speech", "condensed_movies")
+
+
+def load_common():
+  """experiments/lanser_common.py, loaded by path (experiments/ is not a package)."""
+  path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "lanser_common.py")
+  spec = importlib.util.spec_from_file_location("lanser_common", path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module
+
+
+def get_sweep(arg=None):
+  common = load_common()
+  arg = common.sweep_args(arg)
+  return [common.finetune_cell(dataset, fold, exp_file, source, fraction, seed, arg)
+          for dataset, fold, exp_file in common.dataset_folds()
+          for source in SOURCES for fraction in FRACTIONS for seed in SEEDS]

@@ -1,0 +1,177 @@
+"""The LanSER experiment files load in every variant; the baselines score constructed examples correctly."""
+
+import json
+import os
+import shutil
+
+import numpy as np
+import pytest
+
+from input_pipeline import records
+from lanser_jax import baselines, config_lib
+
+ROOT = os.path.join(os.path.dirname(__file__), "..")
+EXP = os.path.join(ROOT, "experiments")
+FILES = {
+    "pretrain_peoples_speech.py": "",
+    "pretrain_condensed_movies.py": "",
+    "finetune_iemocap.py": "fold=2,",
+    "finetune_crema_d.py": "",
+}
+IEMOCAP = ["neutral", "happy", "sad", "angry"]
+
+
+def load(name, arg):
+  return config_lib.load_experiment(os.path.join(EXP, name) + ":" + arg)
+
+
+@pytest.mark.parametrize("name", sorted(FILES))
+@pytest.mark.parametrize("platform", ["cpu", "gpu", "tpu"])
+@pytest.mark.parametrize("runlocal", [False, True])
+def test_every_file_loads_in_every_platform(name, platform, runlocal):
+  c = load(name, FILES[name] + f"platform={platform}" + (",runlocal" if runlocal else ""))
+  base = config_lib.base_config()
+  assert set(c.keys()) == set(base.keys())  # no new top-level keys: --config.x overrides stay checked
+  assert set(c.data.keys()) == set(base.data.keys())
+  if runlocal:
+    assert c.model.name == "tiny" and c.num_train_steps <= 40 and c.data.num_workers == 0
+  else:
+    assert c.model.name == "resnet50"
+    assert c.dtype == ("float32" if platform == "cpu" else "bfloat16")
+    assert c.batch_size % {"cpu": 1, "gpu": 8, "tpu": 16}[platform] == 0
+
+
+def test_platform_scales_batch_and_learning_rate():
+  gpu, tpu = (load("pretrain_peoples_speech.py", f"platform={p}") for p in ("gpu", "tpu"))
+  assert tpu.batch_size == 2 * gpu.batch_size
+  assert tpu.optimizer.learning_rate == pytest.approx(2 * gpu.optimizer.learning_rate)
+  assert tpu.data.num_workers > 0 and gpu.data.num_workers > 0
+
+
+def test_ablation_arguments_select_the_labelling_folder():
+  base = load("pretrain_peoples_speech.py", "")
+  assert base.data.dir == "/data/lanser/peoples_speech/fine40-conversation-entailment/features"
+  assert base.data.target == "label"
+  c = load("pretrain_peoples_speech.py", "taxonomy=ekman7,soft=True,template=i_feel,labeler=sentence_encoder,"
+           "data_root=/d")
+  assert c.data.dir == "/d/peoples_speech/ekman7-i_feel-sentence_encoder/features"
+  assert c.data.target == "scores"
+  assert load("pretrain_condensed_movies.py", "").data.eval_split == ""
+  with pytest.raises(ValueError, match="taxonomy"):
+    load("pretrain_peoples_speech.py", "taxonomy=plutchik")
+  with pytest.raises(KeyError, match="not one of"):
+    load("pretrain_peoples_speech.py", "colour=blue")
+
+
+def test_finetune_arguments():
+  scratch = load("finetune_iemocap.py", "fold=3,fraction=0.1,seed=2")
+  assert scratch.data.dir == "/data/lanser/iemocap/features_fold3"
+  assert scratch.init_from == "" and not scratch.freeze_backbone
+  assert (scratch.data.label_fraction, scratch.seed, scratch.data.subset_seed) == (0.1, 2, 2)
+  full = load("finetune_iemocap.py", "fold=3,fraction=1.0")
+  assert full.num_train_steps > scratch.num_train_steps >= 600  # steps follow the subset size
+  probe = load("finetune_crema_d.py", "pretrained=condensed_movies,probe=True,soft=True,runs_root=/r")
+  assert probe.init_from == "/r/pretrain_condensed_movies_fine40-conversation-entailment_soft"
+  assert probe.freeze_backbone and probe.data.dir.endswith("crema_d/features")
+  with pytest.raises(ValueError, match="fold must be 1..5"):
+    load("finetune_iemocap.py", "")
+  with pytest.raises(ValueError, match="needs a pretrained"):
+    load("finetune_crema_d.py", "probe=True")
+  with pytest.raises(KeyError):
+    load("finetune_crema_d.py", "fold=1")  # CREMA-D has no folds
+
+
+# ---------------------------------------------------------------------------------------------------
+# Baselines on constructed data.
+
+
+def write_corpus(d, train_labels, test_labels, names=IEMOCAP, frames=40, bins=8):
+  rng = np.random.default_rng(0)
+  for split, labels in (("train", train_labels), ("test", test_labels)):
+    examples = [records.Example(f"{split}{i}", rng.normal(size=(frames, bins)).astype(np.float16), int(y))
+                for i, y in enumerate(labels)]
+    records.write_split(d, split, examples, 1, bins)
+  records.write_dataset_info(d, names, {"num_mel_bins": bins}, ["train", "test"])
+  return d
+
+
+def test_score_counts_missing_predictions_as_wrong():
+  r = baselines.score([0, 0, 1, 1], [0, -1, 1, 0], ["a", "b"])
+  assert r["wa"] == pytest.approx(0.5) and r["ua"] == pytest.approx(0.5)
+  assert r["num_without_prediction"] == 1 and r["classes_absent"] == []
+  assert r["mapped_only"]["wa"] == pytest.approx(2 / 3)
+
+
+def test_majority(tmp_path):
+  d = write_corpus(str(tmp_path), train_labels=[2, 2, 2, 0, 1], test_labels=[2, 0, 2, 3])
+  r = baselines.run_baseline("majority", str(tmp_path / "run"), data_dir=d)
+  assert r["majority_class"] == "sad"
+  assert r["test"]["wa"] == pytest.approx(0.5)
+  assert r["test"]["ua"] == pytest.approx(1 / 3)  # recall 1 for sad, 0 for neutral and angry
+  assert json.load(open(tmp_path / "run" / "results.json"))["test"]["wa"] == pytest.approx(0.5)
+
+
+def test_text_only_maps_fine_labels(tmp_path):
+  from lanser_jax.labeling import labelers
+  fine = labelers.load_taxonomy("fine40")
+  d = write_corpus(str(tmp_path / "f"), [0, 1], test_labels=[1, 1, 2, 3, 0, 0])
+  labels_dir = tmp_path / "labels"
+  labels_dir.mkdir()
+  (labels_dir / "label_names.json").write_text(json.dumps(fine))
+  weak = {"test0": "joy",        # happy: right
+          "test1": "anger",      # angry: wrong
+          "test2": "sadness",    # sad: right
+          "test3": "annoyance",  # angry: right
+          "test4": "awe"}        # mapped to nothing: wrong; test5 has no weak label: wrong
+  (labels_dir / "labels-00000-of-00001.jsonl").write_text("".join(
+      json.dumps({"utt_id": u, "label": l, "label_index": fine.index(l)}) + "\n" for u, l in weak.items()))
+  r = baselines.text_only(d, str(labels_dir), "iemocap4")
+  t = r["test"]
+  assert r["taxonomy"] == "fine40"
+  assert t["wa"] == pytest.approx(3 / 6)
+  assert t["ua"] == pytest.approx(np.mean([0.0, 0.5, 1.0, 1.0]))  # neutral, happy, sad, angry recalls
+  assert (t["unmapped"], t["no_weak_label"], t["num_without_prediction"]) == (1, 1, 2)
+  assert t["mapped_only"]["wa"] == pytest.approx(3 / 4)
+
+
+def test_target_classes_spelled_differently_align_by_position():
+  # cremad6.txt says 'anger', the CREMA-D feature folder 'angry' (input_pipeline/adapters/emotion.py).
+  idx = baselines.target_index("cremad6", ["angry", "disgust", "fear", "happy", "neutral", "sad"])
+  assert idx["anger"] == 0 and idx["sad"] == 5
+
+
+def make_pretrain_run(path, fine, favourite, stats_file, bins=8):
+  """A pre-training workdir whose tiny model predicts `favourite` for every input (head bias)."""
+  import jax
+  import jax.numpy as jnp
+  import orbax.checkpoint as ocp
+  from lanser_jax import models
+  model = models.create_model("tiny", len(fine))
+  variables = jax.jit(lambda k: model.init(k, jnp.zeros((1, 32, bins)), train=False))(jax.random.key(0))
+  params = jax.tree.map(np.asarray, variables["params"])
+  params["head"]["kernel"] = np.zeros_like(params["head"]["kernel"])
+  params["head"]["bias"] = np.where(np.arange(len(fine)) == fine.index(favourite), 5.0, 0.0).astype(np.float32)
+  os.makedirs(os.path.join(path, "data"))
+  ocp.PyTreeCheckpointer().save(os.path.join(path, "state"), {
+      "params": params, "batch_stats": jax.tree.map(np.asarray, variables["batch_stats"])})
+  config = config_lib.base_config()
+  config.model.name, config.data.crop_frames, config.data.eval_hop_frames = "tiny", 32, 16
+  with open(os.path.join(path, "config.json"), "w") as f:
+    f.write(config.to_json())
+  json.dump(fine, open(os.path.join(path, "data", "label_names.json"), "w"))
+  shutil.copyfile(stats_file, os.path.join(path, "data", "stats.json"))  # as training copies it
+
+
+def test_zero_shot_maps_the_pretrained_prediction(tmp_path):
+  from lanser_jax.labeling import labelers
+  fine = labelers.load_taxonomy("fine40")
+  d = write_corpus(str(tmp_path / "f"), [0, 1], test_labels=[1, 1, 1, 0, 2], frames=50)
+  for favourite, expect_wa, expect_unmapped in (("joy", 3 / 5, 0), ("awe", 0.0, 5)):
+    run = str(tmp_path / favourite)
+    make_pretrain_run(run, fine, favourite, os.path.join(d, "stats.json"))
+    r = baselines.zero_shot(d, run, "iemocap4", batch_size=8)
+    t = r["test"]
+    assert t["wa"] == pytest.approx(expect_wa)
+    assert t["unmapped"] == expect_unmapped
+    assert t["ua"] == pytest.approx(1 / 3 if favourite == "joy" else 0.0)  # happy recall 1 of 3 present
+  assert r["test"]["unmapped_predictions"] == {"awe": 5}

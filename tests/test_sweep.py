@@ -1,0 +1,172 @@
+"""The sweep runner: enumerates cells, skips finished ones, prints commands, aggregates, runs a real cell."""
+
+import csv
+import json
+import os
+import shlex
+
+import numpy as np
+import pytest
+
+from lanser_jax import sweep
+
+SWEEPS = os.path.join(os.path.dirname(__file__), "..", "experiments", "sweeps")
+
+
+def sweep_file(name, arg=""):
+  return os.path.join(SWEEPS, name) + (f":{arg}" if arg else "")
+
+
+@pytest.mark.parametrize("name,arg,count", [
+    ("label_efficiency.py", "", 5 * 3 * 3 * 6),
+    ("linear_probe.py", "", 5 * 2 * 3 * 6),
+    ("weak_label_ablation.py", "", 6 * 2 * 3 * 6),
+    ("baselines.py", "", 6 * 4),
+    ("pretrain.py", "", 2),
+    ("pretrain.py", "ablations=True", 7),
+])
+def test_sweeps_enumerate_the_expected_cells(name, arg, count):
+  cells = sweep.load_sweep(sweep_file(name, arg))
+  assert len(cells) == count
+  assert len({c["name"] for c in cells}) == count  # load_sweep also checks this
+
+
+def test_label_efficiency_grid_is_complete():
+  cells = sweep.load_sweep(sweep_file("label_efficiency.py", "platform=tpu,runlocal"))
+  combos = {(c["axes"]["dataset"], c["axes"]["fold"], c["axes"]["pretrained"], c["axes"]["fraction"],
+             c["axes"]["seed"]) for c in cells}
+  assert len(combos) == 270
+  assert {c["axes"]["fraction"] for c in cells} == {0.1, 0.2, 0.3, 0.5, 1.0}
+  assert {c["axes"]["fold"] for c in cells if c["axes"]["dataset"] == "iemocap"} == {1, 2, 3, 4, 5}
+  assert all("platform=tpu" in c["config"] and c["config"].endswith(",runlocal") for c in cells)
+
+
+def test_every_cell_config_loads():
+  """The specs the sweeps hand to lanser_jax.main are valid experiment arguments."""
+  from lanser_jax import config_lib
+  seen = set()
+  for name in ("label_efficiency.py", "linear_probe.py", "weak_label_ablation.py", "pretrain.py:ablations=True"):
+    for cell in sweep.load_sweep(os.path.join(SWEEPS, name)):
+      file, _, arg = cell["config"].partition(":")
+      key = (file, "probe=True" in arg, "template" in arg, "fold=1" in arg)
+      if key not in seen:  # one of each kind keeps this fast
+        seen.add(key)
+        config_lib.load_experiment(sweep.resolve_path(file) + ":" + arg)
+  assert len(seen) >= 6
+
+
+def test_only_filters_and_rejects_unknown_axes():
+  cells = sweep.load_sweep(sweep_file("label_efficiency.py"))
+  chosen = sweep.select(cells, sweep.parse_only(["dataset=crema_d", "fraction=0.1,1.0"]))
+  assert len(chosen) == 2 * 3 * 3
+  with pytest.raises(ValueError, match="not axes"):
+    sweep.select(cells, sweep.parse_only(["colour=red"]))
+
+
+def fake_results(root, name, ua, wa):
+  os.makedirs(os.path.join(root, name), exist_ok=True)
+  with open(os.path.join(root, name, "results.json"), "w") as f:
+    json.dump({"test": {"ua": ua, "wa": wa}}, f)
+
+
+def test_print_skips_finished_cells(tmp_path, capsys):
+  root = str(tmp_path)
+  spec = sweep_file("label_efficiency.py")
+  cells = sweep.select(sweep.load_sweep(spec), {"dataset": {"crema_d"}, "pretrained": {"none"}})
+  fake_results(root, cells[0]["name"], 0.5, 0.5)
+  assert sweep.main(["--sweep", spec, "--root", root, "--print", "--only=dataset=crema_d",
+                     "--only=pretrained=none"]) == 0
+  lines = capsys.readouterr().out.strip().splitlines()
+  assert len(lines) == len(cells) - 1 == 14
+  argv = shlex.split(lines[0])
+  assert argv[:3] == ["python", "-m", "lanser_jax.main"]
+  assert argv[3].startswith("--config=experiments/finetune_crema_d.py:") and argv[4].startswith(f"--workdir={root}/")
+  assert all(cells[0]["name"] not in line for line in lines)
+  # --run on finished cells does nothing
+  done = [c for c in cells[:1]]
+  assert sweep.run_cells(root, done, in_process=True, log=lambda *_: None) == {
+      "cells": 1, "skipped": 1, "ran": 0, "failed": 0}
+
+
+def test_baseline_commands():
+  cells = sweep.load_sweep(sweep_file("baselines.py", "data_root=/d,runs_root=/r"))
+  zs = next(c for c in cells if c["axes"]["method"] == "zero_shot_peoples_speech" and c["axes"]["fold"] == 3)
+  argv = sweep.command("/root", zs)
+  assert argv[:4] == ["python", "-m", "lanser_jax.baselines", "--kind=zero_shot"]
+  assert "--data_dir=/d/iemocap/features_fold3" in argv and "--target_set=iemocap4" in argv
+  assert "--pretrain=/r/pretrain_peoples_speech_fine40-conversation-entailment_hard" in argv
+
+
+def test_aggregate_means_and_stds(tmp_path, capsys):
+  root = str(tmp_path / "runs")
+  spec = tmp_path / "grid.py"
+  spec.write_text(
+      "def get_sweep(arg=None):\n"
+      "  return [{'name': f'{d}/{p}/{f}/{fold}/{s}', 'config': 'x.py',\n"
+      "           'axes': {'dataset': d, 'pretrained': p, 'fraction': f, 'fold': fold, 'seed': s}}\n"
+      "          for d in ('iemocap',) for p in ('none', 'ps') for f in (0.1, 1.0)\n"
+      "          for fold in (1, 2) for s in (0, 1)]\n")
+  cells = sweep.load_sweep(str(spec))
+  ua = {}
+  for c in cells:
+    a = c["axes"]
+    if (a["pretrained"], a["fraction"], a["fold"], a["seed"]) == ("ps", 1.0, 2, 1):
+      continue  # a missing run
+    value = 0.4 + 0.2 * (a["pretrained"] == "ps") + 0.1 * (a["fraction"] == 1.0) + 0.01 * a["fold"] + 0.02 * a["seed"]
+    ua.setdefault((a["pretrained"], a["fraction"]), []).append(value)
+    fake_results(root, c["name"], value, value / 2)
+  assert sweep.main(["--sweep", str(spec), "--root", root, "--aggregate"]) == 0
+  with open(os.path.join(root, "aggregate.csv")) as f:
+    rows = list(csv.DictReader(f))
+  assert len(rows) == 4
+  assert list(rows[0])[:3] == ["dataset", "pretrained", "fraction"]
+  for row in rows:
+    values = np.asarray(ua[(row["pretrained"], float(row["fraction"]))])
+    assert float(row["ua_mean"]) == pytest.approx(values.mean(), abs=1e-4)
+    assert float(row["ua_std"]) == pytest.approx(values.std(ddof=1), abs=1e-4)
+    assert float(row["wa_mean"]) == pytest.approx(values.mean() / 2, abs=1e-4)
+    assert int(row["n"]) + int(row["missing"]) == 4
+  assert [(r["pretrained"], r["fraction"], r["n"]) for r in rows] == [
+      ("none", "0.1", "4"), ("none", "1.0", "4"), ("ps", "0.1", "4"), ("ps", "1.0", "3")]
+  md = open(os.path.join(root, "aggregate.md")).read()
+  assert "| iemocap | ps | 1.0 | 72.0 ± 1.0 | 36.0 ± 0.5 | 3 | 1 |" in md  # UA 0.71, 0.73, 0.72
+  assert os.path.getsize(os.path.join(root, "ua_vs_fraction.png")) > 1000
+
+
+def test_real_tiny_cell_end_to_end(tmp_path, synth_dir):
+  """One fine-tuning cell (runlocal) and one failing cell through the runner, on generated features."""
+  root = str(tmp_path / "runs")
+  spec = tmp_path / "tiny.py"
+  fast = {"data.dir": synth_dir, "data.crop_frames": 64, "data.eval_hop_frames": 32, "num_train_steps": 10,
+          "eval_every_steps": 10, "checkpoint_every_steps": 10, "log_every_steps": 5}
+  spec.write_text(
+      "def get_sweep(arg=None):\n"
+      f"  fast = {fast!r}\n"
+      "  cell = lambda name, over: {'name': name, 'axes': {'fraction': 0.5, 'seed': 0, 'pretrained': name},\n"
+      "      'config': 'experiments/finetune_crema_d.py:runlocal,platform=cpu,fraction=0.5', 'overrides': over}\n"
+      "  return [cell('broken', dict(fast, **{'data.dir': '/nonexistent'})), cell('ok', fast)]\n")
+  logs = []
+  counts = sweep.run_cells(root, sweep.load_sweep(str(spec)), in_process=True, log=logs.append)
+  assert counts == {"cells": 2, "skipped": 0, "ran": 1, "failed": 1}
+  results = json.load(open(os.path.join(root, "ok", "results.json")))
+  assert results["steps"] == 10 and 0.0 <= results["test"]["ua"] <= 1.0
+  assert len(results["test"]["confusion_matrix"]) == 4
+  errors = [json.loads(line) for line in open(os.path.join(root, "sweep_errors.jsonl"))]
+  assert errors[0]["name"] == "broken" and "/nonexistent" in errors[0]["error"]
+  assert any("ETA" in line for line in logs)
+  again = sweep.run_cells(root, sweep.load_sweep(str(spec)), in_process=True, log=lambda *_: None)
+  assert again["skipped"] == 1 and again["ran"] == 0
+
+
+def test_subprocess_baseline_cell(tmp_path, synth_dir):
+  """--run without --in_process: a baseline cell through `python -m lanser_jax.baselines`."""
+  root = str(tmp_path / "runs")
+  spec = tmp_path / "base.py"
+  spec.write_text("def get_sweep(arg=None):\n"
+                  f"  return [{{'name': 'maj', 'axes': {{'method': 'majority'}},\n"
+                  f"           'baseline': {{'kind': 'majority', 'data_dir': {synth_dir!r}}}}}]\n")
+  assert sweep.main(["--sweep", str(spec), "--root", root, "--run"]) == 0
+  results = json.load(open(os.path.join(root, "maj", "results.json")))
+  assert results["baseline"] == "majority"
+  assert results["test"]["ua"] == pytest.approx(0.25)  # one class predicted of four present
+  assert "majority: WA" in open(os.path.join(root, "maj", "sweep_log.txt")).read()
