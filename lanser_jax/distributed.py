@@ -5,13 +5,17 @@
   * mode "auto": JAX's own cluster detection (TPU pod metadata, Slurm's SLURM_* variables, ...);
   * mode "explicit": coordinator address, number of processes and this process's id from the flags or from
     LANSER_COORDINATOR / LANSER_NUM_PROCESSES / LANSER_PROCESS_ID (a local multi-process launch, other clusters).
-A peer that does not arrive within `timeout_s` gives an error that says which address and how many processes
-were expected, instead of a bare gRPC deadline message.
+A coordinator that does not answer within `timeout_s` gives an error that says which address and how many
+processes were expected: non-coordinator processes first wait for the coordinator's port themselves, because
+XLA aborts the whole process (no Python exception) when it cannot connect. Before joining, every process logs
+what it waits for, so that the log of a job that stalls on a missing peer says which one.
 """
 
 from __future__ import annotations
 
 import os
+import socket
+import time
 
 import jax
 from absl import logging
@@ -39,6 +43,22 @@ def _explicit_settings(coordinator: str | None, num_processes: int | None, proce
   return coordinator, num, pid
 
 
+def _wait_for_port(address: str, timeout_s: float):
+  host, _, port = address.rpartition(":")
+  deadline = time.monotonic() + timeout_s
+  while True:
+    try:
+      with socket.create_connection((host.strip("[]"), int(port)), timeout=1.0):
+        return
+    except OSError as e:
+      if time.monotonic() >= deadline:
+        raise DistributedInitError(
+            f"JAX distributed runtime did not start within {timeout_s:g} s: coordinator {address} does not "
+            f"answer ({e}). Start process 0 first (it serves the coordinator), and check the address and that "
+            f"its port is reachable from this host.") from e
+      time.sleep(0.5)
+
+
 def initialize(mode: str = "off", coordinator_address: str | None = None, num_processes: int | None = None,
                process_id: int | None = None, timeout_s: int = 300) -> None:
   if mode not in MODES:
@@ -53,6 +73,10 @@ def initialize(mode: str = "off", coordinator_address: str | None = None, num_pr
         coordinator_address, num_processes, process_id)
     kwargs.update(coordinator_address=coordinator_address, num_processes=num_processes, process_id=process_id)
     where, expected = coordinator_address, str(num_processes)
+  logging.info("joining JAX distributed runtime: coordinator %s, %s processes, waiting up to %d s",
+               where, expected, timeout_s)
+  if mode == "explicit" and process_id != 0:
+    _wait_for_port(coordinator_address, timeout_s)
   try:
     jax.distributed.initialize(**kwargs)
   except Exception as e:
