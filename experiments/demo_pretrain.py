@@ -1,0 +1,32 @@
+"""Demo pre-training: a narrow ResNet-18 on the weak labels of the synthesised pre-training corpus.
+
+  python -m lanser_jax.main --config=experiments/demo_pretrain.py --workdir=WORK/pretrain \
+      --config.data.dir=WORK/labels_pretrain/features
+
+Run by lanser_jax/demo/end_to_end.py. Same trainer as the full-scale pre-training; only the sizes differ so
+that the whole demo fits in 15 minutes on 2 CPU cores. Arguments: runlocal, soft (train on score vectors).
+"""
+
+from lanser_jax import config_lib
+
+
+def get_config(arg=None):
+  arg = config_lib.parse_arg(arg, soft=False)
+  c = config_lib.base_config()
+  c.data.target = "scores" if arg.soft else "label"
+  c.data.crop_frames = 200  # 2 s: most demo utterances fit whole
+  c.data.eval_hop_frames = 100
+  c.data.test_split = ""
+  c.data.num_workers = 0  # 2 cores: the trainer needs both
+  c.model.name = "resnet18"
+  c.model.width = 0.25
+  c.batch_size = 32
+  c.eval_batch_size = 64
+  c.num_train_steps = 300
+  c.optimizer.learning_rate = 2e-3
+  c.optimizer.warmup_steps = 30
+  c.log_every_steps = 25
+  c.eval_every_steps = 100
+  c.checkpoint_every_steps = 100
+  c.best_metric = "ua"
+  return config_lib.finalize(c, arg)

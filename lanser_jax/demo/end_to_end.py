@@ -1,0 +1,159 @@
+"""LanSER end to end on a fresh machine: synthesised speech -> ASR -> weak labels -> pre-training ->
+fine-tuning at 10/30/100% of the labels (pre-trained and from scratch) -> a report.
+
+  python -m lanser_jax.demo.end_to_end --workdir=workdirs/demo
+
+Each stage runs the project's real commands (the labelling CLI, the trainer with experiment files) and
+records `<workdir>/stages/<name>.json` when done; a second run on the same workdir reuses finished stages.
+The report is `<workdir>/report/report.md` with its PNG figures.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from typing import Any, Callable
+
+from absl import app, flags, logging
+
+_WORKDIR = flags.DEFINE_string("workdir", "workdirs/demo", "Where every output of the demo goes.")
+_NUM_PRETRAIN = flags.DEFINE_integer("num_pretrain", 400, "Utterances in the pre-training corpus (Whisper tiny.en "
+                                     "takes ~0.5 s each on 2 cores: the demo's largest cost).")
+_SEED = flags.DEFINE_integer("seed", 0, "Seed of the corpora, subsets and training.")
+_NLI_MODEL = flags.DEFINE_string("nli_model", "roberta-large-mnli",
+                                 "Entailment checkpoint for the weak labels; when it cannot be loaded the "
+                                 "sentence-encoder labeler (MiniLM) is used instead, and the report says so.")
+_FRACTIONS = flags.DEFINE_list("fractions", ["0.1", "0.3", "1.0"], "Label fractions for fine-tuning.")
+_HELDOUT_VOICES = 2  # pre-training voices kept out for validation of the weak-label classifier
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+class Stages:
+  """Runs named stages once: a stage whose record exists is skipped and its record returned."""
+
+  def __init__(self, workdir: str):
+    self.dir = os.path.join(workdir, "stages")
+    os.makedirs(self.dir, exist_ok=True)
+
+  def run(self, name: str, fn: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    path = os.path.join(self.dir, f"{name}.json")
+    if os.path.exists(path):
+      with open(path) as f:
+        record = json.load(f)
+      logging.info("[%s] done in an earlier run (%.0f s): reusing it", name, record["wall_s"])
+      return record
+    logging.info("[%s] starting", name)
+    t0 = time.time()
+    record = dict(fn() or {})
+    record["wall_s"] = time.time() - t0
+    with open(path + ".tmp", "w") as f:
+      json.dump(record, f, indent=1)
+    os.replace(path + ".tmp", path)
+    logging.info("[%s] done in %.0f s", name, record["wall_s"])
+    return record
+
+  def records(self) -> dict[str, dict[str, Any]]:
+    out = {}
+    for name in sorted(os.listdir(self.dir)):
+      if name.endswith(".json"):
+        with open(os.path.join(self.dir, name)) as f:
+          out[name[:-5]] = json.load(f)
+    return out
+
+
+def run_command(args: list[str]) -> list[str]:
+  """Runs one of the project's commands as a user would, streaming its output."""
+  logging.info("$ %s", " ".join(args))
+  subprocess.run([sys.executable, *args], cwd=REPO, check=True)
+  return args
+
+
+def choose_labeler(nli_model: str) -> tuple[str, str]:
+  """('entailment', why) when the NLI checkpoint loads, else ('sentence_encoder', why)."""
+  from lanser_jax.labeling import hf
+  try:
+    hf.load_tokenizer(nli_model)
+    return "entailment", f"entailment with {nli_model}"
+  except Exception as e:  # offline or unknown checkpoint: the documented fallback
+    return "sentence_encoder", (f"sentence encoder (all-MiniLM-L6-v2): the NLI checkpoint {nli_model!r} could "
+                                f"not be loaded here ({type(e).__name__}: {str(e).splitlines()[0][:160]})")
+
+
+def train_run(config_file: str, workdir: str, overrides: dict[str, Any]) -> dict[str, Any]:
+  """Trains in this process with an experiment file, as `python -m lanser_jax.main` would."""
+  from lanser_jax import config_lib, train
+  config = config_lib.load_experiment(os.path.join(REPO, config_file))
+  for key, value in overrides.items():
+    target = config
+    *parents, leaf = key.split(".")
+    for p in parents:
+      target = target[p]
+    target[leaf] = value
+  command = ["-m", "lanser_jax.main", f"--config={config_file}", f"--workdir={workdir}",
+             *[f"--config.{k}={v}" for k, v in overrides.items() if k != "data.label_fraction"]]
+  logging.info("$ python %s", " ".join(command))
+  results = train.train_and_evaluate(config, workdir)
+  return {"command": command, "workdir": workdir,
+          **{k: results[k] for k in ("best_step", "train_wall_s") if k in results}}
+
+
+def main(argv):
+  del argv
+  import jax
+  from lanser_jax.demo import corpus, report
+
+  work = os.path.abspath(_WORKDIR.value)
+  os.makedirs(work, exist_ok=True)
+  # The six fine-tuning runs compile the same steps: keep compiled code across runs and reruns.
+  jax.config.update("jax_compilation_cache_dir", os.path.join(work, "jax_cache"))
+  jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
+  stages = Stages(work)
+  seed = _SEED.value
+  pre_corpus, lab_corpus = os.path.join(work, "corpus", "pretrain"), os.path.join(work, "corpus", "labelled")
+
+  stages.run("1_corpus_pretrain", lambda: {"manifest": corpus.build_pretrain_corpus(
+      pre_corpus, _NUM_PRETRAIN.value, seed)})
+  stages.run("2_corpus_labelled", lambda: {"manifest": corpus.build_labelled_corpus(lab_corpus, seed)})
+
+  def weak_labels():
+    kind, why = choose_labeler(_NLI_MODEL.value)
+    logging.info("weak labels: %s", why)
+    heldout = "+".join(corpus.speaker_id(v) for v in corpus.DEFAULT_VOICES[-_HELDOUT_VOICES:])
+    arg = (f"corpus=pretrain,list={pre_corpus}/manifest.jsonl,labeler={kind},"
+           f"nli_model={_NLI_MODEL.value},heldout={heldout}")
+    cmd = run_command(["-m", "lanser_jax.labeling.run", f"--config=experiments/labeling/demo.py:{arg}",
+                       "--stage=all", f"--workdir={work}/labels_pretrain"])
+    return {"labeler": kind, "labeler_note": why, "command": cmd}
+
+  weak = stages.run("3_asr_and_weak_labels", weak_labels)
+  stages.run("4_features_labelled", lambda: {"command": run_command([
+      "-m", "lanser_jax.labeling.run",
+      f"--config=experiments/labeling/demo.py:corpus=labelled,list={lab_corpus}/manifest.jsonl",
+      "--stage=all", f"--workdir={work}/labels_labelled"])})
+
+  pre_features = os.path.join(work, "labels_pretrain", "features")
+  lab_features = os.path.join(work, "labels_labelled", "features")
+  stages.run("5_pretrain", lambda: train_run("experiments/demo_pretrain.py", os.path.join(work, "pretrain"),
+                                             {"data.dir": pre_features, "seed": seed}))
+  for fraction in _FRACTIONS.value:
+    for init in ("pretrained", "scratch"):
+      overrides = {"data.dir": lab_features, "data.label_fraction": float(fraction), "seed": seed,
+                   "data.subset_seed": seed}
+      if init == "pretrained":
+        overrides["init_from"] = os.path.join(work, "pretrain")
+      run_dir = os.path.join(work, "finetune", f"{init}_{fraction}")
+      stages.run(f"6_finetune_{init}_{fraction}",
+                 lambda o=overrides, d=run_dir, f=fraction: train_run(
+                     f"experiments/demo_finetune.py:fraction={f}", d, o))
+
+  out = report.write_report(work, stages.records(), weak)
+  logging.info("report: %s", out)
+  print(f"\nLanSER demo finished. Report: {out}")
+
+
+if __name__ == "__main__":
+  app.run(main)
