@@ -10,14 +10,14 @@ The report is `<workdir>/report/report.md` with its PNG figures.
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
-import time
-from typing import Any, Callable
+from typing import Any
 
 from absl import app, flags, logging
+
+from lanser_jax.demo.stage_records import Stages
 
 _WORKDIR = flags.DEFINE_string("workdir", "workdirs/demo", "Where every output of the demo goes.")
 _NUM_PRETRAIN = flags.DEFINE_integer("num_pretrain", 400, "Utterances in the pre-training corpus (Whisper tiny.en "
@@ -30,39 +30,6 @@ _FRACTIONS = flags.DEFINE_list("fractions", ["0.1", "0.3", "1.0"], "Label fracti
 _HELDOUT_VOICES = 2  # pre-training voices kept out for validation of the weak-label classifier
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-
-class Stages:
-  """Runs named stages once: a stage whose record exists is skipped and its record returned."""
-
-  def __init__(self, workdir: str):
-    self.dir = os.path.join(workdir, "stages")
-    os.makedirs(self.dir, exist_ok=True)
-
-  def run(self, name: str, fn: Callable[[], dict[str, Any]]) -> dict[str, Any]:
-    path = os.path.join(self.dir, f"{name}.json")
-    if os.path.exists(path):
-      with open(path) as f:
-        record = json.load(f)
-      logging.info("[%s] done in an earlier run (%.0f s): reusing it", name, record["wall_s"])
-      return record
-    logging.info("[%s] starting", name)
-    t0 = time.time()
-    record = dict(fn() or {})
-    record["wall_s"] = time.time() - t0
-    with open(path + ".tmp", "w") as f:
-      json.dump(record, f, indent=1)
-    os.replace(path + ".tmp", path)
-    logging.info("[%s] done in %.0f s", name, record["wall_s"])
-    return record
-
-  def records(self) -> dict[str, dict[str, Any]]:
-    out = {}
-    for name in sorted(os.listdir(self.dir)):
-      if name.endswith(".json"):
-        with open(os.path.join(self.dir, name)) as f:
-          out[name[:-5]] = json.load(f)
-    return out
 
 
 def run_command(args: list[str]) -> list[str]:

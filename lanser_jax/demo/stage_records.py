@@ -1,0 +1,43 @@
+"""Named stages that run once: a stage whose record exists is reused, so a rerun continues where it stopped."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from typing import Any, Callable
+
+from absl import logging
+
+
+class Stages:
+  """Runs named stages once: a stage whose record exists is skipped and its record returned."""
+
+  def __init__(self, workdir: str):
+    self.dir = os.path.join(workdir, "stages")
+    os.makedirs(self.dir, exist_ok=True)
+
+  def run(self, name: str, fn: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    path = os.path.join(self.dir, f"{name}.json")
+    if os.path.exists(path):
+      with open(path) as f:
+        record = json.load(f)
+      logging.info("[%s] done in an earlier run (%.0f s): reusing it", name, record["wall_s"])
+      return record
+    logging.info("[%s] starting", name)
+    t0 = time.time()
+    record = dict(fn() or {})
+    record["wall_s"] = time.time() - t0
+    with open(path + ".tmp", "w") as f:
+      json.dump(record, f, indent=1)
+    os.replace(path + ".tmp", path)
+    logging.info("[%s] done in %.0f s", name, record["wall_s"])
+    return record
+
+  def records(self) -> dict[str, dict[str, Any]]:
+    out = {}
+    for name in sorted(os.listdir(self.dir)):
+      if name.endswith(".json"):
+        with open(os.path.join(self.dir, name)) as f:
+          out[name[:-5]] = json.load(f)
+    return out
