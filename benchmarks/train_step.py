@@ -1,0 +1,404 @@
+r"""Training-step speed and memory: the project's ResNet train step beside torchvision's ResNet-50.
+
+  . .venv/bin/activate
+  python benchmarks/train_step.py --out=/tmp/lanser_bench                  # ~10 min on 2 shared cores
+  python benchmarks/train_step.py --smoke --out=/tmp/lanser_bench_smoke    # seconds: tiny model, no torch
+
+Each variant runs in its own worker process, started once and kept alive, so XLA flags are set before jax
+is imported and every worker's RSS high-water mark is its own. Rounds are interleaved (each round runs every
+variant, in a rotated order) and the median over rounds is reported, because the machine may be shared.
+  jax_default     create_model + make_optimizer + make_train_step (config_lib.base_config), default XLA flags
+  jax_ynn         same, XLA_FLAGS=--xla_cpu_experimental_ynn_fusion_type=-individual_convolution
+  jax_ynn_bf16    same flag, config.dtype=bfloat16 (float32 parameters)
+  torch_nchw / torch_channels_last   torchvision ResNet-50, one-channel stem, 7-class fc (torch_resnet.py)
+The PyTorch workers run in another interpreter (--torch_python, default /work/torchvenv/bin/python; see
+benchmarks/README.md) and are skipped, with a message, when it cannot import torch and torchvision. Both
+sides use the same number of threads (--threads, default: all CPUs this process may use).
+
+Figures: seconds/step and examples/s (median of rounds), peak RSS (ru_maxrss) and device peak memory where
+jax reports it, XLA's FLOP count of one compiled step, achieved FLOP/s, and MFU on devices with a known peak.
+Writes <out>/train_step.json. A measurement, never a pass/fail test.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+MARK = "@@bench "  # answer lines from workers start with this; anything else they print is passed through
+YNN_FLAG = "--xla_cpu_experimental_ynn_fusion_type=-individual_convolution"
+JAX_VARIANTS = {
+    "jax_default": {"xla_flags": "", "dtype": "float32"},
+    "jax_ynn": {"xla_flags": YNN_FLAG, "dtype": "float32"},
+    "jax_ynn_bf16": {"xla_flags": YNN_FLAG, "dtype": "bfloat16"},
+}
+TORCH_VARIANTS = {"torch_nchw": "nchw", "torch_channels_last": "channels_last"}
+# Dense bf16 peak FLOP/s per chip, matched against jax's device_kind; no entry, no MFU (CPUs included).
+PEAK_FLOPS = {"H100": 989e12, "H200": 989e12, "A100": 312e12, "TPU v4": 275e12, "TPU v5 lite": 197e12,
+              "TPU v5e": 197e12}
+DEFAULT_TORCH_PYTHON = "/work/torchvenv/bin/python"
+
+
+def parse_args(argv=None):
+  p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  p.add_argument("--out", default="/tmp/lanser_bench", help="folder for train_step.json")
+  p.add_argument("--model", default="resnet50")
+  p.add_argument("--batch", type=int, default=16)
+  p.add_argument("--frames", type=int, default=300)
+  p.add_argument("--mel_bins", type=int, default=64)
+  p.add_argument("--num_classes", type=int, default=7)
+  p.add_argument("--steps", type=int, default=3, help="timed steps per variant per round")
+  p.add_argument("--rounds", type=int, default=3)
+  p.add_argument("--warmup", type=int, default=1, help="untimed steps after compiling")
+  p.add_argument("--threads", type=int, default=0, help="0: all CPUs this process may use")
+  p.add_argument("--variants", default="", help="comma-separated; default: all (smoke: jax_default, "
+                 "jax_ynn_bf16)")
+  p.add_argument("--specaugment", action="store_true", help="keep SpecAugment in the JAX step (off: "
+                 "the torch step has none)")
+  p.add_argument("--torch_python", default=DEFAULT_TORCH_PYTHON if os.path.exists(DEFAULT_TORCH_PYTHON)
+                 else "", help="interpreter with torch + torchvision; '' skips the PyTorch column")
+  p.add_argument("--smoke", action="store_true", help="tiny model, 2 steps, 1 round, no torch")
+  p.add_argument("--worker", default="", help=argparse.SUPPRESS)  # internal: run one JAX variant
+  args = p.parse_args(argv)
+  if args.smoke:
+    args.model, args.batch, args.frames, args.mel_bins = "tiny", 4, 64, 32
+    args.steps, args.rounds, args.warmup = 2, 1, 1
+    args.variants = args.variants or "jax_default,jax_ynn_bf16"  # flag plumbing and bf16; no torch
+  args.variants = args.variants or ",".join([*JAX_VARIANTS, *TORCH_VARIANTS])
+  args.threads = args.threads or len(os.sched_getaffinity(0))
+  return args
+
+
+def pin_threads(threads: int) -> int:
+  """Restricts this process to `threads` CPUs (before jax/torch size their thread pools)."""
+  cpus = sorted(os.sched_getaffinity(0))
+  if threads < len(cpus):
+    os.sched_setaffinity(0, cpus[:threads])
+  return len(os.sched_getaffinity(0))
+
+
+def peak_rss_mib() -> float:
+  return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
+
+
+def answer(obj: dict) -> None:
+  print(MARK + json.dumps(obj), flush=True)
+
+
+def serve(run_steps, stats) -> None:
+  """The worker side of the protocol: one JSON command per stdin line, one MARK-prefixed answer each."""
+  for line in sys.stdin:
+    cmd = json.loads(line)
+    if cmd["op"] == "run":
+      answer({"ok": True, "seconds": run_steps(cmd["steps"])})
+    elif cmd["op"] == "stats":
+      answer({"ok": True, **stats()})
+    else:
+      answer({"ok": False, "error": f"unknown op {cmd['op']!r}"})
+
+
+# ---------------------------------------------------------------------------------------------------
+# JAX worker: the project's own model, optimiser and train step.
+
+
+def jax_worker(args) -> None:
+  threads = pin_threads(args.threads)
+  sys.path.insert(0, REPO)
+  import jax
+  import jax.numpy as jnp
+  import numpy as np
+  from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+
+  from lanser_jax import config_lib, models, train
+
+  import_rss = peak_rss_mib()  # the libraries alone (lanser_jax.train pulls in TensorFlow through clu)
+  variant = JAX_VARIANTS[args.worker]
+  c = config_lib.base_config()
+  c.model.name, c.dtype, c.batch_size = args.model, variant["dtype"], args.batch
+  c.data.crop_frames = args.frames
+  c.optimizer.name = "sgd"  # momentum 0.9, Nesterov, weight decay on kernels (base_config)
+  c.optimizer.schedule, c.optimizer.warmup_steps = "constant", 1
+  c.specaugment.enabled = args.specaugment
+  model = models.create_model(c.model.name, args.num_classes, c.model.width, c.model.dropout_rate, c.dtype)
+  tx = train.make_optimizer(c, train.make_schedule(c))
+
+  mesh = Mesh(np.asarray(jax.devices()), ("data",))  # as train_and_evaluate lays out a host
+  replicated, data_sharding = NamedSharding(mesh, P()), NamedSharding(mesh, P("data"))
+
+  def init(key):
+    variables = model.init(key, jnp.zeros((1, args.frames, args.mel_bins)), train=False)
+    return train.TrainState.create(apply_fn=model.apply, params=variables["params"],
+                                   batch_stats=variables["batch_stats"], tx=tx)
+
+  state_sharding = jax.tree.map(lambda _: replicated, jax.eval_shape(init, jax.random.key(0)))
+  state = train.compile_init(init, state_sharding, c.seed)(jax.random.key(c.seed))
+  rng = np.random.default_rng(0)
+  batch = jax.device_put({
+      "log_mel": rng.standard_normal((args.batch, args.frames, args.mel_bins), np.float32),
+      "mask": np.ones((args.batch, args.frames), bool),
+      "label": rng.integers(0, args.num_classes, args.batch).astype(np.int32)}, data_sharding)
+  step_fn = jax.jit(train.make_train_step(model, c, args.num_classes), donate_argnums=(0,),
+                    in_shardings=(state_sharding, data_sharding), out_shardings=(state_sharding, replicated))
+  start = time.perf_counter()
+  compiled = step_fn.lower(state, batch).compile()
+  compile_s = time.perf_counter() - start
+  cost = compiled.cost_analysis()
+  cost = cost[0] if isinstance(cost, (list, tuple)) else cost  # older jax returned one dict per program
+  flops = float(cost.get("flops", 0.0)) if cost else 0.0
+
+  def run_steps(n: int) -> list[float]:
+    nonlocal state
+    seconds = []
+    for _ in range(n):
+      t = time.perf_counter()
+      state, stats = compiled(state, batch)
+      jax.block_until_ready((state, stats))
+      seconds.append(time.perf_counter() - t)
+    return seconds
+
+  run_steps(args.warmup)
+  device = jax.devices()[0]
+
+  def stats() -> dict:
+    mem = device.memory_stats() or {}  # None on CPU
+    peak = mem.get("peak_bytes_in_use")
+    return {"peak_rss_mib": peak_rss_mib(),
+            "device_peak_mib": None if peak is None else peak / 2**20}
+
+  answer({"ok": True, "framework": "jax", "version": jax.__version__, "backend": jax.default_backend(),
+          "device_kind": device.device_kind, "device_count": jax.device_count(), "threads": threads,
+          "xla_flags": os.environ.get("XLA_FLAGS", ""), "dtype": variant["dtype"],
+          "params": int(models.param_count(state.params)), "compile_s": compile_s, "flops_per_step": flops,
+          "import_rss_mib": import_rss})
+  serve(run_steps, stats)
+
+
+# ---------------------------------------------------------------------------------------------------
+# The driver: workers, interleaved rounds, figures.
+
+
+class Worker:
+  """One benchmark variant in its own process, driven over stdin/stdout."""
+
+  def __init__(self, name: str, argv: list[str], env: dict[str, str]):
+    self.name = name
+    self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env,
+                                 cwd=REPO)
+
+  def read(self) -> dict:
+    while True:
+      line = self.proc.stdout.readline()
+      if not line:
+        raise RuntimeError(f"{self.name}: worker exited with code {self.proc.wait()} (see its stderr above)")
+      if line.startswith(MARK):
+        reply = json.loads(line[len(MARK):])
+        if not reply.get("ok"):
+          raise RuntimeError(f"{self.name}: {reply.get('error')}")
+        return reply
+      sys.stderr.write(line)
+
+  def ask(self, **cmd) -> dict:
+    self.proc.stdin.write(json.dumps(cmd) + "\n")
+    self.proc.stdin.flush()
+    return self.read()
+
+  def close(self) -> None:
+    if self.proc.poll() is None:
+      self.proc.stdin.close()
+      try:
+        self.proc.wait(timeout=60)
+      except subprocess.TimeoutExpired:
+        self.proc.kill()
+
+
+def shape_args(args) -> list[str]:
+  return [f"--model={args.model}", f"--batch={args.batch}", f"--frames={args.frames}",
+          f"--mel_bins={args.mel_bins}", f"--num_classes={args.num_classes}", f"--warmup={args.warmup}",
+          f"--threads={args.threads}"] + (["--specaugment"] if args.specaugment else [])
+
+
+def start_jax_worker(name: str, args) -> Worker:
+  # XLA_FLAGS replaces the caller's (e.g. the tests' 8 fake devices). TensorFlow is imported (through clu)
+  # but never computes: quiet its start-up log.
+  env = {**os.environ, "XLA_FLAGS": JAX_VARIANTS[name]["xla_flags"], "TF_CPP_MIN_LOG_LEVEL": "2",
+         "TF_ENABLE_ONEDNN_OPTS": "0"}
+  return Worker(name, [sys.executable, os.path.abspath(__file__), f"--worker={name}", *shape_args(args)], env)
+
+
+def torch_check(python: str) -> str:
+  """'' when `python` imports torch and torchvision, else why the PyTorch column is skipped."""
+  if not python:
+    return "no --torch_python given (and /work/torchvenv/bin/python does not exist)"
+  try:
+    r = subprocess.run([python, "-c", "import torch, torchvision"], capture_output=True, text=True,
+                       timeout=300)
+  except (OSError, subprocess.TimeoutExpired) as e:
+    return f"{python}: {e}"
+  return "" if r.returncode == 0 else f"{python} cannot import torch/torchvision: {r.stderr.strip()[-300:]}"
+
+
+def start_torch_worker(name: str, args) -> Worker:
+  script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "torch_resnet.py")
+  argv = [args.torch_python, script, f"--memory_format={TORCH_VARIANTS[name]}", "--batch", str(args.batch),
+          "--frames", str(args.frames), "--mel_bins", str(args.mel_bins), "--num_classes",
+          str(args.num_classes), "--warmup", str(args.warmup), "--threads", str(args.threads)]
+  return Worker(name, argv, {**os.environ, "OMP_NUM_THREADS": str(args.threads)})
+
+
+def start_workers(names: list[str], args) -> tuple[dict[str, Worker], dict[str, dict], dict[str, str]]:
+  """Starts each variant in turn, so that compile times are not inflated by each other (in --smoke mode all
+  at once: there only the wall time matters); returns workers, their setup info, skips."""
+  workers, info, skipped = {}, {}, {}
+  torch_names = [n for n in names if n in TORCH_VARIANTS]
+  why_not_torch = torch_check(args.torch_python) if torch_names else ""
+  start = lambda name: (start_jax_worker if name in JAX_VARIANTS else start_torch_worker)(name, args)
+  started = {}
+  for name in names:
+    if name in TORCH_VARIANTS and why_not_torch:
+      skipped[name] = why_not_torch
+    elif name in TORCH_VARIANTS and args.model != "resnet50":
+      skipped[name] = f"the PyTorch reference is torchvision's ResNet-50, not {args.model!r}"
+    elif args.smoke:
+      started[name] = start(name)
+    else:
+      started[name] = None
+  for name, worker in started.items():
+    t = time.perf_counter()
+    worker = worker or start(name)
+    try:
+      info[name] = worker.read()
+    except RuntimeError as e:
+      worker.close()
+      skipped[name] = f"failed to start: {e}"
+      continue
+    workers[name] = worker
+    print(f"  {name}: ready in {time.perf_counter() - t:.1f} s ({info[name]['params']:,} parameters, "
+          f"{info[name]['threads']} threads)", flush=True)
+  for name, why in skipped.items():
+    if name not in info:
+      print(f"  {name}: SKIPPED: {why}", flush=True)
+  return workers, info, skipped
+
+
+def run_rounds(workers: dict[str, Worker], steps: int, rounds: int, batch: int, skipped: dict[str, str],
+               extra=None) -> dict[str, list[float]]:
+  """Mean seconds/step per round for each worker; each round rotates the order so none always goes first.
+  `extra` maps a name to a callable returning one round's seconds/step (the input-pipeline benchmark).
+  A worker that dies (e.g. out of memory) is closed, dropped from the results and its error put in
+  `skipped`; the others go on."""
+  jobs = {name: (lambda w=w: statistics.mean(w.ask(op="run", steps=steps)["seconds"]))
+          for name, w in workers.items()}
+  jobs.update(extra or {})
+  names = list(jobs)
+  per_round: dict[str, list[float]] = {name: [] for name in names}
+  for r in range(rounds):
+    order = names[r % len(names):] + names[:r % len(names)] if names else []
+    for name in order:
+      try:
+        per_round[name].append(jobs[name]())
+      except RuntimeError as e:
+        print(f"  {name}: FAILED in round {r + 1}: {e}", flush=True)
+        skipped[name] = f"failed in round {r + 1}: {e}"
+        names.remove(name)
+        del per_round[name]
+        if name in workers:
+          workers.pop(name).close()
+    print(f"  round {r + 1}/{rounds}: " + ", ".join(
+        f"{n} {batch / per_round[n][-1]:.2f} ex/s" for n in names), flush=True)
+  return per_round
+
+
+def peak_flops(device_kind: str) -> float | None:
+  for key, value in PEAK_FLOPS.items():
+    if key.lower() in device_kind.lower():
+      return value
+  return None
+
+
+def summarise(args, per_round, info, memory) -> dict[str, dict]:
+  model_flops = next((info[n]["flops_per_step"] for n in ("jax_ynn", "jax_default", "jax_ynn_bf16")
+                      if n in info and info[n]["flops_per_step"] > 0), 0.0)
+  rows = {}
+  for name, seconds in per_round.items():
+    s = statistics.median(seconds)
+    row = {**info[name], **memory[name], "seconds_per_step_rounds": seconds, "seconds_per_step": s,
+           "examples_per_s": args.batch / s}
+    flops = row.get("flops_per_step") or model_flops  # torch: XLA's count of the same network
+    row["flops_source"] = "own XLA cost analysis" if row.get("flops_per_step") else "jax variant's count"
+    row["achieved_flops_per_s"] = flops / s if flops else None
+    peak = peak_flops(row.get("device_kind", "")) if row["framework"] == "jax" else None
+    row["mfu"] = row["achieved_flops_per_s"] / peak if peak and row["achieved_flops_per_s"] else None
+    rows[name] = row
+  for ref in TORCH_VARIANTS:
+    if ref in rows:
+      for row in rows.values():
+        row[f"vs_{ref}"] = row["examples_per_s"] / rows[ref]["examples_per_s"]
+  return rows
+
+
+def print_table(rows: dict[str, dict]) -> None:
+  print(f"\n{'variant':<20}{'s/step':>8}{'ex/s':>8}{'vs NCHW':>9}{'vs CL':>7}{'RSS MiB':>9}"
+        f"{'GFLOP/s':>9}{'MFU':>7}  compile s")
+  for name, r in rows.items():
+    vs = lambda k: f"{r[k]:.2f}" if k in r else "-"
+    gf = f"{r['achieved_flops_per_s'] / 1e9:.1f}" if r["achieved_flops_per_s"] else "-"
+    mfu = f"{r['mfu']:.1%}" if r["mfu"] is not None else "-"
+    compile_s = f"{r['compile_s']:.1f}" if "compile_s" in r else "-"
+    print(f"{name:<20}{r['seconds_per_step']:>8.2f}{r['examples_per_s']:>8.2f}{vs('vs_torch_nchw'):>9}"
+          f"{vs('vs_torch_channels_last'):>7}{r['peak_rss_mib']:>9.0f}{gf:>9}{mfu:>7}  {compile_s}")
+
+
+def setup_record(args) -> dict:
+  return {"model": args.model, "batch": args.batch, "frames": args.frames, "mel_bins": args.mel_bins,
+          "num_classes": args.num_classes, "optimizer": "sgd momentum 0.9 nesterov, wd 1e-4",
+          "specaugment": args.specaugment, "steps_per_round": args.steps, "rounds": args.rounds,
+          "warmup_steps": args.warmup, "threads": args.threads, "cpu_count": os.cpu_count(),
+          "load_avg_start": os.getloadavg(), "smoke": args.smoke, "python": sys.version.split()[0],
+          "jax_compilation_cache": os.environ.get("JAX_COMPILATION_CACHE_DIR", "")}
+
+
+def main(argv=None) -> dict:
+  args = parse_args(argv)
+  if args.worker:
+    jax_worker(args)
+    return {}
+  names = [n.strip() for n in args.variants.split(",") if n.strip()]
+  unknown = [n for n in names if n not in JAX_VARIANTS and n not in TORCH_VARIANTS]
+  if unknown:
+    raise SystemExit(f"--variants: unknown {unknown}; choose from {[*JAX_VARIANTS, *TORCH_VARIANTS]}")
+  setup = setup_record(args)
+  print(f"train step: {args.model}, batch {args.batch}, {args.frames} frames x {args.mel_bins} mel bins, "
+        f"{args.num_classes} classes, SGD momentum; {args.threads} threads on each side "
+        f"(load average {setup['load_avg_start'][0]:.2f})", flush=True)
+  workers, info, skipped = start_workers(names, args)
+  try:
+    per_round = run_rounds(workers, args.steps, args.rounds, args.batch, skipped)
+    memory = {name: w.ask(op="stats") for name, w in workers.items()}
+  finally:
+    for w in workers.values():
+      w.close()
+  for m in memory.values():
+    m.pop("ok", None)
+  setup["load_avg_end"] = os.getloadavg()
+  rows = summarise(args, per_round, {n: {k: v for k, v in i.items() if k != "ok"} for n, i in info.items()},
+                   memory)
+  print_table(rows)
+  result = {"benchmark": "train_step", "setup": setup, "variants": rows, "skipped": skipped}
+  os.makedirs(args.out, exist_ok=True)
+  path = os.path.join(args.out, "train_step.json")
+  with open(path + ".tmp", "w") as f:
+    json.dump(result, f, indent=1)
+  os.replace(path + ".tmp", path)
+  print(f"\nwrote {path}")
+  return result
+
+
+if __name__ == "__main__":
+  main()

@@ -1,0 +1,99 @@
+"""The training-engine benchmarks run end to end in --smoke mode and write complete JSON.
+
+They run as subprocesses (as users run them) with the tiny model; no figure is judged, only that each one
+was measured and is a positive number. Both share the tests' compilation cache (conftest.py).
+"""
+
+import json
+import math
+import os
+import subprocess
+import sys
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _run(script, out_dir, *extra):
+  proc = subprocess.run([sys.executable, os.path.join(REPO, "benchmarks", script), "--smoke",
+                         f"--out={out_dir}", *extra], capture_output=True, text=True, timeout=240, cwd=REPO)
+  assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
+  return proc.stdout
+
+
+def _positive(x):
+  return isinstance(x, (int, float)) and math.isfinite(x) and x > 0
+
+
+def test_train_step_smoke_writes_figures(tmp_path):
+  stdout = _run("train_step.py", str(tmp_path))
+  with open(tmp_path / "train_step.json") as f:
+    result = json.load(f)
+  assert result["benchmark"] == "train_step" and result["setup"]["smoke"]
+  assert result["setup"]["model"] == "tiny" and result["setup"]["threads"] >= 1
+  rows = result["variants"]
+  assert set(rows) == {"jax_default", "jax_ynn_bf16"}
+  # Each variant ran in its own process with its own XLA flags and compute dtype.
+  assert rows["jax_default"]["xla_flags"] == ""
+  assert "ynn_fusion_type" in rows["jax_ynn_bf16"]["xla_flags"]
+  assert rows["jax_ynn_bf16"]["dtype"] == "bfloat16" and rows["jax_default"]["dtype"] == "float32"
+  for name, row in rows.items():
+    assert len(row["seconds_per_step_rounds"]) == 1, name
+    for key in ("seconds_per_step", "examples_per_s", "peak_rss_mib", "flops_per_step",
+                "achieved_flops_per_s", "compile_s", "params", "import_rss_mib"):
+      assert _positive(row[key]), (name, key, row[key])
+    assert row["import_rss_mib"] <= row["peak_rss_mib"]
+    assert math.isclose(row["examples_per_s"], 4 / row["seconds_per_step"])
+    assert row["mfu"] is None  # CPU: no known peak
+    assert row["backend"] == "cpu" and row["device_count"] == 1  # the tests' fake devices are not inherited
+  assert rows["jax_default"]["params"] == rows["jax_ynn_bf16"]["params"]
+  assert "jax_default" in stdout and "wrote" in stdout
+
+
+def test_input_pipeline_smoke_writes_figures(tmp_path):
+  _run("input_pipeline.py", str(tmp_path))
+  with open(tmp_path / "input_pipeline.json") as f:
+    result = json.load(f)
+  assert result["benchmark"] == "input_pipeline" and result["data"]["records"] == 64
+  rows = result["rows"]
+  assert set(rows) == {"train_step_jax_default", "pipeline_0_workers", "pipeline_1_workers"}
+  step = rows["train_step_jax_default"]
+  assert step["kind"] == "train_step" and _positive(step["examples_per_s"])
+  for name in ("pipeline_0_workers", "pipeline_1_workers"):
+    row = rows[name]
+    for key in ("seconds_per_batch", "examples_per_s", "startup_s", "x_train_step"):
+      assert _positive(row[key]), (name, key, row[key])
+    assert math.isclose(row["x_train_step"], row["examples_per_s"] / step["examples_per_s"])
+    assert row["meets_goal"] == (row["x_train_step"] >= result["setup"]["goal_x"])
+  assert rows["pipeline_1_workers"]["num_workers"] == 1
+
+
+def test_train_step_skips_torch_with_a_reason(tmp_path):
+  """A missing PyTorch interpreter is reported, not a crash (no JAX variant needed to check that)."""
+  missing = str(tmp_path / "no_such_python")
+  stdout = _run("train_step.py", str(tmp_path), "--variants=torch_nchw", f"--torch_python={missing}")
+  with open(tmp_path / "train_step.json") as f:
+    result = json.load(f)
+  assert result["variants"] == {}
+  assert "no_such_python" in result["skipped"]["torch_nchw"]
+  assert "SKIPPED" in stdout
+
+
+def test_rounds_drop_a_failing_row_and_keep_the_others():
+  """A worker that dies mid-benchmark (e.g. out of memory) is recorded in `skipped`; the rest is measured."""
+  import importlib.util
+  spec = importlib.util.spec_from_file_location("bench_train_step", os.path.join(REPO, "benchmarks",
+                                                                                   "train_step.py"))
+  bench = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(bench)
+  calls = {"bad": 0}
+
+  def bad():
+    calls["bad"] += 1
+    if calls["bad"] == 2:
+      raise RuntimeError("worker exited with code -9")
+    return 1.0
+
+  skipped = {}
+  per_round = bench.run_rounds({}, 1, 3, 4, skipped, extra={"good": lambda: 0.5, "bad": bad})
+  assert per_round == {"good": [0.5, 0.5, 0.5]}
+  assert calls["bad"] == 2 and "code -9" in skipped["bad"] and "round 2" in skipped["bad"]
