@@ -14,12 +14,11 @@ from typing import Any, Mapping
 import jax
 import numpy as np
 from absl import logging
-from clu import metric_writers
-from clu.metric_writers import interface
 
 
-class JsonlWriter(interface.MetricWriter):
-  """Appends scalars (and hparams) to a JSON-lines file; flushed at every write so a killed run keeps them."""
+class JsonlWriter:
+  """Appends scalars (and hparams) to a JSON-lines file; flushed at every write so a killed run keeps them.
+  It has the methods of clu's MetricWriter, so clu's MultiWriter drives it beside the TensorBoard writer."""
 
   def __init__(self, path: str):
     self._path = path
@@ -62,7 +61,10 @@ class JsonlWriter(interface.MetricWriter):
     self._file.close()
 
 
-def create_writer(workdir: str) -> metric_writers.MetricWriter:
+def create_writer(workdir: str):
+  """CLU writers: TensorBoard + metrics.jsonl on process 0, logging only elsewhere."""
+  # clu.metric_writers imports TensorFlow (seconds, hundreds of MB): only processes that train pay for it.
+  from clu import metric_writers
   if jax.process_index() > 0:
     return metric_writers.create_default_writer(just_logging=True)
   tensorboard = metric_writers.create_default_writer(workdir, asynchronous=True)
