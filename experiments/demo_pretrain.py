@@ -22,11 +22,11 @@ def get_config(arg=None):
   c.model.width = 0.25
   c.batch_size = 32
   c.eval_batch_size = 64
-  c.num_train_steps = 300
+  c.num_train_steps = 500
   c.optimizer.learning_rate = 2e-3
   c.optimizer.warmup_steps = 30
   c.log_every_steps = 25
-  c.eval_every_steps = 100
-  c.checkpoint_every_steps = 100
+  c.eval_every_steps = 125
+  c.checkpoint_every_steps = 125
   c.best_metric = "ua"
   return config_lib.finalize(c, arg)

@@ -159,6 +159,12 @@ def write_report(work: str, stage_records: dict[str, dict[str, Any]], weak: dict
       pretrain_results = json.load(f)
 
   train_n = info["splits"]["train"]["num_examples"]
+  chain_path = os.path.join(work, "labels_pretrain", "summary.json")
+  chain = json.load(open(chain_path)) if os.path.exists(chain_path) else {}
+  reasons = collections.Counter()
+  for stage in chain.get("stages", {}).values():
+    reasons.update(stage.get("reasons", {}))
+  rejected = ", ".join(f"{k}: {v}" for k, v in reasons.most_common()) or "none"
   lines = [
       "# LanSER demo report", "",
       "Everything here was computed on this machine from speech the project synthesised with eSpeak NG "
@@ -171,8 +177,9 @@ def write_report(work: str, stage_records: dict[str, dict[str, Any]], weak: dict
       f"- word error rate against the sentences that were spoken: **{_pct(asr['wer'])}%**", "",
       "## 2. Weak labels", "",
       f"- labeler: {weak.get('labeler_note', weak.get('labeler', '?'))}",
-      f"- weakly labelled utterances: {asr['num_weak_labels']} (the rest are listed with a reason in "
-      "`labels_pretrain/label/errors.jsonl` or the stage's errors file)",
+      f"- utterances in {chain.get('in', '?')} = weakly labelled and written {chain.get('written', '?')} + "
+      f"rejected {chain.get('rejected', '?')} ({rejected}); each rejection is listed with its reason in "
+      "`labels_pretrain/errors.jsonl`",
       f"- agreement of the weak label with the emotion the sentence's words were written for: "
       f"**{_pct(asr['agreement_with_text_emotion'])}%** (chance ≈ 14% for 7 classes)",
       f"- agreement with the emotion of the prosody actually spoken: {_pct(asr['agreement_with_prosody_emotion'])}%"
