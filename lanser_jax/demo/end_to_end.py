@@ -20,7 +20,7 @@ from absl import app, flags, logging
 from lanser_jax.demo.stage_records import Stages
 
 _WORKDIR = flags.DEFINE_string("workdir", "workdirs/demo", "Where every output of the demo goes.")
-_NUM_PRETRAIN = flags.DEFINE_integer("num_pretrain", 1000, "Utterances in the pre-training corpus (Whisper tiny.en "
+_NUM_PRETRAIN = flags.DEFINE_integer("num_pretrain", 800, "Utterances in the pre-training corpus (Whisper tiny.en "
                                      "takes ~0.4 s each on 2 cores: the demo's largest cost).")
 _SEED = flags.DEFINE_integer("seed", 0, "Seed of the corpora, subsets and training.")
 _NLI_MODEL = flags.DEFINE_string("nli_model", "roberta-large-mnli",
