@@ -15,18 +15,9 @@ Ours: as experiments/finetune_iemocap.py (~30 epochs, at least 600 steps, AdamW 
 Expected cost: 600..2,400 steps of batch 64; minutes on one GPU (not measured); only runlocal on CPU.
 """
 
-import importlib.util
-import os
-
-def load_common():
-  """experiments/lanser_common.py, loaded by path (experiments/ is not a package)."""
-  path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "lanser_common.py")
-  spec = importlib.util.spec_from_file_location("lanser_common", path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
+from lanser_jax import paper_settings
 
 
 def get_config(arg=None):
   # ~5,200 training clips (70% of 7,442; the split is by speaker).
-  return load_common().finetune_config("crema_d", arg, num_train_utts=5200)
+  return paper_settings.finetune_config("crema_d", arg, num_train_utts=5200)

@@ -21,19 +21,10 @@ Expected cost: 600..2,100 steps of batch 64; minutes on one GPU (not measured); 
 per 100 steps of ResNet-50 (PERF_NOTES), so only runlocal there.
 """
 
-import importlib.util
-import os
-
-def load_common():
-  """experiments/lanser_common.py, loaded by path (experiments/ is not a package)."""
-  path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "lanser_common.py")
-  spec = importlib.util.spec_from_file_location("lanser_common", path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
+from lanser_jax import paper_settings
 
 
 def get_config(arg=None):
   # ~4,400 training utterances per fold (4 of the 5 sessions of the 5,531 kept).
-  c = load_common().finetune_config("iemocap", arg, num_train_utts=4400, extra_args={"fold": 0})
+  c = paper_settings.finetune_config("iemocap", arg, num_train_utts=4400, extra_args={"fold": 0})
   return c

@@ -15,17 +15,8 @@ falls back to the latest). Ours: 30k steps, as the corpus (~1,100 h of clips) is
 People's Speech. Expected cost (not measured, see the People's Speech file): ~1.5 h on one 8-GPU node.
 """
 
-import importlib.util
-import os
-
-def load_common():
-  """experiments/lanser_common.py, loaded by path (experiments/ is not a package)."""
-  path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "lanser_common.py")
-  spec = importlib.util.spec_from_file_location("lanser_common", path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
+from lanser_jax import paper_settings
 
 
 def get_config(arg=None):
-  return load_common().pretrain_config("condensed_movies", arg, num_train_steps=30_000, eval_split="")
+  return paper_settings.pretrain_config("condensed_movies", arg, num_train_steps=30_000, eval_split="")

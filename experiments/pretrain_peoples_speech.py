@@ -4,7 +4,7 @@
   # the arguments name: <data_root>/peoples_speech/<taxonomy>-<template>-<labeler>/features
   python -m lanser_jax.main --config=experiments/pretrain_peoples_speech.py:platform=gpu \
       --workdir=/data/lanser/runs/pretrain_peoples_speech_fine40-conversation-entailment_hard
-  # ablations, one argument each (see experiments/lanser_common.py for the folder names):
+  # ablations, one argument each (see lanser_jax/paper_settings.py for the folder names):
   ...pretrain_peoples_speech.py:platform=tpu,taxonomy=ekman7
   ...pretrain_peoples_speech.py:platform=gpu,soft=True          # score vectors as targets
   ...pretrain_peoples_speech.py:platform=gpu,template=i_feel
@@ -22,19 +22,10 @@ on 2 CPU cores) a GPU is assumed to do ~3,000 examples/s: ~5 h on one 8-GPU node
 On CPU (platform=cpu) the full run is out of reach (months): use it only with runlocal.
 """
 
-import importlib.util
-import os
-
-def load_common():
-  """experiments/lanser_common.py, loaded by path (experiments/ is not a package)."""
-  path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "lanser_common.py")
-  spec = importlib.util.spec_from_file_location("lanser_common", path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
+from lanser_jax import paper_settings
 
 
 def get_config(arg=None):
   # People's Speech ships train/validation/test: validation weak labels pick the best checkpoint.
-  return load_common().pretrain_config("peoples_speech", arg, num_train_steps=100_000,
+  return paper_settings.pretrain_config("peoples_speech", arg, num_train_steps=100_000,
                                        eval_split="validation")

@@ -15,29 +15,18 @@ platform (accepted for symmetry; baselines run on whatever JAX finds).
 Expected cost: seconds each (text only), minutes each (zero-shot ResNet-50 over a test split on CPU).
 """
 
-import importlib.util
-import os
+from lanser_jax import paper_settings
 
 SOURCES = ("peoples_speech", "condensed_movies")
 
 
-def load_common():
-  """experiments/lanser_common.py, loaded by path (experiments/ is not a package)."""
-  path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "lanser_common.py")
-  spec = importlib.util.spec_from_file_location("lanser_common", path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
-
-
 def get_sweep(arg=None):
-  common = load_common()
-  arg = common.sweep_args(arg, taxonomy="fine40")
-  variant = common.weak_variant(arg.taxonomy)
+  arg = paper_settings.sweep_args(arg, taxonomy="fine40")
+  variant = paper_settings.weak_variant(arg.taxonomy)
   cells = []
-  for dataset, fold, _ in common.dataset_folds():
-    data_dir = common.finetune_data_dir(dataset, arg.data_root, fold)
-    target_set = common.TARGET_SETS[dataset]
+  for dataset, fold, _ in paper_settings.dataset_folds():
+    data_dir = paper_settings.finetune_data_dir(dataset, arg.data_root, fold)
+    target_set = paper_settings.TARGET_SETS[dataset]
     axes = lambda method: {"dataset": dataset, "fold": fold, "method": method}  # noqa: E731
     cells.append({"name": f"{dataset}/fold{fold}/baseline/majority", "axes": axes("majority"),
                   "baseline": {"kind": "majority", "data_dir": data_dir}})
@@ -46,7 +35,7 @@ def get_sweep(arg=None):
                                "labels_dir": f"{arg.data_root}/{dataset}/labels",
                                "taxonomy": arg.taxonomy}})
     for source in SOURCES:
-      pretrain = f"{arg.runs_root}/{common.pretrain_run_name(source, variant, False)}"
+      pretrain = f"{arg.runs_root}/{paper_settings.pretrain_run_name(source, variant, False)}"
       cells.append({"name": f"{dataset}/fold{fold}/baseline/zero_shot_{source}",
                     "axes": dict(axes(f"zero_shot_{source}")),
                     "baseline": {"kind": "zero_shot", "data_dir": data_dir, "target_set": target_set,

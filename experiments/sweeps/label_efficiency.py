@@ -16,8 +16,7 @@ Arguments: platform, runlocal, data_root, runs_root.
 Expected cost: 270 fine-tuning runs of 600..2,400 steps; not measured on a GPU (roughly 1-2 GPU-days).
 """
 
-import importlib.util
-import os
+from lanser_jax import paper_settings
 
 
 FRACTIONS = (0.1, 0.2, 0.3, 0.5, 1.0)
@@ -25,18 +24,8 @@ SEEDS = (0, 1, 2)
 SOURCES = ("none", "peoples_speech", "condensed_movies")
 
 
-def load_common():
-  """experiments/lanser_common.py, loaded by path (experiments/ is not a package)."""
-  path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "lanser_common.py")
-  spec = importlib.util.spec_from_file_location("lanser_common", path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
-
-
 def get_sweep(arg=None):
-  common = load_common()
-  arg = common.sweep_args(arg)
-  return [common.finetune_cell(dataset, fold, exp_file, source, fraction, seed, arg)
-          for dataset, fold, exp_file in common.dataset_folds()
+  arg = paper_settings.sweep_args(arg)
+  return [paper_settings.finetune_cell(dataset, fold, exp_file, source, fraction, seed, arg)
+          for dataset, fold, exp_file in paper_settings.dataset_folds()
           for source in SOURCES for fraction in FRACTIONS for seed in SEEDS]

@@ -5,18 +5,17 @@
   python -m lanser_jax.sweep --sweep=experiments/sweeps/pretrain.py:platform=gpu,ablations=True \
       --root=/data/lanser/runs --print
 
-Cell names are the workdirs the fine-tuning configs restore from (lanser_common.pretrain_run_name), so
+Cell names are the workdirs the fine-tuning configs restore from (paper_settings.pretrain_run_name), so
 use the --root that the fine-tuning sweeps get as runs_root. Each cell needs its labelling first:
-<data_root>/<source>/<taxonomy>-<template>-<labeler>/features (see experiments/lanser_common.py).
+<data_root>/<source>/<taxonomy>-<template>-<labeler>/features (see lanser_jax/paper_settings.py).
 Arguments: platform, runlocal, data_root, ablations.
 Expected cost: ~5 h (People's Speech) and ~1.5 h (Condensed Movies) per run on one 8-GPU node,
 an estimate, not measured.
 """
 
-import importlib.util
-import os
 
 from lanser_jax import config_lib
+from lanser_jax import paper_settings
 
 BASE = dict(taxonomy="fine40", template="conversation", labeler="entailment", soft=False)
 # One setting changed each (the paper's weak-label ablations; the particular alternatives are ours).
@@ -31,30 +30,20 @@ FILES = {"peoples_speech": "experiments/pretrain_peoples_speech.py",
          "condensed_movies": "experiments/pretrain_condensed_movies.py"}
 
 
-def load_common():
-  """experiments/lanser_common.py, loaded by path (experiments/ is not a package)."""
-  path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "lanser_common.py")
-  spec = importlib.util.spec_from_file_location("lanser_common", path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
-
-
-def pretrain_cell(common, source, setting, arg):
+def pretrain_cell(source, setting, arg):
   s = dict(BASE, **setting)
-  variant = common.weak_variant(s["taxonomy"], s["template"], s["labeler"])
+  variant = paper_settings.weak_variant(s["taxonomy"], s["template"], s["labeler"])
   spec = (f"{FILES[source]}:taxonomy={s['taxonomy']},template={s['template']},labeler={s['labeler']},"
           f"soft={s['soft']},platform={arg.platform},data_root={arg.data_root}"
           + (",runlocal" if arg.runlocal else ""))
-  return {"name": common.pretrain_run_name(source, variant, s["soft"]), "config": spec,
+  return {"name": paper_settings.pretrain_run_name(source, variant, s["soft"]), "config": spec,
           "axes": {"stage": "pretrain", "source": source, "variant": variant,
                    "target": "soft" if s["soft"] else "hard"}}
 
 
 def get_sweep(arg=None):
-  common = load_common()
-  arg = config_lib.parse_arg(arg, platform="gpu", data_root=common.DATA_ROOT, ablations=False)
-  cells = [pretrain_cell(common, source, {}, arg) for source in FILES]
+  arg = config_lib.parse_arg(arg, platform="gpu", data_root=paper_settings.DATA_ROOT, ablations=False)
+  cells = [pretrain_cell(source, {}, arg) for source in FILES]
   if arg.ablations:
-    cells += [pretrain_cell(common, "peoples_speech", setting, arg) for setting in ABLATIONS]
+    cells += [pretrain_cell("peoples_speech", setting, arg) for setting in ABLATIONS]
   return cells

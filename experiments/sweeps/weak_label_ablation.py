@@ -12,8 +12,7 @@ has one row per variant, fraction and dataset. Arguments: platform, runlocal, da
 Expected cost: 216 fine-tuning runs (see label_efficiency.py), roughly 1-2 GPU-days; not measured.
 """
 
-import importlib.util
-import os
+from lanser_jax import paper_settings
 
 FRACTIONS = (0.1, 1.0)
 SEEDS = (0, 1, 2)
@@ -22,28 +21,18 @@ VARIANTS = ({}, {"taxonomy": "ekman7"}, {"soft": True}, {"template": "speaker"},
             {"labeler": "sentence_encoder"})  # as experiments/sweeps/pretrain.py ABLATIONS, plus the base
 
 
-def load_common():
-  """experiments/lanser_common.py, loaded by path (experiments/ is not a package)."""
-  path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "lanser_common.py")
-  spec = importlib.util.spec_from_file_location("lanser_common", path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
-
-
 def get_sweep(arg=None):
-  common = load_common()
-  arg = common.sweep_args(arg)
+  arg = paper_settings.sweep_args(arg)
   cells = []
   for setting in VARIANTS:
     s = dict(BASE, **setting)
-    variant = common.weak_variant(s["taxonomy"], s["template"], s["labeler"])
+    variant = paper_settings.weak_variant(s["taxonomy"], s["template"], s["labeler"])
     target = "soft" if s["soft"] else "hard"
     extra = f"taxonomy={s['taxonomy']},template={s['template']},labeler={s['labeler']},soft={s['soft']}"
-    for dataset, fold, exp_file in common.dataset_folds():
+    for dataset, fold, exp_file in paper_settings.dataset_folds():
       for fraction in FRACTIONS:
         for seed in SEEDS:
-          cell = common.finetune_cell(dataset, fold, exp_file, "peoples_speech", fraction, seed, arg,
+          cell = paper_settings.finetune_cell(dataset, fold, exp_file, "peoples_speech", fraction, seed, arg,
                                       extra=extra, tag=f"ablation/{variant}_{target}")
           cell["axes"].update(variant=variant, target=target)
           cells.append(cell)

@@ -1,8 +1,7 @@
 """What the LanSER experiment files share: platform sizes, where data and runs live, and how one
 weak-labelling variant (the ablations) names its feature folder and its pre-training run.
 
-Not an experiment itself (no get_config). The experiment and sweep files load it by path (their
-`load_common()`), because experiments/ is a folder of config files, not a Python package.
+Not an experiment itself (no get_config): the experiment and sweep files in experiments/ import it.
 
 Which numbers come from the LanSER paper (Gong et al., Interspeech 2023) and which are ours:
   paper: ResNet-50 on log-mel spectrograms; pre-training on weak labels that an entailment model infers
