@@ -11,7 +11,9 @@ if [[ -f $stamp && "$(cat $stamp)" == "$want" ]]; then
 fi
 if [[ ! -x .venv/bin/python ]]; then
   echo "[setup] creating .venv with $($PYTHON --version)" >&2
-  "$PYTHON" -m venv .venv
+  # Debian-style Pythons may lack the venv module (python3-venv); virtualenv from pip does the same job.
+  "$PYTHON" -m venv .venv 2>/dev/null || { rm -rf .venv; "$PYTHON" -m pip install -q --user virtualenv \
+    && "$PYTHON" -m virtualenv -q .venv; }
 fi
 .venv/bin/python -m pip install -q --upgrade pip
 echo "[setup] installing lanser-jax and its dependencies (a few minutes the first time)" >&2
