@@ -73,8 +73,8 @@ def infer_taxonomy(label_names: Sequence[str]) -> str:
 def target_index(target_set: str, class_names: Sequence[str]) -> dict[str, int]:
   """Target-set label -> class index of the feature folder.
 
-  Matched by name; a name the folder spells differently (cremad6.txt 'anger', the CREMA-D folder
-  'angry') is matched by position, which is only done when both lists have the same length.
+  Matched by name; a name a folder spells differently (e.g. a feature folder made before the CREMA-D
+  adapter used cremad6.txt's 'anger') is matched by position, only when both lists have the same length.
   """
   from lanser_jax.labeling import labelers
   target_labels = labelers.load_taxonomy(target_set)

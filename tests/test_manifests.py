@@ -181,7 +181,7 @@ def test_crema_d_speaker_independent_split_and_tfds_fallback(tmp_path):
   assert {k: len(v) for k, v in by_split.items()} == {"train": 7, "validation": 1, "test": 2}
   assert not (by_split["train"] & by_split["test"]) and not (by_split["train"] & by_split["validation"])
   r = next(r for r in rows if r.utt_id == "1003_DFA_ANG_XX")
-  assert r.label == "angry" and r.text == "Don't forget a jacket." and r.speaker == "1003"
+  assert r.label == "anger" and r.text == "Don't forget a jacket." and r.speaker == "1003"
   again, _ = split_rows(emotion.crema_d_rows(root, seed=0, use_tfds=False))
   assert [r.split for r in again] == [r.split for r in rows]  # seeded
   other, _ = split_rows(emotion.crema_d_rows(root, seed=1, use_tfds=False))

@@ -86,9 +86,9 @@ def iemocap_folds(sessions: Sequence[int] = (1, 2, 3, 4, 5)) -> dict[str, dict]:
 # ---------------------------------------------------------------------------------------------------
 # CREMA-D.
 
-CREMA_D_LABELS = {"ANG": "angry", "DIS": "disgust", "FEA": "fear", "HAP": "happy",
+CREMA_D_LABELS = {"ANG": "anger", "DIS": "disgust", "FEA": "fear", "HAP": "happy",
                   "NEU": "neutral", "SAD": "sad"}
-CREMA_D_CLASSES = ("angry", "disgust", "fear", "happy", "neutral", "sad")
+CREMA_D_CLASSES = ("anger", "disgust", "fear", "happy", "neutral", "sad")
 CREMA_D_SENTENCES = {
     "IEO": "It's eleven o'clock.", "TIE": "That is exactly what happened.",
     "IOM": "I'm on my way to the meeting.", "IWW": "I wonder what this is about.",
