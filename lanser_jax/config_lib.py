@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+from typing import Any
 
 import ml_collections
 
@@ -115,12 +116,28 @@ def finalize(c: ml_collections.ConfigDict, arg: ml_collections.ConfigDict) -> ml
   return c
 
 
-def load_experiment(spec: str) -> ml_collections.ConfigDict:
-  """`path/to/file.py[:args]` -> that file's get_config(args), as --config= resolves it."""
-  path, _, arg = spec.partition(":")
+def set_override(config: ml_collections.ConfigDict, key: str, value: Any, where: str = "the config"):
+  """config.a.b = value for the dotted key 'a.b'; an unknown key fails, as --config.a.b would."""
+  *parents, leaf = key.split(".")
+  target = config
+  for p in parents:
+    target = target[p]
+  if leaf not in target:
+    raise KeyError(f"config override {key!r}: {leaf!r} is not a key of {where}")
+  target[leaf] = value
+
+
+def load_python_file(path: str, kind: str = "experiment"):
+  """Runs a config-style Python file (experiments/*.py, sweeps) by path and returns it as a module."""
   if not os.path.exists(path):
-    raise FileNotFoundError(f"experiment file {path} not found")
+    raise FileNotFoundError(f"{kind} file {path} not found")
   module_spec = importlib.util.spec_from_file_location(os.path.basename(path)[:-3], path)
   module = importlib.util.module_from_spec(module_spec)
   module_spec.loader.exec_module(module)
-  return module.get_config(arg or None)
+  return module
+
+
+def load_experiment(spec: str) -> ml_collections.ConfigDict:
+  """`path/to/file.py[:args]` -> that file's get_config(args), as --config= resolves it."""
+  path, _, arg = spec.partition(":")
+  return load_python_file(path).get_config(arg or None)

@@ -28,7 +28,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from input_pipeline import pipeline
 from lanser_jax import audio as audio_lib
-from lanser_jax import checkpointing, features, models
+from lanser_jax import checkpointing, config_lib, features, models
 
 DEFAULT_MAX_SECONDS = 600.0  # longer audio is cropped; every window of what is kept is averaged
 
@@ -76,13 +76,7 @@ def read_config(workdir: str, overrides: Mapping[str, Any] | None = None) -> ml_
   with open(os.path.join(workdir, "config.json")) as f:
     config = ml_collections.ConfigDict(json.load(f))
   for key, value in (overrides or {}).items():
-    target = config
-    *parents, leaf = key.split(".")
-    for p in parents:
-      target = target[p]
-    if leaf not in target:
-      raise KeyError(f"config override {key!r}: no such key in {workdir}/config.json")
-    target[leaf] = value
+    config_lib.set_override(config, key, value, where=f"{workdir}/config.json")
   return config
 
 

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import importlib.util
 import json
 import os
 import shlex
@@ -32,6 +31,8 @@ import traceback
 from typing import Any, Iterable
 
 import numpy as np
+
+from lanser_jax import config_lib
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RESULTS = "results.json"
@@ -53,12 +54,7 @@ def load_sweep(spec: str) -> list[dict[str, Any]]:
   """`file.py[:args]` -> its get_sweep(args), checked: unique names, axes, one of config/baseline."""
   path, _, arg = spec.partition(":")
   path = resolve_path(path)
-  if not os.path.exists(path):
-    raise FileNotFoundError(f"sweep file {path} not found")
-  module_spec = importlib.util.spec_from_file_location(os.path.basename(path)[:-3], path)
-  module = importlib.util.module_from_spec(module_spec)
-  module_spec.loader.exec_module(module)
-  cells = list(module.get_sweep(arg or None))
+  cells = list(config_lib.load_python_file(path, kind="sweep").get_sweep(arg or None))
   names = set()
   for i, cell in enumerate(cells):
     where = f"{path} cell {i} ({cell.get('name')!r})"
@@ -119,26 +115,16 @@ def command(root: str, cell: dict[str, Any], python: str = "python") -> list[str
   return argv + [f"--{k}={_flag_value(v)}" for k, v in flags.items()]
 
 
-def set_override(config, key: str, value: Any):
-  """config.a.b = value, for a dotted key; unknown keys fail as --config.a.b would."""
-  *parents, leaf = key.split(".")
-  target = config
-  for p in parents:
-    target = target[p]
-  if leaf not in target:
-    raise KeyError(f"override {key!r}: {leaf!r} is not a config key")
-  target[leaf] = value
-
 
 def run_in_process(root: str, cell: dict[str, Any]):
   """Runs one cell in this process (tests, and many small cells on one host without re-importing JAX)."""
   workdir = os.path.join(root, cell["name"])
   if "config" in cell:
-    from lanser_jax import config_lib, train
+    from lanser_jax import train
     path, sep, arg = cell["config"].partition(":")
     config = config_lib.load_experiment(resolve_path(path) + sep + arg)
     for key, value in (cell.get("overrides") or {}).items():
-      set_override(config, key, value)
+      config_lib.set_override(config, key, value)
     train.train_and_evaluate(config, workdir)
   else:
     from lanser_jax import baselines

@@ -40,11 +40,7 @@ def tiny_config(data_dir, **overrides):
   from lanser_jax import config_lib
   c = config_lib.load_experiment(os.path.join(os.path.dirname(__file__), "..", SYNTHETIC_RUNLOCAL))
   for key, value in {"data.dir": data_dir, **TINY_OVERRIDES, **overrides}.items():
-    target = c
-    *parents, leaf = key.split(".")
-    for p in parents:
-      target = target[p]
-    target[leaf] = value
+    config_lib.set_override(c, key, value)
   return c
 
 

@@ -55,11 +55,7 @@ def train_run(config_file: str, workdir: str, overrides: dict[str, Any]) -> dict
   from lanser_jax import config_lib, train
   config = config_lib.load_experiment(os.path.join(REPO, config_file))
   for key, value in overrides.items():
-    target = config
-    *parents, leaf = key.split(".")
-    for p in parents:
-      target = target[p]
-    target[leaf] = value
+    config_lib.set_override(config, key, value)
   command = ["-m", "lanser_jax.main", f"--config={config_file}", f"--workdir={workdir}",
              *[f"--config.{k}={v}" for k, v in overrides.items() if k != "data.label_fraction"]]
   logging.info("$ python %s", " ".join(command))
