@@ -33,6 +33,9 @@ def parse_args(argv=None):
   p.add_argument("--num_classes", type=int, default=7)
   p.add_argument("--warmup", type=int, default=1)
   p.add_argument("--threads", type=int, default=0, help="0: all CPUs this process may use")
+  p.add_argument("--dtype", default="float32", choices=("float32", "bfloat16"),
+                 help="bfloat16: the forward under torch.autocast('cpu', bfloat16), float32 parameters "
+                 "(the counterpart of the JAX side's config.dtype='bfloat16')")
   p.add_argument("--standalone", type=int, default=0, help="time this many steps and print, no protocol")
   return p.parse_args(argv)
 
@@ -53,7 +56,8 @@ def build(args):
 
   def step():
     optimizer.zero_grad(set_to_none=True)
-    loss = loss_fn(model(x), y)
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.dtype == "bfloat16"):
+      loss = loss_fn(model(x), y)
     loss.backward()
     optimizer.step()
     return float(loss.detach())  # a host value: the step has finished
@@ -85,7 +89,7 @@ def main(argv=None) -> None:
   run_steps(args.warmup)
   if args.standalone:
     s = sorted(run_steps(args.standalone))[args.standalone // 2]
-    print(f"torchvision ResNet-50 ({args.memory_format}), batch {args.batch}: {s:.2f} s/step, "
+    print(f"torchvision ResNet-50 ({args.memory_format}, {args.dtype}), batch {args.batch}: {s:.2f} s/step, "
           f"{args.batch / s:.2f} examples/s, {torch.get_num_threads()} threads")
     return
 
@@ -94,7 +98,7 @@ def main(argv=None) -> None:
 
   reply({"ok": True, "framework": "torch", "version": torch.__version__,
          "torchvision": torchvision.__version__, "device_kind": "cpu", "threads": torch.get_num_threads(),
-         "memory_format": args.memory_format, "dtype": "float32",
+         "memory_format": args.memory_format, "dtype": args.dtype,
          "params": sum(p.numel() for p in model.parameters()), "import_rss_mib": import_rss})
   for line in sys.stdin:
     cmd = json.loads(line)

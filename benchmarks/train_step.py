@@ -11,6 +11,7 @@ variant, in a rotated order) and the median over rounds is reported, because the
   jax_ynn         same, XLA_FLAGS=--xla_cpu_experimental_ynn_fusion_type=-individual_convolution
   jax_ynn_bf16    same flag, config.dtype=bfloat16 (float32 parameters)
   torch_nchw / torch_channels_last   torchvision ResNet-50, one-channel stem, 7-class fc (torch_resnet.py)
+  torch_channels_last_bf16           same, forward under torch.autocast(bfloat16): jax_ynn_bf16's counterpart
 The PyTorch workers run in another interpreter (--torch_python, default /work/torchvenv/bin/python; see
 benchmarks/README.md) and are skipped, with a message, when it cannot import torch and torchvision. Both
 sides use the same number of threads (--threads, default: all CPUs this process may use).
@@ -39,7 +40,9 @@ JAX_VARIANTS = {
     "jax_ynn": {"xla_flags": YNN_FLAG, "dtype": "float32"},
     "jax_ynn_bf16": {"xla_flags": YNN_FLAG, "dtype": "bfloat16"},
 }
-TORCH_VARIANTS = {"torch_nchw": "nchw", "torch_channels_last": "channels_last"}
+TORCH_VARIANTS = {"torch_nchw": ("nchw", "float32"), "torch_channels_last": ("channels_last", "float32"),
+                  # the bfloat16 counterpart of jax_ynn_bf16: compare like precision with like
+                  "torch_channels_last_bf16": ("channels_last", "bfloat16")}
 # Dense bf16 peak FLOP/s per chip, matched against jax's device_kind; no entry, no MFU (CPUs included).
 PEAK_FLOPS = {"H100": 989e12, "H200": 989e12, "A100": 312e12, "TPU v4": 275e12, "TPU v5 lite": 197e12,
               "TPU v5e": 197e12}
@@ -246,7 +249,8 @@ def torch_check(python: str) -> str:
 
 def start_torch_worker(name: str, args) -> Worker:
   script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "torch_resnet.py")
-  argv = [args.torch_python, script, f"--memory_format={TORCH_VARIANTS[name]}", "--batch", str(args.batch),
+  memory_format, dtype = TORCH_VARIANTS[name]
+  argv = [args.torch_python, script, f"--memory_format={memory_format}", f"--dtype={dtype}", "--batch", str(args.batch),
           "--frames", str(args.frames), "--mel_bins", str(args.mel_bins), "--num_classes",
           str(args.num_classes), "--warmup", str(args.warmup), "--threads", str(args.threads)]
   return Worker(name, argv, {**os.environ, "OMP_NUM_THREADS": str(args.threads)})
@@ -344,15 +348,15 @@ def summarise(args, per_round, info, memory) -> dict[str, dict]:
 
 
 def print_table(rows: dict[str, dict]) -> None:
-  print(f"\n{'variant':<20}{'s/step':>8}{'ex/s':>8}{'vs NCHW':>9}{'vs CL':>7}{'RSS MiB':>9}"
+  print(f"\n{'variant':<26}{'s/step':>8}{'ex/s':>8}{'vs NCHW':>9}{'vs CL':>7}{'vs CL bf16':>11}{'RSS MiB':>9}"
         f"{'GFLOP/s':>9}{'MFU':>7}  compile s")
   for name, r in rows.items():
     vs = lambda k: f"{r[k]:.2f}" if k in r else "-"
     gf = f"{r['achieved_flops_per_s'] / 1e9:.1f}" if r["achieved_flops_per_s"] else "-"
     mfu = f"{r['mfu']:.1%}" if r["mfu"] is not None else "-"
     compile_s = f"{r['compile_s']:.1f}" if "compile_s" in r else "-"
-    print(f"{name:<20}{r['seconds_per_step']:>8.2f}{r['examples_per_s']:>8.2f}{vs('vs_torch_nchw'):>9}"
-          f"{vs('vs_torch_channels_last'):>7}{r['peak_rss_mib']:>9.0f}{gf:>9}{mfu:>7}  {compile_s}")
+    print(f"{name:<26}{r['seconds_per_step']:>8.2f}{r['examples_per_s']:>8.2f}{vs('vs_torch_nchw'):>9}"
+          f"{vs('vs_torch_channels_last'):>7}{vs('vs_torch_channels_last_bf16'):>11}{r['peak_rss_mib']:>9.0f}{gf:>9}{mfu:>7}  {compile_s}")
 
 
 def setup_record(args) -> dict:
