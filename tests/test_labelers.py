@@ -222,6 +222,52 @@ def test_bfloat16_is_close_to_float32(nli, tmp_path):
   np.testing.assert_allclose(bf16.score(TEXTS), labeler.score(TEXTS), atol=0.05)
 
 
+def test_bfloat16_dense_accumulates_in_float32():
+  """The interceptor computes a bf16 Dense as bf16 x bf16 summed in float32, then cast to bf16; it leaves
+  float32 Dense layers and other modules alone."""
+  import flax.linen as nn
+  import jax.numpy as jnp
+
+  rng = np.random.default_rng(0)
+  x = jnp.asarray(rng.standard_normal((5, 64)), jnp.float32)
+  for dtype in (jnp.bfloat16, jnp.float32):
+    dense = nn.Dense(8, dtype=dtype, bias_init=nn.initializers.normal(1.0))
+    params = dense.init(jax.random.key(0), x)
+    with nn.intercept_methods(hf._dense_accumulate_f32):
+      got = dense.apply(params, x)
+    assert got.dtype == dtype
+    if dtype == jnp.float32:
+      np.testing.assert_array_equal(got, dense.apply(params, x))
+      continue
+    kernel, bias = params["params"]["kernel"], params["params"]["bias"]
+    as_bf16 = lambda a: np.asarray(jnp.asarray(a, jnp.bfloat16), np.float64)  # noqa: E731
+    want = as_bf16(x) @ as_bf16(kernel) + np.asarray(bias, np.float64)  # exact products, no bf16 rounding
+    np.testing.assert_allclose(np.asarray(got, np.float64), want, rtol=2 ** -8, atol=1e-6)
+
+    def intercepted(p):
+      with nn.intercept_methods(hf._dense_accumulate_f32):
+        return dense.apply(p, x)
+
+    assert "preferred_element_type=float32" in str(jax.make_jaxpr(intercepted)(params))
+    assert "preferred_element_type=float32" not in str(jax.make_jaxpr(dense.apply)(params, x))
+
+
+def test_bfloat16_labeler_multiplies_with_float32_accumulation(nli, tmp_path):
+  """Every Dense kernel of the bf16 model is used in a bf16 x bf16 -> f32 product (none in bf16 -> bf16)."""
+  labeler, tokenizer = nli
+  tokenizer.save_pretrained(str(tmp_path))
+  labeler.model.model.save_pretrained(str(tmp_path), params=labeler.model.params, safe_serialization=True)
+  bf16 = labelers.build_labeler(_labeler_config(tmp_path, dtype="bfloat16"))
+  ones = np.ones((2, 16), np.int32)
+  jaxpr = jax.make_jaxpr(bf16.model.apply)(bf16.model.params, ones, ones, np.zeros_like(ones))
+  dots = [e for e in jaxpr.jaxpr.eqns if e.primitive.name == "dot_general"]
+  f32_accumulated = [e for e in dots if e.params["preferred_element_type"] == np.float32
+                     and all(v.aval.dtype == jax.numpy.bfloat16 for v in e.invars)]
+  kernels = [k for k, v in jax.tree_util.tree_flatten_with_path(bf16.model.params)[0]
+             if "kernel" in jax.tree_util.keystr(k) and v.ndim == 2]
+  assert len(kernels) > 0 and len(f32_accumulated) == len(kernels)
+
+
 def test_unknown_kind_and_dtype(tmp_path):
   with pytest.raises(ValueError, match="kind"):
     labelers.build_labeler(_labeler_config(tmp_path, kind="magic"))
