@@ -143,6 +143,31 @@ def read_records(feature_dir, split="train"):
   return out
 
 
+def test_transcript_filters_name_their_threshold():
+  lc = stages.default_config().label
+  good = {"text": "I am so happy today", "language": "en", "no_speech_prob": 0.1, "avg_logprob": -0.3,
+          "compression_ratio": 1.2}
+  assert run.transcript_problem(good, lc) is None
+  assert run.transcript_problem({**good, "text": "  "}, lc) == "empty transcript"
+  assert "max_no_speech_prob" in run.transcript_problem({**good, "no_speech_prob": 0.9}, lc)
+  assert "avg_logprob" in run.transcript_problem({**good, "avg_logprob": -2.0}, lc)
+  assert run.transcript_problem({**good, "language": "fr"}, lc) is None  # () keeps every language
+  lc.languages = ("en",)
+  assert run.transcript_problem(good, lc) is None
+  assert run.transcript_problem({**good, "language": "fr"}, lc) == \
+      "language 'fr' not in label.languages ['en']"
+
+
+def test_labeling_configs_load():
+  """Every labelling experiment file resolves (adapters named, overrides valid)."""
+  from lanser_jax import config_lib
+  from input_pipeline import adapters
+  for path in sorted(glob.glob(os.path.join(ROOT, "experiments", "labeling", "*.py"))):
+    config = config_lib.load_python_file(path).get_config()
+    assert config.manifest.adapter in adapters.ADAPTERS, path
+    assert set(config.label) == set(stages.default_config().label), path
+
+
 def test_bad_folder_every_utterance_written_or_rejected(tmp_path):
   root, workdir = str(tmp_path / "corpus"), str(tmp_path / "work")
   make_bad_folder(root)

@@ -42,7 +42,8 @@ def default_config():
       beam_size=5, language="", decode_workers=2))
   c.label = ml_collections.ConfigDict(dict(
       min_words=1, min_chars=2, max_no_speech_prob=0.6, min_avg_logprob=-1.0,
-      max_compression_ratio=2.4, batch_size=64))
+      max_compression_ratio=2.4, batch_size=64,
+      languages=()))  # ASR languages kept for labelling, e.g. ("en",) for an English NLI model; () keeps all
   c.labeler = labelers.default_config()
   c.features = ml_collections.ConfigDict(dict(
       dir_name="features", sample_rate=16000, window_ms=25.0, hop_ms=10.0, n_fft=0,
