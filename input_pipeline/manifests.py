@@ -91,22 +91,35 @@ def resolve_audio(audio: str, manifest_dir: str) -> str:
   return audio if os.path.isabs(audio) else os.path.normpath(os.path.join(manifest_dir, audio))
 
 
-def read_manifest(path: str, resolve: bool = True) -> Iterator[Row]:
-  """Streams rows; a malformed line raises ManifestError naming the file and line number."""
-  manifest_dir = os.path.dirname(os.path.abspath(path))
+def parse_line(line: str, where: str, manifest_dir: str | None = None) -> Row:
+  """One manifest line as a Row (audio made absolute against `manifest_dir` when given); a malformed line
+  raises ManifestError naming `where`."""
+  try:
+    d = json.loads(line)
+  except json.JSONDecodeError as e:
+    raise ManifestError(f"{where}: not JSON ({e})") from e
+  row = Row.from_json(d, where)
+  if manifest_dir is not None:
+    row.audio = resolve_audio(row.audio, manifest_dir)
+  return row
+
+
+def read_manifest(path: str, resolve: bool = True, lenient: bool = False
+                  ) -> Iterator[Row | RejectedRow]:
+  """Streams rows. A malformed line raises ManifestError naming the file and line number, or, with
+  `lenient`, comes back as a RejectedRow (utt_id "line N") so that a long job lists it and goes on."""
+  manifest_dir = os.path.dirname(os.path.abspath(path)) if resolve else None
   with open(path, encoding="utf-8") as f:
     for lineno, line in enumerate(f, 1):
       if not line.strip():
         continue
       where = f"{path}:{lineno}"
       try:
-        d = json.loads(line)
-      except json.JSONDecodeError as e:
-        raise ManifestError(f"{where}: not JSON ({e})") from e
-      row = Row.from_json(d, where)
-      if resolve:
-        row.audio = resolve_audio(row.audio, manifest_dir)
-      yield row
+        yield parse_line(line, where, manifest_dir)
+      except ManifestError as e:
+        if not lenient:
+          raise
+        yield RejectedRow(f"line {lineno}", where, f"bad manifest line: {e}")
 
 
 def write_manifest(path: str, rows: Iterable[Row], errors_path: str | None = None,

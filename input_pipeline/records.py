@@ -179,7 +179,7 @@ class ShardWriter:
 
   def close(self):
     self._writer.close()
-    _write_json(self.path.removesuffix(".array_record") + ".stats.json", self.stats.to_json())
+    write_json(self.path.removesuffix(".array_record") + ".stats.json", self.stats.to_json())
     os.replace(self._tmp, self.path)
 
   def abort(self):
@@ -212,7 +212,7 @@ def merge_split_stats(data_dir: str, split: str) -> RunningStats:
     sidecar = path.removesuffix(".array_record") + ".stats.json"
     if not os.path.exists(sidecar):
       raise RecordError(f"{sidecar}: missing stats sidecar of shard {path}")
-    s = RunningStats.from_json(_read_json(sidecar))
+    s = RunningStats.from_json(read_json(sidecar))
     total = s if total is None else total.merge(s)
   return total
 
@@ -233,10 +233,10 @@ def write_dataset_info(data_dir: str, label_names: Sequence[str], feature: dict[
     info["splits"][split] = {"num_shards": len(list_shards(data_dir, split)),
                              "num_examples": st.num_examples, "num_frames": st.num_frames}
   info.update(extra or {})
-  _write_json(os.path.join(data_dir, "dataset.json"), info)
+  write_json(os.path.join(data_dir, "dataset.json"), info)
   st = merge_split_stats(data_dir, stats_split)
   mean, std = st.mean_std()
-  _write_json(os.path.join(data_dir, "stats.json"), {
+  write_json(os.path.join(data_dir, "stats.json"), {
       "split": stats_split, "num_examples": st.num_examples, "num_frames": st.num_frames,
       "mean": mean.tolist(), "std": std.tolist(),
       "label_counts": {(label_names[k] if 0 <= k < len(label_names) else str(k)): v
@@ -248,7 +248,7 @@ def read_dataset_info(data_dir: str) -> dict[str, Any]:
   path = os.path.join(data_dir, "dataset.json")
   if not os.path.exists(path):
     raise RecordError(f"{path}: missing; a feature folder needs dataset.json (see input_pipeline/records.py)")
-  info = _read_json(path)
+  info = read_json(path)
   for key in ("label_names", "feature", "splits"):
     if key not in info:
       raise RecordError(f"{path}: missing key {key!r}")
@@ -259,20 +259,23 @@ def read_stats(path: str) -> tuple[np.ndarray, np.ndarray]:
   """Per-bin (mean, std) as float32 from a stats.json."""
   if not os.path.exists(path):
     raise RecordError(f"{path}: normalisation stats file not found")
-  d = _read_json(path)
+  d = read_json(path)
   try:
     return np.asarray(d["mean"], np.float32), np.asarray(d["std"], np.float32)
   except KeyError as e:
     raise RecordError(f"{path}: missing key {e}") from e
 
 
-def _write_json(path: str, obj: Any):
+def write_json(path: str, obj: Any):
+  """Writes JSON under a temporary name, then renames: a reader never sees half a file. The project's one
+  JSON writer (stats sidecars, dataset.json, results.json, stage summaries)."""
+  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
   tmp = path + ".tmp"
-  with open(tmp, "w") as f:
-    json.dump(obj, f, indent=1)
+  with open(tmp, "w", encoding="utf-8") as f:
+    json.dump(obj, f, indent=1, ensure_ascii=False)
   os.replace(tmp, path)
 
 
-def _read_json(path: str) -> Any:
-  with open(path) as f:
+def read_json(path: str) -> Any:
+  with open(path, encoding="utf-8") as f:
     return json.load(f)

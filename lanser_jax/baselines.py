@@ -216,11 +216,7 @@ def run_baseline(kind: str, workdir: str, **kwargs) -> dict[str, Any]:
   if kind not in KINDS:
     raise ValueError(f"baseline kind {kind!r}: expected one of {sorted(KINDS)}")
   result = KINDS[kind](**kwargs)
-  os.makedirs(workdir, exist_ok=True)
-  path = os.path.join(workdir, "results.json")
-  with open(path + ".tmp", "w") as f:
-    json.dump(result, f, indent=1)
-  os.replace(path + ".tmp", path)
+  records.write_json(os.path.join(workdir, "results.json"), result)
   return result
 
 

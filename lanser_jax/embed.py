@@ -33,23 +33,15 @@ class ManifestLineError(ValueError):
 def read_rows(path: str) -> Iterator[tuple[str, object]]:
   """(utt_id or 'line N', Row or ManifestLineError) per non-empty line: a bad line never stops the run."""
   from input_pipeline import manifests
-  manifest_dir = os.path.dirname(os.path.abspath(path))
   seen = set()
-  with open(path, encoding="utf-8") as f:
-    for lineno, line in enumerate(f, 1):
-      if not line.strip():
-        continue
-      where = f"{path}:{lineno}"
-      try:
-        row = manifests.Row.from_json(json.loads(line), where)
-      except (json.JSONDecodeError, manifests.ManifestError) as e:
-        yield f"line {lineno}", ManifestLineError(f"{where}: not a manifest row ({e})")
-        continue
-      if row.utt_id in seen:
-        yield row.utt_id, ManifestLineError(f"{where}: duplicate utt_id {row.utt_id!r}")
-        continue
+  for row in manifests.read_manifest(path, lenient=True):
+    if isinstance(row, manifests.RejectedRow):
+      yield row.utt_id, ManifestLineError(f"{row.source}: not a manifest row ({row.reason})")
+    elif row.utt_id in seen:
+      yield row.utt_id, ManifestLineError(f"{path}: duplicate utt_id {row.utt_id!r} (an earlier line "
+                                          "has it)")
+    else:
       seen.add(row.utt_id)
-      row.audio = manifests.resolve_audio(row.audio, manifest_dir)
       yield row.utt_id, row
 
 

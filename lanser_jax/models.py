@@ -11,7 +11,7 @@ Run `python -m lanser_jax.models --model=resnet50 --num_classes=7` to print para
 from __future__ import annotations
 
 import functools
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 import flax.linen as nn
 import jax

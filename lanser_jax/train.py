@@ -231,13 +231,6 @@ def compile_init(init, state_sharding, seed: int):
   return lowered.compile(compiler_options=options)
 
 
-def _write_json(path: str, obj: Any):
-  if jax.process_index() == 0:
-    with open(path + ".tmp", "w") as f:
-      json.dump(obj, f, indent=1)
-    os.replace(path + ".tmp", path)
-
-
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   """Trains, evaluates and checkpoints; returns (and writes to `<workdir>/results.json`) the final metrics."""
   t_start = time.time()
@@ -386,7 +379,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     results[split] = result
     logging.info("final %s (step %d): WA %.4f UA %.4f macro-F1 %.4f", split, results["best_step"],
                  result["wa"], result["ua"], result["macro_f1"])
-  _write_json(os.path.join(workdir, "results.json"), results)
+  if jax.process_index() == 0:
+    records.write_json(os.path.join(workdir, "results.json"), results)
   writer.flush()
   writer.close()
   manager.close()

@@ -9,6 +9,8 @@ from typing import Any, Callable
 
 from absl import logging
 
+from input_pipeline import records
+
 
 class Stages:
   """Runs named stages once: a stage whose record exists is skipped and its record returned."""
@@ -28,9 +30,7 @@ class Stages:
     t0 = time.time()
     record = dict(fn() or {})
     record["wall_s"] = time.time() - t0
-    with open(path + ".tmp", "w") as f:
-      json.dump(record, f, indent=1)
-    os.replace(path + ".tmp", path)
+    records.write_json(path, record)
     logging.info("[%s] done in %.0f s", name, record["wall_s"])
     return record
 

@@ -24,6 +24,8 @@ from typing import Any, Callable, Iterable
 
 import numpy as np
 
+from input_pipeline import records
+
 
 def default_config():
   """Every key of a labelling config (experiments/labeling/*.py start from this)."""
@@ -264,17 +266,7 @@ def merge_stage(stage_dir: str, num_pieces: int) -> dict[str, Any]:
 # Small file helpers.
 
 
-def write_json(path: str, obj: Any):
-  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-  tmp = path + ".tmp"
-  with open(tmp, "w", encoding="utf-8") as f:
-    json.dump(obj, f, indent=1, ensure_ascii=False)
-  os.replace(tmp, path)
-
-
-def read_json(path: str) -> Any:
-  with open(path, encoding="utf-8") as f:
-    return json.load(f)
+write_json, read_json = records.write_json, records.read_json
 
 
 def read_jsonl(path: str) -> Iterable[dict[str, Any]]:
@@ -369,10 +361,8 @@ class Manifest:
     for i, line in enumerate(read_lines(self.path, self.offsets, start, stop), start):
       where = f"{self.path}:line {i + 1}"
       try:
-        row = manifests.Row.from_json(json.loads(line), where)
-        row.audio = manifests.resolve_audio(row.audio, self.dir)
-        yield row
-      except (ValueError, manifests.ManifestError) as e:
+        yield manifests.parse_line(line, where, self.dir)
+      except manifests.ManifestError as e:
         yield manifests.RejectedRow(where, where, f"bad manifest line: {e}")
 
 
