@@ -180,7 +180,8 @@ class EntailmentLabeler:
   def __init__(self, model: hf.FlaxTextModel, tokenizer, label_names: Sequence[str],
                template: str = "The emotion of the conversation is {}.", *, max_length: int = 256,
                batch_size: int = 8,
-               length_buckets: Sequence[int] = (16, 24, 32, 40, 48, 64, 80, 96, 128, 192),
+               length_buckets: Sequence[int] = (12, 16, 20, 24, 28, 32, 36, 40, 44, 48, 56, 64, 80, 96, 128,
+                                                192),
                sort_window: int = 256, score_mode: str = "label_softmax"):
     if score_mode not in SCORE_MODES:
       raise ValueError(f"unknown score mode {score_mode!r}; expected one of {SCORE_MODES}")
