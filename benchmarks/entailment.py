@@ -69,6 +69,7 @@ def worker_main(args) -> None:
   import transformers
 
   torch.set_num_threads(args.threads)
+  pipes = {}
   for line in sys.stdin:
     cmd = json.loads(line)
     if cmd["op"] == "create":  # random weights from the config written by the main process
@@ -78,15 +79,16 @@ def worker_main(args) -> None:
       model.save_pretrained(args.checkpoint, safe_serialization=True)
       answer = {"ok": True}
     elif cmd["op"] == "load":
-      pipe = transformers.pipeline("zero-shot-classification", model=args.checkpoint,
-                                   tokenizer=args.checkpoint, device=-1)
+      pipes[cmd["dtype"]] = pipe = transformers.pipeline(
+          "zero-shot-classification", model=args.checkpoint, tokenizer=args.checkpoint, device=-1,
+          dtype=getattr(torch, cmd["dtype"]))
       pipe(cmd["texts"][:2], candidate_labels=cmd["labels"], hypothesis_template=TEMPLATE,
            batch_size=args.pipeline_batch_size)  # warm-up
       answer = {"ok": True, "torch": torch.__version__}
     elif cmd["op"] == "run":
       start = time.perf_counter()
-      results = pipe(cmd["texts"], candidate_labels=cmd["labels"], hypothesis_template=TEMPLATE,
-                     multi_label=False, batch_size=args.pipeline_batch_size)
+      results = pipes[cmd["dtype"]](cmd["texts"], candidate_labels=cmd["labels"], hypothesis_template=TEMPLATE,
+                                    multi_label=False, batch_size=args.pipeline_batch_size)
       seconds = time.perf_counter() - start
       scores = [[dict(zip(r["labels"], r["scores"]))[label] for label in cmd["labels"]] for r in results]
       answer = {"ok": True, "seconds": seconds, "scores": scores}
@@ -169,8 +171,11 @@ def main(args) -> dict:
   if not os.path.exists(os.path.join(checkpoint, "config.json")) or args.new_checkpoint:
     make_checkpoint(checkpoint, args.size, texts, worker, args.init_range)
 
+  torch_dtypes = []  # the float32 pipeline first: the reference every column is compared to
   if worker is not None:
-    torch_version = worker.ask(op="load", texts=texts, labels=labels)["torch"]
+    torch_dtypes = ["float32"] + [d for d in args.torch_dtype.split(",") if d and d != "float32"]
+  for dtype in torch_dtypes:
+    torch_version = worker.ask(op="load", texts=texts, labels=labels, dtype=dtype)["torch"]
   ours = {}
   for dtype in args.dtype.split(","):
     config = labelers.default_config()
@@ -190,16 +195,17 @@ def main(args) -> dict:
   heads = [labeler.pair_template.head(p)[0] for p in entailment.encode_ids(labeler._backend, texts, False)]
   pair_tokens = [len(h) + len(t[0]) for h in heads for t in labeler._tails]
 
-  torch_s, torch_scores = [], None
+  torch_s = {dtype: [] for dtype in torch_dtypes}
+  torch_scores = {}
   for _ in range(args.rounds):  # interleaved, so that load from other users hits every column alike
     for run in ours.values():
       start = time.perf_counter()
       run["scores"] = run["labeler"].score(texts)
       run["round_s"].append(time.perf_counter() - start)
-    if worker is not None:
-      answer = worker.ask(op="run", texts=texts, labels=labels)
-      torch_s.append(answer["seconds"])
-      torch_scores = np.asarray(answer["scores"], np.float32)
+    for dtype in torch_dtypes:
+      answer = worker.ask(op="run", texts=texts, labels=labels, dtype=dtype)
+      torch_s[dtype].append(answer["seconds"])
+      torch_scores[dtype] = np.asarray(answer["scores"], np.float32)
   if worker is not None:
     worker.close()
 
@@ -214,11 +220,18 @@ def main(args) -> dict:
       "flax": {},
   }
   if worker is not None:
-    result["torch"] = {"version": torch_version, "pipeline_batch_size": args.pipeline_batch_size,
-                       "round_s": torch_s, "transcripts_per_s": len(texts) / statistics.median(torch_s),
-                       "best_transcripts_per_s": len(texts) / min(torch_s)}
+    # "torch" is the float32 pipeline (the reference); "torch_by_dtype" holds every measured dtype.
+    result["torch_by_dtype"] = {
+        dtype: {"version": torch_version, "pipeline_batch_size": args.pipeline_batch_size, "dtype": dtype,
+                "round_s": torch_s[dtype], "transcripts_per_s": len(texts) / statistics.median(torch_s[dtype]),
+                "best_transcripts_per_s": len(texts) / min(torch_s[dtype]),
+                "argmax_agreement_with_float32": float(np.mean(
+                    torch_scores[dtype].argmax(1) == torch_scores["float32"].argmax(1)))}
+        for dtype in torch_dtypes}
+    result["torch"] = result["torch_by_dtype"]["float32"]
   else:
     result["torch"] = {"skipped": skip_reason}
+  reference = torch_scores.get("float32")
   for dtype, run in ours.items():
     entry = {"load_s": run["load_s"], "first_pass_s": run["first_pass_s"], "round_s": run["round_s"],
              "transcripts_per_s": len(texts) / statistics.median(run["round_s"]),
@@ -228,9 +241,12 @@ def main(args) -> dict:
       entry["speedup"] = entry["transcripts_per_s"] / result["torch"]["transcripts_per_s"]
       # Best round against best round: the least disturbed by other users of a shared machine.
       entry["best_speedup"] = entry["best_transcripts_per_s"] / result["torch"]["best_transcripts_per_s"]
-      entry["max_abs_score_diff"] = float(np.abs(torch_scores - run["scores"]).max())
+      same = result["torch_by_dtype"].get(dtype)  # the pipeline in the same precision, when measured
+      if same is not None:
+        entry["speedup_same_dtype"] = entry["transcripts_per_s"] / same["transcripts_per_s"]
+      entry["max_abs_score_diff"] = float(np.abs(reference - run["scores"]).max())
       entry["score_spread_std"] = float(run["scores"].std(axis=1).mean())
-      entry["argmax_agreement"] = float(np.mean(run["scores"].argmax(1) == torch_scores.argmax(1)))
+      entry["argmax_agreement"] = float(np.mean(run["scores"].argmax(1) == reference.argmax(1)))
     result["flax"][dtype] = entry
   return result
 
@@ -242,16 +258,23 @@ def report(result: dict) -> None:
         f"{result['pair_tokens']['mean']:.1f} tokens on average (max {result['pair_tokens']['max']}), "
         f"{result['threads']} threads, load average at end {result['loadavg_at_end'][0]:.1f}, "
         f"XLA_FLAGS={result['xla_flags']!r}")
-  print(f"{'implementation':52s} {'median s':>9s} {'transcripts/s':>14s}  vs pipeline  score |diff|  argmax")
+  print(f"{'implementation':60s} {'median s':>9s} {'transcripts/s':>14s}  vs pipeline f32  vs pipeline "
+        f"same dtype  score |diff|  argmax")
   t = result["torch"]
-  if "skipped" not in t:
-    print(f"{'transformers zero-shot pipeline (PyTorch), batch ' + str(t['pipeline_batch_size']):52s} "
-          f"{statistics.median(t['round_s']):9.2f} {t['transcripts_per_s']:14.2f}")
+  for dtype, p in result.get("torch_by_dtype", {}).items():
+    name = f"transformers zero-shot pipeline (PyTorch) {dtype}, batch {p['pipeline_batch_size']}"
+    line = f"{name:60s} {statistics.median(p['round_s']):9.2f} {p['transcripts_per_s']:14.2f}"
+    if dtype != "float32":
+      line += (f"  {p['transcripts_per_s'] / t['transcripts_per_s']:14.2f}x  {'':22s}"
+               f"argmax agrees with f32 pipeline {p['argmax_agreement_with_float32']:.2f}")
+    print(line)
   for dtype, f in result["flax"].items():
     name = f"lanser-jax EntailmentLabeler {dtype}, batch {result['batch_size']}"
-    line = f"{name:52s} {statistics.median(f['round_s']):9.2f} {f['transcripts_per_s']:14.2f}"
+    line = f"{name:60s} {statistics.median(f['round_s']):9.2f} {f['transcripts_per_s']:14.2f}"
     if "speedup" in f:
-      line += f"  {f['speedup']:10.2f}x  {f['max_abs_score_diff']:11.1e}  {f['argmax_agreement']:6.2f}"
+      same = f"{f['speedup_same_dtype']:.2f}x" if "speedup_same_dtype" in f else "-"
+      line += (f"  {f['speedup']:14.2f}x  {same:>21s}  {f['max_abs_score_diff']:11.1e}  "
+               f"{f['argmax_agreement']:6.2f}")
     if "best_speedup" in f:
       line += f"  best round vs best round {f['best_speedup']:.2f}x"
     print(line + f"  (first pass {f['first_pass_s']:.0f} s, {f['compiled_shapes']} shapes)")
@@ -274,6 +297,9 @@ def parse_args(argv=None):
   parser.add_argument("--rounds", type=int, default=3)
   parser.add_argument("--threads", type=int, default=2, help="PyTorch intra-op threads")
   parser.add_argument("--pipeline_batch_size", type=int, default=16)
+  parser.add_argument("--torch_dtype", default="float32,bfloat16",
+                      help="comma list of the pipeline's torch_dtype columns; float32 (the reference) "
+                      "always runs")
   parser.add_argument("--torch_python", default="/work/torchvenv/bin/python")
   parser.add_argument("--workdir", default="/tmp/lanser_bench")
   parser.add_argument("--new_checkpoint", action="store_true", help="rewrite the random checkpoint")
