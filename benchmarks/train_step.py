@@ -24,6 +24,7 @@ Writes <out>/train_step.json. A measurement, never a pass/fail test.
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import os
 import resource
@@ -111,8 +112,13 @@ def serve(run_steps, stats) -> None:
 # JAX worker: the project's own model, optimiser and train step.
 
 
-def jax_worker(args) -> None:
-  threads = pin_threads(args.threads)
+def build_jax_step(model_name: str, dtype: str, batch_size: int, frames: int, mel_bins: int, num_classes: int,
+                   specaugment: bool = False):
+  """The project's train step as train_and_evaluate builds it, compiled for one input shape.
+
+  Returns (step, state, batch, info): `step(state, batch)` runs one step and waits for it (the state is
+  donated); info has params, compile_s and XLA's flops_per_step. Also used by profile_step.py.
+  """
   sys.path.insert(0, REPO)
   import jax
   import jax.numpy as jnp
@@ -121,22 +127,20 @@ def jax_worker(args) -> None:
 
   from lanser_jax import config_lib, models, train
 
-  import_rss = peak_rss_mib()  # the libraries alone (lanser_jax.train pulls in TensorFlow through clu)
-  variant = JAX_VARIANTS[args.worker]
   c = config_lib.base_config()
-  c.model.name, c.dtype, c.batch_size = args.model, variant["dtype"], args.batch
-  c.data.crop_frames = args.frames
+  c.model.name, c.dtype, c.batch_size = model_name, dtype, batch_size
+  c.data.crop_frames = frames
   c.optimizer.name = "sgd"  # momentum 0.9, Nesterov, weight decay on kernels (base_config)
   c.optimizer.schedule, c.optimizer.warmup_steps = "constant", 1
-  c.specaugment.enabled = args.specaugment
-  model = models.create_model(c.model.name, args.num_classes, c.model.width, c.model.dropout_rate, c.dtype)
+  c.specaugment.enabled = specaugment
+  model = models.create_model(c.model.name, num_classes, c.model.width, c.model.dropout_rate, c.dtype)
   tx = train.make_optimizer(c, train.make_schedule(c))
 
   mesh = Mesh(np.asarray(jax.devices()), ("data",))  # as train_and_evaluate lays out a host
   replicated, data_sharding = NamedSharding(mesh, P()), NamedSharding(mesh, P("data"))
 
   def init(key):
-    variables = model.init(key, jnp.zeros((1, args.frames, args.mel_bins)), train=False)
+    variables = model.init(key, jnp.zeros((1, frames, mel_bins)), train=False)
     return train.TrainState.create(apply_fn=model.apply, params=variables["params"],
                                    batch_stats=variables["batch_stats"], tx=tx)
 
@@ -144,10 +148,10 @@ def jax_worker(args) -> None:
   state = train.compile_init(init, state_sharding, c.seed)(jax.random.key(c.seed))
   rng = np.random.default_rng(0)
   batch = jax.device_put({
-      "log_mel": rng.standard_normal((args.batch, args.frames, args.mel_bins), np.float32),
-      "mask": np.ones((args.batch, args.frames), bool),
-      "label": rng.integers(0, args.num_classes, args.batch).astype(np.int32)}, data_sharding)
-  step_fn = jax.jit(train.make_train_step(model, c, args.num_classes), donate_argnums=(0,),
+      "log_mel": rng.standard_normal((batch_size, frames, mel_bins), np.float32),
+      "mask": np.ones((batch_size, frames), bool),
+      "label": rng.integers(0, num_classes, batch_size).astype(np.int32)}, data_sharding)
+  step_fn = jax.jit(train.make_train_step(model, c, num_classes), donate_argnums=(0,),
                     in_shardings=(state_sharding, data_sharding), out_shardings=(state_sharding, replicated))
   start = time.perf_counter()
   compiled = step_fn.lower(state, batch).compile()
@@ -156,13 +160,32 @@ def jax_worker(args) -> None:
   cost = cost[0] if isinstance(cost, (list, tuple)) else cost  # older jax returned one dict per program
   flops = float(cost.get("flops", 0.0)) if cost else 0.0
 
+  def step(state, batch):
+    state, stats = compiled(state, batch)
+    jax.block_until_ready((state, stats))
+    return state
+
+  info = {"params": int(models.param_count(state.params)), "compile_s": compile_s, "flops_per_step": flops}
+  return step, state, batch, info
+
+
+def jax_worker(args) -> None:
+  threads = pin_threads(args.threads)
+  import jax  # after pinning: XLA sizes its thread pool from the CPUs this process may use
+
+  variant = JAX_VARIANTS[args.worker]
+  sys.path.insert(0, REPO)
+  importlib.import_module("lanser_jax.train")  # first, so that import_rss counts the libraries alone
+  import_rss = peak_rss_mib()  # (lanser_jax.train pulls in TensorFlow through clu)
+  step, state, batch, info = build_jax_step(args.model, variant["dtype"], args.batch, args.frames,
+                                            args.mel_bins, args.num_classes, args.specaugment)
+
   def run_steps(n: int) -> list[float]:
     nonlocal state
     seconds = []
     for _ in range(n):
       t = time.perf_counter()
-      state, stats = compiled(state, batch)
-      jax.block_until_ready((state, stats))
+      state = step(state, batch)
       seconds.append(time.perf_counter() - t)
     return seconds
 
@@ -177,8 +200,7 @@ def jax_worker(args) -> None:
 
   answer({"ok": True, "framework": "jax", "version": jax.__version__, "backend": jax.default_backend(),
           "device_kind": device.device_kind, "device_count": jax.device_count(), "threads": threads,
-          "xla_flags": os.environ.get("XLA_FLAGS", ""), "dtype": variant["dtype"],
-          "params": int(models.param_count(state.params)), "compile_s": compile_s, "flops_per_step": flops,
+          "xla_flags": os.environ.get("XLA_FLAGS", ""), "dtype": variant["dtype"], **info,
           "import_rss_mib": import_rss})
   serve(run_steps, stats)
 

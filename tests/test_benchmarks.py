@@ -97,3 +97,17 @@ def test_rounds_drop_a_failing_row_and_keep_the_others():
   per_round = bench.run_rounds({}, 1, 3, 4, skipped, extra={"good": lambda: 0.5, "bad": bad})
   assert per_round == {"good": [0.5, 0.5, 0.5]}
   assert calls["bad"] == 2 and "code -9" in skipped["bad"] and "round 2" in skipped["bad"]
+
+
+def test_profile_step_smoke_attributes_kernel_time(tmp_path):
+  stdout = _run("profile_step.py", str(tmp_path))
+  with open(tmp_path / "profile_step.json") as f:
+    result = json.load(f)
+  assert result["benchmark"] == "profile_step" and result["model"] == "tiny"
+  assert "xla_cpu_enable_xprof_traceme=true" in result["xla_flags"]
+  assert _positive(result["seconds_per_step"]) and _positive(result["worker_time_ms"])
+  assert result["workers"] and result["by_kind"]
+  for w in result["workers"].values():  # kernel time is a part of each worker thread's span
+    assert 0 < w["kernel_events_ms"] <= w["span_ms"] + 1e-6
+  assert sum(k["ms"] for k in result["by_kind"].values()) > 0
+  assert os.path.exists(result["trace"]) and "kernel kind" in stdout
