@@ -319,8 +319,6 @@ if __name__ == "__main__":
     RESULT = main(ARGS)
     report(RESULT)
     out = ARGS.out or os.path.join(ARGS.workdir, f"entailment_{ARGS.size}.json")
-    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
-    with open(out + ".tmp", "w") as f:
-      json.dump(RESULT, f, indent=1)
-    os.replace(out + ".tmp", out)
+    from input_pipeline import records
+    records.write_json(out, RESULT)
     print(f"wrote {out}")

@@ -37,7 +37,6 @@ for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import glob  # noqa: E402
-import json  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
 
@@ -149,8 +148,8 @@ def main():
           f"{a['cpu_threads']} CPU threads")
   elif a:
     print(f"ASR skipped: {a['skipped']}")
-  with open(ARGS.out, "w") as f:
-    json.dump(result, f, indent=1)
+  from input_pipeline import records
+  records.write_json(ARGS.out, result)
   print(f"wrote {ARGS.out}")
 
 

@@ -18,7 +18,6 @@ of the shared CPU. Writes <out>/input_pipeline.json. A measurement, never a pass
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import sys
@@ -201,11 +200,8 @@ def main(argv=None) -> dict:
                       "cpu_count": os.cpu_count(), "load_avg_start": load_start,
                       "load_avg_end": os.getloadavg(), "goal_x": GOAL, "smoke": args.smoke},
             "data": data, "rows": result_rows, "skipped": skipped}
-  os.makedirs(args.out, exist_ok=True)
   path = os.path.join(args.out, "input_pipeline.json")
-  with open(path + ".tmp", "w") as f:
-    json.dump(result, f, indent=1)
-  os.replace(path + ".tmp", path)
+  records.write_json(path, result)
   print(f"\nwrote {path}")
   return result
 

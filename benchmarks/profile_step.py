@@ -131,11 +131,9 @@ def main(argv=None) -> dict:
   for thread, w in summary["workers"].items():
     print(f"{thread}: span {w['span_ms']:.0f} ms, kernel events {w['kernel_events_ms']:.0f} ms, "
           f"unattributed (Eigen convolution tasks, idle) {w['unattributed_ms']:.0f} ms")
-  os.makedirs(args.out, exist_ok=True)
+  from input_pipeline import records
   path = os.path.join(args.out, "profile_step.json")
-  with open(path + ".tmp", "w") as f:
-    json.dump(result, f, indent=1)
-  os.replace(path + ".tmp", path)
+  records.write_json(path, result)
   print(f"wrote {path}")
   return result
 

@@ -417,11 +417,10 @@ def main(argv=None) -> dict:
                    memory)
   print_table(rows)
   result = {"benchmark": "train_step", "setup": setup, "variants": rows, "skipped": skipped}
-  os.makedirs(args.out, exist_ok=True)
+  sys.path.insert(0, REPO)
+  from input_pipeline import records  # the project's JSON writer (temp name, then rename)
   path = os.path.join(args.out, "train_step.json")
-  with open(path + ".tmp", "w") as f:
-    json.dump(result, f, indent=1)
-  os.replace(path + ".tmp", path)
+  records.write_json(path, result)
   print(f"\nwrote {path}")
   return result
 
