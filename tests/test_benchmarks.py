@@ -111,3 +111,12 @@ def test_profile_step_smoke_attributes_kernel_time(tmp_path):
     assert 0 < w["kernel_events_ms"] <= w["span_ms"] + 1e-6
   assert sum(k["ms"] for k in result["by_kind"].values()) > 0
   assert os.path.exists(result["trace"]) and "kernel kind" in stdout
+
+
+def test_matmul_dtypes_smoke_measures_every_precision(tmp_path):
+  _run("matmul_dtypes.py", str(tmp_path))
+  with open(tmp_path / "matmul_dtypes.json") as f:
+    result = json.load(f)
+  assert result["shape"] == [64, 32, 16]
+  assert set(result["rows"]) == {"float32", "bf16 x bf16 -> f32", "bf16 x bf16 -> bf16", "int8 x int8 -> int32"}
+  assert all(_positive(r["gflop_per_s"]) for r in result["rows"].values())
