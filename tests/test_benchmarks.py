@@ -120,3 +120,18 @@ def test_matmul_dtypes_smoke_measures_every_precision(tmp_path):
   assert result["shape"] == [64, 32, 16]
   assert set(result["rows"]) == {"float32", "bf16 x bf16 -> f32", "bf16 x bf16 -> bf16", "int8 x int8 -> int32"}
   assert all(_positive(r["gflop_per_s"]) for r in result["rows"].values())
+
+
+def test_entailment_benchmark_without_torch_measures_our_labeler(tmp_path):
+  """RoBERTa-tiny, 8 transcripts, one round; the PyTorch column is skipped with its reason."""
+  out = tmp_path / "entailment.json"
+  proc = subprocess.run([sys.executable, os.path.join(REPO, "benchmarks", "entailment.py"), "--size=tiny",
+                         "--num_texts=8", "--rounds=1", f"--workdir={tmp_path}", f"--out={out}",
+                         f"--torch_python={tmp_path / 'no_such_python'}"],
+                        capture_output=True, text=True, timeout=240, cwd=REPO)
+  assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
+  result = json.loads(out.read_text())
+  assert "no_such_python" in result["torch"]["skipped"]
+  assert set(result["flax"]) == {"float32", "bfloat16"} and result["num_texts"] == 8
+  for row in result["flax"].values():
+    assert _positive(row["transcripts_per_s"]) and row["compiled_shapes"] >= 1
