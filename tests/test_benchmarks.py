@@ -135,3 +135,11 @@ def test_entailment_benchmark_without_torch_measures_our_labeler(tmp_path):
   assert set(result["flax"]) == {"float32", "bfloat16"} and result["num_texts"] == 8
   for row in result["flax"].values():
     assert _positive(row["transcripts_per_s"]) and row["compiled_shapes"] >= 1
+
+
+def test_conv_layers_smoke_times_each_shape(tmp_path):
+  _run("conv_layers.py", str(tmp_path))
+  with open(tmp_path / "conv_layers.json") as f:
+    result = json.load(f)
+  assert set(result["jax"]) == {"small 3x3", "small 1x1"} and result["torch"] is None
+  assert all(_positive(r["seconds"]) and _positive(r["gflop_per_s"]) for r in result["jax"].values())
