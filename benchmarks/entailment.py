@@ -80,7 +80,7 @@ def worker_main(args) -> None:
       answer = {"ok": True}
     elif cmd["op"] == "load":
       pipes[cmd["dtype"]] = pipe = transformers.pipeline(
-          "zero-shot-classification", model=args.checkpoint, tokenizer=args.checkpoint, device=-1,
+          "zero-shot-classification", model=args.checkpoint, tokenizer=args.checkpoint, device=args.torch_device,
           dtype=getattr(torch, cmd["dtype"]))
       pipe(cmd["texts"][:2], candidate_labels=cmd["labels"], hypothesis_template=TEMPLATE,
            batch_size=args.pipeline_batch_size)  # warm-up
@@ -103,7 +103,8 @@ class TorchWorker:
   def __init__(self, python: str, checkpoint: str, args):
     self.proc = subprocess.Popen(
         [python, os.path.abspath(__file__), "--worker", "--checkpoint", checkpoint,
-         "--threads", str(args.threads), "--pipeline_batch_size", str(args.pipeline_batch_size)],
+         "--threads", str(args.threads), "--pipeline_batch_size", str(args.pipeline_batch_size),
+         "--torch_device", args.torch_device],
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
         env={**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"})
 
@@ -216,6 +217,7 @@ def main(args) -> dict:
       "batch_size": args.batch_size, "buckets": list(labeler.buckets),
       "pair_tokens": {"mean": float(np.mean(pair_tokens)), "max": int(np.max(pair_tokens))},
       "threads": args.threads, "rounds": args.rounds, "cpus": os.cpu_count(),
+      "jax_device": jax.devices()[0].device_kind, "torch_device": args.torch_device,
       "loadavg_at_end": list(os.getloadavg()), "xla_flags": os.environ.get("XLA_FLAGS", ""),
       "flax": {},
   }
@@ -297,6 +299,8 @@ def parse_args(argv=None):
   parser.add_argument("--rounds", type=int, default=3)
   parser.add_argument("--threads", type=int, default=2, help="PyTorch intra-op threads")
   parser.add_argument("--pipeline_batch_size", type=int, default=16)
+  parser.add_argument("--torch_device", default="cpu", help="where the pipeline runs: cpu, or cuda:0 on a GPU "
+                      "machine (our labeler runs on jax's default device)")
   parser.add_argument("--torch_dtype", default="float32,bfloat16",
                       help="comma list of the pipeline's torch_dtype columns; float32 (the reference) "
                       "always runs")

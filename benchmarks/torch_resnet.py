@@ -33,6 +33,7 @@ def parse_args(argv=None):
   p.add_argument("--num_classes", type=int, default=7)
   p.add_argument("--warmup", type=int, default=1)
   p.add_argument("--threads", type=int, default=0, help="0: all CPUs this process may use")
+  p.add_argument("--device", default="cpu", help="cpu, or cuda on a GPU machine (autocast follows it)")
   p.add_argument("--dtype", default="float32", choices=("float32", "bfloat16"),
                  help="bfloat16: the forward under torch.autocast('cpu', bfloat16), float32 parameters "
                  "(the counterpart of the JAX side's config.dtype='bfloat16')")
@@ -47,16 +48,16 @@ def build(args):
   model = torchvision.models.resnet50(weights=None, num_classes=args.num_classes)
   model.conv1 = torch.nn.Conv2d(1, 64, kernel_size=7, stride=2, padding=3, bias=False)  # one-channel stem
   fmt = torch.channels_last if args.memory_format == "channels_last" else torch.contiguous_format
-  model = model.to(memory_format=fmt).train()
+  model = model.to(args.device, memory_format=fmt).train()
   optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, nesterov=True, weight_decay=1e-4)
   gen = torch.Generator().manual_seed(0)
-  x = torch.randn(args.batch, 1, args.frames, args.mel_bins, generator=gen).to(memory_format=fmt)
-  y = torch.randint(0, args.num_classes, (args.batch,), generator=gen)
+  x = torch.randn(args.batch, 1, args.frames, args.mel_bins, generator=gen).to(args.device, memory_format=fmt)
+  y = torch.randint(0, args.num_classes, (args.batch,), generator=gen).to(args.device)
   loss_fn = torch.nn.CrossEntropyLoss()
 
   def step():
     optimizer.zero_grad(set_to_none=True)
-    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.dtype == "bfloat16"):
+    with torch.autocast(torch.device(args.device).type, dtype=torch.bfloat16, enabled=args.dtype == "bfloat16"):
       loss = loss_fn(model(x), y)
     loss.backward()
     optimizer.step()

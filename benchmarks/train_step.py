@@ -68,6 +68,8 @@ def parse_args(argv=None):
                  "the torch step has none)")
   p.add_argument("--torch_python", default=DEFAULT_TORCH_PYTHON if os.path.exists(DEFAULT_TORCH_PYTHON)
                  else "", help="interpreter with torch + torchvision; '' skips the PyTorch column")
+  p.add_argument("--torch_device", default="cpu", help="where the PyTorch reference runs: cpu, or cuda on a "
+                 "GPU machine (then also pass --threads for its CPU side)")
   p.add_argument("--smoke", action="store_true", help="tiny model, 2 steps, 1 round, no torch")
   p.add_argument("--worker", default="", help=argparse.SUPPRESS)  # internal: run one JAX variant
   args = p.parse_args(argv)
@@ -272,7 +274,8 @@ def torch_check(python: str) -> str:
 def start_torch_worker(name: str, args) -> Worker:
   script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "torch_resnet.py")
   memory_format, dtype = TORCH_VARIANTS[name]
-  argv = [args.torch_python, script, f"--memory_format={memory_format}", f"--dtype={dtype}", "--batch", str(args.batch),
+  argv = [args.torch_python, script, f"--memory_format={memory_format}", f"--dtype={dtype}",
+          f"--device={args.torch_device}", "--batch", str(args.batch),
           "--frames", str(args.frames), "--mel_bins", str(args.mel_bins), "--num_classes",
           str(args.num_classes), "--warmup", str(args.warmup), "--threads", str(args.threads)]
   return Worker(name, argv, {**os.environ, "OMP_NUM_THREADS": str(args.threads)})
