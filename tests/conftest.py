@@ -10,6 +10,7 @@ os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", os.path.join(os.path.dirname(
                                                                 "jax_cache"))
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.5")
 
+import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 from absl import flags  # noqa: E402
 
@@ -34,6 +35,20 @@ TINY_OVERRIDES = {
     "specaugment.max_time_width": 10, "specaugment.max_freq_width": 4,
 }
 SYNTHETIC_RUNLOCAL = "experiments/synthetic.py:runlocal"
+
+
+def write_audio_container(av, path, x, sr):
+  """An MP4 file with one AAC audio stream (a stand-in for a movie clip's sound track)."""
+  with av.open(path, "w") as c:
+    stream = c.add_stream("aac", rate=sr, layout="mono")
+    x = np.clip(x, -1, 1).astype(np.float32)
+    for start in range(0, len(x), 1024):  # AAC frames hold 1024 samples
+      frame = av.AudioFrame.from_ndarray(x[None, start:start + 1024], format="fltp", layout="mono")
+      frame.sample_rate = sr
+      for packet in stream.encode(frame):
+        c.mux(packet)
+    for packet in stream.encode(None):
+      c.mux(packet)
 
 
 def tiny_config(data_dir, **overrides):

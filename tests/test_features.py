@@ -8,6 +8,7 @@ import pytest
 import soundfile
 
 from input_pipeline import manifests
+from conftest import write_audio_container
 from lanser_jax import audio, features
 
 
@@ -151,20 +152,6 @@ def test_video_container_via_pyav(tmp_path):
   assert abs(a.duration - 1.0) < 0.03
   spectrum = np.abs(np.fft.rfft(a.samples))
   assert np.argmax(spectrum) / a.duration == pytest.approx(500.0, abs=5)
-
-
-def write_audio_container(av, path, x, sr):
-  """An MP4 file with one AAC audio stream (a stand-in for a movie clip's sound track)."""
-  with av.open(path, "w") as c:
-    stream = c.add_stream("aac", rate=sr, layout="mono")
-    x = np.clip(x, -1, 1).astype(np.float32)
-    for start in range(0, len(x), 1024):  # AAC frames hold 1024 samples
-      frame = av.AudioFrame.from_ndarray(x[None, start:start + 1024], format="fltp", layout="mono")
-      frame.sample_rate = sr
-      for packet in stream.encode(frame):
-        c.mux(packet)
-    for packet in stream.encode(None):
-      c.mux(packet)
 
 
 def test_clear_error_without_a_video_decoder(tmp_path, monkeypatch):

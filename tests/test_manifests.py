@@ -11,6 +11,7 @@ import soundfile
 
 from input_pipeline import adapters, manifests
 from input_pipeline.adapters import emotion, generic, peoples_speech
+from conftest import write_audio_container
 from lanser_jax import audio
 
 
@@ -228,7 +229,9 @@ def test_condensed_movies_clips_metadata_and_windows(tmp_path):
   root = tmp_path / "cm"
   os.makedirs(root / "videos" / "2019")
   os.makedirs(root / "metadata")
-  _write_mp4(av, str(root / "videos" / "2019" / "vid123.mp4"), seconds=2.5)
+  sr = 48000
+  x = (0.5 * np.sin(2 * np.pi * 300 * np.arange(int(2.5 * sr)) / sr)).astype(np.float32)
+  write_audio_container(av, str(root / "videos" / "2019" / "vid123.mp4"), x, sr)
   with open(root / "metadata" / "clips.csv", "w", newline="") as f:
     w = csv.DictWriter(f, ["videoid", "imdbid", "clip_name", "upload_year"])
     w.writeheader()
@@ -239,16 +242,3 @@ def test_condensed_movies_clips_metadata_and_windows(tmp_path):
   assert rows[1].speaker == "tt0001" and rows[1].extra["clip_name"] == "A scene"
   a = audio.load(rows[1].audio, rows[1].offset, rows[1].duration)
   assert abs(a.duration - 1.0) < 0.03
-
-
-def _write_mp4(av, path, seconds, sr=48000):
-  x = (0.5 * np.sin(2 * np.pi * 300 * np.arange(int(seconds * sr)) / sr)).astype(np.float32)
-  with av.open(path, "w") as c:
-    stream = c.add_stream("aac", rate=sr, layout="mono")
-    for start in range(0, len(x), 1024):
-      frame = av.AudioFrame.from_ndarray(x[None, start:start + 1024], format="fltp", layout="mono")
-      frame.sample_rate = sr
-      for packet in stream.encode(frame):
-        c.mux(packet)
-    for packet in stream.encode(None):
-      c.mux(packet)

@@ -149,9 +149,8 @@ def transcript_problem(t: dict, lc) -> str | None:
             f"{lc.max_no_speech_prob}")
   if t.get("avg_logprob", 0.0) < lc.min_avg_logprob:
     return f"low ASR confidence: avg_logprob {t['avg_logprob']:.3f} < {lc.min_avg_logprob}"
-  languages = tuple(lc.get("languages", ()) or ())
-  if languages and t.get("language") not in languages:
-    return f"language {t.get('language')!r} not in label.languages {list(languages)}"
+  if lc.languages and t.get("language") not in lc.languages:
+    return f"language {t.get('language')!r} not in label.languages {list(lc.languages)}"
   if t.get("compression_ratio", 0.0) > lc.max_compression_ratio:
     return (f"repetitive transcript: compression ratio {t['compression_ratio']:.2f} > "
             f"{lc.max_compression_ratio}")
