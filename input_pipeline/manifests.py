@@ -91,12 +91,13 @@ def resolve_audio(audio: str, manifest_dir: str) -> str:
   return audio if os.path.isabs(audio) else os.path.normpath(os.path.join(manifest_dir, audio))
 
 
-def parse_line(line: str, where: str, manifest_dir: str | None = None) -> Row:
-  """One manifest line as a Row (audio made absolute against `manifest_dir` when given); a malformed line
-  raises ManifestError naming `where`."""
+def parse_line(line: str | bytes, where: str, manifest_dir: str | None = None) -> Row:
+  """One manifest line (text, or the file's UTF-8 bytes) as a Row (audio made absolute against
+  `manifest_dir` when given); a malformed line, undecodable bytes included, raises ManifestError naming
+  `where`."""
   try:
     d = json.loads(line)
-  except json.JSONDecodeError as e:
+  except (json.JSONDecodeError, UnicodeDecodeError) as e:
     raise ManifestError(f"{where}: not JSON ({e})") from e
   row = Row.from_json(d, where)
   if manifest_dir is not None:
@@ -109,7 +110,7 @@ def read_manifest(path: str, resolve: bool = True, lenient: bool = False
   """Streams rows. A malformed line raises ManifestError naming the file and line number, or, with
   `lenient`, comes back as a RejectedRow (utt_id "line N") so that a long job lists it and goes on."""
   manifest_dir = os.path.dirname(os.path.abspath(path)) if resolve else None
-  with open(path, encoding="utf-8") as f:
+  with open(path, "rb") as f:  # bytes: a line that is not UTF-8 is one bad line, not a crash
     for lineno, line in enumerate(f, 1):
       if not line.strip():
         continue

@@ -301,8 +301,9 @@ def line_offsets(path: str) -> np.ndarray:
   return np.asarray(offsets, np.int64)
 
 
-def read_lines(path: str, offsets: np.ndarray, start: int, stop: int) -> Iterable[str]:
-  """Lines [start, stop) of a file whose line offsets are `offsets`."""
+def read_lines(path: str, offsets: np.ndarray, start: int, stop: int) -> Iterable[bytes]:
+  """Lines [start, stop) of a file whose line offsets are `offsets`, as bytes (the parser decodes them, so a
+  line that is not UTF-8 is rejected on its own)."""
   if start >= stop:
     return
   with open(path, "rb") as f:
@@ -314,7 +315,7 @@ def read_lines(path: str, offsets: np.ndarray, start: int, stop: int) -> Iterabl
         break
       if line.strip():
         n += 1
-        yield line.decode("utf-8")
+        yield line
 
 
 def map_ahead(fn: Callable, items: Iterable, workers: int = 2, lookahead: int = 16):
