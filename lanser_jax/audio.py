@@ -116,8 +116,20 @@ _PARQUET = _ParquetRows()
 # Decoders. Each returns (float32 [samples, channels], sample_rate, seconds available or None).
 
 
+# libsndfile keeps the message of a failed open in one process-wide buffer: two threads opening files at once
+# (the stages decode ahead on several threads) read each other's message, or "(Garbled error message from
+# libsndfile)", so a rejected utterance could be listed with another file's reason. Opens are serialised;
+# reading stays parallel.
+_SNDFILE_OPEN = threading.Lock()
+
+
+def _open_soundfile(src) -> soundfile.SoundFile:
+  with _SNDFILE_OPEN:
+    return soundfile.SoundFile(src)
+
+
 def _decode_soundfile(src, offset: float, duration: float | None, max_seconds: float):
-  with soundfile.SoundFile(src) as f:
+  with _open_soundfile(src) as f:
     sr = f.samplerate
     start = int(round(offset * sr))
     total = f.frames - start if f.frames > 0 else None

@@ -112,6 +112,35 @@ def test_bad_audio_raises_audio_error_with_reason(tmp_path, make, reason):
     audio.load(path)
 
 
+def test_rejection_reasons_do_not_mix_across_decode_threads(tmp_path):
+  """The stages decode on several threads; a bad file's reason must be its own, whatever opens beside it."""
+  import threading
+  bad = str(tmp_path / "bad.wav")
+  open(bad, "wb").write(open(write_wav(bad + ".src.wav", tone(1.0)), "rb").read()[:30])
+  good = write_wav(str(tmp_path / "good.wav"), tone(0.5))
+  with pytest.raises(audio.AudioError) as alone:
+    audio.load(bad)
+  reasons = []
+
+  def load_bad():
+    for _ in range(300):
+      try:
+        audio.load(bad)
+      except audio.AudioError as e:
+        reasons.append(str(e))
+
+  def load_good():
+    for _ in range(300):
+      audio.load(good)
+
+  threads = [threading.Thread(target=load_bad), threading.Thread(target=load_good)]
+  for t in threads:
+    t.start()
+  for t in threads:
+    t.join()
+  assert len(reasons) == 300 and set(reasons) == {str(alone.value)}
+
+
 def test_truncated_data_keeps_what_is_there(tmp_path):
   path = write_wav(str(tmp_path / "full.wav"), tone(2.0))
   data = open(path, "rb").read()
