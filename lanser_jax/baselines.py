@@ -41,14 +41,14 @@ NO_PREDICTION = "(no prediction)"
 def score(labels: np.ndarray, preds: np.ndarray, label_names: Sequence[str]) -> dict[str, Any]:
   """Metrics of predictions where -1 means none: counted as wrong, in an extra confusion column.
 
-  The extra class has no true examples, so UA and macro-F1 stay means over the real classes present.
+  The extra column is no class (from_confusion's num_classes), so UA and macro-F1 stay means over the real
+  classes.
   """
   k = len(label_names)
   labels, preds = np.asarray(labels, np.int64), np.asarray(preds, np.int64)
   missing = preds < 0
   cm = metrics.confusion_matrix(labels, np.where(missing, k, preds), k + 1)
-  result = metrics.from_confusion(cm, list(label_names) + [NO_PREDICTION])
-  result["classes_absent"] = [n for n in result["classes_absent"] if n != NO_PREDICTION]
+  result = metrics.from_confusion(cm, list(label_names) + [NO_PREDICTION], num_classes=k)
   result["num_without_prediction"] = int(missing.sum())
   result["mapped_only"] = metrics.scalars(metrics.from_confusion(
       metrics.confusion_matrix(labels[~missing], preds[~missing], k), label_names)) if (~missing).any() \
