@@ -206,3 +206,80 @@ def test_nested_subsets_skip_records_without_a_label():
   with_unlabelled = subsets.nested_stratified_subset(labels, 0.5, seed=3)
   without = labelled[subsets.nested_stratified_subset(labels[labelled], 0.5, seed=3)]
   assert sorted(with_unlabelled) == sorted(without)
+
+
+# ---------------------------------------------------------------------------------------------------
+# CREMA-D.
+
+
+def test_crema_d_tfds_export_with_tfds_mock_data(tmp_path):
+  """split=tfds on TFDS's own mock of crema_d (the builder's real features and splits, fake audio):
+  every example is exported to a 16-bit WAV or rejected with its reason, and a rerun reuses the files."""
+  tfds = pytest.importorskip("tensorflow_datasets")
+  export = str(tmp_path / "export")
+  with tfds.testing.mock_data(num_examples=6, max_value=30000):
+    rows = list(emotion.crema_d_rows(split="tfds", export_dir=export))
+    names = tfds.builder("crema_d").info.features["label"].names
+    expected = {s: list(tfds.as_numpy(tfds.builder("crema_d").as_dataset(split=s, shuffle_files=False)))
+                for s in ("train", "validation", "test")}
+  assert all(isinstance(r, manifests.Row) for r in rows) and len(rows) == 18
+  assert collections.Counter(r.split for r in rows) == {"train": 6, "validation": 6, "test": 6}
+  assert len({r.utt_id for r in rows}) == 18
+  for r in rows:
+    ex = expected[r.split][r.extra["tfds_index"]]
+    samples, sr = soundfile.read(r.audio, dtype="int16")
+    assert sr == 16000 and np.array_equal(samples, ex["audio"].astype(np.int16))
+    assert r.label == emotion.CREMA_D_LABELS[names[int(ex["label"])]] and r.label in emotion.CREMA_D_CLASSES
+    assert r.speaker == ex["speaker_id"].decode()
+  mtimes = {r.audio: os.path.getmtime(r.audio) for r in rows}
+  with tfds.testing.mock_data(num_examples=6, max_value=30000):
+    again = list(emotion.crema_d_rows(split="tfds", export_dir=export))
+  assert again == rows
+  assert all(os.path.getmtime(a) == t for a, t in mtimes.items())  # exported once
+  assert not [p for p in os.listdir(os.path.join(export, "train")) if p.endswith(".tmp")]
+
+
+def test_crema_d_tfds_accounting_through_the_manifest(tmp_path):
+  """Clips TFDS holds but 16-bit WAV cannot (samples past 32767) are rejected and counted."""
+  tfds = pytest.importorskip("tensorflow_datasets")
+  with tfds.testing.mock_data(num_examples=8, max_value=40000):
+    counts = manifests.write_manifest(
+        str(tmp_path / "m.jsonl"), emotion.crema_d_rows(split="tfds", export_dir=str(tmp_path / "wav")),
+        str(tmp_path / "e.jsonl"))
+  errors = [json.loads(l) for l in open(tmp_path / "e.jsonl")]
+  assert counts["written"] + counts["rejected"] == 24 and counts["rejected"] == len(errors) > 0
+  assert all("16-bit range" in e["reason"] for e in errors)
+  written = list(manifests.read_manifest(str(tmp_path / "m.jsonl")))
+  assert len(written) == counts["written"] and all(os.path.exists(r.audio) for r in written)
+
+
+def test_crema_d_tfds_not_prepared_is_named(tmp_path):
+  pytest.importorskip("tensorflow_datasets")
+  with pytest.raises(FileNotFoundError, match="tfds build crema_d"):
+    list(emotion.crema_d_rows(split="tfds", tfds_data_dir=str(tmp_path / "empty"),
+                              export_dir=str(tmp_path / "x")))
+
+
+def test_crema_d_emobox_split_through_the_features_stage(tmp_path):
+  from test_manifests import make_crema_d
+  root = str(tmp_path / "CREMA-D")
+  make_crema_d(root, actors=range(1001, 1021))
+  rows = [r for r in emotion.crema_d_rows(root) if isinstance(r, manifests.Row)]
+  emobox_dir = str(tmp_path / "EmoBox" / "data")
+  write_emobox_lists(emobox_dir, rows, dataset="crema_d", name="cremad", folds=(1,), drop_every=7)
+  config = load_config_module("crema_d").get_config(f"split=emobox,emobox_dir={emobox_dir}")
+  assert config.manifest.split == "actor_seeded"  # the same manifest as the default split
+  config.manifest.root = root
+  config.output_shards = 1
+  summary = run.run_stages(config, str(tmp_path / "w"), "all", (0, 1))
+  assert summary["balanced"]
+  feature_dir = str(tmp_path / "w" / "features_emobox")
+  on_disk = {s: set(_utts(feature_dir, s)) for s in ("train", "validation", "test")}
+  listed = {s: {json.loads(l)["wav"].rsplit("/", 1)[1][:-4] for l in open(
+      os.path.join(emobox_dir, "cremad", "fold_1", f"cremad_{s}_fold_1.jsonl"))} for s in ("train", "test")}
+  assert on_disk["test"] == listed["test"] & {r.utt_id for r in rows}
+  assert on_disk["train"] | on_disk["validation"] == listed["train"] & {r.utt_id for r in rows}
+  assert on_disk["validation"] and not (on_disk["train"] & on_disk["validation"])
+  assert summary["excluded_by_split_map"] == len(range(0, len(rows), 7))
+  with pytest.raises(FileNotFoundError, match="cremad_train_fold_1.jsonl"):
+    protocols.emobox_assignment(rows, "crema_d", 1, str(tmp_path / "nowhere"))
