@@ -11,8 +11,9 @@
       --workdir=/tmp/ft_local --config.data.dir=/tmp/lanser_synth
 
 Arguments: split (actor_seeded: the project's speaker-independent 70/10/20 by actor, seed 0 | tfds: TFDS
-crema_d's splits | emobox: EmoBox's fold 1), fraction (of the train split only), seed, pretrained (none|peoples_speech|condensed_movies), taxonomy/template/labeler/
-soft (which pre-training run), probe, platform, runlocal, data_root, runs_root.
+crema_d's splits | emobox: EmoBox's fold 1), fraction (of the train split only), seed, pretrained
+(none|peoples_speech|condensed_movies), taxonomy/template/labeler/soft (which pre-training run), probe,
+platform, runlocal, data_root, runs_root.
 Ours: as experiments/finetune_iemocap.py (~30 epochs, at least 600 steps, AdamW 3e-4 at batch 64).
 Expected cost: 600..2,400 steps of batch 64; minutes on one GPU (not measured); only runlocal on CPU.
 """

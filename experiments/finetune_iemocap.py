@@ -16,9 +16,9 @@
 
 Arguments: protocol (loso, the default: test = the held-out session, validation = a stratified 20% of
 the training sessions, as s3prl SUPERB ER | loso_spkval | lospk | emobox; see experiments/labeling/
-iemocap.py), fold (required: 1..5, or 1..10 for lospk), fraction (of the train split only), seed (training seed and label-subset seed), pretrained (none|peoples_speech|
-condensed_movies), taxonomy/template/labeler/soft (which pre-training run), probe, platform, runlocal,
-data_root, runs_root. Ours: ~30 epochs of the labelled subset (at least 600 steps), AdamW 3e-4 at batch
+iemocap.py), fold (required: 1..5, or 1..10 for lospk), fraction (of the train split only), seed
+(training seed and label-subset seed), pretrained (none|peoples_speech|condensed_movies),
+taxonomy/template/labeler/soft (which pre-training run), probe, platform, runlocal, data_root, runs_root. Ours: ~30 epochs of the labelled subset (at least 600 steps), AdamW 3e-4 at batch
 64, dropout 0.2, 3-s crops, utterance logits averaged over 1.5-s-hop windows.
 Expected cost: 600..2,100 steps of batch 64; minutes on one GPU (not measured); on 2 CPU cores ~4 min
 per 100 steps of ResNet-50 (PERF_NOTES), so only runlocal there.

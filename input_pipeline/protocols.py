@@ -114,7 +114,8 @@ def emobox_list_paths(emobox_dir: str, corpus: str, fold: int) -> dict[str, str]
   """{'train': path, 'test': path} of EmoBox's fold lists; a missing file is named in the error."""
   if not emobox_dir:
     raise ValueError("the emobox protocol needs emobox_dir: the `data/` folder of an EmoBox checkout "
-                     "(github.com/emo-box/EmoBox), which holds <dataset>/fold_K/<dataset>_{train,test}_fold_K.jsonl")
+                     "(github.com/emo-box/EmoBox), which holds "
+                     "<dataset>/fold_K/<dataset>_{train,test}_fold_K.jsonl")
   name = EMOBOX_NAMES.get(corpus, corpus)
   paths = {}
   for split in ("train", "test"):

@@ -223,3 +223,20 @@ def test_zero_shot_restricted_argmax(tmp_path):
   assert r["argmax"] == "restricted"
   assert r["test"]["wa"] == pytest.approx(2 / 4) and r["test"]["unmapped"] == 0  # sad for all: 2 right
   assert r["by_argmax"]["all"]["wa"] == 0.0 and r["by_argmax"]["all"]["unmapped"] == 4
+
+
+def test_finetune_protocol_arguments():
+  assert load("finetune_iemocap.py", "fold=3").data.dir == "/data/lanser/iemocap/features_fold3"  # loso
+  assert load("finetune_iemocap.py", "protocol=lospk,fold=10").data.dir == \
+      "/data/lanser/iemocap/features_lospk_fold10"
+  assert load("finetune_iemocap.py", "protocol=emobox,fold=2,data_root=/d").data.dir == \
+      "/d/iemocap/features_emobox_fold2"
+  with pytest.raises(ValueError, match="fold must be 1..5"):
+    load("finetune_iemocap.py", "protocol=loso_spkval,fold=6")
+  with pytest.raises(ValueError, match="protocol"):
+    load("finetune_iemocap.py", "protocol=random,fold=1")
+  assert load("finetune_crema_d.py", "").data.dir == "/data/lanser/crema_d/features"
+  assert load("finetune_crema_d.py", "split=emobox").data.dir == "/data/lanser/crema_d/features_emobox"
+  assert load("finetune_crema_d.py", "split=tfds").data.dir == "/data/lanser/crema_d_tfds/features"
+  with pytest.raises(ValueError, match="split"):
+    load("finetune_crema_d.py", "split=by_sentence")

@@ -65,12 +65,13 @@ def write_emobox_lists(emobox_dir, release_rows, dataset="iemocap", name="iemoca
       split = "test" if (dataset != "iemocap" and i % 5 == 0) or (
           dataset == "iemocap" and r.extra["session"] == k) else "train"
       session = r.extra.get("session", 0)
+      dialog = os.path.basename(os.path.dirname(r.audio))
       lines[split].append(json.dumps({
           "key": f"{name}-{r.utt_id}", "dataset": name, "type": "raw", "sample_rate": 16000,
-          "wav": f"downloads/{name}/Session{session}/sentences/wav/{os.path.basename(os.path.dirname(r.audio))}/{r.utt_id}.wav",
+          "wav": f"downloads/{name}/Session{session}/sentences/wav/{dialog}/{r.utt_id}.wav",
           "task": "category", "length": 0.3, "emo": r.extra.get("emotion_code", "neu"), "channel": 1}))
-    lines["train"].append(json.dumps({"key": f"{name}-Ses09F_none_F000", "wav": "downloads/x/Ses09F_none_F000.wav",
-                                      "emo": "neu"}))
+    lines["train"].append(json.dumps({"key": f"{name}-Ses09F_none_F000",  # not in the release
+                                      "wav": "downloads/x/Ses09F_none_F000.wav", "emo": "neu"}))
     for split, ls in lines.items():
       with open(os.path.join(d, f"{name}_{split}_fold_{k}.jsonl"), "w") as f:
         f.write("\n".join(ls) + "\n")
