@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import ml_collections
 
+from input_pipeline import protocols
+from input_pipeline.adapters import emotion
 from lanser_jax import config_lib
 
 # Where the labelling stages write (`lanser_jax.labeling.run --workdir=...`) and where runs go.
@@ -135,8 +137,8 @@ TARGET_SETS = {"iemocap": "iemocap4", "crema_d": "cremad6"}
 
 
 # Evaluation protocols (input_pipeline/protocols.py; experiments/labeling/{iemocap,crema_d}.py write them).
-IEMOCAP_PROTOCOLS = {"loso": 5, "loso_spkval": 5, "lospk": 10, "emobox": 5}  # protocol -> folds
-CREMA_D_SPLITS = ("actor_seeded", "tfds", "emobox")
+IEMOCAP_PROTOCOLS = protocols.IEMOCAP_PROTOCOLS  # protocol -> number of folds
+CREMA_D_SPLITS = emotion.CREMA_D_SPLITS
 DEFAULT_PROTOCOL = {"iemocap": "loso", "crema_d": "actor_seeded"}
 
 
