@@ -1,6 +1,7 @@
-"""Fine-tuning on CREMA-D (6 classes), speaker-independent 70/10/20 split.
+"""Fine-tuning on CREMA-D (6 classes), on the split chosen by `split` (default actor_seeded).
 
-  # features first: experiments/labeling/crema_d.py writes <data_root>/crema_d/features
+  # features first: experiments/labeling/crema_d.py writes <data_root>/crema_d/features (split=emobox:
+  # crema_d/features_emobox; split=tfds: crema_d_tfds/features); this file reads the same split's folder:
   python -m lanser_jax.main \
       --config=experiments/finetune_crema_d.py:fraction=0.1,seed=0,pretrained=peoples_speech \
       --workdir=/data/lanser/runs/crema_d/ps/0.1/s0
@@ -9,8 +10,10 @@
   python -m lanser_jax.main --config=experiments/finetune_crema_d.py:runlocal,platform=cpu \
       --workdir=/tmp/ft_local --config.data.dir=/tmp/lanser_synth
 
-Arguments: fraction, seed, pretrained (none|peoples_speech|condensed_movies), taxonomy/template/labeler/
-soft (which pre-training run), probe, platform, runlocal, data_root, runs_root.
+Arguments: split (actor_seeded: the project's speaker-independent 70/10/20 by actor, seed 0 | tfds: TFDS
+crema_d's splits | emobox: EmoBox's fold 1), fraction (of the train split only), seed, pretrained
+(none|peoples_speech|condensed_movies), taxonomy/template/labeler/soft (which pre-training run), probe,
+platform, runlocal, data_root, runs_root.
 Ours: as experiments/finetune_iemocap.py (~30 epochs, at least 600 steps, AdamW 3e-4 at batch 64).
 Expected cost: 600..2,400 steps of batch 64; minutes on one GPU (not measured); only runlocal on CPU.
 """
@@ -20,4 +23,5 @@ from lanser_jax import paper_settings
 
 def get_config(arg=None):
   # ~5,200 training clips (70% of 7,442; the split is by speaker).
-  return paper_settings.finetune_config("crema_d", arg, num_train_utts=5200)
+  return paper_settings.finetune_config("crema_d", arg, num_train_utts=5200,
+                                        extra_args={"split": "actor_seeded"})

@@ -2,7 +2,8 @@
 
 For a seed, each class's records are put in one random order and a fraction f keeps the first ceil(f * n_c)
 of them (at least one), so the 10% subset lies inside the 20% subset, and so on: runs at different fractions
-differ only in how many labels they see, not in which.
+differ only in how many labels they see, not in which. Records without a label (-1, records.NO_LABEL) are no
+class: they are never drawn, and their presence does not change which labelled records are.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ def nested_stratified_subset(labels: np.ndarray, fraction: float, seed: int) -> 
   labels = np.asarray(labels)
   rng = np.random.default_rng(seed)
   keep = []
-  for c in np.unique(labels):  # classes in sorted order, so the rng stream is the same for every fraction
+  for c in np.unique(labels[labels >= 0]):  # sorted classes: the same rng stream at every fraction
     members = np.flatnonzero(labels == c)
     order = members[rng.permutation(len(members))]
     keep.append(order[:max(1, math.ceil(fraction * len(members)))])

@@ -2,19 +2,27 @@ r"""Baselines of the LanSER tables, scored like training runs (a results.json wi
 
   python -m lanser_jax.baselines --kind=majority  --workdir=W --data_dir=FEATURES [--label_fraction=0.1]
   python -m lanser_jax.baselines --kind=text_only --workdir=W --data_dir=FEATURES --labels_dir=LABELS \
-      --target_set=iemocap4 [--taxonomy=fine40]
+      --target_set=iemocap4 [--taxonomy=fine40] [--argmax=restricted|all]
   python -m lanser_jax.baselines --kind=zero_shot --workdir=W --data_dir=FEATURES --pretrain=PRETRAIN_RUN \
-      --target_set=iemocap4 [--taxonomy=fine40] [--step=best]
+      --target_set=iemocap4 [--taxonomy=fine40] [--step=best] [--argmax=restricted|all]
 
 majority   the most frequent class of the (subset of the) training labels, predicted for every test utterance.
-text_only  the labelling stage's weak label of each test utterance (labels/ of the target corpus labelled
+text_only  the labelling stage's weak scores of each test utterance (labels/ of the target corpus labelled
            with a fine-grained taxonomy), mapped to the target classes by taxonomies/mappings.json: what the
            entailment model alone, reading Whisper transcripts, gets right.
 zero_shot  the pre-trained speech model's own fine-grained prediction (no fine-tuning), window logits
-           averaged per utterance, argmax label mapped to the target classes.
-An utterance with no prediction (no weak label, or a label the mapping leaves out) counts as wrong: WA and UA
-are over all test utterances, and `no_prediction`, `unmapped` and `mapped_only` (metrics over the utterances
-that have a mapped prediction) say how much that costs.
+           averaged per utterance, mapped to the target classes.
+How a fine-grained prediction becomes a target class (--argmax; results.json reports both rules under
+`by_argmax`, and the chosen one as the split's metrics):
+  restricted (default)  the argmax over the fine labels that map to a target class: labels the mapping sends
+                        to null (no counterpart, e.g. 'surprise' for IEMOCAP's four) cannot win, so every
+                        utterance gets a prediction. This is the zero-shot rule of mapping a label set onto
+                        a smaller one (the target classes are the only answers allowed).
+  all                   the argmax over all fine labels; a winner that maps to nothing counts as wrong
+                        (`unmapped`), which penalises the taxonomy's extra labels.
+Utterances with no prediction at all (no weak label: rejected upstream) count as wrong under both rules: WA
+and UA are over all test utterances, and `num_without_prediction`, `unmapped` and `mapped_only` (metrics over
+the utterances that have a mapped prediction) say how much that costs.
 From scratch and the linear probe are training runs: see experiments/finetune_*.py (pretrained=none, probe).
 """
 
@@ -41,14 +49,14 @@ NO_PREDICTION = "(no prediction)"
 def score(labels: np.ndarray, preds: np.ndarray, label_names: Sequence[str]) -> dict[str, Any]:
   """Metrics of predictions where -1 means none: counted as wrong, in an extra confusion column.
 
-  The extra class has no true examples, so UA and macro-F1 stay means over the real classes present.
+  The extra column is no class (from_confusion's num_classes), so UA and macro-F1 stay means over the real
+  classes.
   """
   k = len(label_names)
   labels, preds = np.asarray(labels, np.int64), np.asarray(preds, np.int64)
   missing = preds < 0
   cm = metrics.confusion_matrix(labels, np.where(missing, k, preds), k + 1)
-  result = metrics.from_confusion(cm, list(label_names) + [NO_PREDICTION])
-  result["classes_absent"] = [n for n in result["classes_absent"] if n != NO_PREDICTION]
+  result = metrics.from_confusion(cm, list(label_names) + [NO_PREDICTION], num_classes=k)
   result["num_without_prediction"] = int(missing.sum())
   result["mapped_only"] = metrics.scalars(metrics.from_confusion(
       metrics.confusion_matrix(labels[~missing], preds[~missing], k), label_names)) if (~missing).any() \
@@ -101,6 +109,34 @@ def map_predictions(fine_names: Sequence[str], fine_taxonomy: str, target_set: s
   return table, [n for n in fine_names if n not in mapping]
 
 
+ARGMAX_RULES = ("restricted", "all")
+
+
+def mapped_predictions(scores: np.ndarray, table: np.ndarray) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+  """{rule: (target class or -1 [N], winning fine label [N])} of fine scores [N, L] under both rules.
+
+  restricted: argmax over the fine labels with table >= 0; all: argmax over every label, then mapped
+  (-1 where the winner maps to nothing). A row of NaN (no scores) gives -1 under both; -inf entries can
+  never win, so a row whose mapped labels are all -inf has no restricted prediction.
+  """
+  scores = np.asarray(scores, np.float64)
+  if not np.any(table >= 0):
+    raise ValueError("no fine label maps to a target class: check taxonomies/mappings.json")
+  filled = np.where(np.isnan(scores), -np.inf, scores)
+  restricted = np.where(table[None, :] >= 0, filled, -np.inf)
+  out = {}
+  for rule, s in (("restricted", restricted), ("all", filled)):
+    fine = np.argmax(s, axis=-1)
+    fine = np.where(np.isfinite(np.max(s, axis=-1)), fine, -1)
+    out[rule] = (np.where(fine >= 0, table[fine], -1), fine)
+  return out
+
+
+def check_rule(argmax: str):
+  if argmax not in ARGMAX_RULES:
+    raise ValueError(f"argmax={argmax!r}: expected one of {ARGMAX_RULES}")
+
+
 def split_records(data_dir: str, split: str) -> tuple[list[str], np.ndarray]:
   """utt_ids and human labels of a split, in record order."""
   from input_pipeline import pipeline
@@ -134,8 +170,8 @@ def majority(data_dir: str, train_split: str = "train", test_split: str = "test"
           test_split: score(labels, np.full_like(labels, winner), class_names)}
 
 
-def read_weak_labels(labels_dir: str) -> tuple[list[str], dict[str, str]]:
-  """label_names.json and {utt_id: weak label} of a labelling stage's output folder."""
+def read_weak_labels(labels_dir: str) -> tuple[list[str], dict[str, dict[str, Any]]]:
+  """label_names.json and {utt_id: its labels-*.jsonl row (label, label_index, scores)}."""
   names_path = os.path.join(labels_dir, "label_names.json")
   if not os.path.exists(names_path):
     raise FileNotFoundError(f"{names_path}: missing; run the label stage (--stage=label) first")
@@ -147,32 +183,70 @@ def read_weak_labels(labels_dir: str) -> tuple[list[str], dict[str, str]]:
   weak = {}
   for path in paths:
     with open(path) as f:
-      for line in f:
+      for lineno, line in enumerate(f, 1):
         if line.strip():
           row = json.loads(line)
-          weak[row["utt_id"]] = row["label"]
+          if row.get("label") not in names:
+            raise ValueError(f"{path}:{lineno}: label {row.get('label')!r} is not in {names_path}")
+          weak[row["utt_id"]] = row
   return names, weak
 
 
+def weak_score_matrix(utt_ids: Sequence[str], weak: dict[str, dict[str, Any]],
+                      fine_names: Sequence[str]) -> np.ndarray:
+  """[N, L] weak scores per test utterance; NaN rows where there is no weak label. A row without
+  `scores` (a hand-made label file) has only its label (1, the rest -inf): both rules take it when it
+  maps, and when it does not, `all` counts it unmapped and `restricted` has no prediction."""
+  index = {n: i for i, n in enumerate(fine_names)}
+  out = np.full((len(utt_ids), len(fine_names)), np.nan)
+  for i, u in enumerate(utt_ids):
+    row = weak.get(u)
+    if row is None:
+      continue
+    if row.get("scores") is not None:
+      if len(row["scores"]) != len(fine_names):
+        raise ValueError(f"weak label of {u}: {len(row['scores'])} scores for {len(fine_names)} labels")
+      out[i] = row["scores"]
+    else:
+      out[i] = -np.inf
+      out[i, index[row["label"]]] = 1.0
+  return out
+
+
+def _both_rules(labels, scores, table, class_names, fine_names, argmax, test_split, extra=None):
+  """Scores under both argmax rules; the chosen one is the split's metrics."""
+  check_rule(argmax)
+  by_rule = {}
+  for rule, (preds, fine) in mapped_predictions(scores, table).items():
+    result = score(labels, preds, class_names)
+    no_prediction = int(np.sum(fine < 0))
+    result["unmapped"] = int(np.sum(preds < 0)) - no_prediction
+    result["unmapped_predictions"] = {n: int(np.sum(fine == i)) for i, n in enumerate(fine_names)
+                                      if table[i] < 0 and np.any(fine == i)}
+    result.update(extra or {})
+    by_rule[rule] = result
+  return {"argmax": argmax, test_split: by_rule[argmax], "by_argmax": by_rule}
+
+
 def text_only(data_dir: str, labels_dir: str, target_set: str, taxonomy: str = "",
-              test_split: str = "test") -> dict[str, Any]:
+              test_split: str = "test", argmax: str = "restricted") -> dict[str, Any]:
+  check_rule(argmax)
   fine_names, weak = read_weak_labels(labels_dir)
   taxonomy = taxonomy or infer_taxonomy(fine_names)
   class_names = records.read_dataset_info(data_dir)["label_names"]
   table, dropped = map_predictions(fine_names, taxonomy, target_set, class_names)
-  fine_index = {n: i for i, n in enumerate(fine_names)}
   utt_ids, labels = split_records(data_dir, test_split)
-  preds = np.asarray([table[fine_index[weak[u]]] if u in weak else -1 for u in utt_ids], np.int64)
-  result = score(labels, preds, class_names)
-  result["no_weak_label"] = sum(u not in weak for u in utt_ids)
-  result["unmapped"] = int(np.sum(preds < 0)) - result["no_weak_label"]
+  scores = weak_score_matrix(utt_ids, weak, fine_names)
+  result = _both_rules(labels, scores, table, class_names, fine_names, argmax, test_split,
+                       extra={"no_weak_label": sum(u not in weak for u in utt_ids)})
   return {"baseline": "text_only", "taxonomy": taxonomy, "target_set": target_set,
-          "labels_mapped_to_nothing": dropped, test_split: result}
+          "labels_mapped_to_nothing": dropped, **result}
 
 
 def zero_shot(data_dir: str, pretrain: str, target_set: str, taxonomy: str = "", test_split: str = "test",
-              step: str = "best", batch_size: int = 64) -> dict[str, Any]:
+              step: str = "best", batch_size: int = 64, argmax: str = "restricted") -> dict[str, Any]:
   """The pre-trained model's fine-grained prediction, mapped: no training on the target corpus."""
+  check_rule(argmax)
   import jax
   from input_pipeline import pipeline
   from lanser_jax import checkpointing, models
@@ -198,14 +272,9 @@ def zero_shot(data_dir: str, pretrain: str, target_set: str, taxonomy: str = "",
     utts.append(batch["utt"])
   utt_logits = pipeline.average_window_logits(eval_set, np.concatenate(utts), np.concatenate(logits))
   table, dropped = map_predictions(fine_names, taxonomy, target_set, class_names)
-  fine_preds = np.argmax(utt_logits, axis=-1)
-  result = score(eval_set.labels, table[fine_preds], class_names)
-  result["unmapped"] = result["num_without_prediction"]
-  result["unmapped_predictions"] = {n: int(np.sum(fine_preds == i))
-                                    for i, n in enumerate(fine_names) if table[i] < 0 and
-                                    np.any(fine_preds == i)}
+  result = _both_rules(eval_set.labels, utt_logits, table, class_names, fine_names, argmax, test_split)
   return {"baseline": "zero_shot", "pretrain": os.path.abspath(pretrain), "taxonomy": taxonomy,
-          "target_set": target_set, "labels_mapped_to_nothing": dropped, test_split: result}
+          "target_set": target_set, "labels_mapped_to_nothing": dropped, **result}
 
 
 KINDS = {"majority": majority, "text_only": text_only, "zero_shot": zero_shot}
@@ -233,14 +302,18 @@ def main(argv: list[str] | None = None):
   p.add_argument("--step", help="zero_shot: best | latest | a step number")
   p.add_argument("--target_set", help="text_only, zero_shot: iemocap4 | cremad6 | ekman7")
   p.add_argument("--taxonomy", help="fine taxonomy of the weak labels (default: inferred from the names)")
+  p.add_argument("--argmax", choices=ARGMAX_RULES,
+                 help="text_only, zero_shot: restricted (default: over the labels that map) | all")
   a = vars(p.parse_args(argv))
   kind, workdir = a.pop("kind"), a.pop("workdir")
   kwargs = {k: v for k, v in a.items() if v is not None}
   result = run_baseline(kind, workdir, **kwargs)
   test = result[kwargs.get("test_split", "test")]
-  print(f"{kind}: WA {test['wa']:.4f} UA {test['ua']:.4f} macro-F1 {test['macro_f1']:.4f} over "
-        f"{test['num_examples']} utterances, {test['num_without_prediction']} without a prediction; "
-        f"wrote {os.path.join(workdir, 'results.json')}")
+  for rule, t in (result.get("by_argmax") or {"": test}).items():
+    print(f"{kind}{f' (argmax {rule})' if rule else ''}: WA {t['wa']:.4f} UA {t['ua']:.4f} macro-F1 "
+          f"{t['macro_f1']:.4f} over {t['num_examples']} utterances, {t['num_without_prediction']} without "
+          f"a prediction")
+  print(f"wrote {os.path.join(workdir, 'results.json')}")
 
 
 if __name__ == "__main__":

@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import ml_collections
 
+from input_pipeline import protocols
+from input_pipeline.adapters import emotion
 from lanser_jax import config_lib
 
 # Where the labelling stages write (`lanser_jax.labeling.run --workdir=...`) and where runs go.
@@ -134,14 +136,33 @@ FINETUNE_DATASETS = ("iemocap", "crema_d")
 TARGET_SETS = {"iemocap": "iemocap4", "crema_d": "cremad6"}
 
 
-def finetune_data_dir(dataset: str, data_root: str, fold: int = 0) -> str:
-  """Feature folders written by experiments/labeling/{iemocap,crema_d}.py."""
+# Evaluation protocols (input_pipeline/protocols.py; experiments/labeling/{iemocap,crema_d}.py write them).
+IEMOCAP_PROTOCOLS = protocols.IEMOCAP_PROTOCOLS  # protocol -> number of folds
+CREMA_D_SPLITS = emotion.CREMA_D_SPLITS
+DEFAULT_PROTOCOL = {"iemocap": "loso", "crema_d": "actor_seeded"}
+
+
+def finetune_data_dir(dataset: str, data_root: str, fold: int = 0, protocol: str = "") -> str:
+  """Feature folders written by experiments/labeling/{iemocap,crema_d}.py for one protocol and fold.
+
+  IEMOCAP: <data_root>/iemocap/features_foldK (loso) or features_<protocol>_foldK. CREMA-D (one split):
+  crema_d/features (actor_seeded), crema_d/features_emobox, or crema_d_tfds/features (tfds reads TFDS's
+  prepared copy, not the AudioWAV folder, so it is labelled in a workdir of its own).
+  """
+  protocol = protocol or DEFAULT_PROTOCOL.get(dataset, "")
   if dataset == "iemocap":
-    if not 1 <= fold <= 5:
-      raise ValueError(f"IEMOCAP is leave-one-session-out: fold must be 1..5, got {fold}")
-    return f"{data_root}/iemocap/features_fold{fold}"
+    if protocol not in IEMOCAP_PROTOCOLS:
+      raise ValueError(f"IEMOCAP protocol={protocol!r}: expected one of {sorted(IEMOCAP_PROTOCOLS)}")
+    if not 1 <= fold <= IEMOCAP_PROTOCOLS[protocol]:
+      raise ValueError(f"IEMOCAP protocol {protocol}: fold must be 1..{IEMOCAP_PROTOCOLS[protocol]}, "
+                       f"got {fold}")
+    name = f"features_fold{fold}" if protocol == "loso" else f"features_{protocol}_fold{fold}"
+    return f"{data_root}/iemocap/{name}"
   if dataset == "crema_d":
-    return f"{data_root}/crema_d/features"
+    if protocol not in CREMA_D_SPLITS:
+      raise ValueError(f"CREMA-D split={protocol!r}: expected one of {CREMA_D_SPLITS}")
+    return {"actor_seeded": f"{data_root}/crema_d/features", "emobox": f"{data_root}/crema_d/features_emobox",
+            "tfds": f"{data_root}/crema_d_tfds/features"}[protocol]
   raise ValueError(f"dataset={dataset!r}: expected one of {FINETUNE_DATASETS}")
 
 
@@ -158,7 +179,8 @@ def finetune_config(dataset: str, arg: str | None, *, num_train_utts: int,
       labeler="entailment", soft=False, probe=False, **(extra_args or {})))
   c = config_lib.base_config()
   c.seed = arg.seed
-  c.data.dir = finetune_data_dir(dataset, arg.data_root, arg.get("fold", 0))
+  c.data.dir = finetune_data_dir(dataset, arg.data_root, arg.get("fold", 0),
+                                 arg.get("protocol", "") or arg.get("split", ""))
   c.data.label_fraction = arg.fraction
   c.data.subset_seed = arg.seed  # the seed also draws the label subset: seeds average over both
   c.data.crop_frames = 300
@@ -197,23 +219,39 @@ def finetune_config(dataset: str, arg: str | None, *, num_train_utts: int,
 
 
 def sweep_args(arg: str | None, **defaults) -> ml_collections.ConfigDict:
-  """Arguments every sweep file takes: platform, runlocal, data_root, runs_root (= the sweep's --root)."""
+  """Arguments every sweep file takes: platform, runlocal, data_root, runs_root (= the sweep's --root),
+  iemocap_protocol (loso | loso_spkval | lospk | emobox) and crema_d_split (actor_seeded | tfds | emobox)."""
+  defaults = dict(dict(iemocap_protocol=DEFAULT_PROTOCOL["iemocap"],
+                       crema_d_split=DEFAULT_PROTOCOL["crema_d"]), **defaults)
   return config_lib.parse_arg(arg, **common_args(**defaults))
 
 
-def dataset_folds():
-  """(dataset, fold, experiment file): IEMOCAP leave-one-session-out folds 1..5, CREMA-D one split."""
-  return [("iemocap", k, "experiments/finetune_iemocap.py") for k in range(1, 6)] + [
-      ("crema_d", 0, "experiments/finetune_crema_d.py")]
+def dataset_folds(iemocap_protocol: str = "loso", crema_d_split: str = "actor_seeded"):
+  """(dataset, fold, experiment file, protocol): every IEMOCAP fold of the protocol, CREMA-D one split."""
+  if iemocap_protocol not in IEMOCAP_PROTOCOLS:
+    raise ValueError(f"iemocap_protocol={iemocap_protocol!r}: expected one of {sorted(IEMOCAP_PROTOCOLS)}")
+  if crema_d_split not in CREMA_D_SPLITS:
+    raise ValueError(f"crema_d_split={crema_d_split!r}: expected one of {CREMA_D_SPLITS}")
+  return [("iemocap", k, "experiments/finetune_iemocap.py", iemocap_protocol)
+          for k in range(1, IEMOCAP_PROTOCOLS[iemocap_protocol] + 1)] + [
+      ("crema_d", 0, "experiments/finetune_crema_d.py", crema_d_split)]
 
 
-def finetune_cell(dataset, fold, exp_file, pretrained, fraction, seed, arg, extra="", tag=""):
+def protocol_part(dataset: str, protocol: str) -> str:
+  """The cell-name component of a protocol: empty for the defaults, so default cell names stay as
+  they were (and finished runs are still found)."""
+  return "" if protocol == DEFAULT_PROTOCOL[dataset] else f"{protocol}/"
+
+
+def finetune_cell(dataset, fold, exp_file, pretrained, fraction, seed, arg, extra="", tag="", protocol=""):
   """One fine-tuning cell; `extra` adds experiment arguments, `tag` a name component (ablations)."""
-  fold_part = f"fold={fold}," if dataset == "iemocap" else ""
+  protocol = protocol or DEFAULT_PROTOCOL[dataset]
+  fold_part = f"fold={fold},protocol={protocol}," if dataset == "iemocap" else f"split={protocol},"
   spec = (f"{exp_file}:{fold_part}fraction={fraction},seed={seed},pretrained={pretrained},"
           f"platform={arg.platform},data_root={arg.data_root},runs_root={arg.runs_root}"
           + (f",{extra}" if extra else "") + (",runlocal" if arg.runlocal else ""))
-  name = f"{dataset}/fold{fold}/{tag + '/' if tag else ''}{pretrained}/frac{fraction}/seed{seed}"
+  name = (f"{dataset}/{protocol_part(dataset, protocol)}fold{fold}/{tag + '/' if tag else ''}{pretrained}/"
+          f"frac{fraction}/seed{seed}")
   return {"name": name, "config": spec,
-          "axes": {"dataset": dataset, "fold": fold, "pretrained": pretrained, "fraction": fraction,
-                   "seed": seed}}
+          "axes": {"dataset": dataset, "protocol": protocol, "fold": fold, "pretrained": pretrained,
+                   "fraction": fraction, "seed": seed}}

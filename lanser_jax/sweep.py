@@ -13,8 +13,10 @@ Every cell writes <root>/<name>/results.json; a cell whose results.json exists i
 sweep is resumed by running it again (an interrupted training cell also resumes from its checkpoint).
 A failing cell does not stop the sweep: it is listed with its reason in <root>/sweep_errors.jsonl.
 
---aggregate groups cells by every axis except seed and fold, and writes <root>/aggregate.{md,csv}
-(mean and sample std over seeds and folds of the test-split UA and WA) and <root>/ua_vs_fraction.png.
+--aggregate groups cells by every axis except seed and fold (so each protocol, an axis, has its own
+rows), and writes <root>/aggregate.{md,csv} (mean and sample std over seeds and folds of the test-split
+UA and WA), the per-fold tables (<root>/aggregate_folds.csv, and per dataset and protocol in
+aggregate.md: each fold's mean and std over seeds) and <root>/ua_vs_fraction.png.
 """
 
 from __future__ import annotations
@@ -188,12 +190,14 @@ def _sort_key(value: Any):
   return (0, float(value), "") if isinstance(value, (int, float)) else (1, 0.0, str(value))
 
 
-def aggregate(root: str, cells: list[dict[str, Any]], split: str = "test") -> list[dict[str, Any]]:
-  """One row per group of cells that differ only in seed and fold: mean and sample std (ddof 1;
-  0 for a single run) of UA and WA on `split`, with n (cells with results) and missing (without)."""
+def aggregate(root: str, cells: list[dict[str, Any]], split: str = "test",
+              averaged: tuple[str, ...] = AVERAGED_AXES) -> list[dict[str, Any]]:
+  """One row per group of cells that differ only in the `averaged` axes (seed and fold; seed alone for
+  the per-fold table): mean and sample std (ddof 1; 0 for a single run) of UA and WA on `split`, with
+  n (cells with results) and missing (without)."""
   groups: dict[tuple, dict[str, Any]] = {}
   for cell in cells:
-    axes = {k: v for k, v in cell["axes"].items() if k not in AVERAGED_AXES}
+    axes = {k: v for k, v in cell["axes"].items() if k not in averaged}
     key = tuple(sorted((k, str(v)) for k, v in axes.items()))
     group = groups.setdefault(key, {"axes": axes, "ua": [], "wa": [], "missing": 0})
     path = os.path.join(root, cell["name"], RESULTS)
@@ -230,7 +234,7 @@ def _axis_names(rows: list[dict[str, Any]]) -> list[str]:
   return names
 
 
-def write_table(rows: list[dict[str, Any]], out_prefix: str, split: str = "test"):
+def write_table(rows: list[dict[str, Any]], out_prefix: str, split: str = "test", over: str = "seeds and folds"):
   """<out_prefix>.csv (fractions, 4 decimals) and <out_prefix>.md (percent, mean ± std)."""
   axes = _axis_names(rows)
   stats = ["ua_mean", "ua_std", "wa_mean", "wa_std", "n", "missing"]
@@ -242,7 +246,7 @@ def write_table(rows: list[dict[str, Any]], out_prefix: str, split: str = "test"
                       + [f"{r[s]:.4f}" if isinstance(r[s], float) else r[s] for s in stats])
   os.replace(out_prefix + ".csv.tmp", out_prefix + ".csv")
   pct = lambda m, s: "–" if np.isnan(m) else f"{100 * m:.1f} ± {100 * s:.1f}"  # noqa: E731
-  lines = [f"Test split `{split}`: mean ± sample std (%) over seeds and folds; n = runs with results.", "",
+  lines = [f"Test split `{split}`: mean ± sample std (%) over {over}; n = runs with results.", "",
            "| " + " | ".join(axes + ["UA", "WA", "n", "missing"]) + " |",
            "|" + "---|" * (len(axes) + 4)]
   for r in rows:
@@ -252,6 +256,32 @@ def write_table(rows: list[dict[str, Any]], out_prefix: str, split: str = "test"
   with open(out_prefix + ".md.tmp", "w") as f:
     f.write("\n".join(lines) + "\n")
   os.replace(out_prefix + ".md.tmp", out_prefix + ".md")
+
+
+def write_fold_tables(fold_rows: list[dict[str, Any]], out_prefix: str, split: str = "test") -> list[str]:
+  """<out_prefix>_folds.csv and Markdown lines: per protocol (each dataset x protocol), one table of
+  every fold (mean ± std over seeds), as peers report their fold results beside the average."""
+  write_table(fold_rows, out_prefix + "_folds", split, over="seeds")  # the CSV (and a plain .md)
+  if not any("fold" in r for r in fold_rows):
+    return []
+  axes = [a for a in _axis_names(fold_rows) if a not in ("dataset", "protocol")]
+  sections: dict[tuple, list[dict[str, Any]]] = {}
+  for r in fold_rows:
+    sections.setdefault((str(r.get("dataset", "")), str(r.get("protocol", ""))), []).append(r)
+  pct = lambda m, s: "–" if np.isnan(m) else f"{100 * m:.1f} ± {100 * s:.1f}"  # noqa: E731
+  lines = ["", "## Per fold", "",
+           f"Test split `{split}`: each fold's mean ± sample std (%) over seeds; the table above pools "
+           "every fold and seed.", ""]
+  for (dataset, protocol), rows in sections.items():
+    title = " · ".join(x for x in (dataset, f"protocol {protocol}" if protocol else "") if x)
+    lines += [f"### {title or 'all cells'}", "",
+              "| " + " | ".join(axes + ["UA", "WA", "n", "missing"]) + " |", "|" + "---|" * (len(axes) + 4)]
+    for r in rows:
+      lines.append("| " + " | ".join([str(r.get(a, "")) for a in axes]
+                                     + [pct(r["ua_mean"], r["ua_std"]), pct(r["wa_mean"], r["wa_std"]),
+                                        str(r["n"]), str(r["missing"])]) + " |")
+    lines.append("")
+  return lines
 
 
 def plot_ua_vs_fraction(rows: list[dict[str, Any]], path: str, line_axis: str = "pretrained") -> bool:
@@ -323,10 +353,13 @@ def main(argv: list[str] | None = None) -> int:
   os.makedirs(a.root, exist_ok=True)
   prefix = os.path.join(a.root, "aggregate")
   write_table(rows, prefix, a.split)
+  fold_lines = write_fold_tables(aggregate(a.root, cells, a.split, averaged=("seed",)), prefix, a.split)
+  with open(prefix + ".md", "a") as f:
+    f.write("\n".join(fold_lines) + ("\n" if fold_lines else ""))
   plotted = plot_ua_vs_fraction(rows, os.path.join(a.root, "ua_vs_fraction.png"))
   with open(prefix + ".md") as f:
     print(f.read())
-  print(f"wrote {prefix}.md, {prefix}.csv" + (f", {a.root}/ua_vs_fraction.png" if plotted else ""))
+  print(f"wrote {prefix}.md, {prefix}.csv, {prefix}_folds.csv" + (f", {a.root}/ua_vs_fraction.png" if plotted else ""))
   return 0
 
 

@@ -2,6 +2,7 @@
 
 
 import numpy as np
+import pytest
 
 from input_pipeline import records
 from lanser_jax.demo import report
@@ -41,3 +42,82 @@ def test_majority_baseline(tmp_path):
   result = report.majority_baseline(str(tmp_path))
   assert result["majority_class"] == "b"
   assert result["wa"] == 0.25 and np.isclose(result["ua"], 1 / 3)
+
+
+def _jsonl(path, rows):
+  import json
+  import os
+  os.makedirs(os.path.dirname(path), exist_ok=True)
+  with open(path, "w") as f:
+    f.writelines(json.dumps(r) + "\n" for r in rows)
+
+
+class KeywordLabeler:
+  """A stand-in for the pre-training labeler: ekman7 scores from words of the sentence."""
+  def __init__(self):
+    from lanser_jax.labeling import labelers
+    self.label_names = labelers.load_taxonomy("ekman7")
+
+  def score(self, texts):
+    out = np.full((len(texts), len(self.label_names)), 0.05, np.float32)
+    for i, t in enumerate(texts):
+      for j, name in enumerate(self.label_names):
+        if name in t:
+          out[i, j] = 0.9
+    return out
+
+
+def test_report_has_zero_shot_and_text_only_rows(tmp_path):
+  """The report's baseline rows on a constructed demo workdir (no synthesis, ASR or training)."""
+  import json
+  import os
+  from conftest import TINY_OVERRIDES  # noqa: F401  (conftest sets the fake devices first)
+  from test_experiments import make_pretrain_run, write_corpus
+  from lanser_jax import metrics
+  from lanser_jax.demo import baselines as demo_baselines
+  from lanser_jax.demo import corpus
+  from lanser_jax.labeling import labelers
+  work = str(tmp_path)
+  names = list(corpus.CREMAD_EMOTIONS)
+  lab = os.path.join(work, "labels_labelled", "features")
+  test_labels = [0, 1, 2, 3, 4, 5, 5, 3]
+  write_corpus(lab, [0, 1, 2, 3, 4, 5, 3], test_labels, names=names, frames=50)
+  # Sentences of the test utterances: two carry an emotion word (the demo's are all neutral; a test needs both).
+  texts = ["I feel sadness today.", "The surprise party is at noon.", "It is a table."] * 3
+  _jsonl(os.path.join(work, "corpus", "labelled", "manifest.jsonl"),
+         [{"utt_id": f"test{i}", "audio": "x.wav", "text": texts[i], "split": "test", "label": names[y]}
+          for i, y in enumerate(test_labels)] +
+         [{"utt_id": "train0", "audio": "x.wav", "text": "anger", "split": "train", "label": "anger"}])
+  _jsonl(os.path.join(work, "corpus", "pretrain", "manifest.jsonl"),
+         [{"utt_id": "p0", "audio": "p.wav", "text": "I am so happy", "text_emotion": "happiness",
+           "prosody_emotion": "happiness"}])
+  _jsonl(os.path.join(work, "labels_pretrain", "asr", "transcripts-00000-of-00001.jsonl"),
+         [{"utt_id": "p0", "text": "I am so happy"}])
+  _jsonl(os.path.join(work, "labels_pretrain", "labels", "labels-00000-of-00001.jsonl"),
+         [{"utt_id": "p0", "label": "happiness"}])
+  fine = labelers.load_taxonomy("ekman7")
+  make_pretrain_run(os.path.join(work, "pretrain"), fine, "surprise", os.path.join(lab, "stats.json"),
+                    runner_up="sadness")
+  stage_records = {}
+  for init, fraction, ua in (("pretrained", 0.1, 0.5), ("scratch", 0.1, 0.3)):
+    d = os.path.join(work, "finetune", f"{init}_{fraction}")
+    os.makedirs(d)
+    cm = metrics.confusion_matrix(np.array(test_labels), np.array(test_labels) * 0, 6)
+    json.dump({"test": metrics.from_confusion(cm, names), "validation": {"ua": ua}},
+              open(os.path.join(d, "results.json"), "w"))
+    stage_records[f"6_finetune_{init}_{fraction}"] = {"workdir": d, "wall_s": 1.0}
+  got = demo_baselines.run(work, "sentence_encoder", "", labeler=KeywordLabeler())
+  # zero-shot: 'surprise' wins every utterance; restricted: the runner-up 'sadness' -> sad (2 of 8 right).
+  assert got["zero_shot"]["all"]["wa"] == 0.0 and got["zero_shot"]["all"]["num_without_prediction"] == 8
+  assert got["zero_shot"]["restricted"]["wa"] == pytest.approx(2 / 8)
+  # text only: 'surprise' sentences (test1, 4, 7) are unmapped under `all`; `restricted` gives every
+  # utterance a mapped class. 'sadness' ones (test0, 3, 6: anger, happy, sad) -> sad: one right.
+  assert got["text_only"]["all"]["num_without_prediction"] == 3
+  assert got["text_only"]["restricted"]["num_without_prediction"] == 0
+  path = report.write_report(work, stage_records, {"labeler_note": "keywords (test)"})
+  text = open(path).read()
+  assert f"| {report.BASELINE_ROWS['zero_shot']} | {report._pct(got['zero_shot']['restricted']['ua'])} (" in text
+  assert f"| {report.BASELINE_ROWS['text_only']} | " in text and "argmax over all seven" in text
+  summary = json.load(open(os.path.join(work, "report", "report.json")))
+  assert summary["baselines"]["zero_shot"]["restricted"]["wa"] == pytest.approx(2 / 8)
+  assert set(summary["baselines"]) == {"zero_shot", "text_only"}

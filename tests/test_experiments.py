@@ -125,7 +125,7 @@ def test_text_only_maps_fine_labels(tmp_path):
           "test4": "awe"}        # mapped to nothing: wrong; test5 has no weak label: wrong
   (labels_dir / "labels-00000-of-00001.jsonl").write_text("".join(
       json.dumps({"utt_id": u, "label": l, "label_index": fine.index(l)}) + "\n" for u, l in weak.items()))
-  r = baselines.text_only(d, str(labels_dir), "iemocap4")
+  r = baselines.text_only(d, str(labels_dir), "iemocap4", argmax="all")  # today's rule; label files without scores
   t = r["test"]
   assert r["taxonomy"] == "fine40"
   assert t["wa"] == pytest.approx(3 / 6)
@@ -140,8 +140,9 @@ def test_target_classes_spelled_differently_align_by_position():
   assert idx["anger"] == 0 and idx["sad"] == 5
 
 
-def make_pretrain_run(path, fine, favourite, stats_file, bins=8):
-  """A pre-training workdir whose tiny model predicts `favourite` for every input (head bias)."""
+def make_pretrain_run(path, fine, favourite, stats_file, bins=8, runner_up=None):
+  """A pre-training workdir whose tiny model predicts `favourite` for every input (head bias), with
+  `runner_up` second."""
   import jax
   import jax.numpy as jnp
   import orbax.checkpoint as ocp
@@ -151,6 +152,8 @@ def make_pretrain_run(path, fine, favourite, stats_file, bins=8):
   params = jax.tree.map(np.asarray, variables["params"])
   params["head"]["kernel"] = np.zeros_like(params["head"]["kernel"])
   params["head"]["bias"] = np.where(np.arange(len(fine)) == fine.index(favourite), 5.0, 0.0).astype(np.float32)
+  if runner_up:
+    params["head"]["bias"][fine.index(runner_up)] = 2.0
   os.makedirs(os.path.join(path, "data"))
   ocp.PyTreeCheckpointer().save(os.path.join(path, "state"), {
       "params": params, "batch_stats": jax.tree.map(np.asarray, variables["batch_stats"])})
@@ -169,9 +172,71 @@ def test_zero_shot_maps_the_pretrained_prediction(tmp_path):
   for favourite, expect_wa, expect_unmapped in (("joy", 3 / 5, 0), ("awe", 0.0, 5)):
     run = str(tmp_path / favourite)
     make_pretrain_run(run, fine, favourite, os.path.join(d, "stats.json"))
-    r = baselines.zero_shot(d, run, "iemocap4", batch_size=8)
+    r = baselines.zero_shot(d, run, "iemocap4", batch_size=8, argmax="all")
     t = r["test"]
     assert t["wa"] == pytest.approx(expect_wa)
     assert t["unmapped"] == expect_unmapped
     assert t["ua"] == pytest.approx(1 / 3 if favourite == "joy" else 0.0)  # happy recall 1 of 3 present
   assert r["test"]["unmapped_predictions"] == {"awe": 5}
+
+
+def test_text_only_restricted_argmax_takes_the_best_mapped_label(tmp_path):
+  from lanser_jax.labeling import labelers
+  fine = labelers.load_taxonomy("fine40")
+  d = write_corpus(str(tmp_path / "f"), [0, 1], test_labels=[1, 2, 3, 0])  # happy, sad, angry, neutral
+  labels_dir = tmp_path / "labels"
+  labels_dir.mkdir()
+  (labels_dir / "label_names.json").write_text(json.dumps(fine))
+
+  def row(u, ranked):  # scores: the listed labels in decreasing order, the rest 0
+    scores = np.zeros(len(fine))
+    for rank, label in enumerate(ranked):
+      scores[fine.index(label)] = 0.9 - 0.2 * rank
+    return {"utt_id": u, "label": ranked[0], "label_index": fine.index(ranked[0]), "scores": scores.tolist()}
+  rows = [row("test0", ["awe", "joy"]),          # awe maps to nothing: restricted -> joy = happy (right)
+          row("test1", ["sadness", "anger"]),    # sad (right) under both
+          row("test2", ["surprise", "fear"])]    # both unmapped for iemocap4: restricted -> the best mapped
+  (labels_dir / "labels-00000-of-00001.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+  r = baselines.text_only(d, str(labels_dir), "iemocap4")
+  assert r["argmax"] == "restricted" and r["test"] == r["by_argmax"]["restricted"]
+  restricted, everything = r["by_argmax"]["restricted"], r["by_argmax"]["all"]
+  assert restricted["unmapped"] == 0 and restricted["num_without_prediction"] == 1  # test3: no weak label
+  assert everything["unmapped"] == 2 and everything["num_without_prediction"] == 3
+  assert everything["unmapped_predictions"] == {"awe": 1, "surprise": 1}
+  assert everything["wa"] == pytest.approx(1 / 4)
+  mapping = labelers.load_label_mapping("fine40", "iemocap4")
+  best_mapped = max((l for l in fine if l in mapping), key=lambda l: (rows[2]["scores"][fine.index(l)],
+                                                                     -fine.index(l)))
+  right = 2 + (mapping[best_mapped] == "angry")
+  assert restricted["wa"] == pytest.approx(right / 4)
+  with pytest.raises(ValueError, match="argmax"):
+    baselines.text_only(d, str(labels_dir), "iemocap4", argmax="best")
+
+
+def test_zero_shot_restricted_argmax(tmp_path):
+  from lanser_jax.labeling import labelers
+  fine = labelers.load_taxonomy("fine40")
+  d = write_corpus(str(tmp_path / "f"), [0, 1], test_labels=[2, 2, 1, 0], frames=50)
+  run = str(tmp_path / "awe_then_sadness")
+  make_pretrain_run(run, fine, "awe", os.path.join(d, "stats.json"), runner_up="sadness")
+  r = baselines.zero_shot(d, run, "iemocap4", batch_size=8)
+  assert r["argmax"] == "restricted"
+  assert r["test"]["wa"] == pytest.approx(2 / 4) and r["test"]["unmapped"] == 0  # sad for all: 2 right
+  assert r["by_argmax"]["all"]["wa"] == 0.0 and r["by_argmax"]["all"]["unmapped"] == 4
+
+
+def test_finetune_protocol_arguments():
+  assert load("finetune_iemocap.py", "fold=3").data.dir == "/data/lanser/iemocap/features_fold3"  # loso
+  assert load("finetune_iemocap.py", "protocol=lospk,fold=10").data.dir == \
+      "/data/lanser/iemocap/features_lospk_fold10"
+  assert load("finetune_iemocap.py", "protocol=emobox,fold=2,data_root=/d").data.dir == \
+      "/d/iemocap/features_emobox_fold2"
+  with pytest.raises(ValueError, match="fold must be 1..5"):
+    load("finetune_iemocap.py", "protocol=loso_spkval,fold=6")
+  with pytest.raises(ValueError, match="protocol"):
+    load("finetune_iemocap.py", "protocol=random,fold=1")
+  assert load("finetune_crema_d.py", "").data.dir == "/data/lanser/crema_d/features"
+  assert load("finetune_crema_d.py", "split=emobox").data.dir == "/data/lanser/crema_d/features_emobox"
+  assert load("finetune_crema_d.py", "split=tfds").data.dir == "/data/lanser/crema_d_tfds/features"
+  with pytest.raises(ValueError, match="split"):
+    load("finetune_crema_d.py", "split=by_sentence")

@@ -187,10 +187,10 @@ def make_crema_d(root, actors=range(1001, 1011)):
   write_wav(os.path.join(root, "AudioWAV", "1001_DFA_BOR_XX.wav"), seconds=0.3)  # unknown label
 
 
-def test_crema_d_speaker_independent_split_and_tfds_fallback(tmp_path):
+def test_crema_d_speaker_independent_split_whether_or_not_tfds_is_importable(tmp_path, monkeypatch):
   root = str(tmp_path / "CREMA-D")
   make_crema_d(root)
-  rows, rejected = split_rows(emotion.crema_d_rows(root, seed=0, use_tfds=True))
+  rows, rejected = split_rows(emotion.crema_d_rows(root, seed=0))  # split=actor_seeded, the default
   assert len(rows) == 20 and len(rejected) == 1 and "BOR" in rejected[0].utt_id
   by_split = {}
   for r in rows:
@@ -199,10 +199,18 @@ def test_crema_d_speaker_independent_split_and_tfds_fallback(tmp_path):
   assert not (by_split["train"] & by_split["test"]) and not (by_split["train"] & by_split["validation"])
   r = next(r for r in rows if r.utt_id == "1003_DFA_ANG_XX")
   assert r.label == "anger" and r.text == "Don't forget a jacket." and r.speaker == "1003"
-  again, _ = split_rows(emotion.crema_d_rows(root, seed=0, use_tfds=False))
-  assert [r.split for r in again] == [r.split for r in rows]  # seeded
-  other, _ = split_rows(emotion.crema_d_rows(root, seed=1, use_tfds=False))
+  import sys
+  monkeypatch.setitem(sys.modules, "tensorflow_datasets", None)  # as on a machine without it
+  with pytest.raises(ImportError):
+    import tensorflow_datasets  # noqa: F401
+  again, _ = split_rows(emotion.crema_d_rows(root, seed=0, split="actor_seeded"))
+  assert [(r.utt_id, r.split) for r in again] == [(r.utt_id, r.split) for r in rows]  # seeded, tfds or not
+  with pytest.raises(ImportError, match="tensorflow-datasets"):
+    list(emotion.crema_d_rows(root, split="tfds", export_dir=str(tmp_path / "x")))
+  other, _ = split_rows(emotion.crema_d_rows(root, seed=1))
   assert [r.split for r in other] != [r.split for r in rows]
+  with pytest.raises(ValueError, match="manifest.split"):
+    list(emotion.crema_d_rows(root, split="random"))
 
 
 # ---------------------------------------------------------------------------------------------------

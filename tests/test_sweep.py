@@ -170,3 +170,67 @@ def test_subprocess_baseline_cell(tmp_path, synth_dir):
   assert results["baseline"] == "majority"
   assert results["test"]["ua"] == pytest.approx(0.25)  # one class predicted of four present
   assert "majority: WA" in open(os.path.join(root, "maj", "sweep_log.txt")).read()
+
+
+def test_aggregate_per_protocol_fold_tables(tmp_path, capsys):
+  """Two protocols of different fold counts: one summary row each (mean ± std over folds and seeds),
+  and a per-fold table per protocol (mean ± std over seeds)."""
+  root = str(tmp_path / "runs")
+  spec = tmp_path / "grid.py"
+  spec.write_text(
+      "def get_sweep(arg=None):\n"
+      "  folds = {'loso': 5, 'lospk': 10}\n"
+      "  return [{'name': f'{p}/{fold}/{s}', 'config': 'x.py',\n"
+      "           'axes': {'dataset': 'iemocap', 'protocol': p, 'fold': fold, 'seed': s}}\n"
+      "          for p in folds for fold in range(1, folds[p] + 1) for s in (0, 1, 2)]\n")
+  cells = sweep.load_sweep(str(spec))
+  values = {}
+  for c in cells:
+    a = c["axes"]
+    v = (0.6 if a["protocol"] == "loso" else 0.5) + 0.01 * a["fold"] + 0.003 * a["seed"]
+    values.setdefault(a["protocol"], []).append(v)
+    values.setdefault((a["protocol"], a["fold"]), []).append(v)
+    fake_results(root, c["name"], v, v - 0.05)
+  assert sweep.main(["--sweep", str(spec), "--root", root, "--aggregate"]) == 0
+  rows = list(csv.DictReader(open(os.path.join(root, "aggregate.csv"))))
+  assert [(r["protocol"], r["n"]) for r in rows] == [("loso", "15"), ("lospk", "30")] or \
+      [(r["protocol"], r["n"]) for r in rows] == [("lospk", "30"), ("loso", "15")]
+  for r in rows:
+    v = np.asarray(values[r["protocol"]])
+    assert float(r["ua_mean"]) == pytest.approx(v.mean(), abs=1e-4)
+    assert float(r["ua_std"]) == pytest.approx(v.std(ddof=1), abs=1e-4)
+    assert float(r["wa_mean"]) == pytest.approx(v.mean() - 0.05, abs=1e-4)
+  folds = list(csv.DictReader(open(os.path.join(root, "aggregate_folds.csv"))))
+  assert len(folds) == 15 and all(r["n"] == "3" for r in folds)
+  for r in folds:
+    v = np.asarray(values[(r["protocol"], int(r["fold"]))])
+    assert float(r["ua_mean"]) == pytest.approx(v.mean(), abs=1e-4)
+    assert float(r["ua_std"]) == pytest.approx(v.std(ddof=1), abs=1e-4)
+  md = open(os.path.join(root, "aggregate.md")).read()
+  assert "### iemocap · protocol loso" in md and "### iemocap · protocol lospk" in md
+  lospk = md.split("### iemocap · protocol lospk")[1]
+  assert lospk.count("\n| ") == 11  # header + folds 1..10
+  assert "| 7 | 57.3 ± 0.3 | 52.3 ± 0.3 | 3 | 0 |" in lospk  # 0.5 + 0.07 + 0.003 * (0, 1, 2)
+
+
+def test_sweeps_take_the_protocol():
+  cells = sweep.load_sweep(sweep_file("label_efficiency.py", "iemocap_protocol=lospk,crema_d_split=emobox"))
+  assert len(cells) == 5 * 3 * 3 * 11
+  iemocap = [c for c in cells if c["axes"]["dataset"] == "iemocap"]
+  assert {c["axes"]["fold"] for c in iemocap} == set(range(1, 11))
+  assert all(c["axes"]["protocol"] == "lospk" and c["name"].startswith("iemocap/lospk/fold") for c in iemocap)
+  crema = [c for c in cells if c["axes"]["dataset"] == "crema_d"]
+  assert all(c["name"].startswith("crema_d/emobox/fold0/") and "split=emobox" in c["config"] for c in crema)
+  from lanser_jax import config_lib
+  c = next(c for c in iemocap if c["axes"]["fold"] == 7)
+  file, _, arg = c["config"].partition(":")
+  assert config_lib.load_experiment(sweep.resolve_path(file) + ":" + arg).data.dir == \
+      "/data/lanser/iemocap/features_lospk_fold7"
+  defaults = sweep.load_sweep(sweep_file("label_efficiency.py"))
+  assert "iemocap/fold1/none/frac0.1/seed0" in {c["name"] for c in defaults}  # names as before
+  base = sweep.load_sweep(sweep_file("baselines.py", "data_root=/d,crema_d_split=tfds"))
+  tfds_cell = next(c for c in base if c["axes"]["dataset"] == "crema_d" and c["axes"]["method"] == "text_only")
+  assert tfds_cell["baseline"]["data_dir"] == "/d/crema_d_tfds/features"
+  assert tfds_cell["baseline"]["labels_dir"] == "/d/crema_d_tfds/labels"
+  with pytest.raises(ValueError, match="iemocap_protocol"):
+    sweep.load_sweep(sweep_file("label_efficiency.py", "iemocap_protocol=random"))

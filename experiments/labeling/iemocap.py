@@ -1,26 +1,48 @@
-"""IEMOCAP for fine-tuning: 4 classes (neutral, happy+excited, sad, angry), leave-one-session-out.
+"""IEMOCAP for fine-tuning: 4 classes (neutral, happy+excited, sad, angry), in the protocols peers report.
 
-  # all five sessions as splits session1..session5 in <workdir>/features:
+  # all five sessions as splits session1..session5 in <workdir>/features (the manifest every fold reads):
   python -m lanser_jax.labeling.run --config=experiments/labeling/iemocap.py --stage=all \
       --workdir=/data/lanser/iemocap --config.manifest.root=/data/IEMOCAP_full_release
-  # fold K as train/validation/test in <workdir>/features_foldK (K = 1..5); the held-out
-  # session's female speaker is the validation split and its male speaker the test split:
+  # one fold of one protocol as train/validation/test in <workdir>/features_<protocol>_foldK
+  # (protocol=loso, the default, writes features_foldK, the folder experiments/finetune_iemocap.py reads):
   python -m lanser_jax.labeling.run --config=experiments/labeling/iemocap.py:fold=1 \
       --stage=features --workdir=/data/lanser/iemocap --config.manifest.root=...
+  python -m lanser_jax.labeling.run --config=experiments/labeling/iemocap.py:protocol=lospk,fold=7 ...
+  python -m lanser_jax.labeling.run \
+      --config=experiments/labeling/iemocap.py:protocol=emobox,fold=1,emobox_dir=/data/EmoBox/data ...
 
-Other IEMOCAP labels (frustration, surprise, ...) are rejected and counted in
-manifest/summary.json. ~12 h of audio (5,531 utterances kept): minutes on CPU for features.
+Protocols (input_pipeline/protocols.py has the exact rules):
+  loso         (default) folds 1-5, as s3prl SUPERB ER: test = the whole held-out session; validation =
+               a seeded, label-stratified 20% (valid_ratio) of the training sessions' utterances.
+  loso_spkval  folds 1-5: test = the held-out session; validation = one whole training speaker.
+  lospk        folds 1-10, leave-one-speaker-out (emotion2vec): test = one speaker, validation = the
+               other speaker of that session.
+  emobox       folds 1-5: EmoBox's fold lists (emobox_dir = the data/ folder of an EmoBox checkout);
+               validation = a stratified 20% of EmoBox's train list.
+Arguments: protocol, fold, seed (the validation draw; 0), valid_ratio (0.2), emobox_dir, weak (also
+ASR + weak labels). Label fractions (experiments/finetune_iemocap.py) subsample the train split only.
+Other IEMOCAP labels (frustration, surprise, ...) are rejected and counted in manifest/summary.json.
+~12 h of audio (5,531 utterances kept): minutes on CPU for features.
 """
 
 import ml_collections
 
+from input_pipeline import protocols
 from input_pipeline.adapters import emotion
 from lanser_jax import config_lib
 from lanser_jax.labeling import stages
 
 
+def features_dir_name(protocol: str, fold: int) -> str:
+  """features_foldK for loso (the default protocol), features_<protocol>_foldK for the others."""
+  return f"features_fold{fold}" if protocol == "loso" else f"features_{protocol}_fold{fold}"
+
+
 def get_config(arg=None):
-  arg = config_lib.parse_arg(arg, fold=0, weak=False)
+  arg = config_lib.parse_arg(arg, fold=0, weak=False, protocol="loso", seed=0, valid_ratio=0.2,
+                             emobox_dir="")
+  if arg.protocol not in protocols.IEMOCAP_PROTOCOLS:
+    raise ValueError(f"protocol={arg.protocol!r}: expected one of {sorted(protocols.IEMOCAP_PROTOCOLS)}")
   c = stages.default_config()
   c.output_shards = 4
   c.manifest = ml_collections.ConfigDict(
@@ -32,11 +54,13 @@ def get_config(arg=None):
   c.features.label_names = emotion.IEMOCAP_CLASSES
   c.features.folds = emotion.iemocap_folds()
   if arg.fold:
-    k = arg.fold
-    c.features.dir_name = f"features_fold{k}"
-    c.features.split_map = {f"session{j}": "train" for j in range(1, 6) if j != k}
-    c.features.split_map[f"session{k}/Ses{k:02d}F"] = "validation"
-    c.features.split_map[f"session{k}/Ses{k:02d}M"] = "test"
+    num_folds = protocols.IEMOCAP_PROTOCOLS[arg.protocol]
+    if not 1 <= arg.fold <= num_folds:
+      raise ValueError(f"protocol={arg.protocol} has folds 1..{num_folds}, got fold={arg.fold}")
+    c.features.dir_name = features_dir_name(arg.protocol, arg.fold)
+    c.features.protocol = ml_collections.ConfigDict({
+        "corpus": "iemocap", "name": arg.protocol, "fold": arg.fold, "seed": arg.seed,
+        "valid_ratio": arg.valid_ratio, "emobox_dir": arg.emobox_dir})
     c.features.folds = {}
     c.features.stats_split = "train"
   else:

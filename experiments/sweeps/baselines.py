@@ -10,10 +10,15 @@ text_only  per dataset/fold (6): needs the target corpus labelled with a fine ta
                --stage=all --workdir=<data_root>/iemocap --config.labeler.taxonomy=fine40
            which writes <data_root>/iemocap/labels/ (CREMA-D likewise).
 zero_shot  per source x dataset/fold (12): the pre-training runs of sweeps/pretrain.py under runs_root.
-Arguments: data_root, runs_root, taxonomy (fine taxonomy of both; default fine40), runlocal and
-platform (accepted for symmetry; baselines run on whatever JAX finds).
+text_only and zero_shot report the argmax over the fine labels that map to a target class (restricted,
+the default) and, beside it in results.json, the argmax over all labels with an unmapped winner wrong.
+Arguments: data_root, runs_root, taxonomy (fine taxonomy of both; default fine40), iemocap_protocol,
+crema_d_split (as label_efficiency.py), runlocal and platform (accepted for symmetry; baselines run on
+whatever JAX finds).
 Expected cost: seconds each (text only), minutes each (zero-shot ResNet-50 over a test split on CPU).
 """
+
+import os
 
 from lanser_jax import paper_settings
 
@@ -24,20 +29,21 @@ def get_sweep(arg=None):
   arg = paper_settings.sweep_args(arg, taxonomy="fine40")
   variant = paper_settings.weak_variant(arg.taxonomy)
   cells = []
-  for dataset, fold, _ in paper_settings.dataset_folds():
-    data_dir = paper_settings.finetune_data_dir(dataset, arg.data_root, fold)
+  for dataset, fold, _, protocol in paper_settings.dataset_folds(arg.iemocap_protocol, arg.crema_d_split):
+    data_dir = paper_settings.finetune_data_dir(dataset, arg.data_root, fold, protocol)
+    labels_dir = f"{os.path.dirname(data_dir)}/labels"  # the labelling workdir's labels/ beside features
     target_set = paper_settings.TARGET_SETS[dataset]
-    axes = lambda method: {"dataset": dataset, "fold": fold, "method": method}  # noqa: E731
-    cells.append({"name": f"{dataset}/fold{fold}/baseline/majority", "axes": axes("majority"),
+    prefix = f"{dataset}/{paper_settings.protocol_part(dataset, protocol)}fold{fold}/baseline"
+    axes = lambda method: {"dataset": dataset, "protocol": protocol, "fold": fold,  # noqa: E731
+                           "method": method}
+    cells.append({"name": f"{prefix}/majority", "axes": axes("majority"),
                   "baseline": {"kind": "majority", "data_dir": data_dir}})
-    cells.append({"name": f"{dataset}/fold{fold}/baseline/text_only", "axes": axes("text_only"),
+    cells.append({"name": f"{prefix}/text_only", "axes": axes("text_only"),
                   "baseline": {"kind": "text_only", "data_dir": data_dir, "target_set": target_set,
-                               "labels_dir": f"{arg.data_root}/{dataset}/labels",
-                               "taxonomy": arg.taxonomy}})
+                               "labels_dir": labels_dir, "taxonomy": arg.taxonomy}})
     for source in SOURCES:
       pretrain = f"{arg.runs_root}/{paper_settings.pretrain_run_name(source, variant, False)}"
-      cells.append({"name": f"{dataset}/fold{fold}/baseline/zero_shot_{source}",
-                    "axes": dict(axes(f"zero_shot_{source}")),
+      cells.append({"name": f"{prefix}/zero_shot_{source}", "axes": dict(axes(f"zero_shot_{source}")),
                     "baseline": {"kind": "zero_shot", "data_dir": data_dir, "target_set": target_set,
                                  "pretrain": pretrain, "taxonomy": arg.taxonomy}})
   return cells

@@ -12,7 +12,9 @@ Run experiments/sweeps/pretrain.py first with the same --root: the fine-tuning c
 Axes: dataset (iemocap, crema_d), fold (IEMOCAP sessions 1..5; 0 for CREMA-D), pretrained (none =
 from scratch, peoples_speech, condensed_movies), fraction (paper: 10%..100%; these five are ours), seed
 (0, 1, 2: the training seed and the label-subset seed). The aggregate averages over seeds and folds.
-Arguments: platform, runlocal, data_root, runs_root.
+Arguments: platform, runlocal, data_root, runs_root, iemocap_protocol (loso, the default, | loso_spkval |
+lospk: 10 folds, 495 cells | emobox) and crema_d_split (actor_seeded, the default, | tfds | emobox); see
+README "Evaluation protocols". Cells of a non-default protocol are named <dataset>/<protocol>/fold<K>/...
 Expected cost: 270 fine-tuning runs of 600..2,400 steps; not measured on a GPU (roughly 1-2 GPU-days).
 """
 
@@ -26,6 +28,7 @@ SOURCES = ("none", "peoples_speech", "condensed_movies")
 
 def get_sweep(arg=None):
   arg = paper_settings.sweep_args(arg)
-  return [paper_settings.finetune_cell(dataset, fold, exp_file, source, fraction, seed, arg)
-          for dataset, fold, exp_file in paper_settings.dataset_folds()
+  folds = paper_settings.dataset_folds(arg.iemocap_protocol, arg.crema_d_split)
+  return [paper_settings.finetune_cell(dataset, fold, exp_file, source, fraction, seed, arg, protocol=protocol)
+          for dataset, fold, exp_file, protocol in folds
           for source in SOURCES for fraction in FRACTIONS for seed in SEEDS]

@@ -5,7 +5,8 @@
 
 Same cells as label_efficiency.py for the two pre-trained sources, with probe=True (only the head
 trains: config.freeze_backbone + init_from). Names end up under <root>/<dataset>/fold<K>/probe/...
-Arguments: platform, runlocal, data_root, runs_root. Expected cost: well under the fine-tuning
+Arguments: platform, runlocal, data_root, runs_root,
+iemocap_protocol, crema_d_split (as label_efficiency.py). Expected cost: well under the fine-tuning
 sweep (no backbone gradients); not measured.
 """
 
@@ -19,12 +20,13 @@ SOURCES = ("peoples_speech", "condensed_movies")
 def get_sweep(arg=None):
   arg = paper_settings.sweep_args(arg)
   cells = []
-  for dataset, fold, exp_file in paper_settings.dataset_folds():
+  folds = paper_settings.dataset_folds(arg.iemocap_protocol, arg.crema_d_split)
+  for dataset, fold, exp_file, protocol in folds:
     for source in SOURCES:
       for fraction in FRACTIONS:
         for seed in SEEDS:
           cell = paper_settings.finetune_cell(dataset, fold, exp_file, source, fraction, seed, arg,
-                                      extra="probe=True", tag="probe")
+                                      extra="probe=True", tag="probe", protocol=protocol)
           cell["axes"]["method"] = "linear_probe"
           cells.append(cell)
   return cells

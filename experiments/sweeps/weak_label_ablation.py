@@ -8,7 +8,8 @@ experiments/sweeps/pretrain.py:ablations=True (taxonomy, prompt template, hard v
 
 Cells: 6 variants x fractions (0.1, 1.0: ours, the two ends of the curve) x 3 seeds x 6 dataset/folds
 = 216. Axes add `variant` (<taxonomy>-<template>-<labeler>) and `target` (hard|soft), so the aggregate
-has one row per variant, fraction and dataset. Arguments: platform, runlocal, data_root, runs_root.
+has one row per variant, fraction and dataset. Arguments: platform, runlocal, data_root, runs_root,
+iemocap_protocol, crema_d_split (as label_efficiency.py).
 Expected cost: 216 fine-tuning runs (see label_efficiency.py), roughly 1-2 GPU-days; not measured.
 """
 
@@ -24,16 +25,18 @@ VARIANTS = ({}, {"taxonomy": "ekman7"}, {"soft": True}, {"template": "speaker"},
 def get_sweep(arg=None):
   arg = paper_settings.sweep_args(arg)
   cells = []
+  folds = paper_settings.dataset_folds(arg.iemocap_protocol, arg.crema_d_split)
   for setting in VARIANTS:
     s = dict(BASE, **setting)
     variant = paper_settings.weak_variant(s["taxonomy"], s["template"], s["labeler"])
     target = "soft" if s["soft"] else "hard"
     extra = f"taxonomy={s['taxonomy']},template={s['template']},labeler={s['labeler']},soft={s['soft']}"
-    for dataset, fold, exp_file in paper_settings.dataset_folds():
+    for dataset, fold, exp_file, protocol in folds:
       for fraction in FRACTIONS:
         for seed in SEEDS:
           cell = paper_settings.finetune_cell(dataset, fold, exp_file, "peoples_speech", fraction, seed, arg,
-                                      extra=extra, tag=f"ablation/{variant}_{target}")
+                                      extra=extra, tag=f"ablation/{variant}_{target}",
+                                              protocol=protocol)
           cell["axes"].update(variant=variant, target=target)
           cells.append(cell)
   return cells

@@ -10,16 +10,20 @@ IEMOCAP (release folder `IEMOCAP_full_release/`):
   trains on the other four. speaker = session + the speaker's gender ("Ses01F"), as utterance ids
   end in _F000/_M000.
 
-CREMA-D: tensorflow-datasets `crema_d` when it is installed and prepared (it needs a manual
-download, so offline this falls back), else a local `AudioWAV/` folder whose names
-"1001_DFA_ANG_XX.wav" hold actor, sentence, emotion and intensity. The split is speaker-independent
-70/10/20 over actors, drawn with a seed.
+CREMA-D: the split is a config choice (`split`), never a consequence of what is installed:
+  actor_seeded  (default) the local `AudioWAV/` folder, whose names "1001_DFA_ANG_XX.wav" hold actor,
+                sentence, emotion and intensity; speaker-independent 70/10/20 over actors, seeded.
+  tfds          tensorflow-datasets `crema_d` (prepared under tfds_data_dir with `tfds build crema_d`,
+                which downloads the clips from the CREMA-D GitHub repository), keeping TFDS's own
+                speaker-independent train/validation/test; its clips are exported to WAV files under
+                export_dir (written once, temp name then renamed, so an interrupted export resumes).
+  emobox        the local folder's rows, as actor_seeded; the features stage then applies EmoBox's
+                fold list (input_pipeline/protocols.py, features.protocol), so one manifest serves both.
 """
 
 from __future__ import annotations
 
 import glob
-import logging
 import os
 import re
 from typing import Iterator, Sequence
@@ -112,16 +116,17 @@ def speaker_splits(speakers: Sequence[str], fractions: Sequence[float], names: S
   return out
 
 
+CREMA_D_SPLITS = ("actor_seeded", "tfds", "emobox")
+
+
 def crema_d_rows(root: str | None = None, seed: int = 0, fractions=(0.7, 0.1, 0.2),
-                 use_tfds: bool = True, tfds_data_dir: str | None = None,
+                 split: str = "actor_seeded", tfds_data_dir: str | None = None,
                  export_dir: str | None = None) -> Iterator[manifests.Row | manifests.RejectedRow]:
-  if use_tfds:
-    try:
-      yield from _crema_d_tfds(tfds_data_dir, export_dir)
-      return
-    except Exception as e:  # not installed, not prepared, or offline: the local folder is next
-      logging.warning("tensorflow-datasets crema_d unavailable (%s: %s); reading %s instead",
-                      type(e).__name__, str(e)[:200], root)
+  if split not in CREMA_D_SPLITS:
+    raise ValueError(f"crema_d: manifest.split={split!r}: expected one of {CREMA_D_SPLITS}")
+  if split == "tfds":
+    yield from crema_d_tfds_rows(tfds_data_dir, export_dir)
+    return
   if root is None:
     raise ValueError("crema_d: set manifest.root to the folder holding AudioWAV/")
   wav_dir = os.path.join(root, "AudioWAV") if os.path.isdir(os.path.join(root, "AudioWAV")) else root
@@ -147,25 +152,55 @@ def crema_d_rows(root: str | None = None, seed: int = 0, fractions=(0.7, 0.1, 0.
         extra={"sentence": m["sentence"], "intensity": m["level"]})
 
 
-def _crema_d_tfds(data_dir: str | None, export_dir: str | None):
-  """Exports TFDS crema_d (already prepared under `data_dir`) to WAV files, keeping its splits."""
-  import tensorflow_datasets as tfds  # not a dependency; absent offline
+def crema_d_tfds_rows(data_dir: str | None, export_dir: str | None
+                      ) -> Iterator[manifests.Row | manifests.RejectedRow]:
+  """TFDS crema_d (prepared under `data_dir`) exported to 16-bit WAV files, keeping its splits.
+
+  A clip that cannot be exported (no samples, samples outside the 16-bit range, a label outside the six)
+  is a RejectedRow with its reason, so the manifest summary accounts for every TFDS example.
+  """
+  try:
+    import tensorflow_datasets as tfds
+  except ImportError as e:
+    raise ImportError("crema_d split=tfds needs tensorflow-datasets (pip install 'lanser-jax[label]')") from e
   import soundfile
-  builder = tfds.builder("crema_d", data_dir=data_dir or None)
   if not export_dir:
-    raise ValueError("crema_d via tfds needs manifest.export_dir for the exported WAV files")
+    raise ValueError("crema_d split=tfds needs manifest.export_dir for the exported WAV files")
+  builder = tfds.builder("crema_d", data_dir=data_dir or None)
   names = builder.info.features["label"].names
-  rows = []
+  rate = int(builder.info.features["audio"].sample_rate or 16000)
   for split in ("train", "validation", "test"):
-    ds = builder.as_dataset(split=split)  # raises if the dataset has not been prepared
+    try:
+      ds = builder.as_dataset(split=split, shuffle_files=False)
+    except Exception as e:  # DatasetNotFoundError and kin: say what to do, not only what failed
+      raise FileNotFoundError(
+          f"tensorflow-datasets crema_d is not prepared under data_dir={data_dir or '~/tensorflow_datasets'!r}"
+          f" ({type(e).__name__}: {str(e)[:200]}); run `tfds build crema_d --data_dir=...` first, or choose "
+          "manifest.split=actor_seeded with the AudioWAV folder") from e
     os.makedirs(os.path.join(export_dir, split), exist_ok=True)
     for i, ex in enumerate(tfds.as_numpy(ds)):
-      path = os.path.join(export_dir, split, f"{split}_{i:06d}.wav")
+      utt = f"crema_d_{split}_{i:06d}"
+      path = os.path.join(export_dir, split, f"{utt}.wav")
+      where = f"tfds crema_d {split}[{i}]"
+      label_index = int(ex["label"])
+      if not 0 <= label_index < len(names) or names[label_index].upper()[:3] not in CREMA_D_LABELS:
+        yield manifests.RejectedRow(utt, where, f"label index {label_index} is none of {names}")
+        continue
+      samples = np.asarray(ex["audio"])
+      if samples.size == 0:
+        yield manifests.RejectedRow(utt, where, "no audio samples")
+        continue
+      if np.issubdtype(samples.dtype, np.integer):
+        if samples.min() < -32768 or samples.max() > 32767:
+          yield manifests.RejectedRow(utt, where, f"samples outside the 16-bit range "
+                                                  f"[{samples.min()}, {samples.max()}]")
+          continue
+        samples = samples.astype(np.int16)
       if not os.path.exists(path):
-        soundfile.write(path, ex["audio"], 16000)
+        soundfile.write(path + ".tmp", samples, rate, subtype="PCM_16", format="WAV")
+        os.replace(path + ".tmp", path)
       speaker = ex.get("speaker_id", b"")
       speaker = speaker.decode() if isinstance(speaker, bytes) else str(speaker)
-      label = CREMA_D_LABELS.get(names[int(ex["label"])].upper()[:3], names[int(ex["label"])])
-      rows.append(manifests.Row(f"crema_d_{split}_{i:06d}", os.path.abspath(path),
-                                speaker=speaker, label=label, split=split))
-  yield from rows
+      yield manifests.Row(utt, os.path.abspath(path), speaker=speaker,
+                          label=CREMA_D_LABELS[names[label_index].upper()[:3]], split=split,
+                          extra={"tfds_index": i})

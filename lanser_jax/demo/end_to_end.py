@@ -1,5 +1,6 @@
 """LanSER end to end on a fresh machine: synthesised speech -> ASR -> weak labels -> pre-training ->
-fine-tuning at 10/30/100% of the labels (pre-trained and from scratch) -> a report.
+fine-tuning at 10/30/100% of the labels (pre-trained and from scratch) -> zero-shot and text-only baselines
+-> a report.
 
   python -m lanser_jax.demo.end_to_end --workdir=workdirs/demo
 
@@ -67,6 +68,7 @@ def train_run(config_file: str, workdir: str, overrides: dict[str, Any]) -> dict
 def main(argv):
   del argv
   import jax
+  from lanser_jax.demo import baselines as demo_baselines
   from lanser_jax.demo import corpus, report
 
   work = os.path.abspath(_WORKDIR.value)
@@ -113,6 +115,8 @@ def main(argv):
                  lambda o=overrides, d=run_dir, f=fraction: train_run(
                      f"experiments/demo_finetune.py:fraction={f}", d, o))
 
+  # Zero-shot and text-only rows of the report (lanser_jax/demo/baselines.py): seconds.
+  stages.run("7_baselines", lambda: {"metrics": demo_baselines.run(work, weak["labeler"], _NLI_MODEL.value)})
   out = report.write_report(work, stages.records(), weak)
   logging.info("report: %s", out)
   print(f"\nLanSER demo finished. Report: {out}")

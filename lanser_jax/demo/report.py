@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from input_pipeline import records, subsets
+from lanser_jax.demo import baselines as demo_baselines
 
 
 def _jsonl(pattern: str) -> list[dict[str, Any]]:
@@ -130,6 +131,26 @@ def _pct(x: float) -> str:
   return f"{100 * x:.1f}"
 
 
+BASELINE_ROWS = {"zero_shot": "zero-shot (pre-trained, ekman7 prediction mapped, no fine-tuning)",
+                 "text_only": "text only (labeler on the reference transcript)"}
+
+
+def baseline_lines(work: str) -> list[str]:
+  """Table rows of the zero-shot and text-only baselines (lanser_jax/demo/baselines.py), when they ran:
+  the restricted argmax's UA/WA, the argmax over all labels in brackets."""
+  lines = []
+  for kind, res in demo_baselines.read_results(work).items():
+    r, a = res["by_argmax"]["restricted"], res["by_argmax"]["all"]
+    lines.append(f"| {BASELINE_ROWS[kind]} | {_pct(r['ua'])} ({_pct(a['ua'])}) | | "
+                 f"{_pct(r['wa'])} ({_pct(a['wa'])}) | |")
+  if lines:
+    lines += ["", "Zero-shot and text only take the argmax over the labels that map to one of the six "
+              "classes; in brackets, the argmax over all seven ekman7 labels, where 'surprise' counts as "
+              "wrong. Text only reads the sentence each test utterance speaks (no ASR on the labelled "
+              "corpus); those sentences are neutral by design, so text alone cannot tell the emotions apart."]
+  return lines
+
+
 def write_report(work: str, stage_records: dict[str, dict[str, Any]], weak: dict[str, Any]) -> str:
   out_dir = os.path.join(work, "report")
   os.makedirs(out_dir, exist_ok=True)
@@ -205,7 +226,7 @@ def write_report(work: str, stage_records: dict[str, dict[str, Any]], weak: dict
     lines.append(f"| {int(fraction * 100)}% | {get('pretrained', 'ua')} | {get('scratch', 'ua')} | "
                  f"{get('pretrained', 'wa')} | {get('scratch', 'wa')} |")
   lines += [f"| majority class ({majority['majority_class']}) | {_pct(majority['ua'])} | | "
-            f"{_pct(majority['wa'])} | |", "",
+            f"{_pct(majority['wa'])} | |", *baseline_lines(work), "",
             "![label efficiency](label_efficiency.png)", "",
             f"## 4. Best model (by validation UA): {best['init']}, {int(best['fraction'] * 100)}% of labels", "",
             f"Test UA {_pct(best['ua'])}%, WA {_pct(best['wa'])}%, macro-F1 {_pct(best['test']['macro_f1'])}%.",
@@ -221,5 +242,8 @@ def write_report(work: str, stage_records: dict[str, dict[str, Any]], weak: dict
     json.dump({"asr_and_weak_labels": asr, "majority": {k: majority[k] for k in ("ua", "wa", "majority_class")},
                "label_efficiency": [{k: r[k] for k in ("init", "fraction", "ua", "wa", "val_ua")} for r in rows],
                "best": {k: best[k] for k in ("init", "fraction", "ua", "wa")},
+               "baselines": {kind: {rule: {k: r[k] for k in ("ua", "wa", "macro_f1", "num_without_prediction")}
+                                    for rule, r in res["by_argmax"].items()}
+                             for kind, res in demo_baselines.read_results(work).items()},
                "wall_s": {k: v["wall_s"] for k, v in stage_records.items()}}, f, indent=1)
   return path

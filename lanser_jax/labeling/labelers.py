@@ -92,7 +92,9 @@ def load_label_mapping(fine_taxonomy: str, target_set: str) -> dict[str, str]:
   """Source label -> target class, for zero-shot evaluation of weak labels on a labelled corpus.
 
   Labels that mapping.json maps to null (no counterpart in the target set, e.g. 'surprise' for IEMOCAP's
-  four classes) are left out: utterances with such a weak label are dropped from the zero-shot score.
+  four classes) are left out of the returned dict. The baselines (lanser_jax/baselines.py) never drop an
+  utterance for it: by default they take the argmax over the mapped labels only (such a label cannot win);
+  with argmax=all an utterance whose winner is such a label counts as wrong.
   A taxonomy mapped onto itself is the identity.
   """
   if fine_taxonomy == target_set:

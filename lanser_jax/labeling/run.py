@@ -29,7 +29,7 @@ from absl import app, flags
 from ml_collections import config_flags
 import numpy as np
 
-from input_pipeline import adapters, manifests, records
+from input_pipeline import adapters, manifests, protocols, records
 from lanser_jax import audio as audio_lib
 from lanser_jax import features as features_lib
 from lanser_jax.labeling import asr, stages
@@ -162,12 +162,13 @@ def transcript_problem(t: dict, lc) -> str | None:
 
 
 def output_split(row, split_map) -> str | None:
-  """The feature split of a manifest row: split_map["split/speaker"] or ["split"], else the row's
-  split ("train" when it has none). A map value of "" leaves the row out."""
+  """The feature split of a manifest row: split_map["utt:<utt_id>"] (an evaluation protocol, see
+  input_pipeline/protocols.py), ["split/speaker"] or ["split"], else the row's split ("train" when it
+  has none). A map value of "" leaves the row out."""
   split = row.split or "train"
   if split_map:
     key = f"{split}/{row.speaker}"
-    split = split_map.get(key, split_map.get(split, split))
+    split = split_map.get(f"utt:{row.utt_id}", split_map.get(key, split_map.get(split, split)))
   return split or None
 
 
@@ -182,6 +183,8 @@ def features_stage(config, workdir: str, process: tuple[int, int]):
   out_dir = os.path.join(workdir, fc.dir_name)
   labels_dir = os.path.join(workdir, "labels")
   num_pieces, split_map = config.output_shards, dict(fc.split_map or {})
+  if fc.get("protocol"):  # every process derives the same assignment from the whole manifest
+    split_map.update(protocols.split_map(manifest.piece(0, 1), fc.protocol.to_dict()))
   splits = sorted(_all_splits(manifest, split_map))
   if fc.label_source == "weak":
     names_path = os.path.join(labels_dir, "label_names.json")
@@ -262,7 +265,8 @@ def features_stage(config, workdir: str, process: tuple[int, int]):
                                score_names=score_names,
                                extra={"label_source": fc.label_source,
                                       "corpus": config.manifest.adapter,
-                                      **({"folds": fc.folds.to_dict()} if fc.get("folds") else {})})
+                                      **({"folds": fc.folds.to_dict()} if fc.get("folds") else {}),
+                                      **({"protocol": fc.protocol.to_dict()} if fc.get("protocol") else {})})
     stages.merge_stage(out_dir, num_pieces)
   return ran
 
