@@ -174,8 +174,8 @@ def restore_for_resume(make_manager: Callable[[], ocp.CheckpointManager], abstra
       except Exception:
         pass
       moved = move_aside(directory, step)
-      logging.warning(f"checkpoint step {step} does not restore ({problem}); moved it to {moved} and trying the "
-          "next older step")
+      logging.warning(f"checkpoint step {step} does not restore ({problem}); moved it to {moved} and "
+                      "trying the next older step")
       tried.append(f"step {step}: {problem} (moved to {moved})")
       manager = make_manager()
       continue
