@@ -45,6 +45,13 @@ class Audio:
   def duration(self) -> float:
     return len(self.samples) / self.sample_rate
 
+  @property
+  def cropped_seconds(self) -> float:
+    """Seconds of the source cut off by `max_seconds` (0 when not cropped or the length is unknown)."""
+    if not self.cropped or self.source_duration is None:
+      return 0.0
+    return max(self.source_duration - self.duration, 0.0)
+
 
 @dataclasses.dataclass(frozen=True)
 class AudioOptions:
@@ -240,12 +247,33 @@ def load(audio: str, offset: float | None = None, duration: float | None = None,
     import librosa  # imported lazily: the ASR workers need it only for odd rates
     samples = librosa.resample(samples, orig_sr=sr, target_sr=options.sample_rate,
                                res_type="soxr_hq").astype(np.float32)
+  if available is None and ref is None and len(samples) >= options.max_seconds * options.sample_rate - 1:
+    available = _container_seconds(name, offset, duration)  # decoded up to the crop: how much was there?
   if available is None:
     available = len(samples) / options.sample_rate
   cropped = available > options.max_seconds + 1e-3
   result = Audio(samples, options.sample_rate, available, cropped)
   validate(result, options)
   return result
+
+
+def _container_seconds(path: str, offset: float, duration: float | None) -> float | None:
+  """Seconds from `offset` to the end (or `duration`) by the container's header, without decoding; None
+  when it does not say. Only asked for audio that reached the crop, to count the cropped seconds."""
+  try:
+    import av
+    with av.open(path, metadata_errors="ignore") as c:
+      s = c.streams.audio[0] if c.streams.audio else None
+      if s is not None and s.duration is not None:
+        total = float(s.duration * s.time_base)
+      elif c.duration is not None:
+        total = c.duration / 1e6
+      else:
+        return None
+  except Exception:
+    return None
+  left = max(total - offset, 0.0)
+  return min(left, duration) if duration is not None else left
 
 
 def validate(audio: Audio, options: AudioOptions):

@@ -2,18 +2,26 @@
 
 Layout: `<workdir>/checkpoints/<step>/{state,data_iter}`. `state` holds step, params, batch statistics and
 optimiser state; `data_iter` the Grain iterator position of every process. One manager keeps the latest
-`keep_checkpoints` steps and, in addition, the best step by the eval metric saved with it.
+`keep_checkpoints` steps and, in addition, the best step by the eval metric saved with it. Each step's Orbax
+metadata (`_CHECKPOINT_METADATA`, key `custom_metadata`) also records what the data position means: the
+dataset, label subset and global batch size (`data`), and how the iterator was built (`iterator`).
+
+A resume (`restore_for_resume`) tries the newest step first; a step that does not restore is moved aside to
+`checkpoints/<step>.damaged` (a name Orbax does not read as a step and never cleans up) and the next older one
+is tried. A data iterator that cannot take the saved Grain state is rebuilt from the step instead.
 """
 
 from __future__ import annotations
 
 import os
-from typing import Any
+import re
+from typing import Any, Callable
 
 import grain
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
+from absl import logging
 from orbax.checkpoint import checkpoint_managers as policies
 
 CHECKPOINT_DIR = "checkpoints"
@@ -39,18 +47,17 @@ def create_manager(workdir: str, keep: int, best_metric: str) -> ocp.CheckpointM
                                item_names=("state", "data_iter"))
 
 
+class CheckpointError(RuntimeError):
+  """A checkpoint that cannot be restored (files missing or unreadable), or no usable one at all."""
+
+
 def save(manager: ocp.CheckpointManager, step: int, state: Any, data_iter: Any,
-         metrics: dict[str, float] | None = None):
+         metrics: dict[str, float] | None = None, data_spec: dict[str, Any] | None = None,
+         iterator_spec: dict[str, Any] | None = None):
+  custom = {k: v for k, v in (("data", data_spec), ("iterator", iterator_spec)) if v is not None}
   manager.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state),
                                              data_iter=grain.checkpoint.CheckpointSave(data_iter)),
-               metrics=metrics, force=True)
-
-
-def restore(manager: ocp.CheckpointManager, step: int, abstract_state: Any, data_iter: Any) -> Any:
-  restored = manager.restore(step, args=ocp.args.Composite(
-      state=ocp.args.StandardRestore(abstract_state),
-      data_iter=grain.checkpoint.CheckpointRestore(data_iter)))
-  return restored["state"]
+               metrics=metrics, force=True, custom_metadata=custom or None)
 
 
 def restore_state(manager: ocp.CheckpointManager, step: int, abstract_state: Any) -> Any:
@@ -70,6 +77,130 @@ def best_metric_value(manager: ocp.CheckpointManager, metric: str) -> float:
     return -np.inf
   metrics = manager.metrics(step) or {}
   return float(metrics.get(metric, -np.inf))
+
+
+# ---------------------------------------------------------------------------------------------------
+# Resuming: damaged steps, changed data iterators, changed data.
+
+# What a data position means. The reference values live in each checkpoint's own metadata, not in the
+# workdir's config.json: config.json is rewritten by every start (so it would already hold the new values
+# when compared), while the metadata travels with the step whose position it describes, also when a
+# checkpoint folder is copied to another machine.
+DATA_SPEC_NAMES = {"dataset": "dataset", "label_subset": "label subset", "global_batch_size": "global batch size"}
+
+
+def check_data_spec(saved: dict[str, Any] | None, current: dict[str, Any], where: str):
+  """Raises ValueError naming old and new values when the data a step's position indexes has changed.
+
+  Worker count, prefetching and the Grain version do not change which example sits at which index, so
+  they are not compared here (the iterator is rebuilt instead); a changed dataset, label subset or
+  global batch size would silently train on other data than an unbroken run."""
+  if not saved:
+    return  # written before specs were recorded: nothing to compare against
+  diffs = [f"{DATA_SPEC_NAMES.get(k, k)}: checkpoint {saved[k]!r}, this run {current.get(k)!r}"
+           for k in DATA_SPEC_NAMES if k in saved and saved[k] != current.get(k)]
+  if diffs and saved.get("data_dir") != current.get("data_dir"):
+    diffs.append(f"data.dir: checkpoint {saved.get('data_dir')}, this run {current.get('data_dir')}")
+  if diffs:
+    raise ValueError(f"{where} was written for other training data, so its data position means nothing "
+                     "here; use a new workdir (or restore the old settings) to continue:\n  "
+                     + "\n  ".join(diffs))
+
+
+def _custom_metadata(manager: ocp.CheckpointManager, step: int) -> dict[str, Any]:
+  return dict(manager.metadata(step).custom_metadata or {})
+
+
+def describe_failure(error: BaseException, step_dir: str) -> str:
+  """One line saying which file of a step is missing or unreadable, from a TensorStore/Orbax error."""
+  text = str(error)
+  files = sorted(set(re.findall(r'local file "([^"]+)"', text)), key=len)
+  arrays = re.findall(r'Error reading "([^"]+?)/\.z', text)
+  parts = []
+  for f in files[-1:]:  # the longest path is the most specific (the array chunk, not the database)
+    parts.append(f"{'missing' if not os.path.exists(f) else 'unreadable'}: {f}")
+  if arrays:
+    parts.append(f"array {arrays[0]}")
+  if not parts:
+    lacking = [n for n in ("state/_METADATA", "state/manifest.ocdbt", "_CHECKPOINT_METADATA")
+               if not os.path.exists(os.path.join(step_dir, n))]
+    parts += [f"missing: {os.path.join(step_dir, n)}" for n in lacking]
+  first = text.strip().splitlines()[0].split(" [tensorstore_spec")[0] if text.strip() else ""
+  detail = f"{type(error).__name__}: {first[:240]}"
+  return "; ".join(parts + [detail]) if parts else detail
+
+
+def move_aside(checkpoint_dir: str, step: int) -> str:
+  """Renames a step folder to `<step>.damaged[.k]`: Orbax lists only all-digit names as steps and cleans
+  only `.orbax-checkpoint-tmp` names, so the files stay for inspection and are never deleted."""
+  src = os.path.join(checkpoint_dir, str(step))
+  dst, k = f"{src}.damaged", 1
+  while os.path.exists(dst):
+    dst, k = f"{src}.damaged.{k}", k + 1
+  if jax.process_index() == 0:
+    os.rename(src, dst)
+  if jax.process_count() > 1:
+    from jax.experimental import multihost_utils
+    multihost_utils.sync_global_devices(f"checkpoint {step} moved aside")
+  return dst
+
+
+def restore_for_resume(make_manager: Callable[[], ocp.CheckpointManager], abstract_state: Any, data_iter: Any,
+                       data_spec: dict[str, Any], iterator_spec: dict[str, Any]):
+  """(manager, step, state, iterator_restored) from the newest checkpoint that restores.
+
+  Steps that fail are reported, moved aside and the next older one is tried; `CheckpointError` lists
+  every step tried when none restores. `iterator_restored` is False when the data iterator must be
+  rebuilt from the step: the step was written with other iterator settings (worker count, prefetching,
+  Grain version, process count) or its Grain state does not load into this run's iterator. A new
+  manager replaces one whose restore failed: the failed TensorStore reads leave it unusable."""
+  manager = make_manager()
+  directory = str(manager.directory)
+  tried = []
+  for step in sorted(manager.all_steps(), reverse=True):
+    step_dir = os.path.join(directory, str(step))
+    where = f"checkpoint {step_dir}"
+    try:
+      custom = _custom_metadata(manager, step)
+    except Exception:  # unreadable step metadata: the state restore below says what else is wrong
+      custom = {}
+    check_data_spec(custom.get("data"), data_spec, where)
+    try:
+      state = restore_state(manager, step, abstract_state)
+    except Exception as e:  # TensorStore/Orbax raise ValueError, OSError, KeyError ... for damaged files
+      problem = describe_failure(e, step_dir)
+      try:
+        manager.close()
+      except Exception:
+        pass
+      moved = move_aside(directory, step)
+      logging.warning(f"checkpoint step {step} does not restore ({problem}); moved it to {moved} and "
+                      "trying the next older step")
+      tried.append(f"step {step}: {problem} (moved to {moved})")
+      manager = make_manager()
+      continue
+    saved_iterator = custom.get("iterator")
+    if saved_iterator is not None and saved_iterator != iterator_spec:
+      changed = {k: (saved_iterator.get(k), iterator_spec.get(k)) for k in iterator_spec
+                 if saved_iterator.get(k) != iterator_spec.get(k)}
+      why = "data iterator settings changed (" + ", ".join(
+          f"{k} {a} -> {b}" for k, (a, b) in changed.items()) + ")"
+    elif not has_iterator_state_for_this_job(manager, step):
+      why = f"no iterator state for process {jax.process_index()} of {jax.process_count()}"
+    else:
+      try:
+        manager.restore(step, args=ocp.args.Composite(data_iter=grain.checkpoint.CheckpointRestore(data_iter)))
+        logging.info(f"resuming from {step_dir}")
+        return manager, step, state, True
+      except Exception as e:  # a state format this Grain version or iterator cannot read
+        why = f"its Grain iterator state does not load here ({type(e).__name__}: {e})"
+    logging.warning(f"resuming from {step_dir}; data position rebuilt from step {step}: {why}")
+    return manager, step, state, False
+  if tried:
+    raise CheckpointError(f"no checkpoint in {directory} restores; tried, newest first:\n  "
+                          + "\n  ".join(tried) + "\nthe damaged steps were moved aside, not deleted; "
+                          "remove the workdir's checkpoints to start afresh")
+  return manager, None, None, False
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -130,17 +261,34 @@ def check_fits(checkpoint: Any, model: Any, where: str, ignore_prefixes: tuple[s
 
 
 def load_variables(state_path: str) -> dict[str, Any]:
-  """Params and batch statistics of a saved state as host numpy arrays (no optimiser state read)."""
+  """Params and batch statistics of a saved state as host numpy arrays (no optimiser state read).
+
+  A damaged checkpoint raises CheckpointError naming the step and the missing or unreadable file."""
   checkpointer = ocp.PyTreeCheckpointer()
-  metadata = checkpointer.metadata(state_path)
-  tree = metadata.item_metadata.tree if hasattr(metadata, "item_metadata") else metadata.tree
+  step_dir = os.path.dirname(os.path.abspath(state_path))
+
+  def damaged(e: Exception) -> CheckpointError:
+    return CheckpointError(f"checkpoint step {os.path.basename(step_dir)} ({step_dir}) is damaged: "
+                           f"{describe_failure(e, step_dir)}")
+
+  try:
+    metadata = checkpointer.metadata(state_path)
+    tree = metadata.item_metadata.tree if hasattr(metadata, "item_metadata") else metadata.tree
+  except Exception:  # the tree's metadata lives in the same database as the arrays: let the read say why
+    try:
+      tree = checkpointer.restore(state_path)
+    except Exception as e:  # TensorStore's NOT_FOUND/DATA_LOSS arrive as ValueError with a long spec dump
+      raise damaged(e) from None
   wanted = {k: tree[k] for k in ("params", "batch_stats") if k in tree}
   if "params" not in wanted:
     raise ValueError(f"{state_path}: no 'params' in checkpoint (keys: {sorted(tree)})")
   target = jax.tree.map(lambda m: np.zeros(m.shape, m.dtype), wanted)
   restore_args = jax.tree.map(lambda _: ocp.RestoreArgs(restore_type=np.ndarray), wanted)
-  restored = checkpointer.restore(state_path, args=ocp.args.PyTreeRestore(
-      item=target, restore_args=restore_args, partial_restore=True))
+  try:
+    restored = checkpointer.restore(state_path, args=ocp.args.PyTreeRestore(
+        item=target, restore_args=restore_args, partial_restore=True))
+  except Exception as e:
+    raise damaged(e) from None
   return {k: restored[k] for k in wanted}
 
 

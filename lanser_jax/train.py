@@ -11,6 +11,7 @@ Per-step randomness is `fold_in(seed, step)`, so a resumed run computes exactly 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -18,6 +19,7 @@ import time
 from typing import Any
 
 import flax
+import grain
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -223,12 +225,61 @@ def save_run_info(workdir: str, config: ml_collections.ConfigDict, data_dir: str
     json.dump(label_names, f)
 
 
+def data_spec_of(c: ml_collections.ConfigDict, info: dict[str, Any], subset) -> dict[str, Any]:
+  """What the data position of a checkpoint indexes: resuming is refused when any of it changed.
+  The dataset is described by content (the train split's size and labels), not by its path, so a
+  feature folder copied to another machine or mount point still resumes."""
+  split = info["splits"].get(c.data.train_split, {})
+  spec = {"dataset": {"train_split": c.data.train_split, "num_examples": split.get("num_examples"),
+                      "num_frames": split.get("num_frames"), "label_names": list(info["label_names"])},
+          "label_subset": None, "global_batch_size": int(c.batch_size), "data_dir": os.path.abspath(c.data.dir)}
+  if subset is not None:
+    digest = hashlib.sha1(np.asarray(subset, np.int64).tobytes()).hexdigest()[:16]
+    spec["label_subset"] = {"label_fraction": float(c.data.label_fraction), "subset_seed": int(c.data.subset_seed),
+                            "num_records": len(subset), "sha1": digest}
+  return spec
+
+
+def iterator_spec_of(c: ml_collections.ConfigDict) -> dict[str, Any]:
+  """How the data iterator was built: a saved Grain state is only loaded into the same kind."""
+  return {"num_workers": int(c.data.num_workers), "worker_buffer_size": int(c.data.worker_buffer_size),
+          "process_count": jax.process_count(), "grain": grain.__version__}
+
+
 def compile_init(init, state_sharding, seed: int):
   """The initialiser, compiled once. On XLA:CPU the many random initialisers take tens of seconds to
   optimise for code that runs once, so there it is compiled without backend optimisation (same values)."""
   lowered = jax.jit(init, out_shardings=state_sharding).lower(jax.random.key(seed))
   options = {"xla_backend_optimization_level": 0} if jax.default_backend() == "cpu" else None
   return lowered.compile(compiler_options=options)
+
+
+class NonFiniteError(FloatingPointError):
+  """Training diverged: a step's loss or gradient norm is NaN or infinite."""
+
+
+def check_finite(steps: list[tuple[int, dict[str, jax.Array]]], manager) -> None:
+  """Raises NonFiniteError naming the first step whose loss or gradient norm is not finite.
+
+  Called before every log, evaluation and checkpoint (one transfer for all steps since the last call,
+  so the device is not synchronised every step): a diverged state is never saved, and the last good
+  checkpoint stays the newest one, as big_vision stops on a NaN loss."""
+  if not steps:
+    return
+  keys = ("train/loss", "train/grad_norm")
+  values = np.asarray(jax.device_get([[s[k] for k in keys] for _, s in steps]), np.float64)
+  bad = np.flatnonzero(~np.all(np.isfinite(values), axis=1))
+  if not len(bad):
+    return
+  step, row = steps[bad[0]][0], values[bad[0]]
+  manager.wait_until_finished()  # earlier (good) saves complete before the error ends the job
+  last = manager.latest_step()
+  kept = f"the last good checkpoint, step {last}, is kept" if last is not None else "no checkpoint was written"
+  raise NonFiniteError(
+      f"step {step}: non-finite {', '.join(f'{k} {v}' for k, v in zip(keys, row) if not np.isfinite(v))}; "
+      f"training stopped and nothing after it was saved ({kept} in {manager.directory}). Lower "
+      "config.optimizer.learning_rate, set config.optimizer.grad_clip_norm, or look for bad features "
+      "(the features stage rejects NaN audio, but not features written by other tools).")
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
@@ -296,19 +347,16 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
                                 abstract_state, state_sharding)
 
   # ----- Checkpoint: resume, else init_from, else fresh ------------------------------------------------
-  manager = checkpointing.create_manager(workdir, c.keep_checkpoints, c.best_metric)
-  latest = manager.latest_step()
-  if latest is not None and checkpointing.has_iterator_state_for_this_job(manager, latest):
-    logging.info("resuming from %s/checkpoints/%d", workdir, latest)
-    state = checkpointing.restore(manager, latest, abstract_state, train_iter)
-  elif latest is not None:
-    # Written by a job with another process count: its per-process iterator files do not apply, but each
-    # batch is a function of its index, so the data position follows from the step.
-    logging.info("resuming from %s/checkpoints/%d (written by another process count; data position "
-                 "rebuilt from the step)", workdir, latest)
-    state = checkpointing.restore_state(manager, latest, abstract_state)
+  data_spec = data_spec_of(c, info, subset)
+  iterator_spec = iterator_spec_of(c)
+  manager, latest, state, iterator_restored = checkpointing.restore_for_resume(
+      lambda: checkpointing.create_manager(workdir, c.keep_checkpoints, c.best_metric), abstract_state,
+      train_iter, data_spec, iterator_spec)
+  if latest is not None and not iterator_restored:
+    # Each batch is a function of its index, so the data position follows from the step whatever the
+    # iterator's worker count, prefetching, Grain version or process count was.
     train_iter = make_train_iter(start_batch=int(state.step))
-  else:
+  elif latest is None:
     state = compile_init(init, state_sharding, c.seed)(jax.random.key(c.seed))
     if c.init_from:
       params, batch_stats = checkpointing.init_backbone_from(
@@ -332,21 +380,33 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   step = int(state.step)
   progress = writers.Progress(c.num_train_steps, c.batch_size, step)
   pending: list[dict[str, jax.Array]] = []
+  unchecked: list[tuple[int, dict[str, jax.Array]]] = []  # steps whose loss nobody has looked at yet
   last_eval = None
   while step < c.num_train_steps:
     batch = to_global(next(train_iter), data_sharding)
     state, stats = train_step(state, batch)
     pending.append(stats)
     step += 1
+    unchecked.append((step, stats))
+    if not progress.started:  # the first step includes compilation: the rate is timed from its end
+      jax.block_until_ready(stats)
+      progress.start(step)
 
-    if step % c.log_every_steps == 0 or step == c.num_train_steps:
+    do_log = step % c.log_every_steps == 0 or step == c.num_train_steps
+    do_eval = c.data.eval_split and (step % c.eval_every_steps == 0 or step == c.num_train_steps)
+    do_save = (do_eval or step % c.checkpoint_every_steps == 0 or step == c.num_train_steps
+               or manager.reached_preemption(step))
+    if do_log or do_eval or do_save:  # before anything is logged, evaluated or saved
+      check_finite(unchecked, manager)  # waits for the steps to finish: step time, not a pause
+      unchecked = []
+
+    if do_log:
       means = {k: float(np.mean([float(s[k]) for s in pending])) for k in pending[0]}
       means.update(progress(step, means))
       writer.write_scalars(step, means)
       pending = []
 
     t_pause = time.time()
-    do_eval = c.data.eval_split and (step % c.eval_every_steps == 0 or step == c.num_train_steps)
     metrics_now = None
     if do_eval:
       result = evaluate(eval_step, state, eval_sets[c.data.eval_split], normalizer, c.eval_batch_size,
@@ -356,9 +416,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
       logging.info("step %d %s: WA %.4f UA %.4f macro-F1 %.4f", step, c.data.eval_split,
                    result["wa"], result["ua"], result["macro_f1"])
       last_eval = result
-    if (do_eval or step % c.checkpoint_every_steps == 0 or step == c.num_train_steps
-        or manager.reached_preemption(step)):
-      checkpointing.save(manager, step, state, train_iter, metrics_now)
+    if do_save:
+      checkpointing.save(manager, step, state, train_iter, metrics_now, data_spec, iterator_spec)
       if manager.reached_preemption(step):
         logging.warning("preemption signal: saved step %d and stopping", step)
         manager.wait_until_finished()

@@ -77,28 +77,41 @@ def read_jsonl(path: str) -> list[dict[str, Any]]:
 
 
 class Progress:
-  """Logs step, loss, examples/s and ETA; the rate excludes the first (compiling) interval."""
+  """Logs step, loss, examples/s and ETA. The rate is timed from the end of the first step (`start`), so
+  compilation is left out; a report before any step was timed counts from the start, compilation
+  included, so that every line carries a number."""
 
   def __init__(self, total_steps: int, batch_size: int, first_step: int):
     self.total, self.batch_size = total_steps, batch_size
+    self._created, self._first = time.time(), first_step
     self._t0, self._s0 = None, first_step
+
+  @property
+  def started(self) -> bool:
+    return self._t0 is not None
+
+  def start(self, step: int):
+    """The first step's results exist (the caller waited for them): the clock starts here."""
+    self._t0, self._s0 = time.time(), step
 
   def exclude(self, seconds: float):
     """Leaves time spent outside training steps (evaluation, checkpoints) out of the rate."""
     if self._t0 is not None:
       self._t0 += seconds
+    else:
+      self._created += seconds
+
+  def rate(self, step: int, now: float) -> float:
+    if self._t0 is not None and step > self._s0:
+      return (step - self._s0) * self.batch_size / max(now - self._t0, 1e-9)
+    return max(step - self._first, 1) * self.batch_size / max(now - self._created, 1e-9)
 
   def __call__(self, step: int, scalars: Mapping[str, float]) -> dict[str, float]:
-    now = time.time()
-    if self._t0 is None:  # first report: step time includes compilation, start the clock here
-      self._t0, self._s0 = now, step
-      rate = float("nan")
-    else:
-      rate = (step - self._s0) * self.batch_size / max(now - self._t0, 1e-9)
-    eta = (self.total - step) * self.batch_size / rate if rate == rate and rate > 0 else float("nan")
+    rate = self.rate(step, time.time())
+    eta = (self.total - step) * self.batch_size / rate
     logging.info("step %d/%d  loss %.4f  %.1f examples/s  ETA %s", step, self.total,
                  scalars.get("train/loss", float("nan")), rate, _format_seconds(eta))
-    return {"train/examples_per_sec": rate} if rate == rate else {}
+    return {"train/examples_per_sec": rate}
 
 
 def _format_seconds(s: float) -> str:

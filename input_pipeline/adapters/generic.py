@@ -59,19 +59,56 @@ def _segments(row: manifests.Row, segment_seconds: float, min_seconds: float = 1
 def folder_rows(root: str, extensions: Sequence[str] = AUDIO_EXTENSIONS, split: str | None = None,
                 label_from_parent: bool = False, speaker_from_parent: bool = False,
                 segment_seconds: float = 0.0) -> Iterator[manifests.Row | manifests.RejectedRow]:
-  """Every audio file under `root`; utt_id is the relative path without extension."""
+  """Every audio file under `root`; utt_id is the relative path without extension.
+
+  Every entry whose name has one of `extensions` becomes a row or a RejectedRow with the reason, so the
+  manifest's counts add up to what is on disk: hidden names (a part of the path starting with '.', e.g.
+  macOS `._x.wav` resource forks) are skipped by rule, dangling symlinks and entries that are no regular
+  file (a directory named `y.wav`, a pipe) are listed too."""
   exts = tuple(e.lower() for e in extensions)
-  paths = sorted(p for p in glob.glob(os.path.join(root, "**", "*"), recursive=True)
-                 if p.lower().endswith(exts) and os.path.isfile(p))
-  if not paths:
+  entries = sorted(_walk(root))
+  if not any(p.lower().endswith(exts) for p, _ in entries):
     raise FileNotFoundError(f"{root}: no files with extensions {list(exts)}")
-  for path in paths:
+  for path, hidden in entries:
+    if not path.lower().endswith(exts):
+      continue
     rel = os.path.splitext(os.path.relpath(path, root))[0].replace(os.sep, "/")
+    why = _not_audio_file(path, hidden)
+    if why:
+      yield manifests.RejectedRow(rel, os.path.abspath(path), why)
+      continue
     parent = os.path.basename(os.path.dirname(path))
     row = manifests.Row(rel, os.path.abspath(path), split=split,
                         label=parent if label_from_parent else None,
                         speaker=parent if speaker_from_parent else "")
     yield from _segments(row, segment_seconds)
+
+
+def _walk(root: str) -> Iterator[tuple[str, bool]]:
+  """(path, hidden) of every entry under `root`, following directory links once (no cycles)."""
+  seen = set()
+  for top, dirs, files in os.walk(root, followlinks=True):
+    real = os.path.realpath(top)
+    if real in seen:
+      dirs[:] = []
+      continue
+    seen.add(real)
+    hidden = any(part.startswith(".") for part in os.path.relpath(top, root).split(os.sep) if part != ".")
+    for name in dirs + files:
+      yield os.path.join(top, name), hidden or name.startswith(".")
+
+
+def _not_audio_file(path: str, hidden: bool) -> str | None:
+  """Why an entry with an audio extension is not read (None: it is a regular file to read)."""
+  if hidden:
+    return "hidden file skipped by rule: a name in its path starts with '.'"
+  if os.path.islink(path) and not os.path.exists(path):
+    return f"dangling symlink: points to {os.readlink(path)}, which does not exist"
+  if os.path.isdir(path):
+    return "not a regular file: a directory with an audio file's name"
+  if not os.path.isfile(path):
+    return "not a regular file (a pipe, socket or device)"
+  return None
 
 
 def list_rows(path: str, split: str | None = None) -> Iterator[manifests.Row | manifests.RejectedRow]:

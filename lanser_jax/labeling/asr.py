@@ -133,7 +133,7 @@ def run_stage(config, workdir: str, process: tuple[int, int], transcriber=None, 
     progress = stages.Progress(f"asr {piece}/{num_pieces}", stop - start)
     with stages.PieceOutputs(stage_dir, "asr", piece, num_pieces) as out:
       transcripts = out.open_jsonl("transcripts")
-      counts = {"in": 0, "written": 0, "audio_seconds": 0.0, "cropped": 0}
+      counts = {"in": 0, "written": 0, "audio_seconds": 0.0, "cropped": 0, "cropped_seconds": 0.0}
       batch = []
 
       def flush():
@@ -154,6 +154,7 @@ def run_stage(config, workdir: str, process: tuple[int, int], transcriber=None, 
           continue
         counts["audio_seconds"] += clip.duration
         counts["cropped"] += int(clip.cropped)
+        counts["cropped_seconds"] += clip.cropped_seconds
         batch.append((row, clip))
         if len(batch) >= options.batch_size:
           flush()

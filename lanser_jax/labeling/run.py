@@ -210,7 +210,7 @@ def features_stage(config, workdir: str, process: tuple[int, int]):
       writers = {s: records.ShardWriter(out_dir, s, piece, num_pieces, options.num_mel_bins)
                  for s in splits}
       counts = {"in": 0, "written": 0, "not_in_splits": 0, "no_weak_label": 0, "cropped": 0,
-                "audio_seconds": 0.0}
+                "cropped_seconds": 0.0, "audio_seconds": 0.0}
       rows = []
       for row in manifest.piece(piece, num_pieces):
         if isinstance(row, manifests.Row) and output_split(row, split_map) is None:
@@ -231,6 +231,7 @@ def features_stage(config, workdir: str, process: tuple[int, int]):
             counts["written"] += 1
             counts["audio_seconds"] += clip.duration
             counts["cropped"] += int(clip.cropped)
+            counts["cropped_seconds"] += clip.cropped_seconds
           except (ValueError, records.RecordError) as e:
             out.error(row.utt_id, str(e), row.audio)
         progress.update(len(batch))
@@ -259,6 +260,11 @@ def features_stage(config, workdir: str, process: tuple[int, int]):
 
   ran = stages.run_pieces("features", out_dir, num_pieces, process, do_piece, log)
   if process[0] == 0 and stages.wait_for_pieces(out_dir, num_pieces, config.wait_seconds, log=log):
+    written = sum(stages.read_json(os.path.join(out_dir, stages.piece_name("summary", j, num_pieces, "json")))
+                  ["written"] for j in range(num_pieces))
+    if written == 0:  # no frames for statistics: no dataset.json; run_stages reports where the reasons are
+      stages.merge_stage(out_dir, num_pieces)
+      return ran
     stats_split = fc.stats_split if fc.stats_split in splits else splits[0]
     score_names = label_names if fc.label_source == "weak" else None
     records.write_dataset_info(out_dir, label_names, options.to_json(), splits, stats_split,
@@ -328,8 +334,18 @@ def run_stages(config, workdir: str, stage: str, process: tuple[int, int], label
         s = stages.merge_stage(stage_dir, config.output_shards)
         log(f"[{name}] in {s['in']} = written {s['written']} + rejected {s['rejected']} "
             f"{s['reasons']}")
+        note = stages.crop_note(name, s, config.audio.max_seconds)
+        if note:
+          log(note)
+        if stage != "all" and s["in"] and not s["written"]:
+          raise stages.NothingSurvived(f"0 of {s['in']} utterances survived the {name} stage; reasons in "
+                                       f"{os.path.join(stage_dir, 'errors.jsonl')}")
   if stage == "all" and process[0] == 0:
-    return end_to_end_summary(config, workdir, todo)
+    summary = end_to_end_summary(config, workdir, todo)
+    if summary is not None and summary["in"] and not summary["written"]:
+      raise stages.NothingSurvived(f"0 of {summary['in']} utterances survived the stages; reasons in "
+                                   f"{os.path.join(workdir, 'errors.jsonl')}")
+    return summary
   return None
 
 
@@ -351,9 +367,15 @@ def end_to_end_summary(config, workdir: str, todo) -> dict | None:
   excluded = per_stage.get("features", {}).get("not_in_splits", 0)
   written = per_stage[chain[-1]]["written"]
   rejected = sum(s["rejected"] for s in per_stage.values())
+  # Cropping keeps an utterance but drops its audio past audio.max_seconds: counted per stage, and in
+  # total as the last stage that loads audio saw it (the features stage: what training gets).
+  cropping = [s for s in chain if "cropped" in per_stage[s]]
   summary = {"in": total_in, "written": written, "rejected": rejected,
              "excluded_by_split_map": excluded, "balanced": total_in == written + rejected + excluded,
-             "stages": {s: {k: v[k] for k in ("in", "written", "rejected", "reasons")}
+             "cropped": per_stage[cropping[-1]]["cropped"] if cropping else 0,
+             "cropped_seconds": round(per_stage[cropping[-1]].get("cropped_seconds", 0.0), 3) if cropping else 0.0,
+             "stages": {s: {k: v[k] for k in ("in", "written", "rejected", "reasons", "cropped",
+                                              "cropped_seconds") if k in v}
                         for s, v in per_stage.items()}}
   stages.concat_files([os.path.join(workdir, dirs[s], "errors.jsonl") for s in chain],
                       os.path.join(workdir, "errors.jsonl"))
@@ -373,7 +395,11 @@ def main(argv):
     jax.distributed.initialize()
     num_shards, shard_index = jax.process_count(), jax.process_index()
   process = stages.resolve_process(num_shards, shard_index)
-  run_stages(_CONFIG.value, _WORKDIR.value, _STAGE.value, process)
+  try:
+    run_stages(_CONFIG.value, _WORKDIR.value, _STAGE.value, process)
+  except stages.NothingSurvived as e:  # a finding about the corpus, not a crash: no traceback
+    log(f"error: {e}")
+    sys.exit(1)
 
 
 if __name__ == "__main__":

@@ -375,6 +375,19 @@ def json_line(obj: Any) -> str:
   return json.dumps(obj, ensure_ascii=False) + "\n"
 
 
+class NothingSurvived(RuntimeError):
+  """Every utterance was rejected: there is nothing to train on (the summaries are written)."""
+
+
+def crop_note(stage: str, summary: dict[str, Any], max_seconds: float) -> str | None:
+  """A warning line when a stage cropped audio: the seconds beyond audio.max_seconds are not used."""
+  if not summary.get("cropped"):
+    return None
+  return (f"[{stage}] {summary['cropped']} utterances were cropped to audio.max_seconds={max_seconds:g}: "
+          f"{summary.get('cropped_seconds', 0.0):.1f} s of audio not used; to keep long recordings, "
+          "cut them with the adapter's segment_seconds (see README)")
+
+
 class Rejected(ValueError):
   """An input the stage cannot use; the message is the reason for errors.jsonl."""
 
