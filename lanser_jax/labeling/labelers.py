@@ -137,26 +137,43 @@ def templates_of(config: ml_collections.ConfigDict) -> tuple[str, ...]:
 
 def build_labeler(config: ml_collections.ConfigDict) -> Labeler:
   """A ready labeler (model loaded, hypotheses tokenised or embedded) from a labeler config."""
-  from lanser_jax.labeling import entailment, hf, sentence_encoder  # transformers loads only here
+  return make_labeler(config, *load_model(config))
 
+
+def _getter(config: ml_collections.ConfigDict):
   defaults = default_config()
-  get = lambda key: config.get(key, defaults.get(key))  # noqa: E731 -- partial configs are fine
+  return lambda key: config.get(key, defaults.get(key))  # partial configs are fine
+
+
+def load_model(config: ml_collections.ConfigDict):
+  """(tokenizer, model) of a labeler config; make_labeler builds labelers on them without reloading
+  (the prompt search scores many templates and taxonomies with one model)."""
+  from lanser_jax.labeling import hf  # transformers loads only here
+
+  get = _getter(config)
   if get("dtype") not in _DTYPES:
     raise ValueError(f"dtype must be one of {sorted(_DTYPES)}, got {get('dtype')!r}")
   dtype = _DTYPES[get("dtype")]
-  labels = load_taxonomy(get("taxonomy"))
-  common = dict(template=templates_of(config), template_reduce=get("template_reduce"), max_length=get("max_length"), batch_size=get("batch_size"),
-                length_buckets=tuple(get("length_buckets")), sort_window=get("sort_window"))
   kind = get("kind")
   if kind == "entailment":
     model_name = get("model") or DEFAULT_ENTAILMENT_MODEL
-    tokenizer = hf.load_tokenizer(model_name)
-    model = hf.load_sequence_classifier(model_name, dtype)
-    return entailment.EntailmentLabeler(model, tokenizer, labels, score_mode=get("score_mode"), **common)
+    return hf.load_tokenizer(model_name), hf.load_sequence_classifier(model_name, dtype)
   if kind == "sentence_encoder":
     model_name = get("model") or DEFAULT_ENCODER_MODEL
-    tokenizer = hf.load_tokenizer(model_name)
-    model = hf.load_text_encoder(model_name, dtype)
-    return sentence_encoder.SentenceEncoderLabeler(model, tokenizer, labels,
-                                                   temperature=get("temperature"), **common)
+    return hf.load_tokenizer(model_name), hf.load_text_encoder(model_name, dtype)
   raise ValueError(f"unknown labeler kind {kind!r}; expected 'entailment' or 'sentence_encoder'")
+
+
+def make_labeler(config: ml_collections.ConfigDict, tokenizer, model) -> Labeler:
+  """A labeler of config's kind, taxonomy and templates on an already loaded (tokenizer, model)."""
+  from lanser_jax.labeling import entailment, sentence_encoder
+
+  get = _getter(config)
+  labels = load_taxonomy(get("taxonomy"))
+  common = dict(template=templates_of(config), template_reduce=get("template_reduce"),
+                max_length=get("max_length"), batch_size=get("batch_size"),
+                length_buckets=tuple(get("length_buckets")), sort_window=get("sort_window"))
+  if get("kind") == "entailment":
+    return entailment.EntailmentLabeler(model, tokenizer, labels, score_mode=get("score_mode"), **common)
+  return sentence_encoder.SentenceEncoderLabeler(model, tokenizer, labels, temperature=get("temperature"),
+                                                 **common)
