@@ -47,6 +47,10 @@ def default_config() -> ml_collections.ConfigDict:
   # NLI logits; sentence_encoder: of the mean cosine / temperature).
   config.templates = ()
   config.template_reduce = "probs"
+  # Multilingual labelling: the language (ASR code, e.g. 'es') of each of `templates`, in order. When set,
+  # the label stage scores each transcript with the templates of its detected language (several of one
+  # language form that language's ensemble) and rejects transcripts of a language without a template.
+  config.template_languages = ()
   config.taxonomy = "fine40"  # built-in name or a text file, one label per line
   config.max_length = 256  # tokens per (transcript, hypothesis) pair; longer transcripts are truncated
   config.batch_size = 8  # transcripts per jitted call (x number of labels pairs for entailment)
@@ -136,8 +140,53 @@ def templates_of(config: ml_collections.ConfigDict) -> tuple[str, ...]:
 
 
 def build_labeler(config: ml_collections.ConfigDict) -> Labeler:
-  """A ready labeler (model loaded, hypotheses tokenised or embedded) from a labeler config."""
+  """A ready labeler (model loaded, hypotheses tokenised or embedded) from a labeler config; with
+  template_languages, a MultilingualLabeler."""
+  if tuple(config.get("template_languages", ()) or ()):
+    return MultilingualLabeler(config, *load_model(config))
   return make_labeler(config, *load_model(config))
+
+
+class MultilingualLabeler:
+  """One labeler per language on one loaded model: each language's templates, the same taxonomy.
+
+  Scores of every language are over the same label names (the taxonomy's words fill each template), so
+  weak labels of all languages share one label set.
+  """
+
+  def __init__(self, config: ml_collections.ConfigDict, tokenizer, model):
+    templates, languages = templates_of(config), tuple(config.template_languages)
+    if len(templates) != len(languages):
+      raise ValueError(f"labeler.template_languages has {len(languages)} entries for {len(templates)} "
+                       f"labeler.templates: give one language per template")
+    self.by_language = {}
+    for language in dict.fromkeys(languages):  # first-seen order
+      sub = config.copy_and_resolve_references()
+      sub.templates = tuple(t for t, l in zip(templates, languages) if l == language)
+      sub.template_languages = ()
+      self.by_language[language] = make_labeler(sub, tokenizer, model)
+    self.languages = tuple(self.by_language)
+    self.label_names = list(next(iter(self.by_language.values())).label_names)
+
+  def language_problem(self, language: str | None) -> str | None:
+    """Why a transcript of this language gets no weak label (None: it has a template)."""
+    if language in self.by_language:
+      return None
+    return f"no template for language {language!r} (labeler.template_languages {list(self.languages)})"
+
+  def score(self, texts: Sequence[str], languages: Sequence[str | None] | None = None) -> np.ndarray:
+    """Scores [len(texts), labels], each text with its language's templates (all one batch per language)."""
+    if languages is None or len(languages) != len(texts):
+      raise ValueError("a multilingual labeler needs one detected language per text")
+    out = np.zeros((len(texts), len(self.label_names)), np.float32)
+    for language, labeler in self.by_language.items():
+      idx = [i for i, l in enumerate(languages) if l == language]
+      if idx:
+        out[idx] = labeler.score([texts[i] for i in idx])
+    missing = [l for l in languages if l not in self.by_language]
+    if missing:
+      raise ValueError(self.language_problem(missing[0]))
+    return out
 
 
 def _getter(config: ml_collections.ConfigDict):

@@ -120,7 +120,8 @@ def label_stage(config, workdir: str, process: tuple[int, int], labeler=None):
       labels_f = out.open_jsonl("labels")
       keep = []
       for t in items:
-        why = t.pop("rejected", None) or transcript_problem(t, lc)
+        why = t.pop("rejected", None) or transcript_problem(t, lc) or (
+            labeler.language_problem(t.get("language")) if hasattr(labeler, "language_problem") else None)
         if why:
           out.error(t["utt_id"], why, t.get("text"))
         else:
@@ -128,7 +129,9 @@ def label_stage(config, workdir: str, process: tuple[int, int], labeler=None):
       progress.update(len(items) - len(keep))
       for i in range(0, len(keep), lc.batch_size):
         chunk = keep[i:i + lc.batch_size]
-        scores = np.asarray(labeler.score([t["text"] for t in chunk]), np.float32)
+        texts = [t["text"] for t in chunk]
+        scores = np.asarray(labeler.score(texts, [t.get("language") for t in chunk])  # per-language templates
+                            if hasattr(labeler, "language_problem") else labeler.score(texts), np.float32)
         index, margin = labelers.weak_labels(scores)
         for t, s, k, m in zip(chunk, scores, index, margin):
           labels_f.write(stages.json_line({
