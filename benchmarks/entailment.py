@@ -8,6 +8,7 @@ with MiniLM's real WordPiece tokenizer (realistic token counts), written with sa
   . .venv/bin/activate
   python benchmarks/entailment.py --out /tmp/lanser_bench/entailment.json                  # ~5 min, 2 cores
   python benchmarks/entailment.py --size tiny --num_texts 16 --rounds 1                    # smoke run
+  python benchmarks/entailment.py --templates 4 ...   # also a prompt ensemble of 1..4 templates: cost scaling
 
 The PyTorch column needs a separate venv (kept out of the test install):
   python3.11 -m venv /work/torchvenv && /work/torchvenv/bin/pip install torch==2.14.1 transformers==4.57.6
@@ -210,6 +211,8 @@ def main(args) -> dict:
   if worker is not None:
     worker.close()
 
+  ensembles = template_scaling(args, checkpoint, texts) if args.templates > 1 else None
+
   result = {
       "model": {"size": args.size, "parameters": params, "checkpoint": checkpoint,
                 "init_range": json.load(open(os.path.join(checkpoint, "config.json")))["initializer_range"]},
@@ -250,7 +253,47 @@ def main(args) -> dict:
       entry["score_spread_std"] = float(run["scores"].std(axis=1).mean())
       entry["argmax_agreement"] = float(np.mean(run["scores"].argmax(1) == reference.argmax(1)))
     result["flax"][dtype] = entry
+  if ensembles is not None:
+    result["templates"] = ensembles
   return result
+
+
+ENSEMBLE_TEMPLATES = (TEMPLATE, "The speaker feels {}.", "I feel {}.", "{}.", "This person is {}.",
+                      "The tone of the voice is {}.", "Someone sounds {}.", "It is {}.")
+
+
+def template_scaling(args, checkpoint: str, texts: list[str]) -> dict:
+  """Prompt ensembles of 1..args.templates templates, the first --dtype: seconds per round and pairs/s.
+
+  An ensemble scores T x L pairs per transcript in the same batches, so time should grow about linearly
+  in T (pairs/s about constant); this measures it rather than assuming it.
+  """
+  from lanser_jax.labeling import labelers
+
+  if args.templates > len(ENSEMBLE_TEMPLATES):
+    raise ValueError(f"--templates={args.templates}: at most {len(ENSEMBLE_TEMPLATES)}")
+  rows = {}
+  for count in range(1, args.templates + 1):
+    config = labelers.default_config()
+    config.update(model=checkpoint, taxonomy=args.taxonomy, batch_size=args.batch_size,
+                  dtype=args.dtype.split(",")[0], max_length=args.max_length,
+                  templates=ENSEMBLE_TEMPLATES[:count])
+    if args.buckets:
+      config.length_buckets = tuple(int(b) for b in args.buckets.split(","))
+    labeler = labelers.build_labeler(config)
+    labeler.score(texts)  # compiles
+    seconds = []
+    for _ in range(args.rounds):
+      start = time.perf_counter()
+      labeler.score(texts)
+      seconds.append(time.perf_counter() - start)
+    median = statistics.median(seconds)
+    rows[count] = {"round_s": seconds, "transcripts_per_s": len(texts) / median,
+                   "pairs_per_s": len(texts) * labeler.pairs_per_text / median,
+                   "pairs_per_transcript": labeler.pairs_per_text}
+  for row in rows.values():
+    row["time_vs_one_template"] = statistics.median(row["round_s"]) / statistics.median(rows[1]["round_s"])
+  return {"dtype": args.dtype.split(",")[0], "by_count": rows}
 
 
 def report(result: dict) -> None:
@@ -280,6 +323,12 @@ def report(result: dict) -> None:
     if "best_speedup" in f:
       line += f"  best round vs best round {f['best_speedup']:.2f}x"
     print(line + f"  (first pass {f['first_pass_s']:.0f} s, {f['compiled_shapes']} shapes)")
+  if "templates" in result:
+    print(f"prompt ensembles ({result['templates']['dtype']}): templates, pairs per transcript, "
+          "transcripts/s, pairs/s, time vs one template")
+    for count, row in result["templates"]["by_count"].items():
+      print(f"  {count:2d} {row['pairs_per_transcript']:5d} {row['transcripts_per_s']:10.2f} "
+            f"{row['pairs_per_s']:10.1f} {row['time_vs_one_template']:6.2f}x")
   if "skipped" in t:
     print(f"transformers pipeline (PyTorch): skipped -- {t['skipped']}")
   else:
@@ -297,6 +346,8 @@ def parse_args(argv=None):
   parser.add_argument("--max_length", type=int, default=256)
   parser.add_argument("--dtype", default="float32,bfloat16", help="comma list: each is a column")
   parser.add_argument("--rounds", type=int, default=3)
+  parser.add_argument("--templates", type=int, default=1,
+                      help="N > 1: also time prompt ensembles of 1..N templates (cost scaling)")
   parser.add_argument("--threads", type=int, default=2, help="PyTorch intra-op threads")
   parser.add_argument("--pipeline_batch_size", type=int, default=16)
   parser.add_argument("--torch_device", default="cpu", help="where the pipeline runs: cpu, or cuda:0 on a GPU "

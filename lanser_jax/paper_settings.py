@@ -14,6 +14,8 @@ Which numbers come from the LanSER paper (Gong et al., Interspeech 2023) and whi
 
 from __future__ import annotations
 
+import os
+
 import ml_collections
 
 from input_pipeline import protocols
@@ -55,13 +57,18 @@ def weak_variant(taxonomy: str = "fine40", template: str = "conversation",
   The labelling of corpus C with that labelling lives in `DATA_ROOT/C/<variant>/` (its manifest/, asr/,
   labels/ and features/), so one experiment argument selects the matching labelling output.
   """
-  if taxonomy not in TAXONOMIES:
-    raise ValueError(f"taxonomy={taxonomy!r}: expected one of {TAXONOMIES}")
+  if taxonomy not in TAXONOMIES and not taxonomy.endswith(".txt"):  # a file: its name names the variant
+    raise ValueError(f"taxonomy={taxonomy!r}: expected one of {TAXONOMIES} or a taxonomy file (.txt)")
   if template not in TEMPLATES:
     raise ValueError(f"template={template!r}: expected one of {sorted(TEMPLATES)}")
   if labeler not in LABELERS:
     raise ValueError(f"labeler={labeler!r}: expected one of {LABELERS}")
-  return f"{taxonomy}-{template}-{labeler}"
+  return f"{taxonomy_name(taxonomy)}-{template}-{labeler}"
+
+
+def taxonomy_name(taxonomy: str) -> str:
+  """'fine40' -> 'fine40'; '/path/my_labels.txt' -> 'my_labels' (a taxonomy file's name, for folder names)."""
+  return os.path.splitext(os.path.basename(taxonomy))[0] if taxonomy.endswith(".txt") else taxonomy
 
 
 def pretrain_run_name(source: str, variant: str, soft: bool) -> str:

@@ -126,7 +126,7 @@ def test_entailment_benchmark_without_torch_measures_our_labeler(tmp_path):
   """RoBERTa-tiny, 8 transcripts, one round; the PyTorch column is skipped with its reason."""
   out = tmp_path / "entailment.json"
   proc = subprocess.run([sys.executable, os.path.join(REPO, "benchmarks", "entailment.py"), "--size=tiny",
-                         "--num_texts=8", "--rounds=1", f"--workdir={tmp_path}", f"--out={out}",
+                         "--num_texts=8", "--rounds=1", f"--workdir={tmp_path}", f"--out={out}", "--templates=2",
                          f"--torch_python={tmp_path / 'no_such_python'}"],
                         capture_output=True, text=True, timeout=240, cwd=REPO)
   assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
@@ -135,6 +135,9 @@ def test_entailment_benchmark_without_torch_measures_our_labeler(tmp_path):
   assert set(result["flax"]) == {"float32", "bfloat16"} and result["num_texts"] == 8
   for row in result["flax"].values():
     assert _positive(row["transcripts_per_s"]) and row["compiled_shapes"] >= 1
+  by_count = result["templates"]["by_count"]  # JSON keys are strings
+  assert sorted(by_count) == ["1", "2"] and by_count["2"]["pairs_per_transcript"] == 2 * 7
+  assert all(_positive(r["pairs_per_s"]) for r in by_count.values())
 
 
 def test_conv_layers_smoke_times_each_shape(tmp_path):

@@ -23,6 +23,7 @@ TEXTS = [
     "we won the game, I can not believe it!",
 ]
 MAX_LENGTH = 40
+ENSEMBLE = ("The emotion of the conversation is {}.", "The speaker feels {}.", "I am {}!")
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -91,7 +92,7 @@ def test_weak_labels():
 
 def _vocabulary(taxonomy):
   words = set()
-  for text in TEXTS + [labelers.default_config().template.format(l) for l in taxonomy]:
+  for text in TEXTS + [t.format(l) for t in ENSEMBLE for l in taxonomy]:
     words.update(text.lower().replace(",", " ").replace("!", " ").replace("?", " ").replace(".", " ").split())
   return sorted(words - {"zzz", "qqq"}) + [".", ",", "!", "?"]
 
@@ -268,6 +269,40 @@ def test_bfloat16_labeler_multiplies_with_float32_accumulation(nli, tmp_path):
   assert len(kernels) > 0 and len(f32_accumulated) == len(kernels)
 
 
+@pytest.mark.parametrize("reduce", ["probs", "logits"])
+def test_prompt_ensemble_is_the_mean_of_single_template_runs(nli, reduce):
+  """T templates in one labeler (T x L pairs per transcript, same batches and buckets) score like T separate
+  one-template labelers averaged: their probabilities ('probs') or their logits ('logits')."""
+  labeler, _ = nli
+  path = labeler.model.name
+  ensemble = labelers.build_labeler(_labeler_config(path, templates=ENSEMBLE, template_reduce=reduce))
+  assert ensemble.templates == ENSEMBLE and ensemble.pairs_per_text == 3 * 7
+  singles = [labelers.build_labeler(_labeler_config(path, template=t)) for t in ENSEMBLE]
+  got = ensemble.score(TEXTS)
+  if reduce == "probs":
+    want = np.mean([s.score(TEXTS) for s in singles], axis=0)
+  else:
+    mean_logits = np.mean([s.logits(TEXTS) for s in singles], axis=0)
+    want = entailment.scores_from_logits(mean_logits, singles[0].entail_index, None, "label_softmax")
+  np.testing.assert_allclose(ensemble.template_logits(TEXTS)[:, 1], singles[1].logits(TEXTS), atol=1e-5)
+  assert np.abs(singles[0].score(TEXTS) - singles[2].score(TEXTS)).max() > 1e-3  # templates do differ
+  np.testing.assert_allclose(got, want, atol=1e-5)
+  np.testing.assert_allclose(got.sum(axis=1), 1.0, atol=1e-5)
+  assert ensemble.num_traces <= len(ensemble.buckets)  # one compiled shape per bucket, as with one template
+
+
+def test_one_template_is_a_one_element_ensemble(nli):
+  labeler, _ = nli
+  same = labelers.build_labeler(_labeler_config(labeler.model.name, templates=(labeler.template,),
+                                                template_reduce="logits"))
+  np.testing.assert_array_equal(same.score(TEXTS), labeler.score(TEXTS))
+  assert labelers.templates_of(_labeler_config("x")) == (labelers.default_config().template,)
+  with pytest.raises(ValueError, match="no '{}'"):
+    labelers.build_labeler(_labeler_config(labeler.model.name, templates=("a {}", "no slot")))
+  with pytest.raises(ValueError, match="template_reduce"):
+    labelers.build_labeler(_labeler_config(labeler.model.name, template_reduce="median"))
+
+
 def test_unknown_kind_and_dtype(tmp_path):
   with pytest.raises(ValueError, match="kind"):
     labelers.build_labeler(_labeler_config(tmp_path, kind="magic"))
@@ -328,3 +363,22 @@ def test_sentence_encoder_scores(encoder):
       atol=1e-3)  # scores are softmax(cosine / temperature)
   mapped = labelers.load_label_mapping("ekman7", "iemocap4")
   assert [mapped[names[i]] for i in index[:3]] == ["angry", "happy", "sad"]
+
+
+@needs_minilm
+@pytest.mark.parametrize("reduce", ["probs", "logits"])
+def test_sentence_encoder_ensemble_is_the_mean_of_single_templates(encoder, reduce):
+  from lanser_jax.labeling import sentence_encoder
+  texts = list(EMOTIONAL.values())
+  common = dict(batch_size=4, length_buckets=(16, 32), temperature=encoder.temperature)
+  ensemble = sentence_encoder.SentenceEncoderLabeler(encoder.model, hf.load_tokenizer(hf.minilm_path()),
+                                                     encoder.label_names, ENSEMBLE[:2],
+                                                     template_reduce=reduce, **common)
+  singles = [sentence_encoder.SentenceEncoderLabeler(encoder.model, hf.load_tokenizer(hf.minilm_path()),
+                                                     encoder.label_names, t, **common) for t in ENSEMBLE[:2]]
+  if reduce == "probs":
+    want = np.mean([s.score(texts) for s in singles], axis=0)
+  else:
+    x = np.mean([s.similarities(texts) for s in singles], axis=0) / encoder.temperature
+    want = np.exp(x - x.max(1, keepdims=True)) / np.exp(x - x.max(1, keepdims=True)).sum(1, keepdims=True)
+  np.testing.assert_allclose(ensemble.score(texts), want, atol=1e-5)

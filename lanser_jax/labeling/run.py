@@ -7,7 +7,9 @@ r"""The offline stages, from a corpus on disk to weakly labelled training shards
 Stage     reads                                   writes (all under --workdir)
 manifest  the corpus (config.manifest)            manifest/manifest.jsonl, errors.jsonl, summary.json
 asr       manifest/manifest.jsonl + audio         asr/transcripts-*.jsonl (lanser_jax/labeling/asr.py)
-label     asr/transcripts-*.jsonl                 labels/labels-*.jsonl, labels/label_names.json
+label     asr/transcripts-*.jsonl (or, with         labels/labels-*.jsonl, labels/label_names.json
+          label.text_source=manifest, the
+          manifest's own `text`)
 features  manifest + audio (+ labels/ when        <features.dir_name>/<split>-*.array_record + stats
           features.label_source="weak")           sidecars, dataset.json, stats.json
 Each of asr, label and features also writes errors-*.jsonl and summary-*.json per piece and, once
@@ -98,22 +100,28 @@ def label_stage(config, workdir: str, process: tuple[int, int], labeler=None):
   asr_dir, stage_dir = os.path.join(workdir, "asr"), os.path.join(workdir, "labels")
   num_pieces, lc = config.output_shards, config.label
 
+  text_source = lc.get("text_source", "asr")
+  if text_source not in ("asr", "manifest"):
+    raise ValueError(f"label.text_source={text_source!r}: expected 'asr' or 'manifest'")
+
   def do_piece(piece: int):
     nonlocal labeler
     src = os.path.join(asr_dir, stages.piece_name("transcripts", piece, num_pieces, "jsonl"))
-    if not stages.piece_done(asr_dir, piece, num_pieces):
+    if text_source == "asr" and not stages.piece_done(asr_dir, piece, num_pieces):
       raise FileNotFoundError(f"{src}: ASR piece {piece} is not complete; run --stage=asr first")
     if labeler is None:
       labeler = labelers.build_labeler(config.labeler)
     names = list(labeler.label_names)
     stages.write_json(os.path.join(stage_dir, "label_names.json"), names)
-    items = list(stages.read_jsonl(src))
+    items = (list(stages.read_jsonl(src)) if text_source == "asr"
+             else manifest_texts(os.path.join(workdir, "manifest", "manifest.jsonl"), piece, num_pieces))
     progress = stages.Progress(f"label {piece}/{num_pieces}", len(items))
     with stages.PieceOutputs(stage_dir, "label", piece, num_pieces) as out:
       labels_f = out.open_jsonl("labels")
       keep = []
       for t in items:
-        why = transcript_problem(t, lc)
+        why = t.pop("rejected", None) or transcript_problem(t, lc) or (
+            labeler.language_problem(t.get("language")) if hasattr(labeler, "language_problem") else None)
         if why:
           out.error(t["utt_id"], why, t.get("text"))
         else:
@@ -121,7 +129,9 @@ def label_stage(config, workdir: str, process: tuple[int, int], labeler=None):
       progress.update(len(items) - len(keep))
       for i in range(0, len(keep), lc.batch_size):
         chunk = keep[i:i + lc.batch_size]
-        scores = np.asarray(labeler.score([t["text"] for t in chunk]), np.float32)
+        texts = [t["text"] for t in chunk]
+        scores = np.asarray(labeler.score(texts, [t.get("language") for t in chunk])  # per-language templates
+                            if hasattr(labeler, "language_problem") else labeler.score(texts), np.float32)
         index, margin = labelers.weak_labels(scores)
         for t, s, k, m in zip(chunk, scores, index, margin):
           labels_f.write(stages.json_line({
@@ -133,6 +143,22 @@ def label_stage(config, workdir: str, process: tuple[int, int], labeler=None):
       out.commit({"in": len(items), "written": len(keep)})
 
   return stages.run_pieces("label", stage_dir, num_pieces, process, do_piece, log)
+
+
+def manifest_texts(path: str, piece: int, num_pieces: int) -> list[dict]:
+  """label.text_source='manifest': the corpus's own transcripts (row.text, byte for byte) of one piece, in
+  the shape of ASR transcripts; a row without text (or a bad line) carries the reason it is rejected."""
+  from input_pipeline import manifests
+  items = []
+  for row in stages.Manifest(path).piece(piece, num_pieces):
+    if isinstance(row, manifests.RejectedRow):
+      items.append({"utt_id": row.utt_id, "text": None, "rejected": row.reason})
+    elif not isinstance(row.text, str) or not row.text.strip():
+      items.append({"utt_id": row.utt_id, "text": row.text,
+                    "rejected": "no text in the manifest (label.text_source='manifest')"})
+    else:
+      items.append({"utt_id": row.utt_id, "text": row.text, "language": row.extra.get("language")})
+  return items
 
 
 def transcript_problem(t: dict, lc) -> str | None:

@@ -8,7 +8,9 @@ mean pooling over the attention mask and L2 normalisation -- the way all-MiniLM-
 
 with temperature 0.05 by default: the scale (20) all-MiniLM-L6-v2 was trained with in its contrastive loss,
 so that similarity gaps the model was trained to care about give distinct probabilities. Scores are then on
-the same [0, 1], rows-sum-to-1 scale as the entailment labeler's default 'label_softmax' scores.
+the same [0, 1], rows-sum-to-1 scale as the entailment labeler's default 'label_softmax' scores. With several
+templates (a prompt ensemble) each label has T hypothesis embeddings; the scores are the mean over templates
+of the probabilities ('probs') or the softmax of the mean cosine / temperature ('logits').
 """
 
 from __future__ import annotations
@@ -26,16 +28,16 @@ class SentenceEncoderLabeler:
   """Scores transcripts by embedding similarity to each label's hypothesis sentence."""
 
   def __init__(self, model: hf.FlaxTextModel, tokenizer, label_names: Sequence[str],
-               template: str = "The emotion of the conversation is {}.", *, max_length: int = 256,
-               batch_size: int = 64, length_buckets: Sequence[int] = (16, 32, 64, 128),
-               sort_window: int = 1024, temperature: float = 0.05):
-    if "{}" not in template:
-      raise ValueError(f"template {template!r} has no '{{}}' for the label")
+               template: str | Sequence[str] = "The emotion of the conversation is {}.", *,
+               max_length: int = 256, batch_size: int = 64, length_buckets: Sequence[int] = (16, 32, 64, 128),
+               sort_window: int = 1024, temperature: float = 0.05, template_reduce: str = "probs"):
+    self.templates = entailment.check_templates(template)
+    self.template_reduce = entailment.check_reduce(template_reduce)
     if temperature <= 0:
       raise ValueError(f"temperature must be positive, got {temperature}")
     self.model = model
     self.label_names = list(label_names)
-    self.template = template
+    self.template = self.templates[0]
     self.temperature = float(temperature)
     self.batch_size = int(batch_size)
     self.sort_window = max(int(sort_window) // self.batch_size, 1) * self.batch_size
@@ -47,7 +49,9 @@ class SentenceEncoderLabeler:
     self._backend.enable_truncation(self.max_length)
     self.num_traces = 0
     self._embed_fn = jax.jit(self._embed)
-    self.hypothesis_embeddings = self.embed([template.format(label) for label in self.label_names])
+    # [T * L, hidden], template-major: row t * L + l is template t, label l.
+    self.hypothesis_embeddings = self.embed([t.format(label) for t in self.templates
+                                             for label in self.label_names])
 
   def _embed(self, params, input_ids, attention_mask, token_type_ids):
     self.num_traces += 1  # runs only while tracing: counts compilations
@@ -86,13 +90,30 @@ class SentenceEncoderLabeler:
       out[indices] = np.asarray(result)[:len(indices)]
     return out[inverse]
 
+  def template_similarities(self, texts: Sequence[str]) -> np.ndarray:
+    """Cosine similarity to each template's hypothesis of each label, float32 [N, T, L] in [-1, 1]."""
+    sims = self.embed(texts) @ self.hypothesis_embeddings.T
+    return sims.reshape(len(sims), len(self.templates), len(self.label_names))
+
   def similarities(self, texts: Sequence[str]) -> np.ndarray:
-    """Cosine similarity of each transcript to each label's hypothesis, float32 [N, L] in [-1, 1]."""
-    return self.embed(texts) @ self.hypothesis_embeddings.T
+    """Cosine similarity of each transcript to each label's hypothesis, float32 [N, L] in [-1, 1] (the mean
+    over templates with several)."""
+    return self.template_similarities(texts).mean(axis=1)
+
+  @property
+  def pairs_per_text(self) -> int:
+    """Hypotheses compared per transcript (the transcript itself is embedded once whatever T is)."""
+    return len(self.templates) * len(self.label_names)
 
   def score(self, texts: Sequence[str]) -> np.ndarray:
     """softmax(cosine / temperature) over labels, float32 [len(texts), len(label_names)]."""
-    x = self.similarities(texts).astype(np.float64) / self.temperature
-    x -= x.max(axis=-1, keepdims=True)
-    e = np.exp(x)
-    return (e / e.sum(axis=-1, keepdims=True)).astype(np.float32)
+    sims = self.template_similarities(texts).astype(np.float64) / self.temperature
+    if self.template_reduce == "logits":
+      return _softmax(sims.mean(axis=1)).astype(np.float32)
+    return _softmax(sims).mean(axis=1).astype(np.float32)
+
+
+def _softmax(x: np.ndarray) -> np.ndarray:
+  x = x - x.max(axis=-1, keepdims=True)
+  e = np.exp(x)
+  return e / e.sum(axis=-1, keepdims=True)

@@ -49,6 +49,7 @@ def default_config():
       # length within each call's labeler.sort_window, so at least that many: 64 padded to 1.11x the real
       # tokens, 256 to 1.07x (benchmark transcripts).
       batch_size=256,
+      text_source="asr",  # or "manifest": label the manifest's own `text` (reference transcripts), no ASR
       languages=()))  # ASR languages kept for labelling, e.g. ("en",) for an English NLI model; () keeps all
   c.labeler = labelers.default_config()
   c.features = ml_collections.ConfigDict(dict(
