@@ -135,7 +135,7 @@ class Transcriber:
     results: list[dict[str, Any] | None] = [None] * len(waves)
     alone: list[int] = []
     windows = []
-    for window in packing.plan_windows([len(w) for w in waves], WHISPER_SECONDS):
+    for window in packing.plan_windows([len(w) for w in waves]):
       if len(window) > 1:
         windows.append(window)
       else:  # the next clip did not fit, or the clip is longer than a window
@@ -222,11 +222,11 @@ class Transcriber:
 def batches(items: Iterable, num_samples: Callable[[Any], int], batch_size: int, pack: bool):
   """Groups utterances for one `transcribe` call: `batch_size` of them, or packed, as many as fill
   `batch_size` windows (the clip that would open one more waits for the next batch)."""
-  batch, windows = [], packing.WindowCounter(WHISPER_SECONDS)
+  batch, windows = [], packing.WindowCounter()
   for item in items:
     if pack and windows.add(num_samples(item)) > batch_size:
       yield batch
-      batch, windows = [], packing.WindowCounter(WHISPER_SECONDS)
+      batch, windows = [], packing.WindowCounter()
       windows.add(num_samples(item))
     batch.append(item)
     if not pack and len(batch) >= batch_size:

@@ -12,6 +12,9 @@ utterance is transcribed alone instead (asr.py counts these fallbacks):
 - a word that starts in one utterance and ends more than `TOLERANCE_SECONDS` into the next (a word
   straddling the gap, e.g. two words merged across it): both fall back;
 - words after the last utterance (invented from the padding): the last utterance falls back;
+- a word that covers more than `MAX_WORD_SECONDS` of its utterance's audio, or an utterance with fewer
+  than `MIN_WORDS_PER_SECOND` words per second of its audio: Whisper skipped speech there (the alignment
+  then stretches a neighbouring word over the skipped audio), so the words it kept may be misplaced;
 - an utterance that gets no word at all (silence, or Whisper skipped it): it falls back, so that it
   gets its own no-speech probability and empty text exactly as when transcribed alone.
 
@@ -29,8 +32,11 @@ from typing import Sequence
 
 import numpy as np
 
-GAP_SECONDS = 1.0  # silence between packed utterances
+WINDOW_SECONDS = 30.0  # Whisper's window: the most audio one packed window holds
+GAP_SECONDS = 0.5  # silence between packed utterances (see the README for why 0.5)
 TOLERANCE_SECONDS = 0.2  # slack of the alignment's word times (10 of its 20 ms frames)
+MAX_WORD_SECONDS = 1.5  # longer than any word said; also covers a word absorbing a clip's own silence
+MIN_WORDS_PER_SECOND = 0.5  # conversational speech is 2-3 words/s
 SAMPLE_RATE = 16000
 
 
@@ -38,7 +44,9 @@ class WindowCounter:
   """Places clips into windows as they come: greedy, in order, consecutive clips share a window while
   they fit in `max_seconds` with gaps between them; a clip longer than the window gets its own."""
 
-  def __init__(self, max_seconds: float = 30.0, gap_seconds: float = GAP_SECONDS):
+  def __init__(self, max_seconds: float | None = None, gap_seconds: float | None = None):
+    max_seconds = WINDOW_SECONDS if max_seconds is None else max_seconds
+    gap_seconds = GAP_SECONDS if gap_seconds is None else gap_seconds
     self.count, self._length = 0, 0
     self._limit, self._gap = int(max_seconds * SAMPLE_RATE), int(gap_seconds * SAMPLE_RATE)
 
@@ -51,8 +59,8 @@ class WindowCounter:
     return self.count
 
 
-def plan_windows(num_samples: Sequence[int], max_seconds: float = 30.0,
-                 gap_seconds: float = GAP_SECONDS) -> list[list[int]]:
+def plan_windows(num_samples: Sequence[int], max_seconds: float | None = None,
+                 gap_seconds: float | None = None) -> list[list[int]]:
   """The clips (indices) of each window, as `WindowCounter` places them."""
   counter, windows = WindowCounter(max_seconds, gap_seconds), []
   for i, n in enumerate(num_samples):
@@ -62,9 +70,10 @@ def plan_windows(num_samples: Sequence[int], max_seconds: float = 30.0,
   return windows
 
 
-def concatenate(waves: Sequence[np.ndarray], gap_seconds: float = GAP_SECONDS
+def concatenate(waves: Sequence[np.ndarray], gap_seconds: float | None = None
                 ) -> tuple[np.ndarray, list[tuple[float, float]]]:
   """The window's audio and each utterance's (start, end) in seconds within it."""
+  gap_seconds = GAP_SECONDS if gap_seconds is None else gap_seconds
   gap = np.zeros(int(gap_seconds * SAMPLE_RATE), np.float32)
   parts, spans, pos = [], [], 0
   for k, w in enumerate(waves):
@@ -107,6 +116,8 @@ def assign_words(words: Sequence[Word], spans: Sequence[tuple[float, float]],
     if j + 1 < n and w.end > spans[j + 1][0] + tolerance:  # runs well into the next utterance
       doubtful.update((j, j + 1))
       continue
+    if min(w.end, spans[j][1]) - max(w.start, spans[j][0]) > MAX_WORD_SECONDS:
+      doubtful.add(j)
     owner[i] = j
   _place_punctuation(words, owner)
   per_span: list[list[int]] = [[] for _ in range(n)]
@@ -116,8 +127,11 @@ def assign_words(words: Sequence[Word], spans: Sequence[tuple[float, float]],
   placed = [j for j in owner if j is not None]
   if any(b < a for a, b in zip(placed, placed[1:])):
     return [None] * n  # words out of order: the alignment cannot be trusted for this window
-  return [None if j in doubtful or not any(not is_punctuation(words[i].text) for i in ids)
-          else ids for j, ids in enumerate(per_span)]
+  for j, ids in enumerate(per_span):
+    num_words = sum(not is_punctuation(words[i].text) for i in ids)
+    if num_words < max(1.0, MIN_WORDS_PER_SECOND * (spans[j][1] - spans[j][0])):
+      doubtful.add(j)
+  return [None if j in doubtful else ids for j, ids in enumerate(per_span)]
 
 
 def _span_of(t: float, spans, tolerance: float) -> int | None:
