@@ -238,11 +238,12 @@ def test_killed_packed_run_resumes_without_loss_or_duplicates(transcriber, corpu
   asr.run_stage(config, workdir, (0, 1), transcriber=transcriber, log=quiet)
   before = transcripts(workdir)
   summary = stages.merge_stage(os.path.join(workdir, "asr"), 2)
-  assert summary["in"] == 9 and summary["written"] == 9
-  assert summary["packed"] + summary["alone"] + summary["fallback_unaligned"] + summary["fallback_unsure"] == 9
-  assert summary["fallback_unaligned"] >= 1  # the silent clip
+  # The silent clip is rejected when its audio is read (audio.silence_dbfs), before packing.
+  assert summary["in"] == 9 and summary["written"] == 8 and summary["reasons"] == {"silent": 1}
+  assert summary["packed"] + summary["alone"] + summary["fallback_unaligned"] + summary["fallback_unsure"] == 8
+  assert summary["packed"] >= 4
   ids = [json.loads(l)["utt_id"] for t in before.values() for l in t.decode().splitlines()]
-  assert sorted(ids) == sorted([r["utt_id"] for r in rows] + ["silent"])
+  assert sorted(ids) == sorted(r["utt_id"] for r in rows)
   # Kill piece 1 mid-write: no summary, a partial temporary file with a duplicate line.
   asr_dir = os.path.join(workdir, "asr")
   os.remove(os.path.join(asr_dir, "summary-00001-of-00002.json"))
