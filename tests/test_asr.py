@@ -71,6 +71,19 @@ def test_words_after_the_last_utterance_or_none_at_all_fall_back():
   assert packing.assign_words([word(".", 0.1, 0.5)], SPANS) == [None, None, None]
 
 
+def test_a_word_stretched_over_skipped_speech_sends_its_utterance_alone():
+  spans = [(0.0, 2.5), (3.0, 5.0)]
+  # Whisper skipped the first sentence but one word: the alignment stretches that word over its audio.
+  words = [word(" I", 0.0, 2.6), word(" two", 3.0, 3.6), word(" three", 3.6, 4.4)]
+  assert packing.assign_words(words, spans) == [None, [1, 2]]
+  # Too few words for the audio (0.5 per second): three words for 8 s of speech.
+  spans = [(0.0, 8.0), (8.5, 10.0)]
+  words = [word(" a", 0.5, 1.5), word(" b", 3.0, 4.0), word(" c", 6.0, 7.0), word(" d", 8.6, 9.0)]
+  assert packing.assign_words(words, spans) == [None, [3]]
+  words.insert(3, word(" e", 7.0, 7.5))
+  assert packing.assign_words(words, spans) == [[0, 1, 2, 3], [4]]
+
+
 def test_packing_option_is_checked():
   with pytest.raises(ValueError, match="asr.packing='yes'"):
     asr.AsrOptions(packing="yes")
