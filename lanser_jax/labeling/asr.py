@@ -12,20 +12,27 @@ Each batch is one encoder call and one beam-search call over all its clips (ever
 Whisper's 30 s window anyway, so clips of any length batch together). Audio decoding runs on
 threads ahead of the model. Clips over 30 s (only when audio.max_seconds > 30) take faster-whisper's
 sequential long-form path.
+
+With asr.packing=on (the default) consecutive short utterances share a window instead: see packing.py
+for how each gets its own words back, and `Transcriber.transcribe_packed` for how its figures are made.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import os
-from typing import Any, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 
 from lanser_jax import audio as audio_lib
-from lanser_jax.labeling import stages
+from lanser_jax.labeling import packing, stages
 
 WHISPER_SECONDS = 30.0
+# What packing reports in the stage summary: utterances given back from a shared window; alone in a window
+# because the next did not fit; fallbacks (transcribed alone) for being over 30 s, for words that could not be
+# placed unambiguously (or none at all), and for figures a label filter could reject on.
+PACKING_COUNTS = ("packed", "alone", "fallback_long", "fallback_unaligned", "fallback_unsure")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -38,6 +45,11 @@ class AsrOptions:
   beam_size: int = 5
   language: str = ""  # "" detects per utterance (multilingual models); "en" for *.en models
   decode_workers: int = 2
+  packing: str = "on"  # "on": short utterances share 30 s windows (packing.py); "off": one per window
+
+  def __post_init__(self):
+    if self.packing not in ("on", "off"):
+      raise ValueError(f"asr.packing={self.packing!r}: must be 'on' or 'off'")
 
   @classmethod
   def from_config(cls, config) -> "AsrOptions":
@@ -70,25 +82,31 @@ class Transcriber:
       return [self.options.language] * n
     return [langs[0][0].strip("<|>") for langs in self.model.model.detect_language(encoder_output)]
 
-  def transcribe(self, waves: Sequence[np.ndarray]) -> list[dict[str, Any]]:
+  def _generate(self, waves: Sequence[np.ndarray]):
+    """One encoder call and one beam search over clips of at most 30 s (each padded to 30 s)."""
     from faster_whisper.audio import pad_or_trim
-    from faster_whisper.transcribe import get_compression_ratio, get_suppressed_tokens
+    from faster_whisper.transcribe import get_suppressed_tokens
+    feats = np.stack([pad_or_trim(self.model.feature_extractor(w)[..., :-1]) for w in waves])
+    encoder_output = self.model.encode(feats)
+    languages = self._languages(encoder_output, len(waves))
+    tokenizers = [self._tokenizer(lang) for lang in languages]
+    prompts = [self.model.get_prompt(t, [], without_timestamps=True) for t in tokenizers]
+    outs = self.model.model.generate(
+        encoder_output, prompts, beam_size=self.options.beam_size, patience=1,
+        length_penalty=1, max_length=self.model.max_length, suppress_blank=True,
+        suppress_tokens=get_suppressed_tokens(tokenizers[0], [-1]), return_scores=True,
+        return_no_speech_prob=True)
+    return encoder_output, languages, tokenizers, outs
+
+  def transcribe(self, waves: Sequence[np.ndarray]) -> list[dict[str, Any]]:
+    """One utterance per window (asr.packing=off, and every utterance packing gives back)."""
+    from faster_whisper.transcribe import get_compression_ratio
     short = [i for i, w in enumerate(waves) if len(w) <= WHISPER_SECONDS * 16000]
     results: list[dict[str, Any] | None] = [None] * len(waves)
     for i in set(range(len(waves))) - set(short):
       results[i] = self._transcribe_long(waves[i])
     if short:
-      feats = np.stack([pad_or_trim(self.model.feature_extractor(waves[i])[..., :-1])
-                        for i in short])
-      encoder_output = self.model.encode(feats)
-      languages = self._languages(encoder_output, len(short))
-      tokenizers = [self._tokenizer(lang) for lang in languages]
-      prompts = [self.model.get_prompt(t, [], without_timestamps=True) for t in tokenizers]
-      outs = self.model.model.generate(
-          encoder_output, prompts, beam_size=self.options.beam_size, patience=1,
-          length_penalty=1, max_length=self.model.max_length, suppress_blank=True,
-          suppress_tokens=get_suppressed_tokens(tokenizers[0], [-1]), return_scores=True,
-          return_no_speech_prob=True)
+      _, languages, tokenizers, outs = self._generate([waves[i] for i in short])
       for i, lang, tok, out in zip(short, languages, tokenizers, outs):
         tokens = [t for t in out.sequences_ids[0] if t < tok.eot]
         text = tok.decode(tokens).strip()
@@ -98,6 +116,90 @@ class Transcriber:
                       "no_speech_prob": float(out.no_speech_prob),
                       "compression_ratio": float(get_compression_ratio(text)) if text else 0.0}
     return results
+
+  def transcribe_packed(self, waves: Sequence[np.ndarray], min_avg_logprob: float = -np.inf,
+                        max_no_speech_prob: float = np.inf
+                        ) -> tuple[list[dict[str, Any]], dict[str, int]]:
+    """Like `transcribe`, but consecutive clips share windows (packing.py); also returns counts.
+
+    Each packed utterance's figures are its own where they can be: `text` and `compression_ratio`
+    from its own tokens, `avg_logprob` the mean log-probability of its own tokens (from the alignment
+    pass, which scores the decoded tokens in the window's context), `language` the window's (one
+    language setting per piece). `no_speech_prob` is the window's: Whisper reads it before the first
+    token, so it cannot be split; each packed utterance has at least one word placed in its own audio,
+    which is the per-utterance evidence of speech. An utterance the label filters could reject on
+    these figures (avg_logprob < `min_avg_logprob`, or a window no_speech_prob > `max_no_speech_prob`)
+    is transcribed alone, so the filters decide on exactly what they would see unpacked.
+    """
+    stats = dict.fromkeys(PACKING_COUNTS, 0)
+    results: list[dict[str, Any] | None] = [None] * len(waves)
+    alone: list[int] = []
+    windows = []
+    for window in packing.plan_windows([len(w) for w in waves]):
+      if len(window) > 1:
+        windows.append(window)
+      else:  # the next clip did not fit, or the clip is longer than a window
+        alone.extend(window)
+        long = len(waves[window[0]]) > WHISPER_SECONDS * 16000
+        stats["fallback_long" if long else "alone"] += 1
+    if windows:
+      packed = [packing.concatenate([waves[i] for i in window]) for window in windows]
+      encoder_output, languages, tokenizers, outs = self._generate([audio for audio, _ in packed])
+      tokens = [[t for t in out.sequences_ids[0] if t < tok.eot] for tok, out in zip(tokenizers, outs)]
+      frames = [len(audio) // self.model.feature_extractor.hop_length for audio, _ in packed]
+      alignments = self._align(encoder_output, tokenizers, tokens, frames)
+      for k, window in enumerate(windows):
+        words = packing.words_from_alignment(tokenizers[k], tokens[k], alignments[k])
+        for i, ids in zip(window, packing.assign_words(words, packed[k][1])):
+          if ids is None:
+            alone.append(i)
+            stats["fallback_unaligned"] += 1
+            continue
+          res = self._packed_result([words[j] for j in ids], tokenizers[k], languages[k],
+                                    outs[k].no_speech_prob)
+          if res["avg_logprob"] < min_avg_logprob or res["no_speech_prob"] > max_no_speech_prob:
+            alone.append(i)
+            stats["fallback_unsure"] += 1
+            continue
+          results[i] = res
+          stats["packed"] += 1
+    alone.sort()
+    for start in range(0, len(alone), max(self.options.batch_size, 1)):
+      chunk = alone[start:start + max(self.options.batch_size, 1)]
+      for i, res in zip(chunk, self.transcribe([waves[i] for i in chunk])):
+        results[i] = res
+    return results, stats
+
+  def _align(self, encoder_output, tokenizers, tokens, frames):
+    """Cross-attention alignment of each window's decoded tokens; one call per start sequence."""
+    out = [None] * len(tokens)  # an empty window has no alignment (and no words)
+    groups: dict[tuple, list[int]] = {}
+    for k, (tok, toks) in enumerate(zip(tokenizers, tokens)):
+      if toks:  # ctranslate2 cannot align an empty sequence; such a window has no words anyway
+        groups.setdefault(tuple(tok.sot_sequence), []).append(k)
+    for sot, ks in groups.items():
+      features = encoder_output
+      if len(ks) < len(tokens):  # mixed languages (detected per window) or empty windows: a subset
+        import ctranslate2
+        host = encoder_output
+        if getattr(host, "device", "cpu") != "cpu":
+          host = host.to_device(ctranslate2.Device.cpu)
+        features = ctranslate2.StorageView.from_array(np.ascontiguousarray(np.asarray(host)[ks]))
+      results = self.model.model.align(features, list(sot), [tokens[k] for k in ks],
+                                        [frames[k] for k in ks], median_filter_width=7)
+      for k, r in zip(ks, results):
+        out[k] = r
+    return out
+
+  @staticmethod
+  def _packed_result(words, tokenizer, language: str, no_speech_prob: float) -> dict[str, Any]:
+    from faster_whisper.transcribe import get_compression_ratio
+    text = tokenizer.decode([t for w in words for t in w.tokens]).strip()
+    logprobs = [p for w in words for p in w.logprobs]
+    return {"text": text, "language": language,
+            "avg_logprob": float(np.mean(logprobs)) if logprobs else 0.0,
+            "no_speech_prob": float(no_speech_prob),
+            "compression_ratio": float(get_compression_ratio(text)) if text else 0.0}
 
   def _transcribe_long(self, wave: np.ndarray) -> dict[str, Any]:
     from faster_whisper.transcribe import get_compression_ratio
@@ -117,6 +219,23 @@ class Transcriber:
 # The stage.
 
 
+def batches(items: Iterable, num_samples: Callable[[Any], int], batch_size: int, pack: bool):
+  """Groups utterances for one `transcribe` call: `batch_size` of them, or packed, as many as fill
+  `batch_size` windows (the clip that would open one more waits for the next batch)."""
+  batch, windows = [], packing.WindowCounter()
+  for item in items:
+    if pack and windows.add(num_samples(item)) > batch_size:
+      yield batch
+      batch, windows = [], packing.WindowCounter()
+      windows.add(num_samples(item))
+    batch.append(item)
+    if not pack and len(batch) >= batch_size:
+      yield batch
+      batch = []
+  if batch:
+    yield batch
+
+
 def run_stage(config, workdir: str, process: tuple[int, int], transcriber=None, log=print):
   """Transcribes this process's pieces of the manifest; returns the pieces it ran."""
   options = AsrOptions.from_config(config.asr)
@@ -129,37 +248,48 @@ def run_stage(config, workdir: str, process: tuple[int, int], transcriber=None, 
     nonlocal transcriber
     if transcriber is None:
       transcriber = Transcriber(options)
+    # A transcriber without transcribe_packed (a test double) gets one utterance per window.
+    pack = options.packing == "on" and hasattr(transcriber, "transcribe_packed")
     start, stop = stages.piece_range(len(manifest), piece, num_pieces)
     progress = stages.Progress(f"asr {piece}/{num_pieces}", stop - start)
     with stages.PieceOutputs(stage_dir, "asr", piece, num_pieces) as out:
       transcripts = out.open_jsonl("transcripts")
       counts = {"in": 0, "written": 0, "audio_seconds": 0.0, "cropped": 0, "cropped_seconds": 0.0}
-      batch = []
+      if pack:
+        counts.update(dict.fromkeys(PACKING_COUNTS, 0))
 
-      def flush():
-        for (row, clip), res in zip(batch, transcriber.transcribe([c.samples for _, c in batch])):
+      def flush(batch):
+        waves = [c.samples for _, c in batch]
+        if pack:
+          results, stats = transcriber.transcribe_packed(
+              waves, config.label.min_avg_logprob, config.label.max_no_speech_prob)
+          for k, v in stats.items():
+            counts[k] = counts.get(k, 0) + v
+        else:
+          results = transcriber.transcribe(waves)
+        for (row, clip), res in zip(batch, results):
           transcripts.write(stages.json_line(dict(utt_id=row.utt_id, **res,
                                                   duration=round(clip.duration, 3))))
           counts["written"] += 1
         progress.update(len(batch))
-        batch.clear()
 
-      decode = lambda row: audio_lib.load(row.audio, row.offset, row.duration, audio_options)
-      rows = manifest.piece(piece, num_pieces)
-      for row, clip in stages.map_ahead(stages.per_row(decode), rows, options.decode_workers):
-        counts["in"] += 1
-        if isinstance(clip, Exception):
-          out.error(row.utt_id, stages.reason(clip, (audio_lib.AudioError,)), stages.source_of(row))
-          progress.update()
-          continue
-        counts["audio_seconds"] += clip.duration
-        counts["cropped"] += int(clip.cropped)
-        counts["cropped_seconds"] += clip.cropped_seconds
-        batch.append((row, clip))
-        if len(batch) >= options.batch_size:
-          flush()
-      if batch:
-        flush()
+      def decoded():
+        decode = lambda row: audio_lib.load(row.audio, row.offset, row.duration, audio_options)
+        rows = manifest.piece(piece, num_pieces)
+        for row, clip in stages.map_ahead(stages.per_row(decode), rows, options.decode_workers):
+          counts["in"] += 1
+          if isinstance(clip, Exception):
+            out.error(row.utt_id, stages.reason(clip, (audio_lib.AudioError,)),
+                      stages.source_of(row))
+            progress.update()
+            continue
+          counts["audio_seconds"] += clip.duration
+          counts["cropped"] += int(clip.cropped)
+          counts["cropped_seconds"] += clip.cropped_seconds
+          yield row, clip
+
+      for batch in batches(decoded(), lambda item: len(item[1].samples), options.batch_size, pack):
+        flush(batch)
       progress.close()
       out.commit(counts)
 

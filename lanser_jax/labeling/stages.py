@@ -41,7 +41,7 @@ def default_config():
       sample_rate=16000, max_seconds=30.0, min_seconds=0.25, silence_dbfs=-60.0))
   c.asr = ml_collections.ConfigDict(dict(
       model="large-v3", device="auto", compute_type="default", cpu_threads=0, batch_size=16,
-      beam_size=5, language="", decode_workers=2))
+      beam_size=5, language="", decode_workers=2, packing="on"))
   c.label = ml_collections.ConfigDict(dict(
       min_words=1, min_chars=2, max_no_speech_prob=0.6, min_avg_logprob=-1.0,
       max_compression_ratio=2.4,
