@@ -21,8 +21,8 @@ Credentials, AWS variables or profile). Nothing is written but the caller's byte
 
 Atomicity. A reader must never see half a file. On a local disk a file is written under a temporary name and
 renamed. An object store has no rename, but an object appears whole or not at all when its upload finishes,
-so `atomic_write`, `write_*` and `copy` write the object directly (buffered in memory, uploaded on success,
-never on an exception); callers that write several objects write their done-marker last.
+so `atomic_write`, `write_*` and `copy` write the object directly (a local temporary file, uploaded in one
+piece on success, never on an exception); callers that write several objects write their done-marker last.
 """
 
 from __future__ import annotations
@@ -183,15 +183,18 @@ def atomic_write(path: str, mode: str = "w", encoding: str = "utf-8", **kwargs) 
   binary = "b" in mode
   if mode not in ("w", "wb"):
     raise ValueError(f"atomic_write: mode {mode!r}, expected 'w' or 'wb'")
-  if is_url(path):
-    buf = io.BytesIO() if binary else io.StringIO(newline=kwargs.get("newline"))
-    yield buf
-    data = buf.getvalue()
-    with fs(path).open(_key(path), "wb") as f:
-      f.write(data if binary else data.encode(encoding))
+  if is_url(path):  # a local file (any size), uploaded in one piece once complete
+    d = tempfile.mkdtemp(prefix="lanser_upload_")
+    local = os.path.join(d, os.path.basename(path))
+    try:
+      with _builtin_open(local, mode, encoding=None if binary else encoding, **kwargs) as f:
+        yield f
+      fs(path).put_file(local, _key(path))
+    finally:
+      shutil.rmtree(d, ignore_errors=True)
     return
   makedirs(os.path.dirname(os.path.abspath(path)))
-  tmp = f"{path}.tmp{os.getpid()}"
+  tmp = path + ".tmp"
   try:
     with _builtin_open(tmp, mode, encoding=None if binary else encoding, **kwargs) as f:
       yield f
@@ -275,14 +278,14 @@ def copy(src: str, dst: str):
   """Copies one file between any two of local disk, gs:// and s3://; `dst` appears whole."""
   if not is_url(src) and not is_url(dst):
     makedirs(os.path.dirname(os.path.abspath(dst)))
-    tmp = f"{dst}.tmp{os.getpid()}"
+    tmp = dst + ".tmp"
     shutil.copyfile(src, tmp)
     os.replace(tmp, dst)
   elif is_url(dst) and not is_url(src):
     fs(dst).put_file(src, _key(dst))  # one upload: the object exists only once it is complete
   elif is_url(src) and not is_url(dst):
     makedirs(os.path.dirname(os.path.abspath(dst)))
-    tmp = f"{dst}.tmp{os.getpid()}"
+    tmp = dst + ".tmp"
     fs(src).get_file(_key(src), tmp)
     os.replace(tmp, dst)
   else:

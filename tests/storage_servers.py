@@ -1,5 +1,6 @@
-"""Real storage servers for the tests: a GCS emulator (gcp-storage-emulator) and an S3 server (moto in
-server mode), each started on a free 127.0.0.1 port for the test session and stopped after it.
+"""Real storage servers for the tests: a GCS emulator (gcp-storage-emulator, through tests/gcs_emulator.py,
+which adds the generation header GCS sends on downloads) and an S3 server (moto in server mode), each
+started on a free 127.0.0.1 port for the test session and stopped after it.
 
 The fixtures set the standard variables that point every client at them, and restore the environment
 afterwards: `STORAGE_EMULATOR_HOST` (google-cloud-storage, gcsfs), `TENSORSTORE_GCS_HTTP_URL` (TensorStore,
@@ -13,6 +14,7 @@ true), where `.ci/run` installs the `test` extra and they must run.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import shutil
 import socket
@@ -45,9 +47,7 @@ def _executable(name: str) -> str:
 
 
 def _need_module(name: str):
-  try:
-    __import__(name)
-  except ImportError:
+  if importlib.util.find_spec(name) is None:  # not imported: gcsfs reads its settings at import
     msg = f"python package {name} is not installed (pip install 'lanser-jax[cloud]')"
     if _in_ci():
       pytest.fail(f"{msg}: in CI the storage tests must run")
@@ -110,12 +110,13 @@ class _Env:
 @pytest.fixture(scope="session")
 def gcs_server(tmp_path_factory):
   """The GCS emulator with bucket GCS_BUCKET; yields its endpoint URL."""
-  exe = _executable("gcp-storage-emulator")
+  _executable("gcp-storage-emulator")  # installed (the launcher below imports its package)
   _need_module("gcsfs")
   port = _free_port()
   url = f"http://127.0.0.1:{port}"
   server = Server("gcp-storage-emulator",
-                  [exe, "start", "--host=127.0.0.1", f"--port={port}", "--in-memory",
+                  [sys.executable, os.path.join(os.path.dirname(__file__), "gcs_emulator.py"), "start",
+                   "--host=127.0.0.1", f"--port={port}", "--in-memory",
                    f"--default-bucket={GCS_BUCKET}", "--quiet"],
                   url, f"/storage/v1/b/{GCS_BUCKET}", str(tmp_path_factory.mktemp("gcs") / "server.log"))
   env = _Env({"STORAGE_EMULATOR_HOST": url, "TENSORSTORE_GCS_HTTP_URL": url,

@@ -19,6 +19,8 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
+from lanser_jax import fileio
+
 BUILTIN_TAXONOMIES = ("fine40", "ekman7", "iemocap4", "cremad6")
 DEFAULT_ENTAILMENT_MODEL = "roberta-large-mnli"
 DEFAULT_ENCODER_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
@@ -65,9 +67,8 @@ def load_taxonomy(name_or_path: str) -> list[str]:
   if name_or_path in BUILTIN_TAXONOMIES:
     text = (importlib.resources.files("lanser_jax") / "taxonomies" / f"{name_or_path}.txt").read_text()
     source = f"built-in taxonomy {name_or_path}"
-  elif os.path.isfile(name_or_path):
-    with open(name_or_path, encoding="utf-8") as f:
-      text = f.read()
+  elif fileio.isfile(name_or_path):
+    text = fileio.read_text(name_or_path)
     source = name_or_path
   else:
     raise FileNotFoundError(f"taxonomy {name_or_path!r} is neither a built-in name "
