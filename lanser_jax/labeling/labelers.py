@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import importlib.resources
 import json
-import os
 from typing import Protocol, Sequence
 
 import jax.numpy as jnp
