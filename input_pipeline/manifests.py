@@ -23,11 +23,14 @@ listing every dropped row in an errors file, so a bad corpus entry never stops a
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
 import re
 from typing import Any, Iterable, Iterator
+
+from lanser_jax import fileio
 
 REQUIRED_KEYS = ("utt_id", "audio", "offset", "duration", "speaker", "label", "text", "split")
 _PARQUET_REF = re.compile(r"^(?P<path>.+\.parquet)#row=(?P<row>\d+)$")
@@ -109,8 +112,8 @@ def read_manifest(path: str, resolve: bool = True, lenient: bool = False
                   ) -> Iterator[Row | RejectedRow]:
   """Streams rows. A malformed line raises ManifestError naming the file and line number, or, with
   `lenient`, comes back as a RejectedRow (utt_id "line N") so that a long job lists it and goes on."""
-  manifest_dir = os.path.dirname(os.path.abspath(path)) if resolve else None
-  with open(path, "rb") as f:  # bytes: a line that is not UTF-8 is one bad line, not a crash
+  manifest_dir = os.path.dirname(fileio.absolute(path)) if resolve else None
+  with fileio.open(path, "rb") as f:  # bytes: a line that is not UTF-8 is one bad line, not a crash
     for lineno, line in enumerate(f, 1):
       if not line.strip():
         continue
@@ -125,44 +128,37 @@ def read_manifest(path: str, resolve: bool = True, lenient: bool = False
 
 def write_manifest(path: str, rows: Iterable[Row], errors_path: str | None = None,
                    progress=None) -> dict[str, Any]:
-  """Writes rows (temp name + rename); returns counts. Duplicate ids and invalid rows are listed
+  """Writes rows (whole or not at all); returns counts. Duplicate ids and invalid rows are listed
   in `errors_path` rather than raised, so that one bad entry does not lose a long corpus scan."""
   seen: set[str] = set()
   counts = {"written": 0, "rejected": 0, "splits": {}, "labels": {}}
-  tmp, err_tmp = path + ".tmp", (errors_path + ".tmp") if errors_path else None
-  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-  err_f = open(err_tmp, "w", encoding="utf-8") if err_tmp else None
-  try:
-    with open(tmp, "w", encoding="utf-8") as f:
-      for row in rows:
-        if progress is not None:
-          progress.update()
-        if isinstance(row, RejectedRow):
-          reason, key, source = row.reason, row.utt_id, row.source
-        else:
-          try:
-            row = Row.from_json(row.to_json(), where=f"row {row.utt_id!r}")
-            reason = f"duplicate utt_id {row.utt_id!r}" if row.utt_id in seen else None
-          except ManifestError as e:
-            reason = str(e)
-          key, source = row.utt_id, row.audio
-        if reason is not None:
-          counts["rejected"] += 1
-          if err_f:
-            err_f.write(json.dumps({"utt_id": key, "stage": "manifest", "source": source,
-                                    "reason": reason}) + "\n")
-          continue
-        seen.add(row.utt_id)
-        f.write(json.dumps(row.to_json(), ensure_ascii=False) + "\n")
-        counts["written"] += 1
-        counts["splits"][str(row.split)] = counts["splits"].get(str(row.split), 0) + 1
-        counts["labels"][str(row.label)] = counts["labels"].get(str(row.label), 0) + 1
-  finally:
-    if err_f:
-      err_f.close()
-  if err_tmp:
-    os.replace(err_tmp, errors_path)
-  os.replace(tmp, path)
+  # Both written whole or not at all (fileio.atomic_write), the errors first and the manifest last.
+  with contextlib.ExitStack() as outputs:
+    f = outputs.enter_context(fileio.atomic_write(path))
+    err_f = outputs.enter_context(fileio.atomic_write(errors_path)) if errors_path else None
+    for row in rows:
+      if progress is not None:
+        progress.update()
+      if isinstance(row, RejectedRow):
+        reason, key, source = row.reason, row.utt_id, row.source
+      else:
+        try:
+          row = Row.from_json(row.to_json(), where=f"row {row.utt_id!r}")
+          reason = f"duplicate utt_id {row.utt_id!r}" if row.utt_id in seen else None
+        except ManifestError as e:
+          reason = str(e)
+        key, source = row.utt_id, row.audio
+      if reason is not None:
+        counts["rejected"] += 1
+        if err_f:
+          err_f.write(json.dumps({"utt_id": key, "stage": "manifest", "source": source,
+                                  "reason": reason}) + "\n")
+        continue
+      seen.add(row.utt_id)
+      f.write(json.dumps(row.to_json(), ensure_ascii=False) + "\n")
+      counts["written"] += 1
+      counts["splits"][str(row.split)] = counts["splits"].get(str(row.split), 0) + 1
+      counts["labels"][str(row.label)] = counts["labels"].get(str(row.label), 0) + 1
   return counts
 
 

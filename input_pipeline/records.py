@@ -11,13 +11,14 @@ A record is msgpack (via `flax.serialization`, no pickle) of a flat dict:
   utt_id: str, speaker_id: str, label: int (-1 when unknown),
   log_mel: float16 [frames, mel_bins], scores: float32 [num_scores] or None (soft weak label).
 
-Shards are written under a temporary name and renamed when complete, so a shard that exists is whole.
+Shards are written under a temporary name and renamed when complete, so a shard that exists is whole. The
+folder may be a gs:// or s3:// URL (lanser_jax.fileio): shards are then written locally and uploaded whole;
+reading them from a URL is `check_readable`'s subject.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import glob
 import json
 import os
 import re
@@ -26,6 +27,8 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 from array_record.python import array_record_module
 from flax import serialization
+
+from lanser_jax import fileio
 
 FORMAT_VERSION = 1
 NO_LABEL = -1
@@ -90,7 +93,7 @@ def shard_name(split: str, index: int, count: int) -> str:
 
 def list_shards(data_dir: str, split: str) -> list[str]:
   """All shards of a split, sorted; fails if the set is incomplete or mixes shard counts."""
-  paths = sorted(glob.glob(os.path.join(data_dir, f"{split}-*-of-*.array_record")))
+  paths = fileio.glob(os.path.join(data_dir, f"{split}-*-of-*.array_record"))
   if not paths:
     raise RecordError(f"{data_dir}: no shards for split {split!r} (expected {shard_name(split, 0, 1)} ...)")
   counts = {int(_SHARD_RE.match(os.path.basename(p))["count"]) for p in paths}
@@ -164,9 +167,13 @@ class ShardWriter:
   """Writes one shard under a temporary name; `close()` renames it and writes its stats sidecar."""
 
   def __init__(self, data_dir: str, split: str, index: int, count: int, num_mel_bins: int):
-    os.makedirs(data_dir, exist_ok=True)
+    fileio.makedirs(data_dir)
     self.path = os.path.join(data_dir, shard_name(split, index, count))
-    self._tmp = self.path + ".tmp"
+    # The C++ writer writes local files only: a shard for a bucket is written in a local temporary folder
+    # and uploaded whole when complete (the object then appears at once, like the local rename).
+    self._staging = fileio.local_staging_dir("lanser_shard_") if fileio.is_url(self.path) else None
+    self._tmp = (os.path.join(self._staging, os.path.basename(self.path)) if self._staging
+                 else self.path + ".tmp")
     self._writer = array_record_module.ArrayRecordWriter(self._tmp, "group_size:1")
     self.stats = RunningStats(num_mel_bins)
 
@@ -180,12 +187,15 @@ class ShardWriter:
   def close(self):
     self._writer.close()
     write_json(self.path.removesuffix(".array_record") + ".stats.json", self.stats.to_json())
-    os.replace(self._tmp, self.path)
+    fileio.rename(self._tmp, self.path)  # to a bucket: an upload, then the local copy is deleted
+    if self._staging:
+      fileio.rmtree(self._staging)
 
   def abort(self):
     self._writer.close()
-    if os.path.exists(self._tmp):
-      os.remove(self._tmp)
+    fileio.remove(self._tmp)
+    if self._staging:
+      fileio.rmtree(self._staging)
 
   def __enter__(self):
     return self
@@ -205,12 +215,43 @@ def write_split(data_dir: str, split: str, examples: Sequence[Example], num_shar
   return [w.path for w in writers]
 
 
+def check_readable(data_dir: str, split: str):
+  """Fails at start, with what to do, where the ArrayRecord reader cannot open this folder's shards.
+
+  The reader (C++) opens local paths and, from array_record 0.8.6 on, gs:// objects through its own GCS
+  client (Application Default Credentials; `CLOUD_STORAGE_EMULATOR_ENDPOINT` for an emulator). It has no
+  s3:// (or other URL) support; there, and for a gs:// bucket it cannot reach, the path is a mount of the
+  bucket: gcsfuse (what MaxText documents for Grain on TPU), mountpoint-s3 or s3fs-fuse.
+  """
+  if not fileio.is_url(data_dir):
+    return
+  mount = ("mount the bucket (gs://: gcsfuse --implicit-dirs BUCKET /mnt/BUCKET; s3://: mount-s3 BUCKET "
+           "/mnt/BUCKET) and set data.dir to the mounted folder")
+  if fileio.scheme(data_dir) != "gs":
+    raise RecordError(f"{data_dir}: the ArrayRecord reader cannot read {fileio.scheme(data_dir)}:// URLs; "
+                      f"{mount}")
+  first = list_shards(data_dir, split)[0]
+  try:
+    reader = array_record_module.ArrayRecordReader(first, "readahead_buffer_size:0")
+    try:
+      ok = reader.ok() and reader.num_records() > 0
+      if ok:
+        reader.read([0])
+    finally:
+      reader.close()
+  except RuntimeError as e:
+    raise RecordError(f"{first}: the ArrayRecord reader cannot read this shard ({e}); {mount}") from e
+  if not ok:
+    raise RecordError(f"{first}: the ArrayRecord reader cannot open this shard (array_record's GCS client "
+                      f"could not reach it, or it is empty); {mount}")
+
+
 def merge_split_stats(data_dir: str, split: str) -> RunningStats:
   """Merges the stats sidecars of all shards of a split."""
   total = None
   for path in list_shards(data_dir, split):
     sidecar = path.removesuffix(".array_record") + ".stats.json"
-    if not os.path.exists(sidecar):
+    if not fileio.exists(sidecar):
       raise RecordError(f"{sidecar}: missing stats sidecar of shard {path}")
     s = RunningStats.from_json(read_json(sidecar))
     total = s if total is None else total.merge(s)
@@ -246,7 +287,7 @@ def write_dataset_info(data_dir: str, label_names: Sequence[str], feature: dict[
 
 def read_dataset_info(data_dir: str) -> dict[str, Any]:
   path = os.path.join(data_dir, "dataset.json")
-  if not os.path.exists(path):
+  if not fileio.exists(path):
     raise RecordError(f"{path}: missing; a feature folder needs dataset.json (see input_pipeline/records.py)")
   info = read_json(path)
   for key in ("label_names", "feature", "splits"):
@@ -257,7 +298,7 @@ def read_dataset_info(data_dir: str) -> dict[str, Any]:
 
 def read_stats(path: str) -> tuple[np.ndarray, np.ndarray]:
   """Per-bin (mean, std) as float32 from a stats.json."""
-  if not os.path.exists(path):
+  if not fileio.exists(path):
     raise RecordError(f"{path}: normalisation stats file not found")
   d = read_json(path)
   try:
@@ -268,14 +309,11 @@ def read_stats(path: str) -> tuple[np.ndarray, np.ndarray]:
 
 def write_json(path: str, obj: Any):
   """Writes JSON under a temporary name, then renames: a reader never sees half a file. The project's one
-  JSON writer (stats sidecars, dataset.json, results.json, stage summaries)."""
-  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-  tmp = path + ".tmp"
-  with open(tmp, "w", encoding="utf-8") as f:
+  JSON writer (stats sidecars, dataset.json, results.json, stage summaries). In a bucket: the object is
+  written whole (fileio.atomic_write)."""
+  with fileio.atomic_write(path) as f:
     json.dump(obj, f, indent=1, ensure_ascii=False)
-  os.replace(tmp, path)
 
 
 def read_json(path: str) -> Any:
-  with open(path, encoding="utf-8") as f:
-    return json.load(f)
+  return fileio.read_json(path)

@@ -29,7 +29,6 @@ From scratch and the linear probe are training runs: see experiments/finetune_*.
 from __future__ import annotations
 
 import argparse
-import glob
 import json
 import os
 from typing import Any, Sequence
@@ -37,7 +36,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from input_pipeline import records
-from lanser_jax import metrics
+from lanser_jax import fileio, metrics
 
 NO_PREDICTION = "(no prediction)"
 
@@ -173,16 +172,15 @@ def majority(data_dir: str, train_split: str = "train", test_split: str = "test"
 def read_weak_labels(labels_dir: str) -> tuple[list[str], dict[str, dict[str, Any]]]:
   """label_names.json and {utt_id: its labels-*.jsonl row (label, label_index, scores)}."""
   names_path = os.path.join(labels_dir, "label_names.json")
-  if not os.path.exists(names_path):
+  if not fileio.exists(names_path):
     raise FileNotFoundError(f"{names_path}: missing; run the label stage (--stage=label) first")
-  with open(names_path) as f:
-    names = json.load(f)
-  paths = sorted(glob.glob(os.path.join(labels_dir, "labels-*.jsonl")))
+  names = fileio.read_json(names_path)
+  paths = fileio.glob(os.path.join(labels_dir, "labels-*.jsonl"))
   if not paths:
     raise FileNotFoundError(f"{labels_dir}: no labels-*.jsonl pieces")
   weak = {}
   for path in paths:
-    with open(path) as f:
+    with fileio.open(path) as f:
       for lineno, line in enumerate(f, 1):
         if line.strip():
           row = json.loads(line)
@@ -251,10 +249,8 @@ def zero_shot(data_dir: str, pretrain: str, target_set: str, taxonomy: str = "",
   from input_pipeline import pipeline
   from lanser_jax import checkpointing, models
 
-  with open(os.path.join(pretrain, "config.json")) as f:
-    config = json.load(f)
-  with open(os.path.join(pretrain, "data", "label_names.json")) as f:
-    fine_names = json.load(f)
+  config = fileio.read_json(os.path.join(pretrain, "config.json"))
+  fine_names = fileio.read_json(os.path.join(pretrain, "data", "label_names.json"))
   taxonomy = taxonomy or infer_taxonomy(fine_names)
   variables = checkpointing.load_variables(checkpointing.resolve_state_path(pretrain, step))
   model = models.create_model(config["model"]["name"], len(fine_names), config["model"]["width"],
@@ -273,7 +269,7 @@ def zero_shot(data_dir: str, pretrain: str, target_set: str, taxonomy: str = "",
   utt_logits = pipeline.average_window_logits(eval_set, np.concatenate(utts), np.concatenate(logits))
   table, dropped = map_predictions(fine_names, taxonomy, target_set, class_names)
   result = _both_rules(eval_set.labels, utt_logits, table, class_names, fine_names, argmax, test_split)
-  return {"baseline": "zero_shot", "pretrain": os.path.abspath(pretrain), "taxonomy": taxonomy,
+  return {"baseline": "zero_shot", "pretrain": fileio.absolute(pretrain), "taxonomy": taxonomy,
           "target_set": target_set, "labels_mapped_to_nothing": dropped, **result}
 
 

@@ -24,6 +24,8 @@ import orbax.checkpoint as ocp
 from absl import logging
 from orbax.checkpoint import checkpoint_managers as policies
 
+from lanser_jax import fileio
+
 CHECKPOINT_DIR = "checkpoints"
 _cpu_handler_registered = False
 
@@ -43,8 +45,25 @@ def create_manager(workdir: str, keep: int, best_metric: str) -> ocp.CheckpointM
   ])
   options = ocp.CheckpointManagerOptions(preservation_policy=policy, enable_async_checkpointing=True,
                                          cleanup_tmp_directories=True)
-  return ocp.CheckpointManager(os.path.abspath(os.path.join(workdir, CHECKPOINT_DIR)), options=options,
-                               item_names=("state", "data_iter"))
+  return ocp.CheckpointManager(checkpoint_root(workdir), options=options, item_names=("state", "data_iter"))
+
+
+def checkpoint_root(workdir: str) -> str:
+  """`<workdir>/checkpoints`, absolute; a gs:// URL goes to Orbax as it is (TensorStore writes the arrays
+  to the bucket itself)."""
+  root = fileio.absolute(os.path.join(workdir, CHECKPOINT_DIR))
+  check_orbax_can_write(root)
+  return root
+
+
+def check_orbax_can_write(path: str):
+  """Orbax 0.12 builds TensorStore specs for local paths and gs:// only: for s3:// it stops at the first
+  array with "Checkpoint path should be absolute". Say so before any work is done."""
+  if fileio.scheme(path) == "s3":
+    raise ValueError(
+        f"{path}: Orbax {getattr(ocp, '__version__', '')} cannot write or read checkpoints at s3:// URLs "
+        "(its TensorStore spec builder knows local paths and gs:// only). Mount the bucket (mountpoint-s3 or "
+        "s3fs-fuse) and pass the mounted folder as the workdir, or use a gs:// or local workdir.")
 
 
 class CheckpointError(RuntimeError):
@@ -68,7 +87,7 @@ def restore_state(manager: ocp.CheckpointManager, step: int, abstract_state: Any
 def has_iterator_state_for_this_job(manager: ocp.CheckpointManager, step: int) -> bool:
   """Grain writes one iterator file per process (process_<i>-of-<n>.json): usable only with the same n."""
   name = f"process_{jax.process_index()}-of-{jax.process_count()}.json"
-  return os.path.exists(os.path.join(str(manager.directory), str(step), "data_iter", name))
+  return fileio.exists(os.path.join(str(manager.directory), str(step), "data_iter", name))
 
 
 def best_metric_value(manager: ocp.CheckpointManager, metric: str) -> float:
@@ -209,13 +228,14 @@ def restore_for_resume(make_manager: Callable[[], ocp.CheckpointManager], abstra
 
 def resolve_state_path(path: str, which: str | int = "best") -> str:
   """A workdir, a `checkpoints/` folder or a step folder -> the step's `state` item folder."""
-  path = os.path.abspath(path)
-  if os.path.basename(path) == "state" and os.path.isdir(path):
+  path = fileio.absolute(path.rstrip("/"))
+  check_orbax_can_write(path)
+  if os.path.basename(path) == "state" and fileio.isdir(path):
     return path
-  if os.path.isdir(os.path.join(path, "state")):  # a step folder
+  if fileio.isdir(os.path.join(path, "state")):  # a step folder
     return os.path.join(path, "state")
-  root = os.path.join(path, CHECKPOINT_DIR) if os.path.isdir(os.path.join(path, CHECKPOINT_DIR)) else path
-  if not os.path.isdir(root):
+  root = os.path.join(path, CHECKPOINT_DIR) if fileio.isdir(os.path.join(path, CHECKPOINT_DIR)) else path
+  if not fileio.isdir(root):
     raise FileNotFoundError(f"{path}: not a workdir, checkpoint folder or checkpoint step")
   manager = ocp.CheckpointManager(root, options=ocp.CheckpointManagerOptions(read_only=True),
                                   item_names=("state", "data_iter"))

@@ -21,6 +21,8 @@ from typing import Iterator, Sequence
 
 import numpy as np
 
+from lanser_jax import fileio
+
 
 def log(msg: str):
   print(msg, file=sys.stderr, flush=True)
@@ -46,7 +48,7 @@ def read_rows(path: str) -> Iterator[tuple[str, object]]:
 
 
 def count_lines(path: str) -> int:
-  with open(path, encoding="utf-8") as f:
+  with fileio.open(path, encoding="utf-8") as f:
     return sum(1 for line in f if line.strip())
 
 
@@ -57,10 +59,15 @@ class Outputs:
   def __init__(self, output: str, errors: str, label_names: Sequence[str]):
     self.output, self.errors, self.label_names = output, errors, list(label_names)
     self.npz = output.endswith(".npz")
-    for p in (output, errors):
-      os.makedirs(os.path.dirname(os.path.abspath(p)), exist_ok=True)
-    self._errors_f = open(errors + ".tmp", "w", encoding="utf-8")
-    self._out_f = None if self.npz else open(output + ".tmp", "w", encoding="utf-8")
+    # Temporary names beside the outputs, or in a local folder for outputs in a bucket (uploaded at commit).
+    staging = (fileio.local_staging_dir("lanser_embed_") if fileio.is_url(output) or fileio.is_url(errors)
+               else None)
+    self._tmp = {p: os.path.join(staging, os.path.basename(p)) if staging else p + ".tmp"
+                 for p in (output, errors)}
+    for p in self._tmp.values():
+      fileio.makedirs(os.path.dirname(os.path.abspath(p)))
+    self._errors_f = fileio.open(self._tmp[errors], "w", encoding="utf-8")
+    self._out_f = None if self.npz else fileio.open(self._tmp[output], "w", encoding="utf-8")
     self.utt_ids, self.embeddings, self.probabilities = [], [], []
     self.written = self.failed = 0
 
@@ -86,13 +93,13 @@ class Outputs:
       emb = np.stack(self.embeddings) if self.embeddings else np.zeros((0, dim), np.float32)
       probs = (np.stack(self.probabilities) if self.probabilities
                else np.zeros((0, len(self.label_names)), np.float32))
-      with open(self.output + ".tmp", "wb") as f:  # a file object: np.savez would append .npz to a name
+      with fileio.open(self._tmp[self.output], "wb") as f:  # a file object: np.savez would add .npz
         np.savez(f, utt_id=np.asarray(self.utt_ids, dtype=str), embedding=emb.astype(np.float32),
                  probabilities=probs.astype(np.float32), label_names=np.asarray(self.label_names, dtype=str))
     else:
       self._out_f.close()
-    os.replace(self.errors + ".tmp", self.errors)
-    os.replace(self.output + ".tmp", self.output)  # last: a finished output means a finished run
+    fileio.rename(self._tmp[self.errors], self.errors)
+    fileio.rename(self._tmp[self.output], self.output)  # last: a finished output means a finished run
 
 
 def embed_manifest(clf, manifest: str, output: str, errors: str, chunk: int = 64,
@@ -157,7 +164,7 @@ def parse_args(argv: Sequence[str] | None):
 def main(argv: Sequence[str] | None = None) -> int:
   args = parse_args(argv)
   errors = args.errors or args.output + ".errors.jsonl"
-  if os.path.exists(args.output) and not args.overwrite:
+  if fileio.exists(args.output) and not args.overwrite:
     log(f"{args.output} exists: skipped (pass --overwrite to redo it)")
     return 0
   os.environ.setdefault("HF_HUB_OFFLINE", "1")

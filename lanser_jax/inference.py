@@ -15,7 +15,6 @@ evaluation does (input_pipeline/pipeline.py).
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import os
 from typing import Any, Mapping, Sequence
@@ -28,7 +27,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from input_pipeline import pipeline
 from lanser_jax import audio as audio_lib
-from lanser_jax import checkpointing, config_lib, features, models
+from lanser_jax import checkpointing, config_lib, features, fileio, models
 
 DEFAULT_MAX_SECONDS = 600.0  # longer audio is cropped; every window of what is kept is averaged
 
@@ -62,10 +61,12 @@ class Prediction:
 
 def find_workdir(path: str) -> str:
   """The run folder (with config.json and data/) of a workdir, checkpoints folder, step or state folder."""
-  here = os.path.abspath(path)
+  here = fileio.absolute(path.rstrip("/"))
   for _ in range(4):  # workdir / checkpoints / <step> / state
-    if os.path.exists(os.path.join(here, "config.json")) and os.path.isdir(os.path.join(here, "data")):
+    if fileio.exists(os.path.join(here, "config.json")) and fileio.isdir(os.path.join(here, "data")):
       return here
+    if fileio.is_url(here) and here.count("/") <= 3:  # gs://bucket/x: nothing above the bucket's top
+      break
     here = os.path.dirname(here)
   raise FileNotFoundError(f"{path}: no training workdir (config.json and data/) at or above it; pass "
                           "workdir= to say which run's settings to use")
@@ -73,18 +74,16 @@ def find_workdir(path: str) -> str:
 
 def read_config(workdir: str, overrides: Mapping[str, Any] | None = None) -> ml_collections.ConfigDict:
   """config.json of a run, with `{"model.width": 0.5, ...}` overrides (unknown keys fail)."""
-  with open(os.path.join(workdir, "config.json")) as f:
-    config = ml_collections.ConfigDict(json.load(f))
+  config = ml_collections.ConfigDict(fileio.read_json(os.path.join(workdir, "config.json")))
   for key, value in (overrides or {}).items():
     config_lib.set_override(config, key, value, where=f"{workdir}/config.json")
   return config
 
 
 def _read_json(path: str) -> Any:
-  if not os.path.exists(path):
+  if not fileio.exists(path):
     raise FileNotFoundError(f"{path}: missing; the workdir was not written by lanser_jax.train")
-  with open(path) as f:
-    return json.load(f)
+  return fileio.read_json(path)
 
 
 def load(path: str, step: int | str | None = None, *, workdir: str | None = None,

@@ -16,6 +16,8 @@ import os
 import sys
 from typing import Iterable, Iterator, Sequence
 
+from lanser_jax import fileio
+
 AUDIO_EXTENSIONS = (".wav", ".flac", ".mp3", ".ogg", ".opus", ".m4a", ".aac", ".aif", ".aiff", ".au",
                     ".webm", ".mp4", ".mkv")
 FORMATS = ("table", "csv", "jsonl")
@@ -153,11 +155,9 @@ def main(argv: Sequence[str] | None = None) -> int:
       f"labels {list(clf.label_names)}")
   progress = stages.Progress("predict", len(files), stream=sys.stderr) if len(files) > 1 else None
   if args.output:
-    tmp = args.output + ".tmp"  # renamed when complete, so a partial output never looks finished
-    with open(tmp, "w", encoding="utf-8") as out:
+    with fileio.atomic_write(args.output) as out:  # appears when complete: never a partial output
       rows = write_rows(classify_files(clf, files, decode_workers=args.decode_workers, progress=progress),
                         args.format, out, clf.label_names)
-    os.replace(tmp, args.output)
   else:
     rows = write_rows(classify_files(clf, files, decode_workers=args.decode_workers, progress=progress),
                       args.format, sys.stdout, clf.label_names)

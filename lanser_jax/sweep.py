@@ -34,7 +34,7 @@ from typing import Any, Iterable
 
 import numpy as np
 
-from lanser_jax import config_lib
+from lanser_jax import config_lib, fileio
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RESULTS = "results.json"
@@ -47,7 +47,7 @@ AVERAGED_AXES = ("seed", "fold")  # aggregated over; every other axis makes a ro
 
 def resolve_path(path: str) -> str:
   """A path as given, else relative to the repository (sweeps name experiment files repo-relative)."""
-  if os.path.exists(path) or os.path.isabs(path):
+  if fileio.exists(path) or os.path.isabs(path):
     return path
   return os.path.join(REPO_ROOT, path)
 
@@ -94,7 +94,7 @@ def select(cells: list[dict[str, Any]], only: dict[str, set[str]]) -> list[dict[
 
 
 def is_done(root: str, cell: dict[str, Any]) -> bool:
-  return os.path.exists(os.path.join(root, cell["name"], RESULTS))
+  return fileio.exists(os.path.join(root, cell["name"], RESULTS))
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -132,21 +132,26 @@ def run_in_process(root: str, cell: dict[str, Any]):
     from lanser_jax import baselines
     flags = dict(cell["baseline"])
     baselines.run_baseline(flags.pop("kind"), workdir, **flags)
-  if not os.path.exists(os.path.join(workdir, RESULTS)):
+  if not fileio.exists(os.path.join(workdir, RESULTS)):
     raise RuntimeError(f"{workdir}: finished without writing {RESULTS} (preempted?)")
 
 
 def run_subprocess(root: str, cell: dict[str, Any]):
   """Runs one cell as `python -m ...` with its output in <workdir>/sweep_log.txt."""
   workdir = os.path.join(root, cell["name"])
-  os.makedirs(workdir, exist_ok=True)
+  fileio.makedirs(workdir)
   log_path = os.path.join(workdir, "sweep_log.txt")
-  with open(log_path, "ab") as log:
+  # A bucket cannot take the output as it comes: it goes to a local file, copied into the workdir after.
+  local_log = (os.path.join(fileio.local_staging_dir("lanser_sweep_"), "sweep_log.txt")
+               if fileio.is_url(workdir) else log_path)
+  with fileio.open(local_log, "ab") as log:
     rc = subprocess.call(command(root, cell, sys.executable), stdout=log, stderr=subprocess.STDOUT,
                          cwd=REPO_ROOT)
-  if rc != 0 or not os.path.exists(os.path.join(workdir, RESULTS)):
-    with open(log_path, "rb") as f:
-      f.seek(max(0, os.path.getsize(log_path) - 1500))
+  if local_log != log_path:
+    fileio.copy(local_log, log_path)
+  if rc != 0 or not fileio.exists(os.path.join(workdir, RESULTS)):
+    with fileio.open(local_log, "rb") as f:
+      f.seek(max(0, fileio.getsize(local_log) - 1500))
       tail = f.read().decode(errors="replace")
     raise RuntimeError(f"exit code {rc}, results.json {'missing' if rc == 0 else 'not written'}; "
                        f"log {log_path} ends:\n{tail}")
@@ -155,7 +160,7 @@ def run_subprocess(root: str, cell: dict[str, Any]):
 def run_cells(root: str, cells: list[dict[str, Any]], in_process: bool = False,
               log=print) -> dict[str, int]:
   """Runs the unfinished cells in order; failures go to <root>/sweep_errors.jsonl and the sweep goes on."""
-  os.makedirs(root, exist_ok=True)
+  fileio.makedirs(root)
   todo = [c for c in cells if not is_done(root, c)]
   counts = {"cells": len(cells), "skipped": len(cells) - len(todo), "ran": 0, "failed": 0}
   log(f"sweep: {len(cells)} cells, {counts['skipped']} already done, {len(todo)} to run")
@@ -169,10 +174,9 @@ def run_cells(root: str, cells: list[dict[str, Any]], in_process: bool = False,
     except Exception as e:  # noqa: BLE001 -- one bad cell must not stop a night of runs
       counts["failed"] += 1
       status = f"FAILED ({type(e).__name__})"
-      with open(os.path.join(root, "sweep_errors.jsonl"), "a") as f:
-        f.write(json.dumps({"name": cell["name"], "axes": cell["axes"], "time": time.time(),
-                            "error": f"{type(e).__name__}: {e}",
-                            "traceback": traceback.format_exc(limit=5)}) + "\n")
+      fileio.append_jsonl(os.path.join(root, "sweep_errors.jsonl"), [{
+          "name": cell["name"], "axes": cell["axes"], "time": time.time(),
+          "error": f"{type(e).__name__}: {e}", "traceback": traceback.format_exc(limit=5)}])
     elapsed = time.time() - t0
     eta = elapsed / (i + 1) * (len(todo) - i - 1)
     log(f"[{i + 1}/{len(todo)}] {cell['name']}: {status} in {time.time() - t_cell:.0f} s; "
@@ -202,9 +206,8 @@ def aggregate(root: str, cells: list[dict[str, Any]], split: str = "test",
     group = groups.setdefault(key, {"axes": axes, "ua": [], "wa": [], "missing": 0})
     path = os.path.join(root, cell["name"], RESULTS)
     result = None
-    if os.path.exists(path):
-      with open(path) as f:
-        result = json.load(f).get(split)
+    if fileio.exists(path):
+      result = fileio.read_json(path).get(split)
     if result is None:
       group["missing"] += 1
       continue
@@ -238,13 +241,12 @@ def write_table(rows: list[dict[str, Any]], out_prefix: str, split: str = "test"
   """<out_prefix>.csv (fractions, 4 decimals) and <out_prefix>.md (percent, mean ± std)."""
   axes = _axis_names(rows)
   stats = ["ua_mean", "ua_std", "wa_mean", "wa_std", "n", "missing"]
-  with open(out_prefix + ".csv.tmp", "w", newline="") as f:
+  with fileio.atomic_write(out_prefix + ".csv", "w", newline="") as f:
     writer = csv.writer(f)
     writer.writerow(axes + stats)
     for r in rows:
       writer.writerow([r.get(a, "") for a in axes]
                       + [f"{r[s]:.4f}" if isinstance(r[s], float) else r[s] for s in stats])
-  os.replace(out_prefix + ".csv.tmp", out_prefix + ".csv")
   pct = lambda m, s: "–" if np.isnan(m) else f"{100 * m:.1f} ± {100 * s:.1f}"  # noqa: E731
   lines = [f"Test split `{split}`: mean ± sample std (%) over {over}; n = runs with results.", "",
            "| " + " | ".join(axes + ["UA", "WA", "n", "missing"]) + " |",
@@ -253,9 +255,7 @@ def write_table(rows: list[dict[str, Any]], out_prefix: str, split: str = "test"
     lines.append("| " + " | ".join([str(r.get(a, "")) for a in axes]
                                    + [pct(r["ua_mean"], r["ua_std"]), pct(r["wa_mean"], r["wa_std"]),
                                       str(r["n"]), str(r["missing"])]) + " |")
-  with open(out_prefix + ".md.tmp", "w") as f:
-    f.write("\n".join(lines) + "\n")
-  os.replace(out_prefix + ".md.tmp", out_prefix + ".md")
+  fileio.write_text(out_prefix + ".md", "\n".join(lines) + "\n")
 
 
 def write_fold_tables(fold_rows: list[dict[str, Any]], out_prefix: str, split: str = "test") -> list[str]:
@@ -314,9 +314,9 @@ def plot_ua_vs_fraction(rows: list[dict[str, Any]], path: str, line_axis: str = 
     ax.grid(alpha=0.3)
     ax.legend(title=line_axis)
   fig.tight_layout()
-  fig.savefig(path + ".tmp.png", dpi=120)
+  with fileio.atomic_write(path, "wb") as f:
+    fig.savefig(f, format="png", dpi=120)
   plt.close(fig)
-  os.replace(path + ".tmp.png", path)
   return True
 
 
@@ -350,15 +350,14 @@ def main(argv: list[str] | None = None) -> int:
     counts = run_cells(a.root, cells, in_process=a.in_process)
     return 1 if counts["failed"] else 0
   rows = aggregate(a.root, cells, a.split)
-  os.makedirs(a.root, exist_ok=True)
+  fileio.makedirs(a.root)
   prefix = os.path.join(a.root, "aggregate")
   write_table(rows, prefix, a.split)
   fold_lines = write_fold_tables(aggregate(a.root, cells, a.split, averaged=("seed",)), prefix, a.split)
   with open(prefix + ".md", "a") as f:
     f.write("\n".join(fold_lines) + ("\n" if fold_lines else ""))
   plotted = plot_ua_vs_fraction(rows, os.path.join(a.root, "ua_vs_fraction.png"))
-  with open(prefix + ".md") as f:
-    print(f.read())
+print(fileio.read_text(prefix + ".md"))
   print(f"wrote {prefix}.md, {prefix}.csv, {prefix}_folds.csv" + (f", {a.root}/ua_vs_fraction.png" if plotted else ""))
   return 0
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
 import time
 from typing import Any
 
@@ -31,7 +30,7 @@ from jax.experimental import multihost_utils
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from input_pipeline import pipeline, records, subsets
-from lanser_jax import checkpointing, metrics, models, writers
+from lanser_jax import checkpointing, fileio, metrics, models, writers
 
 
 class TrainState(train_state.TrainState):
@@ -216,13 +215,11 @@ def save_run_info(workdir: str, config: ml_collections.ConfigDict, data_dir: str
   """The resolved config and the data description, so inference never asks the user to re-enter them."""
   if jax.process_index() != 0:
     return
-  with open(os.path.join(workdir, "config.json"), "w") as f:
-    f.write(config.to_json_best_effort(indent=1, sort_keys=True))
-  os.makedirs(os.path.join(workdir, "data"), exist_ok=True)
-  shutil.copyfile(os.path.join(data_dir, "dataset.json"), os.path.join(workdir, "data", "dataset.json"))
-  shutil.copyfile(stats_file, os.path.join(workdir, "data", "stats.json"))
-  with open(os.path.join(workdir, "data", "label_names.json"), "w") as f:
-    json.dump(label_names, f)
+  fileio.write_text(os.path.join(workdir, "config.json"), config.to_json_best_effort(indent=1, sort_keys=True))
+  fileio.makedirs(os.path.join(workdir, "data"))
+  fileio.copy(os.path.join(data_dir, "dataset.json"), os.path.join(workdir, "data", "dataset.json"))
+  fileio.copy(stats_file, os.path.join(workdir, "data", "stats.json"))
+  fileio.write_text(os.path.join(workdir, "data", "label_names.json"), json.dumps(label_names))
 
 
 def data_spec_of(c: ml_collections.ConfigDict, info: dict[str, Any], subset) -> dict[str, Any]:
@@ -285,13 +282,15 @@ def check_finite(steps: list[tuple[int, dict[str, jax.Array]]], manager) -> None
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   """Trains, evaluates and checkpoints; returns (and writes to `<workdir>/results.json`) the final metrics."""
   t_start = time.time()
-  os.makedirs(workdir, exist_ok=True)
+  checkpointing.check_orbax_can_write(workdir)  # before anything is written
+  fileio.makedirs(workdir)
   c = config
 
   # ----- Data description ------------------------------------------------------------------------------
   if not c.data.dir:
     raise ValueError("config.data.dir is empty: set it to a feature folder (--config.data.dir=...)")
   info = records.read_dataset_info(c.data.dir)
+  records.check_readable(c.data.dir, c.data.train_split)  # a bucket the shard reader cannot open: say so now
   label_names = label_names_of(info, c.data.target)
   num_classes = len(label_names)
   stats_file = c.data.stats_file or os.path.join(c.data.dir, "stats.json")

@@ -2,6 +2,11 @@
 
 Process 0 writes TensorBoard events and `metrics.jsonl` in the workdir; every process logs. The JSON-lines
 file is what scripts and the report read: one object per write, `{"step": ..., "name": value, ...}`.
+
+A bucket workdir (gs://, s3://): metrics.jsonl is uploaded whole at every write (fileio.AppendFile).
+TensorFlow's summary writer would write gs:// itself through tf.io.gfile, but that client has no s3:// and
+its GCS endpoint is compiled in, so nothing could test it; the events are written to a local temporary
+folder instead and copied into the workdir through fileio (at most once a minute, and at flush/close).
 """
 
 from __future__ import annotations
@@ -15,6 +20,8 @@ import jax
 import numpy as np
 from absl import logging
 
+from lanser_jax import fileio
+
 
 class JsonlWriter:
   """Appends scalars (and hparams) to a JSON-lines file; flushed at every write so a killed run keeps them.
@@ -22,7 +29,7 @@ class JsonlWriter:
 
   def __init__(self, path: str):
     self._path = path
-    self._file = open(path, "a")
+    self._file = fileio.AppendFile(path)
 
   def _write(self, obj: dict[str, Any]):
     self._file.write(json.dumps(obj) + "\n")
@@ -67,13 +74,50 @@ def create_writer(workdir: str):
   from clu import metric_writers
   if jax.process_index() > 0:
     return metric_writers.create_default_writer(just_logging=True)
-  tensorboard = metric_writers.create_default_writer(workdir, asynchronous=True)
+  if fileio.is_url(workdir):
+    tensorboard = UploadingWriter(metric_writers, workdir)
+  else:
+    tensorboard = metric_writers.create_default_writer(workdir, asynchronous=True)
   return metric_writers.MultiWriter([tensorboard, JsonlWriter(os.path.join(workdir, "metrics.jsonl"))])
 
 
+class UploadingWriter:
+  """TensorBoard events for a bucket workdir: written locally by TensorFlow, copied to the same names in
+  the workdir by fileio (each copy replaces the object whole, so TensorBoard never reads a torn file)."""
+
+  def __init__(self, metric_writers, workdir: str, every_s: float = 60.0):
+    self._local = fileio.local_staging_dir("lanser_tensorboard_")
+    self._workdir, self._every_s, self._last = workdir, every_s, time.time()
+    self._inner = metric_writers.create_default_writer(self._local, asynchronous=False)
+    logging.info("TensorBoard events are written to %s and copied to %s", self._local, workdir)
+
+  def upload(self):
+    for path in fileio.walk_files(self._local):
+      fileio.copy(path, os.path.join(self._workdir, os.path.relpath(path, self._local)))
+    self._last = time.time()
+
+  def __getattr__(self, name):  # write_scalars, write_hparams, ...: TensorFlow's writer, then maybe a copy
+    method = getattr(self._inner, name)
+    def call(*args, **kwargs):
+      out = method(*args, **kwargs)
+      if name.startswith("write_") and time.time() - self._last > self._every_s:
+        self._inner.flush()
+        self.upload()
+      return out
+    return call
+
+  def flush(self):
+    self._inner.flush()
+    self.upload()
+
+  def close(self):
+    self._inner.close()
+    self.upload()
+    fileio.rmtree(self._local)
+
+
 def read_jsonl(path: str) -> list[dict[str, Any]]:
-  with open(path) as f:
-    return [json.loads(line) for line in f if line.strip()]
+  return fileio.read_jsonl(path)
 
 
 class Progress:

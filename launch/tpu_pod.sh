@@ -2,11 +2,15 @@
 # Runs one command on every worker of a Cloud TPU VM pod slice at once (JAX detects the pod itself).
 #
 #   launch/tpu_pod.sh TPU_NAME ZONE setup                      # clone-side setup on all workers, once
-#   launch/tpu_pod.sh TPU_NAME ZONE train experiments/pretrain_peoples_speech.py:platform=tpu gs://bucket/runs/ps
-#   launch/tpu_pod.sh TPU_NAME ZONE label experiments/labeling/peoples_speech.py /mnt/data/ps_labels
+#   launch/tpu_pod.sh TPU_NAME ZONE mount DATA_BUCKET /mnt/data  # gcsfuse mount of the feature bucket
+#   launch/tpu_pod.sh TPU_NAME ZONE train experiments/pretrain_peoples_speech.py:platform=tpu gs://bucket/runs/ps \
+#       --config.data.dir=/mnt/data/ps_features
+#   launch/tpu_pod.sh TPU_NAME ZONE label experiments/labeling/peoples_speech.py gs://bucket/ps_labels
 #
-# The repository must be at the same path ($REPO, default ~/lanser-jax) on every worker; workdirs should be on
-# storage every worker sees (GCS or a shared disk). Training runs `--distributed=auto`; the labelling stages run
+# The repository must be at the same path ($REPO, default ~/lanser-jax) on every worker. The workers' disks
+# are not shared, so workdirs are bucket URLs (gs://...; the VM's service account is the credential) and
+# feature shards are read from gs:// directly or from the gcsfuse mount. After a preemption, the same train
+# command resumes from the latest checkpoint in the bucket. Training runs `--distributed=auto`; the labelling stages run
 # one shard range per worker (--jax_distributed gives each its process index).
 set -euo pipefail
 TPU=$1 ZONE=$2 WHAT=$3
@@ -16,10 +20,12 @@ ssh_all() { gcloud compute tpus tpu-vm ssh "$TPU" --zone "$ZONE" --worker=all --
 case "$WHAT" in
   setup)
     ssh_all "cd $REPO && bash launch/setup_venv.sh && .venv/bin/pip install -q 'jax[tpu]>=0.10,<0.11'" ;;
+  mount)  # gcsfuse (preinstalled on TPU VM images; else apt-get install gcsfuse) on every worker
+    ssh_all "mkdir -p $2 && (mountpoint -q $2 || gcsfuse --implicit-dirs $1 $2)" ;;
   train)
     ssh_all "cd $REPO && .venv/bin/python -m lanser_jax.main --config=$1 --workdir=$2 --distributed=auto ${*:3}" ;;
   label)
     ssh_all "cd $REPO && .venv/bin/python -m lanser_jax.labeling.run --config=$1 --workdir=$2 --stage=all --jax_distributed ${*:3}" ;;
   *)
-    echo "usage: $0 TPU_NAME ZONE setup|train|label ..." >&2; exit 2 ;;
+    echo "usage: $0 TPU_NAME ZONE setup|mount|train|label ..." >&2; exit 2 ;;
 esac

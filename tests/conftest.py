@@ -63,3 +63,7 @@ def tiny_flags(data_dir, **overrides):
   """The same configuration as `tiny_config`, as command-line flags of lanser_jax.main."""
   return [f"--config={SYNTHETIC_RUNLOCAL}",
           *[f"--config.{k}={v}" for k, v in {"data.dir": data_dir, **TINY_OVERRIDES, **overrides}.items()]]
+
+
+# GCS emulator and S3 server fixtures (gcs_server, s3_server, gcs_url, s3_url, bucket_url).
+from storage_servers import bucket_url, gcs_server, gcs_url, s3_server, s3_url  # noqa: E402,F401

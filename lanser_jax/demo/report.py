@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import collections
-import glob
 import json
 import os
 import re
@@ -13,13 +12,13 @@ import numpy as np
 
 from input_pipeline import records, subsets
 from lanser_jax.demo import baselines as demo_baselines
+from lanser_jax import fileio
 
 
 def _jsonl(pattern: str) -> list[dict[str, Any]]:
   rows = []
-  for path in sorted(glob.glob(pattern)):
-    with open(path) as f:
-      rows.extend(json.loads(line) for line in f if line.strip())
+  for path in fileio.glob(pattern):
+    rows.extend(fileio.read_jsonl(path))
   return rows
 
 
@@ -101,7 +100,8 @@ def _plot_label_efficiency(rows, majority, path):
   axes[0].legend()
   fig.suptitle("Label efficiency: pre-trained on weak labels vs from scratch")
   fig.tight_layout()
-  fig.savefig(path, dpi=110)
+  with fileio.atomic_write(path, "wb") as f:
+    fig.savefig(f, format="png", dpi=110)
   plt.close(fig)
 
 
@@ -123,7 +123,8 @@ def _plot_confusion(result, title, path):
   ax.set_ylabel("true")
   ax.set_title(title)
   fig.tight_layout()
-  fig.savefig(path, dpi=110)
+  with fileio.atomic_write(path, "wb") as f:
+    fig.savefig(f, format="png", dpi=110)
   plt.close(fig)
 
 
@@ -153,7 +154,7 @@ def baseline_lines(work: str) -> list[str]:
 
 def write_report(work: str, stage_records: dict[str, dict[str, Any]], weak: dict[str, Any]) -> str:
   out_dir = os.path.join(work, "report")
-  os.makedirs(out_dir, exist_ok=True)
+  fileio.makedirs(out_dir)
   asr = asr_and_weak_label_summary(work)
   lab_features = os.path.join(work, "labels_labelled", "features")
   majority = majority_baseline(lab_features)
@@ -164,8 +165,7 @@ def write_report(work: str, stage_records: dict[str, dict[str, Any]], weak: dict
     m = re.match(r"6_finetune_(pretrained|scratch)_([\d.]+)$", name)
     if not m:
       continue
-    with open(os.path.join(rec["workdir"], "results.json")) as f:
-      res = json.load(f)
+    res = fileio.read_json(os.path.join(rec["workdir"], "results.json"))
     rows.append({"init": m[1], "fraction": float(m[2]), "ua": res["test"]["ua"], "wa": res["test"]["wa"],
                  "val_ua": res["validation"]["ua"], "test": res["test"], "workdir": rec["workdir"]})
   rows.sort(key=lambda r: (r["fraction"], r["init"]))
@@ -175,13 +175,12 @@ def write_report(work: str, stage_records: dict[str, dict[str, Any]], weak: dict
                   os.path.join(out_dir, "confusion_matrix.png"))
   pretrain_results = {}
   pre_path = os.path.join(work, "pretrain", "results.json")
-  if os.path.exists(pre_path):
-    with open(pre_path) as f:
-      pretrain_results = json.load(f)
+  if fileio.exists(pre_path):
+    pretrain_results = fileio.read_json(pre_path)
 
   train_n = info["splits"]["train"]["num_examples"]
   chain_path = os.path.join(work, "labels_pretrain", "summary.json")
-  chain = json.load(open(chain_path)) if os.path.exists(chain_path) else {}
+  chain = fileio.read_json(chain_path) if fileio.exists(chain_path) else {}
   reasons = collections.Counter()
   for stage in chain.get("stages", {}).values():
     reasons.update(stage.get("reasons", {}))
@@ -236,9 +235,8 @@ def write_report(work: str, stage_records: dict[str, dict[str, Any]], weak: dict
             f"| **total** | **{sum(r['wall_s'] for r in stage_records.values()):.0f}** |", "",
             "Stages finished in an earlier run are reused, and show that run's time.", ""]
   path = os.path.join(out_dir, "report.md")
-  with open(path, "w") as f:
-    f.write("\n".join(lines))
-  with open(os.path.join(out_dir, "report.json"), "w") as f:
+  fileio.write_text(path, "\n".join(lines))
+  with fileio.atomic_write(os.path.join(out_dir, "report.json")) as f:
     json.dump({"asr_and_weak_labels": asr, "majority": {k: majority[k] for k in ("ua", "wa", "majority_class")},
                "label_efficiency": [{k: r[k] for k in ("init", "fraction", "ua", "wa", "val_ua")} for r in rows],
                "best": {k: best[k] for k in ("init", "fraction", "ua", "wa")},

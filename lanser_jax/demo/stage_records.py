@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from typing import Any, Callable
@@ -10,6 +9,7 @@ from typing import Any, Callable
 from absl import logging
 
 from input_pipeline import records
+from lanser_jax import fileio
 
 
 class Stages:
@@ -17,13 +17,12 @@ class Stages:
 
   def __init__(self, workdir: str):
     self.dir = os.path.join(workdir, "stages")
-    os.makedirs(self.dir, exist_ok=True)
+    fileio.makedirs(self.dir)
 
   def run(self, name: str, fn: Callable[[], dict[str, Any]]) -> dict[str, Any]:
     path = os.path.join(self.dir, f"{name}.json")
-    if os.path.exists(path):
-      with open(path) as f:
-        record = json.load(f)
+    if fileio.exists(path):
+      record = fileio.read_json(path)
       logging.info("[%s] done in an earlier run (%.0f s): reusing it", name, record["wall_s"])
       return record
     logging.info("[%s] starting", name)
@@ -36,8 +35,7 @@ class Stages:
 
   def records(self) -> dict[str, dict[str, Any]]:
     out = {}
-    for name in sorted(os.listdir(self.dir)):
+    for name in fileio.listdir(self.dir):
       if name.endswith(".json"):
-        with open(os.path.join(self.dir, name)) as f:
-          out[name[:-5]] = json.load(f)
+        out[name[:-5]] = fileio.read_json(os.path.join(self.dir, name))
     return out

@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import importlib.resources
 import json
-import os
 from typing import Protocol, Sequence
 
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
+
+from lanser_jax import fileio
 
 BUILTIN_TAXONOMIES = ("fine40", "ekman7", "iemocap4", "cremad6")
 DEFAULT_ENTAILMENT_MODEL = "roberta-large-mnli"
@@ -75,9 +76,8 @@ def load_taxonomy(name_or_path: str) -> list[str]:
   if name_or_path in BUILTIN_TAXONOMIES:
     text = (importlib.resources.files("lanser_jax") / "taxonomies" / f"{name_or_path}.txt").read_text()
     source = f"built-in taxonomy {name_or_path}"
-  elif os.path.isfile(name_or_path):
-    with open(name_or_path, encoding="utf-8") as f:
-      text = f.read()
+  elif fileio.isfile(name_or_path):
+    text = fileio.read_text(name_or_path)
     source = name_or_path
   else:
     raise FileNotFoundError(f"taxonomy {name_or_path!r} is neither a built-in name "

@@ -34,6 +34,7 @@ import numpy as np
 from input_pipeline import adapters, manifests, protocols, records
 from lanser_jax import audio as audio_lib
 from lanser_jax import features as features_lib
+from lanser_jax import fileio
 from lanser_jax.labeling import asr, stages
 
 STAGES = ("manifest", "asr", "label", "features")
@@ -61,7 +62,7 @@ def manifest_stage(config, workdir: str, process: tuple[int, int]):
   if process[0] != 0:
     log("[manifest] process 0 writes the manifest; nothing to do here")
     return None
-  if os.path.exists(summary_path):
+  if fileio.exists(summary_path):
     log(f"[manifest] {summary_path} exists: skipped")
     return stages.read_json(summary_path)
   progress = stages.Progress("manifest", None)
@@ -84,7 +85,7 @@ def manifest_stage(config, workdir: str, process: tuple[int, int]):
 def _wait(path: str, seconds: float):
   import time
   deadline = time.monotonic() + seconds
-  while not os.path.exists(path):
+  while not fileio.exists(path):
     if time.monotonic() > deadline:
       raise FileNotFoundError(f"{path}: not there after {seconds} s; run the manifest stage first")
     time.sleep(10)
@@ -214,7 +215,7 @@ def features_stage(config, workdir: str, process: tuple[int, int]):
   splits = sorted(_all_splits(manifest, split_map))
   if fc.label_source == "weak":
     names_path = os.path.join(labels_dir, "label_names.json")
-    if not os.path.exists(names_path):
+    if not fileio.exists(names_path):
       raise FileNotFoundError(f"{names_path}: missing; features.label_source='weak' needs "
                               "--stage=label first (or label_source='human'/'none')")
     label_names = stages.read_json(names_path)
@@ -338,7 +339,7 @@ def run_stages(config, workdir: str, stage: str, process: tuple[int, int], label
                transcriber=None) -> dict | None:
   """Runs one stage or config.stages in order; returns the end-to-end summary after `all`."""
   todo = list(config.stages) if stage == "all" else [stage]
-  os.makedirs(workdir, exist_ok=True)
+  fileio.makedirs(workdir)
   if process[0] == 0:
     stages.write_json(os.path.join(workdir, f"config.{stage}.json"), json.loads(config.to_json()))
   for name in todo:
@@ -383,7 +384,7 @@ def end_to_end_summary(config, workdir: str, todo) -> dict | None:
   side = ("asr", "label") if "features" in todo and config.features.label_source != "weak" else ()
   chain = [s for s in todo if s not in side]
   paths = {s: os.path.join(workdir, dirs[s], "summary.json") for s in chain}
-  missing = [p for p in paths.values() if not os.path.exists(p)]
+  missing = [p for p in paths.values() if not fileio.exists(p)]
   if missing:
     log(f"not finalised: {missing[0]} is missing while other processes work; rerun process 0 "
         "(everything done is skipped) or set --config.wait_seconds")

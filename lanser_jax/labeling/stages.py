@@ -8,14 +8,15 @@ and writes one set of output files per piece into `<workdir>/<stage>/`:
   summary-SSSSS-of-NNNNN.json        counts; written LAST, so it marks the piece as complete
 
 Every file is written under `<name>.tmp` and renamed when the piece is complete: a killed job leaves
-only .tmp files, which the rerun overwrites, and a rerun skips pieces whose summary exists. Process
+only .tmp files, which the rerun overwrites, and a rerun skips pieces whose summary exists. In a bucket
+workdir (gs://, s3://) the temporary files are local and `commit` uploads each object whole, the summary
+last, so a killed job leaves nothing in the bucket but whole pieces. Process
 i of N does the pieces j with j % N == i, so results never depend on how many hosts ran them.
 Pieces are contiguous (not strided) so that rows of one parquet row group stay in one piece.
 """
 
 from __future__ import annotations
 
-import glob
 import json
 import os
 import sys
@@ -25,6 +26,7 @@ from typing import Any, Callable, Iterable
 import numpy as np
 
 from input_pipeline import records
+from lanser_jax import fileio
 
 
 def default_config():
@@ -159,8 +161,9 @@ class PieceOutputs:
   """
 
   def __init__(self, stage_dir: str, stage: str, piece: int, num_pieces: int):
-    os.makedirs(stage_dir, exist_ok=True)
+    fileio.makedirs(stage_dir)
     self.stage_dir, self.stage, self.piece, self.num_pieces = stage_dir, stage, piece, num_pieces
+    self._staging = fileio.local_staging_dir("lanser_piece_") if fileio.is_url(stage_dir) else None
     self._tmp: dict[str, str] = {}  # final path -> tmp path
     self._files = []
     self.errors = self.open_jsonl("errors")
@@ -173,11 +176,12 @@ class PieceOutputs:
   def tmp_path(self, prefix: str, ext: str) -> str:
     """A temporary path that `commit` renames; for files written by other code (ShardWriter)."""
     final = self.path(prefix, ext)
-    self._tmp[final] = final + ".tmp"
+    self._tmp[final] = (os.path.join(self._staging, os.path.basename(final)) if self._staging
+                        else final + ".tmp")
     return self._tmp[final]
 
   def open_jsonl(self, prefix: str):
-    f = open(self.tmp_path(prefix, "jsonl"), "w", encoding="utf-8")
+    f = fileio.open(self.tmp_path(prefix, "jsonl"), "w", encoding="utf-8")
     self._files.append(f)
     return f
 
@@ -192,21 +196,24 @@ class PieceOutputs:
     for f in self._files:
       f.close()
     for final, tmp in self._tmp.items():
-      if os.path.exists(tmp):
-        os.replace(tmp, final)
+      if fileio.exists(tmp):
+        fileio.rename(tmp, final)  # to a bucket: one upload per object
     summary = dict(summary, stage=self.stage, piece=self.piece, num_pieces=self.num_pieces,
                    rejected=self.num_errors, reasons=self.reasons)
     if summary["in"] != summary["written"] + summary["rejected"]:
       raise RuntimeError(f"{self.stage} piece {self.piece}: in={summary['in']} != written="
                          f"{summary['written']} + rejected={summary['rejected']}")
     write_json(self.path("summary", "json"), summary)
+    if self._staging:
+      fileio.rmtree(self._staging)
 
   def abort(self):
     for f in self._files:
       f.close()
     for tmp in self._tmp.values():
-      if os.path.exists(tmp):
-        os.remove(tmp)
+      fileio.remove(tmp)
+    if self._staging:
+      fileio.rmtree(self._staging)
 
   def __enter__(self):
     return self
@@ -217,7 +224,7 @@ class PieceOutputs:
 
 
 def piece_done(stage_dir: str, piece: int, num_pieces: int) -> bool:
-  return os.path.exists(os.path.join(stage_dir, piece_name("summary", piece, num_pieces, "json")))
+  return fileio.exists(os.path.join(stage_dir, piece_name("summary", piece, num_pieces, "json")))
 
 
 def run_pieces(stage: str, stage_dir: str, num_pieces: int, process: tuple[int, int],
@@ -261,7 +268,7 @@ def merge_stage(stage_dir: str, num_pieces: int) -> dict[str, Any]:
                                                                                "num_pieces"):
         total[k] = total.get(k, 0) + v
   total["stage"], total["num_pieces"] = s["stage"], num_pieces
-  concat_files(sorted(glob.glob(os.path.join(stage_dir, "errors-*-of-*.jsonl"))),
+  concat_files(fileio.glob(os.path.join(stage_dir, "errors-*-of-*.jsonl")),
                os.path.join(stage_dir, "errors.jsonl"))
   write_json(os.path.join(stage_dir, "summary.json"), total)
   return total
@@ -275,26 +282,23 @@ write_json, read_json = records.write_json, records.read_json
 
 
 def read_jsonl(path: str) -> Iterable[dict[str, Any]]:
-  with open(path, encoding="utf-8") as f:
+  with fileio.open(path, encoding="utf-8") as f:
     for line in f:
       if line.strip():
         yield json.loads(line)
 
 
 def concat_files(paths: list[str], out: str):
-  tmp = out + ".tmp"
-  with open(tmp, "wb") as dst:
+  with fileio.atomic_write(out, "wb") as dst:
     for p in paths:
-      with open(p, "rb") as src:
-        dst.write(src.read())
-  os.replace(tmp, out)
+      dst.write(fileio.read_bytes(p))
 
 
 def line_offsets(path: str) -> np.ndarray:
   """Byte offset of every non-empty line, so that a piece seeks to its lines without parsing
   the lines before it (manifests can hold millions of lines)."""
   offsets, pos = [], 0
-  with open(path, "rb") as f:
+  with fileio.open(path, "rb") as f:
     for line in f:
       if line.strip():
         offsets.append(pos)
@@ -307,7 +311,7 @@ def read_lines(path: str, offsets: np.ndarray, start: int, stop: int) -> Iterabl
   line that is not UTF-8 is rejected on its own)."""
   if start >= stop:
     return
-  with open(path, "rb") as f:
+  with fileio.open(path, "rb") as f:
     f.seek(int(offsets[start]))
     n = 0
     while n < stop - start:
@@ -351,10 +355,10 @@ class Manifest:
   """Random access to the pieces of a manifest JSONL (see input_pipeline/manifests.py)."""
 
   def __init__(self, path: str):
-    if not os.path.exists(path):
+    if not fileio.exists(path):
       raise FileNotFoundError(f"{path}: no manifest; run --stage=manifest first")
     self.path = path
-    self.dir = os.path.dirname(os.path.abspath(path))
+    self.dir = os.path.dirname(fileio.absolute(path))
     self.offsets = line_offsets(path)
 
   def __len__(self) -> int:

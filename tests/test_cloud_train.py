@@ -1,0 +1,149 @@
+"""Training with a bucket workdir and a bucket feature folder, against the GCS emulator and moto's S3 server.
+
+One gs:// run is killed with SIGKILL after its first checkpoint and started again; it must end with exactly
+the parameters of an unbroken run on the local disk, leave nothing in its working directory, and load from
+the bucket to the same probabilities as a local copy of itself.
+"""
+
+import http.server
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import jax
+import numpy as np
+import pytest
+
+from input_pipeline import pipeline, records, synthetic
+from lanser_jax import checkpointing, fileio, inference
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SYNTH = dict(num_classes=4, mel_bins=32, num_train=96, num_eval=21, min_frames=20, max_frames=160,
+             num_shards=2, seed=0)  # conftest's synth_dir
+
+
+def _cmd(workdir, data_dir, steps=20):
+  return [sys.executable, "-m", "lanser_jax.main", f"--config={REPO}/experiments/synthetic.py:runlocal",
+          f"--workdir={workdir}", f"--config.num_train_steps={steps}", "--config.checkpoint_every_steps=10",
+          "--config.eval_every_steps=1000", "--config.log_every_steps=5", f"--config.data.dir={data_dir}",
+          "--config.data.crop_frames=64", "--config.data.eval_hop_frames=32", "--config.data.test_split="]
+
+
+def _params(workdir):
+  return checkpointing.load_variables(checkpointing.resolve_state_path(workdir, "latest"))
+
+
+@pytest.mark.slow  # three short training runs in subprocesses (~1 min each on 2 loaded cores)
+def test_gs_workdir_and_data_kill_restart_load(synth_dir, gcs_url, tmp_path):
+  # The feature folder written straight to the bucket (shards written locally, uploaded whole): the same
+  # bytes as the local one.
+  data = fileio.join(gcs_url, "features")
+  synthetic.write_synthetic(data, **SYNTH)
+  assert fileio.read_bytes(fileio.join(data, "train-00001-of-00002.array_record")) == \
+      open(os.path.join(synth_dir, "train-00001-of-00002.array_record"), "rb").read()
+  assert not [p for p in fileio.walk_files(data) if p.endswith(".tmp")]
+
+  workdir = fileio.join(gcs_url, "run")
+  cwd = tmp_path / "cwd"
+  cwd.mkdir()
+  env = dict(os.environ, PYTHONPATH=REPO)
+  log = tmp_path / "killed.log"
+  with open(log, "wb") as f:
+    proc = subprocess.Popen(_cmd(workdir, data), cwd=cwd, env=env, stdout=f, stderr=subprocess.STDOUT)
+  deadline = time.time() + 240
+  while (not fileio.listdir(fileio.join(workdir, "checkpoints")) and proc.poll() is None
+         and time.time() < deadline):
+    time.sleep(0.05)
+  proc.send_signal(signal.SIGKILL)
+  assert proc.wait() == -signal.SIGKILL, f"the run ended before it could be killed:\n{log.read_text()[-3000:]}"
+  assert not fileio.exists(fileio.join(workdir, "results.json"))
+
+  out = subprocess.run(_cmd(workdir, data), cwd=cwd, env=env, capture_output=True, text=True)
+  assert out.returncode == 0, out.stderr[-3000:]
+  local = str(tmp_path / "unbroken")
+  out = subprocess.run(_cmd(local, synth_dir), cwd=REPO, env=env, capture_output=True, text=True)
+  assert out.returncode == 0, out.stderr[-3000:]
+  assert os.listdir(cwd) == []  # no ./gs:/... and no stray files
+  jax.tree.map(np.testing.assert_array_equal, _params(workdir), _params(local))
+  assert checkpointing.resolve_state_path(workdir, "latest") == fileio.join(workdir, "checkpoints/20/state")
+
+  names = fileio.listdir(workdir)
+  for name in ("config.json", "results.json", "metrics.jsonl", "data", "checkpoints"):
+    assert name in names, names
+  assert fileio.listdir(fileio.join(workdir, "data")) == ["dataset.json", "label_names.json", "stats.json"]
+  assert fileio.read_json(fileio.join(workdir, "results.json"))["steps"] == 20
+  steps = [r["step"] for r in fileio.read_jsonl(fileio.join(workdir, "metrics.jsonl")) if "train/loss" in r]
+  assert steps[-1] == 20 and set(range(5, 21, 5)) <= set(steps)  # the killed run's lines, then the rest
+  # TensorBoard events (written locally by TensorFlow, copied into the bucket): readable and complete.
+  events = [n for n in names if n.startswith("events.out.tfevents")]
+  assert events
+  import tensorflow as tf
+  tb = tmp_path / "tb"
+  for n in events:
+    fileio.copy(fileio.join(workdir, n), str(tb / n))
+  tags = {(v.tag, e.step) for n in events for e in tf.compat.v1.train.summary_iterator(str(tb / n))
+          for v in e.summary.value}
+  assert ("train/loss", 20) in tags
+
+  # lanser_jax.load from the bucket == from a local copy of the same workdir.
+  copy = str(tmp_path / "copy")
+  fileio.copy_tree(workdir, copy)
+  src = pipeline.open_source(data, "validation")  # Grain's ArrayRecord source reading gs:// itself
+  mels = [records.decode(src[i]).log_mel for i in range(len(src))]
+  p_bucket = [p.probabilities for p in inference.load(workdir, batch_size=8).predict_log_mel(mels)]
+  p_local = [p.probabilities for p in inference.load(copy, batch_size=8).predict_log_mel(mels)]
+  np.testing.assert_array_equal(np.stack(p_bucket), np.stack(p_local))
+
+
+def test_s3_workdir_fails_at_start_and_s3_files_work(synth_dir, s3_url, tmp_path):
+  """Orbax 0.12 cannot write checkpoints to s3:// (its TensorStore spec builder knows local paths and
+  gs:// only), and ArrayRecord cannot read s3://: both are refused before any work, with what to do; the
+  run's other files and the feature folder's JSON do go through s3fs."""
+  from lanser_jax import train
+  from conftest import tiny_config
+  with pytest.raises(ValueError, match=r"cannot write or read checkpoints at s3:// URLs(.|\n)*Mount"):
+    train.train_and_evaluate(tiny_config(synth_dir), fileio.join(s3_url, "run"))
+  assert fileio.listdir(s3_url) == []  # refused before anything was written
+
+  data = fileio.join(s3_url, "features")
+  fileio.copy_tree(synth_dir, data)
+  assert records.read_dataset_info(data)["splits"]["train"]["num_shards"] == 2
+  assert len(records.list_shards(data, "train")) == 2
+  with pytest.raises(records.RecordError, match=r"cannot read s3:// URLs; mount the bucket"):
+    train.train_and_evaluate(tiny_config(data), str(tmp_path / "run"))
+
+
+class _Forbidden(http.server.BaseHTTPRequestHandler):
+  """A GCS endpoint that refuses every request, as for an account without read access to the bucket."""
+
+  def do_GET(self):  # noqa: N802
+    self.send_response(403)
+    self.send_header("Content-Type", "application/json")
+    body = b'{"error": {"code": 403, "message": "forbidden"}}'
+    self.send_header("Content-Length", str(len(body)))
+    self.end_headers()
+    self.wfile.write(body)
+
+  def log_message(self, *args):
+    pass
+
+
+def test_unreadable_gs_data_dir_fails_at_start(gcs_url, tmp_path, monkeypatch):
+  """A gs:// feature folder that the ArrayRecord reader cannot read fails with what to do, not mid-run.
+  (gcsfs, which lists the folder, still reaches the emulator; the C++ reader gets a 403 server.)"""
+  from lanser_jax import train
+  from conftest import tiny_config
+  data = fileio.join(gcs_url, "features")
+  synthetic.write_synthetic(data, **{**SYNTH, "num_train": 8, "num_eval": 2})
+  server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Forbidden)
+  threading.Thread(target=server.serve_forever, daemon=True).start()
+  try:
+    monkeypatch.setenv("CLOUD_STORAGE_EMULATOR_ENDPOINT", f"http://127.0.0.1:{server.server_port}")
+    with pytest.raises(records.RecordError, match=r"cannot (open|read) this shard(.|\n)*gcsfuse"):
+      train.train_and_evaluate(tiny_config(data), str(tmp_path / "run"))
+  finally:
+    server.shutdown()
+  assert not (tmp_path / "run" / "checkpoints").exists()
