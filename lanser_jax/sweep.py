@@ -354,10 +354,10 @@ def main(argv: list[str] | None = None) -> int:
   prefix = os.path.join(a.root, "aggregate")
   write_table(rows, prefix, a.split)
   fold_lines = write_fold_tables(aggregate(a.root, cells, a.split, averaged=("seed",)), prefix, a.split)
-  with open(prefix + ".md", "a") as f:
-    f.write("\n".join(fold_lines) + ("\n" if fold_lines else ""))
+  fileio.write_text(prefix + ".md", fileio.read_text(prefix + ".md") + "\n".join(fold_lines)
+                    + ("\n" if fold_lines else ""))
   plotted = plot_ua_vs_fraction(rows, os.path.join(a.root, "ua_vs_fraction.png"))
-print(fileio.read_text(prefix + ".md"))
+  print(fileio.read_text(prefix + ".md"))
   print(f"wrote {prefix}.md, {prefix}.csv, {prefix}_folds.csv" + (f", {a.root}/ua_vs_fraction.png" if plotted else ""))
   return 0
 
