@@ -19,7 +19,7 @@
 # Installs nothing from the network. A module the machine lacks is installed only from --wheels, a folder
 # prepared beforehand on a machine with network, for the GPU machine's Python (3.11 here) and platform:
 #   pip download --dest wheels --only-binary=:all: --python-version 3.11 --platform manylinux_2_28_x86_64 \
-#     "jax[cuda12]>=0.10,<0.11" "transformers>=4.57,<4.58" "torch>=2.4,<3" "torchvision>=0.19,<1" \
+#     "jax[cuda12]>=0.10,<0.11" "transformers>=4.57,<4.58" "torch>=2.5,<3" "torchvision>=0.20,<1" \
 #     "ctranslate2>=4.4,<5"
 # (plus the project's own dependencies if the machine has no venv: pip download -d wheels -e . does not
 # work, so list them from pyproject.toml). The script then runs pip install --no-index --find-links=DIR.
@@ -66,8 +66,8 @@ if [ "$SMOKE" = 0 ]; then
   "$PY" -c "import jax; assert jax.default_backend() == 'gpu'" 2> /dev/null \
     || need jax_cuda12_plugin "jax[cuda12]>=0.10,<0.11" || true
   need transformers "transformers>=4.57,<4.58" || true
-  need torch "torch>=2.4,<3" "$TORCH_PY" || true
-  need torchvision "torchvision>=0.19,<1" "$TORCH_PY" || true
+  need torch "torch>=2.5,<3" "$TORCH_PY" || true
+  need torchvision "torchvision>=0.20,<1" "$TORCH_PY" || true
   need ctranslate2 "ctranslate2>=4.4,<5" || true
   nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv > "$OUT/gpu.csv" || true
 fi
