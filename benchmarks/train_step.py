@@ -127,6 +127,7 @@ def build_jax_step(model_name: str, dtype: str, batch_size: int, frames: int, me
   import numpy as np
   from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
+  from input_pipeline import pipeline
   from lanser_jax import config_lib, models, train
 
   c = config_lib.base_config()
@@ -149,11 +150,13 @@ def build_jax_step(model_name: str, dtype: str, batch_size: int, frames: int, me
   state_sharding = jax.tree.map(lambda _: replicated, jax.eval_shape(init, jax.random.key(0)))
   state = train.compile_init(init, state_sharding, c.seed)(jax.random.key(c.seed))
   rng = np.random.default_rng(0)
+  # The input pipeline's batch: float16 crops + lengths, normalised and masked inside the step.
   batch = jax.device_put({
-      "log_mel": rng.standard_normal((batch_size, frames, mel_bins), np.float32),
-      "mask": np.ones((batch_size, frames), bool),
+      "log_mel": rng.standard_normal((batch_size, frames, mel_bins)).astype(np.float16),
+      "length": np.full((batch_size,), frames, np.int32),
       "label": rng.integers(0, num_classes, batch_size).astype(np.int32)}, data_sharding)
-  step_fn = jax.jit(train.make_train_step(model, c, num_classes), donate_argnums=(0,),
+  normalizer = pipeline.Normalizer(np.zeros(mel_bins, np.float32), np.ones(mel_bins, np.float32))
+  step_fn = jax.jit(train.make_train_step(model, c, num_classes, normalizer), donate_argnums=(0,),
                     in_shardings=(state_sharding, data_sharding), out_shardings=(state_sharding, replicated))
   start = time.perf_counter()
   compiled = step_fn.lower(state, batch).compile()

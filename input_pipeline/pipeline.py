@@ -1,12 +1,21 @@
-"""Grain input pipelines over feature shards (see records.py for the format).
+"""Grain input pipelines over feature shards (see records.py for the format): the host half of the input.
 
-Training: seeded shuffle -> repeat -> decode + random fixed-length crop + per-bin normalisation -> batch, each
-JAX process reading its disjoint rows of every global batch, with worker processes prefetching. The iterator is a Grain
+Training: seeded shuffle of record indices -> repeat -> this process's rows of every global batch -> batch of
+indices -> one map per batch that reads the batch's records at once (ArrayRecord reads each shard's share in
+its own thread), decodes them and copies a random `crop_frames` window of each into one preallocated float16
+array, with each crop's length. Normalisation, the float32 cast and the padding mask are the device half
+(`Normalizer.device`, traced into the jitted train and eval steps), so the host does no per-frame arithmetic
+and hands over half the bytes. The crop of element i is drawn exactly as the earlier per-element pipeline
+(input_pipeline/reference.py) drew it, so batches are the same for the same seed. The iterator is a Grain
 `DatasetIterator`, so its position is saved in checkpoints and a resumed run sees the same batches.
 
 Evaluation: every utterance of this process's slice exactly once and whole. Utterances longer than the crop are
 cut into overlapping windows; the model's logits are averaged over an utterance's windows. Batches are padded to
-a fixed size (weight 0) so the last partial batch is included without a recompile.
+a fixed size (weight 0) so the last partial batch is included without a recompile; Grain builds them (one map
+per batch, the training's worker options).
+
+`on_device=False` gives the finished float32 + mask batches on the host instead (the same values), for callers
+without a jitted step of their own.
 """
 
 from __future__ import annotations
@@ -52,6 +61,35 @@ class Normalizer:
                                 f"{self.mean.shape[0]}")
     return (log_mel.astype(np.float32) - self.mean) / self.std
 
+  @property
+  def mel_bins(self) -> int:
+    return self.mean.shape[0]
+
+  def check_bins(self, log_mel: np.ndarray, where: str = "features"):
+    if log_mel.shape[-1] != self.mean.shape[0]:
+      raise records.RecordError(f"{where} have {log_mel.shape[-1]} mel bins but the stats file has "
+                                f"{self.mean.shape[0]}")
+
+  def device(self, batch: dict[str, Any]) -> tuple[Any, Any]:
+    """The device half of the input, traced inside a jitted step: float16 crops [b, frames, bins] and their
+    `length` [b] -> normalised float32 features with padded frames 0 (the mean), and the frame mask. It is
+    elementwise, so it runs sharded as the batch is; float32 arithmetic as `host` does."""
+    import jax.numpy as jnp  # here, so that Grain worker processes never import JAX
+    x = batch["log_mel"]
+    mask = jnp.arange(x.shape[1])[None, :] < batch["length"][:, None]
+    normed = (x.astype(jnp.float32) - self.mean) / self.std
+    return jnp.where(mask[:, :, None], normed, 0.0), mask
+
+  def host(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """`device` in NumPy: a float16 + length batch -> the float32 `log_mel` + `mask` batch."""
+    out = {k: v for k, v in batch.items() if k != "length"}
+    frames = batch["log_mel"].shape[1]
+    mask = np.arange(frames)[None, :] < batch["length"][:, None]
+    normed = (batch["log_mel"].astype(np.float32) - self.mean) / self.std
+    normed[~mask] = 0.0
+    out["log_mel"], out["mask"] = normed, mask
+    return out
+
 
 def _targets(ex: records.Example, target: str, num_classes: int, where: str) -> dict[str, np.ndarray]:
   if target == "scores":
@@ -66,20 +104,73 @@ def _targets(ex: records.Example, target: str, num_classes: int, where: str) -> 
   return {"label": np.int32(ex.label)}
 
 
-class RandomCrop(grain.transforms.RandomMap):
-  """Decodes a record, takes a random `crop_frames` window (padding short ones), normalises."""
+def _reset_rng(rng: np.random.Generator, index: int):
+  """Puts a Philox generator where Grain's `random_map` puts it for element `index` (counter [0, 0, 0,
+  index], empty buffer): the crops then equal the per-element pipeline's (tests/test_pipeline.py checks)."""
+  state = rng.bit_generator.state
+  state["state"]["counter"] = np.array([0, 0, 0, index], np.uint64)
+  state["buffer"] = np.zeros(4, np.uint64)
+  state["buffer_pos"], state["has_uint32"], state["uinteger"] = 4, 0, 0
+  rng.bit_generator.state = state
 
-  def __init__(self, normalizer: Normalizer, crop_frames: int, target: str, num_classes: int):
-    self.normalizer, self.crop_frames = normalizer, crop_frames
+
+class _WithIndex(grain.transforms.MapWithIndex):
+  """element -> (its index in the shuffled, repeated order, element): the index seeds the element's crop."""
+
+  def map_with_index(self, index: int, element):
+    return np.int64(index), element
+
+
+class CropBatch(grain.transforms.Map):
+  """A batch of (element index, record index) -> float16 crops, lengths and targets, in one call: the
+  records are read together (`__getitems__`), and each crop is copied once, from the decoded record's
+  buffer straight into the batch array."""
+
+  def __init__(self, source, crop_frames: int, mel_bins: int, seed: int, target: str, num_classes: int):
+    self.source, self.crop_frames, self.mel_bins, self.seed = source, crop_frames, mel_bins, seed
     self.target, self.num_classes = target, num_classes
 
-  def random_map(self, data: bytes, rng: np.random.Generator) -> dict[str, np.ndarray]:
-    ex = records.decode(data)
-    frames = ex.log_mel.shape[0]
-    start = int(rng.integers(0, frames - self.crop_frames + 1)) if frames > self.crop_frames else 0
-    log_mel, mask = crop_or_pad(self.normalizer(ex.log_mel), start, self.crop_frames)
-    return {"log_mel": log_mel, "mask": mask,
-            **_targets(ex, self.target, self.num_classes, "train record")}
+  def map(self, element: tuple[np.ndarray, np.ndarray]) -> dict[str, np.ndarray]:
+    positions, keys = element
+    b, t = len(keys), self.crop_frames
+    raw = self.source.__getitems__([int(k) for k in keys])
+    rng = np.random.Generator(np.random.Philox(self.seed))  # per call: batches are built in several threads
+    log_mel = np.zeros((b, t, self.mel_bins), np.float16)
+    length = np.empty((b,), np.int32)
+    label = np.empty((b,), np.int32)
+    scores = np.empty((b, self.num_classes), np.float32) if self.target == "scores" else None
+    for r, data in enumerate(raw):
+      ex = records.decode(data, where=f"train record {int(keys[r])}")
+      frames = ex.log_mel.shape[0]
+      if ex.log_mel.shape[1] != self.mel_bins:
+        raise records.RecordError(f"train record {int(keys[r])} ({ex.utt_id}): features have "
+                                  f"{ex.log_mel.shape[1]} mel bins but the stats file has {self.mel_bins}")
+      start = 0
+      if frames > t:
+        _reset_rng(rng, int(positions[r]))
+        start = int(rng.integers(0, frames - t + 1))
+      n = min(frames, t)
+      log_mel[r, :n] = ex.log_mel[start:start + n]
+      length[r] = n
+      targets = _targets(ex, self.target, self.num_classes, "train record")
+      label[r] = targets["label"]
+      if scores is not None:
+        scores[r] = targets["scores"]
+    out = {"log_mel": log_mel, "length": length}
+    if scores is not None:
+      out["scores"] = scores
+    out["label"] = label
+    return out
+
+
+class HostFinish(grain.transforms.Map):
+  """The float32 + mask batch on the host (`Normalizer.host`), for `on_device=False`."""
+
+  def __init__(self, normalizer: Normalizer):
+    self.normalizer = normalizer
+
+  def map(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    return self.normalizer.host(batch)
 
 
 class _Subset(grain.sources.RandomAccessDataSource):
@@ -122,21 +213,25 @@ def train_dataset(data_dir: str, split: str, *, global_batch_size: int, crop_fra
                   normalizer: Normalizer, num_classes: int, seed: int, target: str = "label",
                   subset: Sequence[int] | None = None, num_workers: int = 0,
                   worker_buffer_size: int = 2, process_index: int = 0,
-                  process_count: int = 1, start_batch: int = 0) -> grain.IterDataset:
+                  process_count: int = 1, start_batch: int = 0, on_device: bool = False) -> grain.IterDataset:
   """Infinite shuffled batches: this process's `global_batch_size // process_count` rows of each global
   batch, which is the same for any number of processes. `start_batch` skips to a global batch index (every
-  element is a function of its index, so this equals iterating that far)."""
+  element is a function of its index, so this equals iterating that far). `on_device=True`: batches hold
+  float16 `log_mel` and int32 `length`, to be finished by `normalizer.device` in the step; else float32
+  normalised `log_mel` and `mask`."""
   if global_batch_size % process_count:
     raise ValueError(f"global batch {global_batch_size} is not divisible by {process_count} processes")
   source = open_source(data_dir, split)
   indices = np.arange(len(source)) if subset is None else np.asarray(subset)
   if len(indices) == 0:
     raise records.RecordError(f"{data_dir}: split {split!r} has no training records")
-  ds = grain.MapDataset.source(_Subset(source, indices)).shuffle(seed=seed).repeat()
-  ds = ds.random_map(RandomCrop(normalizer, crop_frames, target, num_classes), seed=seed + 1)
+  ds = grain.MapDataset.source(indices).shuffle(seed=seed).repeat().map_with_index(_WithIndex())
   if process_count > 1:
     ds = _ProcessSlice(ds, global_batch_size, process_index, process_count)
   ds = ds.batch(global_batch_size // process_count, drop_remainder=True)
+  ds = ds.map(CropBatch(source, crop_frames, normalizer.mel_bins, seed + 1, target, num_classes))
+  if not on_device:
+    ds = ds.map(HostFinish(normalizer))
   if start_batch:
     ds = ds[start_batch:]
   it = ds.to_iter_dataset(grain.ReadOptions(num_threads=2, prefetch_buffer_size=4))
@@ -182,41 +277,80 @@ def make_eval_set(data_dir: str, split: str, *, crop_frames: int, hop_frames: in
   indices = np.arange(len(source)) if subset is None else np.asarray(subset)
   local = indices[process_index::process_count]
   utt_ids, labels, windows = [], [], []
-  for u, i in enumerate(local):
-    ex = records.decode(source[int(i)], where=f"{data_dir}:{split}[{i}]")
-    labels.append(_targets(ex, target, num_classes, f"{split} record {i}")["label"])
-    utt_ids.append(ex.utt_id)
-    windows.extend((u, s) for s in window_starts(ex.log_mel.shape[0], crop_frames, hop_frames))
+  for lo in range(0, len(local), 256):  # a chunk of records per read: the shards' threads read in parallel
+    keys = [int(i) for i in local[lo:lo + 256]]
+    for u, (i, data) in enumerate(zip(keys, source.__getitems__(keys)), lo):
+      ex = records.decode(data, where=f"{data_dir}:{split}[{i}]")
+      labels.append(_targets(ex, target, num_classes, f"{split} record {i}")["label"])
+      utt_ids.append(ex.utt_id)
+      windows.extend((u, s) for s in window_starts(ex.log_mel.shape[0], crop_frames, hop_frames))
   return EvalSet(data_dir, split, np.asarray(local), utt_ids, np.asarray(labels, np.int32), windows,
                  crop_frames)
 
 
-def eval_batches(eval_set: EvalSet, batch_size: int, normalizer: Normalizer,
-                 num_batches: int | None = None) -> Iterator[dict[str, np.ndarray]]:
-  """Fixed-size window batches; `weight` 0 marks padding. `num_batches` pads with empty batches so that
-  every process runs the same number of steps (multi-host)."""
-  source = open_source(eval_set.data_dir, eval_set.split)
+class EvalBatch(grain.transforms.Map):
+  """Batch index -> its windows as float16 crops + lengths, `utt` (-1: padding) and `weight`. Windows of an
+  utterance are consecutive, so each record is read and decoded once per batch it has windows in."""
+
+  def __init__(self, eval_set: EvalSet, batch_size: int, mel_bins: int):
+    self.source = open_source(eval_set.data_dir, eval_set.split)
+    self.where = f"{eval_set.data_dir}:{eval_set.split}"
+    self.indices = eval_set.indices
+    windows = np.asarray(eval_set.windows, np.int64).reshape(-1, 2)
+    self.utt, self.start = windows[:, 0], windows[:, 1]
+    self.batch_size, self.crop_frames, self.mel_bins = batch_size, eval_set.crop_frames, mel_bins
+
+  def map(self, b: int) -> dict[str, np.ndarray]:
+    bs, t = self.batch_size, self.crop_frames
+    utt, start = self.utt[b * bs:(b + 1) * bs], self.start[b * bs:(b + 1) * bs]
+    batch = {"log_mel": np.zeros((bs, t, self.mel_bins), np.float16),
+             "length": np.zeros((bs,), np.int32),
+             "utt": np.full((bs,), -1, np.int32),
+             "weight": np.zeros((bs,), np.float32)}
+    needed = np.unique(utt)
+    keys = [int(self.indices[u]) for u in needed]
+    mels = {}
+    for u, key, data in zip(needed, keys, self.source.__getitems__(keys) if keys else []):
+      m = records.decode(data, where=f"{self.where}[{key}]").log_mel
+      if m.shape[1] != self.mel_bins:
+        raise records.RecordError(f"{self.where}[{key}]: features have {m.shape[1]} mel bins but the stats "
+                                  f"file has {self.mel_bins}")
+      mels[int(u)] = m
+    for r, (u, s) in enumerate(zip(utt, start)):
+      window = mels[int(u)][s:s + t]
+      batch["log_mel"][r, :len(window)] = window
+      batch["length"][r] = len(window)
+    batch["utt"][:len(utt)] = utt
+    batch["weight"][:len(utt)] = 1.0
+    return batch
+
+
+def eval_dataset(eval_set: EvalSet, batch_size: int, normalizer: Normalizer, num_batches: int | None = None,
+                 *, on_device: bool = False, num_workers: int = 0,
+                 worker_buffer_size: int = 2) -> grain.IterDataset:
+  """Fixed-size window batches as a Grain dataset; `weight` 0 marks padding. `num_batches` pads with empty
+  batches so that every process runs the same number of steps (multi-host)."""
   num_batches = eval_set.num_batches(batch_size) if num_batches is None else num_batches
-  cached_u, cached = -1, None
-  feat_dim = None
-  for b in range(num_batches):
-    chunk = eval_set.windows[b * batch_size:(b + 1) * batch_size]
-    rows = []
-    for u, start in chunk:
-      if u != cached_u:  # windows of one utterance are consecutive: decode each record once
-        cached_u = u
-        cached = normalizer(records.decode(source[int(eval_set.indices[u])]).log_mel)
-        feat_dim = cached.shape[1]
-      rows.append(crop_or_pad(cached, start, eval_set.crop_frames) + (u,))
-    if feat_dim is None:
-      feat_dim = normalizer.mean.shape[0]
-    batch = {"log_mel": np.zeros((batch_size, eval_set.crop_frames, feat_dim), np.float32),
-             "mask": np.zeros((batch_size, eval_set.crop_frames), bool),
-             "utt": np.full((batch_size,), -1, np.int32),
-             "weight": np.zeros((batch_size,), np.float32)}
-    for r, (log_mel, mask, u) in enumerate(rows):
-      batch["log_mel"][r], batch["mask"][r], batch["utt"][r], batch["weight"][r] = log_mel, mask, u, 1.0
-    yield batch
+  ds = grain.MapDataset.range(num_batches).map(EvalBatch(eval_set, batch_size, normalizer.mel_bins))
+  if not on_device:
+    ds = ds.map(HostFinish(normalizer))
+  it = ds.to_iter_dataset(grain.ReadOptions(num_threads=2, prefetch_buffer_size=4))
+  if num_workers > 0:
+    it = it.mp_prefetch(grain.MultiprocessingOptions(num_workers=num_workers,
+                                                     per_worker_buffer_size=worker_buffer_size))
+  return it
+
+
+def eval_batches(eval_set: EvalSet, batch_size: int, normalizer: Normalizer,
+                 num_batches: int | None = None, **options) -> Iterator[dict[str, np.ndarray]]:
+  """Iterates `eval_dataset` (same arguments) and stops its worker processes at the end."""
+  it = iter(eval_dataset(eval_set, batch_size, normalizer, num_batches, **options))
+  try:
+    yield from it
+  finally:
+    close = getattr(it, "close", None)
+    if close:
+      close()
 
 
 def average_window_logits(eval_set: EvalSet, utt: np.ndarray, logits: np.ndarray) -> np.ndarray:

@@ -11,6 +11,8 @@ Per-step randomness is `fold_in(seed, step)`, so a resumed run computes exactly 
 
 from __future__ import annotations
 
+import collections
+import copy
 import hashlib
 import json
 import os
@@ -105,7 +107,9 @@ def cross_entropy(logits: jax.Array, batch: dict[str, jax.Array], num_classes: i
   return optax.softmax_cross_entropy(logits, targets)
 
 
-def make_train_step(model: models.ResNet, config: ml_collections.ConfigDict, num_classes: int):
+def make_train_step(model: models.ResNet, config: ml_collections.ConfigDict, num_classes: int,
+                    normalizer: pipeline.Normalizer):
+  """The step takes the pipeline's float16 crops + lengths; `normalizer.device` finishes them inside it."""
   base_key = jax.random.key(config.seed)
 
   schedule = make_schedule(config)
@@ -113,13 +117,13 @@ def make_train_step(model: models.ResNet, config: ml_collections.ConfigDict, num
   def train_step(state: TrainState, batch: dict[str, jax.Array]):
     key = jax.random.fold_in(base_key, state.step)
     aug_key, dropout_key = jax.random.split(key)
-    x = batch["log_mel"]
+    x, mask = normalizer.device(batch)
     if config.specaugment.enabled:
       x = spec_augment(aug_key, x, config.specaugment)
 
     def loss_fn(params):
       (logits, _), updates = model.apply(
-          {"params": params, "batch_stats": state.batch_stats}, x, batch["mask"], train=True,
+          {"params": params, "batch_stats": state.batch_stats}, x, mask, train=True,
           freeze_backbone=config.freeze_backbone, rngs={"dropout": dropout_key}, mutable=["batch_stats"])
       loss = jnp.mean(cross_entropy(logits, batch, num_classes, config.data.target, config.label_smoothing))
       return loss, (logits, updates["batch_stats"])
@@ -135,10 +139,10 @@ def make_train_step(model: models.ResNet, config: ml_collections.ConfigDict, num
   return train_step
 
 
-def make_eval_step(model: models.ResNet):
+def make_eval_step(model: models.ResNet, normalizer: pipeline.Normalizer):
   def eval_step(state: TrainState, batch: dict[str, jax.Array]):
     logits, embedding = model.apply({"params": state.params, "batch_stats": state.batch_stats},
-                                    batch["log_mel"], batch["mask"], train=False)
+                                    *normalizer.device(batch), train=False)
     return logits
 
   return eval_step
@@ -151,6 +155,63 @@ def make_eval_step(model: models.ResNet):
 def to_global(batch: dict[str, np.ndarray], sharding: NamedSharding) -> dict[str, jax.Array]:
   """Assembles the global batch from every process's slice (a plain device_put on one host)."""
   return {k: jax.make_array_from_process_local_data(sharding, v) for k, v in batch.items()}
+
+
+class DevicePrefetch:
+  """Batches of a host iterator, put on the devices `size` steps before they are used (as big_vision's
+  prefetch): the transfer of the next batch, and the host work of the one after, overlap the running step,
+  whose dispatch is asynchronous. Keys in `host_keys` stay NumPy arrays on the host.
+
+  Its `get_state`/`set_state` are those of the host iterator at the first batch not yet handed out, so a
+  checkpoint records the step's data position, not the prefetcher's (Grain's checkpoint handler treats an
+  iterator that is not a Grain DatasetIterator as one whose state is bytes: JSON bytes here)."""
+
+  def __init__(self, host_iter, sharding: NamedSharding, size: int = 2, host_keys: tuple[str, ...] = ()):
+    self._it, self._sharding, self._size, self._host_keys = host_iter, sharding, size, host_keys
+    self._queue: collections.deque = collections.deque()  # (host state before the batch, batch)
+
+  def __iter__(self):
+    return self
+
+  def _state(self):
+    get_state = getattr(self._it, "get_state", None)
+    return copy.deepcopy(get_state()) if get_state else None
+
+  def _put(self) -> bool:
+    state = self._state()
+    try:
+      batch = next(self._it)
+    except StopIteration:
+      return False
+    host = {k: batch.pop(k) for k in self._host_keys if k in batch}
+    self._queue.append((state, {**to_global(batch, self._sharding), **host}))
+    return True
+
+  def __next__(self) -> dict[str, Any]:
+    while len(self._queue) <= self._size and self._put():
+      pass
+    if not self._queue:
+      raise StopIteration
+    return self._queue.popleft()[1]
+
+  def get_state(self) -> bytes:
+    state = self._queue[0][0] if self._queue else self._state()
+    return json.dumps(state).encode()
+
+  def set_state(self, state: bytes | dict[str, Any]):
+    self._queue.clear()
+    self._it.set_state(json.loads(state) if isinstance(state, (bytes, str)) else state)
+
+  def start_prefetch(self):
+    start = getattr(self._it, "start_prefetch", None)
+    if start:
+      start()
+
+  def close(self):
+    self._queue.clear()
+    close = getattr(self._it, "close", None)
+    if close:
+      close()
 
 
 def to_local(x: jax.Array) -> np.ndarray:
@@ -180,15 +241,18 @@ def global_max(x: int) -> int:
 
 
 def evaluate(eval_fn, state: TrainState, eval_set: pipeline.EvalSet, normalizer: pipeline.Normalizer,
-             batch_size: int, sharding: NamedSharding, label_names: list[str]) -> dict[str, Any]:
+             batch_size: int, sharding: NamedSharding, label_names: list[str], num_workers: int = 0,
+             worker_buffer_size: int = 2) -> dict[str, Any]:
   """Whole-utterance metrics over all processes: window logits averaged per utterance."""
   local_batch = batch_size // jax.process_count()
   num_batches = global_max(eval_set.num_batches(local_batch))
   utts, logits = [], []
-  for batch in pipeline.eval_batches(eval_set, local_batch, normalizer, num_batches):
+  batches = pipeline.eval_batches(eval_set, local_batch, normalizer, num_batches, on_device=True,
+                                  num_workers=num_workers, worker_buffer_size=worker_buffer_size)
+  for batch in DevicePrefetch(batches, sharding, host_keys=("utt", "weight")):
     utt = batch.pop("utt")
     batch.pop("weight")
-    logits.append(to_local(eval_fn(state, to_global(batch, sharding))))
+    logits.append(to_local(eval_fn(state, batch)))
     utts.append(utt)
   utt_logits = pipeline.average_window_logits(eval_set, np.concatenate(utts), np.concatenate(logits))
   preds = np.argmax(utt_logits, axis=-1)
@@ -314,11 +378,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
                                               c.data.label_fraction, c.data.subset_seed)
     logging.info("label fraction %.2f: %d training records", c.data.label_fraction, len(subset))
   def make_train_iter(start_batch: int = 0):
-    return iter(pipeline.train_dataset(
+    return DevicePrefetch(iter(pipeline.train_dataset(
         c.data.dir, c.data.train_split, global_batch_size=c.batch_size, crop_frames=c.data.crop_frames,
         normalizer=normalizer, num_classes=num_classes, seed=c.seed, target=c.data.target, subset=subset,
         num_workers=c.data.num_workers, worker_buffer_size=c.data.worker_buffer_size,
-        process_index=jax.process_index(), process_count=jax.process_count(), start_batch=start_batch))
+        process_index=jax.process_index(), process_count=jax.process_count(), start_batch=start_batch,
+        on_device=True)), data_sharding)
 
   train_iter = make_train_iter()
   eval_sets = {}
@@ -366,10 +431,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   logging.info("model %s: %s parameters", c.model.name, f"{models.param_count(state.params):,}")
 
   # ----- Compiled steps ----------------------------------------------------------------------------------
-  train_step = jax.jit(make_train_step(model, c, num_classes), donate_argnums=(0,),
+  train_step = jax.jit(make_train_step(model, c, num_classes, normalizer), donate_argnums=(0,),
                        in_shardings=(state_sharding, data_sharding),
                        out_shardings=(state_sharding, replicated))
-  eval_step = jax.jit(make_eval_step(model), in_shardings=(state_sharding, data_sharding),
+  eval_step = jax.jit(make_eval_step(model, normalizer), in_shardings=(state_sharding, data_sharding),
                       out_shardings=data_sharding)
 
   # ----- Loop --------------------------------------------------------------------------------------------
@@ -382,7 +447,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   unchecked: list[tuple[int, dict[str, jax.Array]]] = []  # steps whose loss nobody has looked at yet
   last_eval = None
   while step < c.num_train_steps:
-    batch = to_global(next(train_iter), data_sharding)
+    batch = next(train_iter)  # on the devices already (DevicePrefetch)
     state, stats = train_step(state, batch)
     pending.append(stats)
     step += 1
@@ -409,7 +474,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     metrics_now = None
     if do_eval:
       result = evaluate(eval_step, state, eval_sets[c.data.eval_split], normalizer, c.eval_batch_size,
-                        data_sharding, label_names)
+                        data_sharding, label_names, c.data.num_workers, c.data.worker_buffer_size)
       metrics_now = metrics.scalars(result)
       writer.write_scalars(step, {f"{c.data.eval_split}/{k}": v for k, v in metrics_now.items()})
       logging.info("step %d %s: WA %.4f UA %.4f macro-F1 %.4f", step, c.data.eval_split,
@@ -433,7 +498,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   for split, eval_set in eval_sets.items():
     result = (last_eval if split == c.data.eval_split and results["best_step"] == step and last_eval
               else evaluate(eval_step, state, eval_set, normalizer, c.eval_batch_size, data_sharding,
-                            label_names))
+                            label_names, c.data.num_workers, c.data.worker_buffer_size))
     results[split] = result
     logging.info("final %s (step %d): WA %.4f UA %.4f macro-F1 %.4f", split, results["best_step"],
                  result["wa"], result["ua"], result["macro_f1"])

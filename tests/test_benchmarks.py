@@ -10,6 +10,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -50,21 +52,37 @@ def test_train_step_smoke_writes_figures(tmp_path):
 
 
 def test_input_pipeline_smoke_writes_figures(tmp_path):
-  _run("input_pipeline.py", str(tmp_path))
+  stdout = _run("input_pipeline.py", str(tmp_path))
   with open(tmp_path / "input_pipeline.json") as f:
     result = json.load(f)
   assert result["benchmark"] == "input_pipeline" and result["data"]["records"] == 64
   rows = result["rows"]
-  assert set(rows) == {"train_step_jax_default", "pipeline_0_workers", "pipeline_1_workers"}
+  pipelines = {f"{k}_{w}_workers" for k in ("old", "new") for w in (0, 1)}
+  assert set(rows) == {"train_step_jax_default"} | pipelines
   step = rows["train_step_jax_default"]
   assert step["kind"] == "train_step" and _positive(step["examples_per_s"])
-  for name in ("pipeline_0_workers", "pipeline_1_workers"):
+  for name in pipelines:  # old and new measured in the same rounds
     row = rows[name]
-    for key in ("seconds_per_batch", "examples_per_s", "startup_s", "x_train_step"):
+    assert row["pipeline"] == name.split("_")[0] and row["num_workers"] == int(name.split("_")[1])
+    for key in ("seconds_per_batch", "examples_per_s", "startup_s", "x_train_step", "examples_per_core_s",
+                "cpu_ms_per_example"):
       assert _positive(row[key]), (name, key, row[key])
     assert math.isclose(row["x_train_step"], row["examples_per_s"] / step["examples_per_s"])
-    assert row["meets_goal"] == (row["x_train_step"] >= result["setup"]["goal_x"])
-  assert rows["pipeline_1_workers"]["num_workers"] == 1
+    assert math.isclose(row["examples_per_core_s"], 1e3 / row["cpu_ms_per_example"])
+    assert len(row["seconds_per_batch_rounds"]) == 1
+  # Where the time goes: every stage timed for the path that has it, and the worker IPC of both.
+  stages = result["stages_us_per_example"]
+  for name in ("msgpack decode", "crop draw (Philox reset + integers)", "worker IPC (shared memory, per example)"):
+    assert _positive(stages[name]["old_us"]) and _positive(stages[name]["new_us"]), name
+  assert _positive(stages["normalisation (old: whole utterance)"]["old_us"])
+  assert stages["normalisation (old: whole utterance)"]["new_us"] is None  # on the device now
+  # Host cores per accelerator: published A100 figures and the H100 estimate, from the measured rates.
+  cores = result["cores_needed"]
+  assert set(cores) == {"1xA100 (NVIDIA)", "8xA100 (NVIDIA)", "1xH100 (estimate)", "8xH100 (estimate)"}
+  assert math.isclose(cores["1xA100 (NVIDIA)"]["examples_per_s"], 2470 * 224 * 224 / (64 * 32))
+  for c in cores.values():
+    assert math.isclose(c["cores_new"], c["examples_per_s"] / rows["new_1_workers"]["examples_per_core_s"])
+  assert "host cores to feed ResNet-50" in stdout and "goal:" in stdout
 
 
 def test_train_step_skips_torch_with_a_reason(tmp_path):
@@ -167,3 +185,24 @@ def test_asr_smoke_compares_packing_on_and_off(tmp_path):
     assert math.isclose(s["speedup_cpu"], s["on"]["audio_hours_per_cpu_hour"] / s["off"]["audio_hours_per_cpu_hour"])
     assert s["meets_goal"] == (s["speedup_cpu"] >= 2.0 and s["wer_delta_points"] <= 0.5)
   assert "audio h / CPU h" in stdout and "wrote" in stdout
+
+
+@pytest.mark.slow
+def test_accelerator_suite_smoke_runs_every_figure(tmp_path):
+  """The GPU suite's --smoke mode on CPU: every figure's script runs and writes its JSON; suite.json lists
+  each with its status and time."""
+  proc = subprocess.run(["bash", os.path.join(REPO, "benchmarks", "accelerator_suite.sh"), "--smoke",
+                         f"--out={tmp_path}", f"--python={sys.executable}"],
+                        capture_output=True, text=True, timeout=900, cwd=REPO)
+  assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
+  suite = json.loads((tmp_path / "suite.json").read_text())
+  assert suite["smoke"] and [f["figure"] for f in suite["figures"]] == ["train_step", "input_pipeline",
+                                                                          "entailment", "asr"]
+  for figure in suite["figures"]:
+    assert figure["ok"] and figure["exit"] == 0 and figure["seconds"] <= figure["limit_s"], figure
+    with open(figure["json"]) as f:
+      assert json.load(f), figure
+  assert sum(f["limit_s"] for f in suite["figures"]) <= 16 * 60  # smoke limits; the GPU run's sum is 8 min
+  bad = subprocess.run(["bash", os.path.join(REPO, "benchmarks", "accelerator_suite.sh")], capture_output=True,
+                       text=True, cwd=REPO)
+  assert bad.returncode == 2 and "--out=DIR is required" in bad.stderr

@@ -140,3 +140,79 @@ def test_nested_stratified_subsets():
   assert set(other) != set(small)
   with pytest.raises(ValueError):
     subsets.nested_stratified_subset(labels, 0.0, seed=0)
+
+
+# ---------------------------------------------------------------------------------------------------
+# The batched pipeline against the per-element one it replaced (input_pipeline/reference.py).
+
+
+@pytest.mark.parametrize("options", [{}, {"target": "scores", "start_batch": 5},
+                                     {"process_index": 1, "process_count": 2}, {"subset": list(range(0, 96, 3))}])
+def test_batched_pipeline_gives_the_reference_batches(synth_dir, options):
+  """Same seed, same batches, bit for bit (host finish): crops, padding, mask, labels, scores, order."""
+  from input_pipeline import reference
+  kwargs = dict(global_batch_size=8, crop_frames=64, normalizer=_normalizer(synth_dir), num_classes=4, seed=5,
+                **options)
+  new = iter(pipeline.train_dataset(synth_dir, "train", **kwargs))
+  old = iter(reference.train_dataset(synth_dir, "train", **kwargs))
+  for _ in range(14):  # past an epoch boundary
+    a, b = next(new), next(old)
+    assert sorted(a) == sorted(b)
+    for key in b:
+      assert a[key].dtype == b[key].dtype, key
+      np.testing.assert_array_equal(a[key], b[key], err_msg=key)
+
+
+def test_device_half_equals_the_host_normalisation_within_one_float32_rounding(synth_dir):
+  """float16 crops + lengths, finished inside a jitted function over 8 devices under the batch's
+  NamedSharding, equal the reference's float32 batch: mask and padding exactly, values to within a relative
+  2**-22 (XLA may divide by the per-bin std as a multiply by its reciprocal: one more float32 rounding)."""
+  import jax
+  from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+  from input_pipeline import reference
+  normalizer = _normalizer(synth_dir)
+  sharding = NamedSharding(Mesh(np.asarray(jax.devices()), ("data",)), P("data"))
+  finish = jax.jit(normalizer.device, in_shardings=(sharding,), out_shardings=sharding)
+  kwargs = dict(global_batch_size=8, crop_frames=64, normalizer=normalizer, num_classes=4, seed=2)
+  new = iter(pipeline.train_dataset(synth_dir, "train", on_device=True, **kwargs))
+  old = iter(reference.train_dataset(synth_dir, "train", **kwargs))
+  for _ in range(6):
+    a, b = next(new), next(old)
+    assert a["log_mel"].dtype == np.float16 and a["log_mel"].nbytes * 2 == b["log_mel"].nbytes
+    assert a["length"].dtype == np.int32 and "mask" not in a
+    x, mask = finish({"log_mel": a["log_mel"], "length": a["length"]})
+    assert x.sharding == sharding and x.dtype == np.float32
+    np.testing.assert_array_equal(np.asarray(mask), b["mask"])
+    x = np.asarray(x)
+    assert np.all(x[~b["mask"]] == 0)
+    np.testing.assert_allclose(x, b["log_mel"], rtol=2.0**-22, atol=0)
+    np.testing.assert_array_equal(a["label"], b["label"])
+
+
+def test_eval_batches_equal_the_reference_loop_with_and_without_workers(synth_dir):
+  from input_pipeline import reference
+  normalizer = _normalizer(synth_dir)
+  eval_set = pipeline.make_eval_set(synth_dir, "validation", crop_frames=48, hop_frames=16, num_classes=4)
+  n = eval_set.num_batches(8) + 1  # one padding batch, as another host may need
+  expected = list(reference.eval_batches(eval_set, 8, normalizer, n))
+  plain = list(pipeline.eval_batches(eval_set, 8, normalizer, n))
+  workers = list(pipeline.eval_batches(eval_set, 8, normalizer, n, on_device=True, num_workers=2))
+  assert len(plain) == len(workers) == len(expected) == n
+  for a, w, b in zip(plain, workers, expected):
+    for key in b:
+      assert a[key].dtype == b[key].dtype
+      np.testing.assert_array_equal(a[key], b[key], err_msg=key)
+    np.testing.assert_array_equal(normalizer.host(w)["log_mel"], b["log_mel"])
+    np.testing.assert_array_equal(w["utt"], b["utt"])
+
+
+def test_a_record_of_other_mel_bins_is_named(tmp_path):
+  exs = [records.Example(f"u{i}", np.ones((10, 2), np.float16), 0) for i in range(4)]
+  records.write_split(str(tmp_path), "train", exs, 1, 2)
+  records.write_dataset_info(str(tmp_path), ["a", "b"], {}, ["train"])
+  wrong = pipeline.Normalizer(np.zeros(3, np.float32), np.ones(3, np.float32))
+  ds = pipeline.train_dataset(str(tmp_path), "train", global_batch_size=2, crop_frames=4, normalizer=wrong,
+                              num_classes=2, seed=0)
+  with pytest.raises(records.RecordError, match=r"train record \d \(u\d\): features have 2 mel bins but the "
+                     r"stats file has 3"):
+    next(iter(ds))

@@ -110,6 +110,36 @@ def test_unknown_override_names_the_key(synth_dir, tmp_path):
   assert "learnin_rate" in out.stderr
 
 
+def test_device_prefetch_runs_ahead_and_saves_the_consumed_position(synth_dir):
+  """Two batches wait on the devices, sharded over the batch axis, while one is used; the state it reports
+  (what a checkpoint stores) is the position after the batches handed out, so a restore resumes there."""
+  from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+  from input_pipeline import pipeline
+  sharding = NamedSharding(Mesh(np.asarray(jax.devices()), ("data",)), P("data"))
+  normalizer = pipeline.Normalizer.from_file(os.path.join(synth_dir, "stats.json"))
+  make = lambda: iter(pipeline.train_dataset(synth_dir, "train", global_batch_size=8, crop_frames=32,
+                                             normalizer=normalizer, num_classes=4, seed=3, on_device=True))
+  plain = make()
+  expected = [next(plain) for _ in range(7)]
+  host = make()
+  prefetch = train.DevicePrefetch(host, sharding, size=2)
+  for e in expected[:3]:
+    got = next(prefetch)
+    assert isinstance(got["log_mel"], jax.Array) and got["log_mel"].sharding == sharding
+    assert got["log_mel"].dtype == np.float16
+    for key in e:
+      np.testing.assert_array_equal(np.asarray(got[key]), e[key])
+  five = make()
+  for _ in range(5):
+    next(five)
+  assert host.get_state() == five.get_state()  # 3 handed out + 2 ahead
+  state = prefetch.get_state()
+  resumed = train.DevicePrefetch(make(), sharding, size=2)
+  resumed.set_state(state)
+  for e in expected[3:]:
+    np.testing.assert_array_equal(np.asarray(next(resumed)["log_mel"]), e["log_mel"])
+
+
 def test_check_fits_names_missing_and_unexpected_arrays():
   model = {"stem": {"kernel": np.zeros((3, 3))}, "stage5": {"kernel": np.zeros(2)}}
   ckpt = {"stem": {"kernel": np.zeros((3, 3))}, "stage4": {"kernel": np.zeros(2)}}
