@@ -121,7 +121,7 @@ def make_train_step(model: models.ResNet, config: ml_collections.ConfigDict, num
           {"params": params, "batch_stats": state.batch_stats}, x, batch["mask"], train=True,
           freeze_backbone=config.freeze_backbone, rngs={"dropout": dropout_key}, mutable=["batch_stats"])
       loss = jnp.mean(cross_entropy(logits, batch, num_classes, config.data.target, config.label_smoothing))
-      return loss, (logits, updates["batch_stats"])
+      return loss, (logits, updates.get("batch_stats", state.batch_stats))
 
     (loss, (logits, batch_stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
     state = state.apply_gradients(grads=grads, batch_stats=batch_stats)
@@ -279,7 +279,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
         process_count=jax.process_count())
 
   # ----- Model and state -------------------------------------------------------------------------------
-  model = models.create_model(c.model.name, num_classes, c.model.width, c.model.dropout_rate, c.dtype)
+  model = models.model_from_config(c, num_classes)
   schedule = make_schedule(c)
   tx = make_optimizer(c, schedule)
   mel_bins = normalizer.mean.shape[0]
@@ -288,7 +288,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   def init(key):
     variables = model.init(key, jnp.zeros((1, c.data.crop_frames, mel_bins)), train=False)
     return TrainState.create(apply_fn=model.apply, params=variables["params"],
-                             batch_stats=variables["batch_stats"], tx=tx)
+                             batch_stats=variables.get("batch_stats", {}), tx=tx)
 
   abstract_state = jax.eval_shape(init, jax.random.key(c.seed))
   state_sharding = jax.tree.map(lambda _: replicated, abstract_state)
