@@ -58,6 +58,10 @@ def base_config() -> ml_collections.ConfigDict:
   c.model.dropout_rate = 0.0
   c.dtype = "float32"  # compute dtype: "bfloat16" keeps float32 parameters
 
+  c.sharding = ml_collections.ConfigDict()  # lanser_jax/sharding.py
+  c.sharding.mesh = "data=-1"  # e.g. "data=2,fsdp=4", "data=4,model=2"; -1: the remaining devices
+  c.sharding.rules = "replicated"  # replicated | fsdp | tensor | "regex=spec;regex=spec"
+
   c.batch_size = 64  # global, over all devices and hosts
   c.eval_batch_size = 64
   c.num_train_steps = 10_000
