@@ -1,8 +1,11 @@
-r"""Training-step speed and memory: the project's ResNet train step beside torchvision's ResNet-50.
+r"""Training-step speed and memory: the project's train step (ResNet-50, and with --model= the Conformer or
+the spectrogram transformer beside it) against torchvision's ResNet-50.
 
   . .venv/bin/activate
   python benchmarks/train_step.py --out=/tmp/lanser_bench                  # ~10 min on 2 shared cores
   python benchmarks/train_step.py --smoke --out=/tmp/lanser_bench_smoke    # seconds: tiny model, no torch
+  python benchmarks/train_step.py --model=conformer_s,ast --variants=jax_default,jax_ynn_bf16 \
+      --out=/tmp/lanser_bench_backbones     # ResNet-50 (always first), Conformer-S and ViT-B/16 AST side by side
 
 Each variant runs in its own worker process, started once and kept alive, so XLA flags are set before jax
 is imported and every worker's RSS high-water mark is its own. Rounds are interleaved (each round runs every
@@ -53,7 +56,8 @@ DEFAULT_TORCH_PYTHON = "/work/torchvenv/bin/python"
 def parse_args(argv=None):
   p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   p.add_argument("--out", default="/tmp/lanser_bench", help="folder for train_step.json")
-  p.add_argument("--model", default="resnet50")
+  p.add_argument("--model", default="resnet50", help="comma-separated lanser_jax.models names, e.g. "
+                 "conformer_s,ast; ResNet-50 is always run beside them (the first model is the reference)")
   p.add_argument("--batch", type=int, default=16)
   p.add_argument("--frames", type=int, default=300)
   p.add_argument("--mel_bins", type=int, default=64)
@@ -73,13 +77,27 @@ def parse_args(argv=None):
   p.add_argument("--smoke", action="store_true", help="tiny model, 2 steps, 1 round, no torch")
   p.add_argument("--worker", default="", help=argparse.SUPPRESS)  # internal: run one JAX variant
   args = p.parse_args(argv)
-  if args.smoke:
-    args.model, args.batch, args.frames, args.mel_bins = "tiny", 4, 64, 32
+  args.models = [m.strip() for m in args.model.split(",") if m.strip()] or ["resnet50"]
+  if args.worker:
+    args.models = args.models[:1]
+  elif "resnet50" not in args.models and "tiny" not in args.models:
+    args.models.insert(0, "resnet50")
+  if args.smoke:  # each family at its tiny size
+    tiny = lambda m: "conformer_tiny" if m.startswith("conformer") else "ast_tiny" if m.startswith("ast") else "tiny"
+    args.models = list(dict.fromkeys(tiny(m) for m in args.models))
+    args.batch, args.frames, args.mel_bins = 4, 64, 32
     args.steps, args.rounds, args.warmup = 2, 1, 1
     args.variants = args.variants or "jax_default,jax_ynn_bf16"  # flag plumbing and bf16; no torch
   args.variants = args.variants or ",".join([*JAX_VARIANTS, *TORCH_VARIANTS])
   args.threads = args.threads or len(os.sched_getaffinity(0))
+  args.model = args.models[0]
   return args
+
+
+def variant_of(name: str) -> tuple[str, str | None]:
+  """'jax_default@conformer_s' -> ('jax_default', 'conformer_s'); a name without '@' runs the first model."""
+  variant, _, model = name.partition("@")
+  return variant, model or None
 
 
 def pin_threads(threads: int) -> int:
@@ -145,7 +163,7 @@ def build_jax_step(model_name: str, dtype: str, batch_size: int, frames: int, me
   def init(key):
     variables = model.init(key, jnp.zeros((1, frames, mel_bins)), train=False)
     return train.TrainState.create(apply_fn=model.apply, params=variables["params"],
-                                   batch_stats=variables["batch_stats"], tx=tx)
+                                   batch_stats=variables.get("batch_stats", {}), tx=tx)
 
   state_sharding = jax.tree.map(lambda _: replicated, jax.eval_shape(init, jax.random.key(0)))
   state = train.compile_init(init, state_sharding, c.seed)(jax.random.key(c.seed))
@@ -248,8 +266,8 @@ class Worker:
         self.proc.kill()
 
 
-def shape_args(args) -> list[str]:
-  return [f"--model={args.model}", f"--batch={args.batch}", f"--frames={args.frames}",
+def shape_args(args, model: str | None = None) -> list[str]:
+  return [f"--model={model or args.model}", f"--batch={args.batch}", f"--frames={args.frames}",
           f"--mel_bins={args.mel_bins}", f"--num_classes={args.num_classes}", f"--warmup={args.warmup}",
           f"--threads={args.threads}"] + (["--specaugment"] if args.specaugment else [])
 
@@ -257,9 +275,11 @@ def shape_args(args) -> list[str]:
 def start_jax_worker(name: str, args) -> Worker:
   # XLA_FLAGS replaces the caller's (e.g. the tests' 8 fake devices). TensorFlow is imported (through clu)
   # but never computes: quiet its start-up log.
-  env = {**os.environ, "XLA_FLAGS": JAX_VARIANTS[name]["xla_flags"], "TF_CPP_MIN_LOG_LEVEL": "2",
+  variant, model = variant_of(name)
+  env = {**os.environ, "XLA_FLAGS": JAX_VARIANTS[variant]["xla_flags"], "TF_CPP_MIN_LOG_LEVEL": "2",
          "TF_ENABLE_ONEDNN_OPTS": "0"}
-  return Worker(name, [sys.executable, os.path.abspath(__file__), f"--worker={name}", *shape_args(args)], env)
+  return Worker(name, [sys.executable, os.path.abspath(__file__), f"--worker={variant}",
+                       *shape_args(args, model)], env)
 
 
 def torch_check(python: str) -> str:
@@ -290,7 +310,7 @@ def start_workers(names: list[str], args) -> tuple[dict[str, Worker], dict[str, 
   workers, info, skipped = {}, {}, {}
   torch_names = [n for n in names if n in TORCH_VARIANTS]
   why_not_torch = torch_check(args.torch_python) if torch_names else ""
-  start = lambda name: (start_jax_worker if name in JAX_VARIANTS else start_torch_worker)(name, args)
+  start = lambda name: (start_jax_worker if variant_of(name)[0] in JAX_VARIANTS else start_torch_worker)(name, args)
   started = {}
   for name in names:
     if name in TORCH_VARIANTS and why_not_torch:
@@ -367,6 +387,8 @@ def summarise(args, per_round, info, memory) -> dict[str, dict]:
     row["achieved_flops_per_s"] = flops / s if flops else None
     peak = peak_flops(row.get("device_kind", "")) if row["framework"] == "jax" else None
     row["mfu"] = row["achieved_flops_per_s"] / peak if peak and row["achieved_flops_per_s"] else None
+    row["model"] = variant_of(name)[1] or args.model
+    row["gflop_per_example"] = flops / args.batch / 1e9 if flops else None
     rows[name] = row
   for ref in TORCH_VARIANTS:
     if ref in rows:
@@ -377,18 +399,19 @@ def summarise(args, per_round, info, memory) -> dict[str, dict]:
 
 def print_table(rows: dict[str, dict]) -> None:
   print(f"\n{'variant':<26}{'s/step':>8}{'ex/s':>8}{'vs NCHW':>9}{'vs CL':>7}{'vs CL bf16':>11}{'RSS MiB':>9}"
-        f"{'GFLOP/s':>9}{'MFU':>7}  compile s")
+        f"{'GFLOP/ex':>9}{'GFLOP/s':>9}{'MFU':>7}  compile s")
   for name, r in rows.items():
     vs = lambda k: f"{r[k]:.2f}" if k in r else "-"
     gf = f"{r['achieved_flops_per_s'] / 1e9:.1f}" if r["achieved_flops_per_s"] else "-"
     mfu = f"{r['mfu']:.1%}" if r["mfu"] is not None else "-"
     compile_s = f"{r['compile_s']:.1f}" if "compile_s" in r else "-"
+    gfe = f"{r['gflop_per_example']:.2f}" if r.get("gflop_per_example") else "-"
     print(f"{name:<26}{r['seconds_per_step']:>8.2f}{r['examples_per_s']:>8.2f}{vs('vs_torch_nchw'):>9}"
-          f"{vs('vs_torch_channels_last'):>7}{vs('vs_torch_channels_last_bf16'):>11}{r['peak_rss_mib']:>9.0f}{gf:>9}{mfu:>7}  {compile_s}")
+          f"{vs('vs_torch_channels_last'):>7}{vs('vs_torch_channels_last_bf16'):>11}{r['peak_rss_mib']:>9.0f}{gfe:>9}{gf:>9}{mfu:>7}  {compile_s}")
 
 
 def setup_record(args) -> dict:
-  return {"model": args.model, "batch": args.batch, "frames": args.frames, "mel_bins": args.mel_bins,
+  return {"model": args.model, "models": args.models, "batch": args.batch, "frames": args.frames, "mel_bins": args.mel_bins,
           "num_classes": args.num_classes, "optimizer": "sgd momentum 0.9 nesterov, wd 1e-4",
           "specaugment": args.specaugment, "steps_per_round": args.steps, "rounds": args.rounds,
           "warmup_steps": args.warmup, "threads": args.threads, "cpu_count": os.cpu_count(),
@@ -405,8 +428,11 @@ def main(argv=None) -> dict:
   unknown = [n for n in names if n not in JAX_VARIANTS and n not in TORCH_VARIANTS]
   if unknown:
     raise SystemExit(f"--variants: unknown {unknown}; choose from {[*JAX_VARIANTS, *TORCH_VARIANTS]}")
+  # Every JAX variant once more for each further model, as '<variant>@<model>' (the PyTorch reference is
+  # ResNet-50's alone).
+  names += [f"{n}@{m}" for m in args.models[1:] for n in names if n in JAX_VARIANTS]
   setup = setup_record(args)
-  print(f"train step: {args.model}, batch {args.batch}, {args.frames} frames x {args.mel_bins} mel bins, "
+  print(f"train step: {', '.join(args.models)}, batch {args.batch}, {args.frames} frames x {args.mel_bins} mel bins, "
         f"{args.num_classes} classes, SGD momentum; {args.threads} threads on each side "
         f"(load average {setup['load_avg_start'][0]:.2f})", flush=True)
   workers, info, skipped = start_workers(names, args)

@@ -51,10 +51,16 @@ def base_config() -> ml_collections.ConfigDict:
   c.data.worker_buffer_size = 2
 
   c.model = ml_collections.ConfigDict()
-  c.model.name = "resnet50"
-  c.model.width = 1.0
+  c.model.name = "resnet50"  # or conformer_s|conformer_m|ast (ViT-B/16) ...; lanser_jax/models.py
+  c.model.width = 1.0  # ResNets only
+  c.model.patch_size = 0  # ast* only: square patch side in frames/bins; 0 = the size's default (16)
+  c.model.patch_stride = 0  # ast* only: 0 = the patch size (no overlap); AST (Gong et al. 2021) used 10
   c.model.dropout_rate = 0.0
   c.dtype = "float32"  # compute dtype: "bfloat16" keeps float32 parameters
+
+  c.sharding = ml_collections.ConfigDict()  # lanser_jax/sharding.py
+  c.sharding.mesh = "data=-1"  # e.g. "data=2,fsdp=4", "data=4,model=2"; -1: the remaining devices
+  c.sharding.rules = "replicated"  # replicated | fsdp | tensor | "regex=spec;regex=spec"
 
   c.batch_size = 64  # global, over all devices and hosts
   c.eval_batch_size = 64

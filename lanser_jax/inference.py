@@ -107,8 +107,7 @@ def load(path: str, step: int | str | None = None, *, workdir: str | None = None
   normalizer = pipeline.Normalizer.from_file(os.path.join(workdir, "data", "stats.json"))
   state_path = checkpointing.resolve_state_path(path, "best" if step is None else step)
 
-  model = models.create_model(config.model.name, len(label_names), config.model.width,
-                              config.model.dropout_rate, config.dtype)
+  model = models.model_from_config(config, len(label_names))
   mel_bins = normalizer.mean.shape[0]
   # The tree the saved config implies; the checkpoint must match it array for array.
   abstract = jax.eval_shape(lambda: model.init(jax.random.key(0),

@@ -5,7 +5,9 @@ so ResNet-50 here has the ImageNet ResNet-50's parameters less the two input cha
 first spatial axis, mel bins the second. Padded frames (mask == False) are left out of the global average pool,
 so a short utterance padded to the crop length pools over its real frames only.
 
-Run `python -m lanser_jax.models --model=resnet50 --num_classes=7` to print parameter counts.
+`create_model` also builds the other backbones by name: `conformer*` (lanser_jax/conformer.py) and `ast*`
+(lanser_jax/spectrogram_transformer.py), with the same call and return. Run `python -m lanser_jax.models`
+to print the parameter counts of every architecture (`--model=resnet50 --num_classes=7` for one).
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ from typing import Any, Sequence
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+
+from lanser_jax import conformer, spectrogram_transformer
 
 ModuleDef = Any
 
@@ -120,22 +124,50 @@ _ARCHS: dict[str, dict[str, Any]] = {
     # Same code, one block a stage and 8 base filters: compiles and steps in well under a second on CPU.
     "tiny": dict(stage_sizes=(1, 1, 1, 1), block_cls=BottleneckBlock, num_filters=8),
 }
-ARCHITECTURES = tuple(_ARCHS)
+ARCHITECTURES = tuple(_ARCHS) + tuple(conformer.SIZES) + tuple(spectrogram_transformer.SIZES)
+
+# Published parameter counts printed beside ours (see README "Backbones" for what each one includes).
+REFERENCES = {
+    "resnet50": "torchvision ImageNet ResNet-50: 25,557,032 with a 1000-class head",
+    "conformer_s": "Gulati et al. 2020 Table 1: 10.3M with the RNN-T decoder (1 LSTM layer, 320)",
+    "conformer_m": "Gulati et al. 2020 Table 1: 30.7M with the RNN-T decoder (1 LSTM layer, 640)",
+    "ast": "timm vit_base_patch16_224: 86,567,656 with 3 input channels, 197 learned positions, "
+           "[CLS] and a 1000-class head",
+}
 
 
 def create_model(name: str, num_classes: int, width: float = 1.0, dropout_rate: float = 0.0,
-                 dtype: str = "float32") -> ResNet:
+                 dtype: str = "float32", patch_size: int = 0, patch_stride: int = 0) -> nn.Module:
+  """The backbone `name` (config.model.name) with a `num_classes` head; width applies to ResNets only,
+  patch_size / patch_stride (0: the size's default) to the spectrogram transformer only."""
+  if name in conformer.SIZES or name in spectrogram_transformer.SIZES:
+    if width != 1.0:
+      raise ValueError(f"config.model.width={width} applies to ResNets only; {name!r} has fixed sizes "
+                       f"(pick another size, e.g. one of {ARCHITECTURES})")
+    if name in conformer.SIZES:
+      if patch_size or patch_stride:
+        raise ValueError(f"config.model.patch_size/patch_stride apply to 'ast*' models, not {name!r}")
+      return conformer.create(name, num_classes, dropout_rate, jnp.dtype(dtype))
+    return spectrogram_transformer.create(name, num_classes, dropout_rate, jnp.dtype(dtype),
+                                          patch_size, patch_stride)
   if name not in _ARCHS:
     raise ValueError(f"config.model.name={name!r} is not one of {ARCHITECTURES}")
   return ResNet(num_classes=num_classes, width=width, dropout_rate=dropout_rate,
                 dtype=jnp.dtype(dtype), **_ARCHS[name])
 
 
+def model_from_config(config, num_classes: int) -> nn.Module:
+  """create_model with every config.model key (a config saved before patch_size existed still loads)."""
+  m = config.model
+  return create_model(m.name, num_classes, m.width, m.dropout_rate, config.dtype,
+                      m.get("patch_size", 0), m.get("patch_stride", 0))
+
+
 def param_count(tree) -> int:
   return sum(x.size for x in jax.tree.leaves(tree))
 
 
-def count_params(model: ResNet, frames: int = 300, mel_bins: int = 64) -> dict[str, int]:
+def count_params(model: nn.Module, frames: int = 300, mel_bins: int = 64) -> dict[str, int]:
   """Parameter counts from abstract shapes (nothing is allocated or computed)."""
   variables = jax.eval_shape(lambda: model.init(jax.random.key(0), jnp.zeros((1, frames, mel_bins))))
   params = variables["params"]
@@ -147,16 +179,21 @@ def count_params(model: ResNet, frames: int = 300, mel_bins: int = 64) -> dict[s
 
 def _main(argv: Sequence[str] | None = None):
   import argparse
-  p = argparse.ArgumentParser(description="Print the parameter count of a lanser-jax ResNet.")
-  p.add_argument("--model", default="resnet50", choices=ARCHITECTURES)
+  p = argparse.ArgumentParser(description="Print the parameter counts of the lanser-jax backbones.")
+  p.add_argument("--model", default="all", choices=("all",) + ARCHITECTURES)
   p.add_argument("--num_classes", type=int, default=7)
   p.add_argument("--width", type=float, default=1.0)
   p.add_argument("--mel_bins", type=int, default=64)
+  p.add_argument("--frames", type=int, default=300)
   args = p.parse_args(argv)
-  counts = count_params(create_model(args.model, args.num_classes, args.width), mel_bins=args.mel_bins)
-  print(f"{args.model} (width {args.width}, {args.num_classes} classes): "
-        f"{counts['total']:,} parameters = body {counts['body']:,} + head {counts['head']:,}; "
-        f"{counts['batch_stats']:,} batch-norm statistics")
+  names = ARCHITECTURES if args.model == "all" else (args.model,)
+  for name in names:
+    width = args.width if name in _ARCHS else 1.0
+    counts = count_params(create_model(name, args.num_classes, width), args.frames, args.mel_bins)
+    ref = f"  [{REFERENCES[name]}]" if name in REFERENCES else ""
+    print(f"{name} (width {width}, {args.num_classes} classes, {args.mel_bins} mel bins): "
+          f"{counts['total']:,} parameters = body {counts['body']:,} + head {counts['head']:,}; "
+          f"{counts['batch_stats']:,} batch-norm statistics{ref}")
 
 
 if __name__ == "__main__":

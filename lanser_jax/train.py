@@ -1,7 +1,8 @@
 """Training and evaluation of a ResNet on log-mel feature shards: `train_and_evaluate(config, workdir)`.
 
 One program for 1 CPU, 8 fake CPU devices, a GPU node, a TPU slice and many hosts: `jax.jit` over a 1-D
-`Mesh` named "data"; batches are sharded over it, parameters and optimiser state are replicated; BatchNorm
+`Mesh` named "data"; batches are sharded over it, parameters and optimiser state are replicated (or split
+over a 2-D mesh as config.sharding says: lanser_jax/sharding.py); BatchNorm
 statistics are global because the compiler sees the whole batch.
 
 Resume order: (1) a checkpoint in `<workdir>/checkpoints` (state and data-iterator position); else
@@ -29,10 +30,10 @@ import optax
 from absl import logging
 from flax.training import train_state
 from jax.experimental import multihost_utils
-from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+from jax.sharding import NamedSharding, PartitionSpec as P
 
 from input_pipeline import pipeline, records, subsets
-from lanser_jax import checkpointing, fileio, metrics, models, writers
+from lanser_jax import checkpointing, fileio, metrics, models, sharding, writers
 
 
 class TrainState(train_state.TrainState):
@@ -126,7 +127,7 @@ def make_train_step(model: models.ResNet, config: ml_collections.ConfigDict, num
           {"params": params, "batch_stats": state.batch_stats}, x, mask, train=True,
           freeze_backbone=config.freeze_backbone, rngs={"dropout": dropout_key}, mutable=["batch_stats"])
       loss = jnp.mean(cross_entropy(logits, batch, num_classes, config.data.target, config.label_smoothing))
-      return loss, (logits, updates["batch_stats"])
+      return loss, (logits, updates.get("batch_stats", state.batch_stats))
 
     (loss, (logits, batch_stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
     state = state.apply_gradients(grads=grads, batch_stats=batch_stats)
@@ -362,8 +363,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   save_run_info(workdir, c, c.data.dir, stats_file, label_names)
 
   # ----- Mesh and shardings ----------------------------------------------------------------------------
-  mesh = Mesh(np.asarray(jax.devices()), ("data",))
-  data_sharding = NamedSharding(mesh, P("data"))
+  mesh = sharding.make_mesh(c.sharding.mesh)  # default "data=-1": 1-D data parallelism
+  data_sharding = sharding.batch_sharding(mesh)
   replicated = NamedSharding(mesh, P())
   for name, size in (("batch_size", c.batch_size), ("eval_batch_size", c.eval_batch_size)):
     if size % jax.device_count():
@@ -394,7 +395,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
         process_count=jax.process_count())
 
   # ----- Model and state -------------------------------------------------------------------------------
-  model = models.create_model(c.model.name, num_classes, c.model.width, c.model.dropout_rate, c.dtype)
+  model = models.model_from_config(c, num_classes)
   schedule = make_schedule(c)
   tx = make_optimizer(c, schedule)
   mel_bins = normalizer.mean.shape[0]
@@ -403,10 +404,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   def init(key):
     variables = model.init(key, jnp.zeros((1, c.data.crop_frames, mel_bins)), train=False)
     return TrainState.create(apply_fn=model.apply, params=variables["params"],
-                             batch_stats=variables["batch_stats"], tx=tx)
+                             batch_stats=variables.get("batch_stats", {}), tx=tx)
 
   abstract_state = jax.eval_shape(init, jax.random.key(c.seed))
-  state_sharding = jax.tree.map(lambda _: replicated, abstract_state)
+  state_sharding = sharding.state_shardings(mesh, abstract_state, c.sharding.rules)  # default replicated
   abstract_state = jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s),
                                 abstract_state, state_sharding)
 

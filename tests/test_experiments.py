@@ -240,3 +240,78 @@ def test_finetune_protocol_arguments():
   assert load("finetune_crema_d.py", "split=tfds").data.dir == "/data/lanser/crema_d_tfds/features"
   with pytest.raises(ValueError, match="split"):
     load("finetune_crema_d.py", "split=by_sentence")
+
+
+# ---------------------------------------------------------------------------------------------------
+# The other backbones (lanser_jax/backbone_settings.py).
+
+BACKBONE_FILES = {
+    "pretrain_conformer.py": ("", "conformer_s"),
+    "pretrain_ast.py": ("source=condensed_movies,", "ast"),
+    "finetune_conformer.py": ("fold=2,size=m,", "conformer_m"),
+    "finetune_ast.py": ("dataset=crema_d,", "ast"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(BACKBONE_FILES))
+@pytest.mark.parametrize("platform", ["cpu", "gpu", "tpu"])
+@pytest.mark.parametrize("runlocal", [False, True])
+def test_backbone_files_load_in_every_platform(name, platform, runlocal):
+  prefix, model = BACKBONE_FILES[name]
+  c = load(name, prefix + f"platform={platform}" + (",runlocal" if runlocal else ""))
+  base = config_lib.base_config()
+  assert set(c.keys()) == set(base.keys()) and set(c.data.keys()) == set(base.data.keys())
+  if runlocal:
+    assert c.model.name == model.split("_")[0] + "_tiny" and c.num_train_steps <= 40
+    assert c.sharding.rules == "fsdp" and c.sharding.mesh == "data=-1,fsdp=1"
+  else:
+    assert c.model.name == model
+    assert c.dtype == ("float32" if platform == "cpu" else "bfloat16")
+    sharded = model == "ast" and platform != "cpu"
+    assert (c.sharding.rules == "fsdp") == sharded
+  assert c.optimizer.grad_clip_norm == 1.0 and c.optimizer.weight_decay == 0.05
+
+
+def test_backbone_finetune_restores_its_own_pretraining_run():
+  ps = "pretrain_peoples_speech_fine40-conversation-entailment_hard"
+  c = load("finetune_conformer.py", "fold=1,pretrained=peoples_speech,runs_root=/r")
+  assert c.init_from == f"/r/{ps}_conformer_s"
+  assert load("finetune_ast.py", "dataset=crema_d,pretrained=peoples_speech,runs_root=/r").init_from == \
+      f"/r/{ps}_ast"
+  resnet = load("finetune_iemocap.py", "fold=1,pretrained=peoples_speech,runs_root=/r")
+  assert resnet.init_from == f"/r/{ps}"  # the ResNet-50 files are unchanged
+  with pytest.raises(ValueError, match="fold must be 1..5"):
+    load("finetune_conformer.py", "")
+  with pytest.raises(ValueError, match="no folds"):
+    load("finetune_ast.py", "dataset=crema_d,fold=2")
+  with pytest.raises(ValueError, match="size"):
+    load("pretrain_ast.py", "size=l")
+
+
+def test_backbone_sweep_crosses_backbones_with_fractions():
+  from lanser_jax import sweep
+  cells = sweep.load_sweep(os.path.join(EXP, "sweeps", "backbones.py") + ":platform=gpu")
+  finetune = [c for c in cells if c["axes"]["stage"] == "finetune"]
+  assert len(cells) == 3 + len(finetune) and len(finetune) == 3 * 2 * 5 * 6
+  grid = {(c["axes"]["backbone"], c["axes"]["fraction"]) for c in finetune}
+  assert grid == {(b, f) for b in ("resnet50", "conformer_s", "ast") for f in (0.1, 0.2, 0.3, 0.5, 1.0)}
+  for cell in cells:  # every cell's spec resolves, and names the backbone it says
+    c = config_lib.load_experiment(os.path.join(ROOT, cell["config"]))
+    assert c.model.name == cell["axes"]["backbone"]
+  pretrained = {c["name"] for c in cells if c["axes"]["stage"] == "pretrain"}
+  for cell in finetune:
+    init_from = config_lib.load_experiment(os.path.join(ROOT, cell["config"])).init_from
+    assert not init_from or os.path.basename(init_from) in pretrained
+
+
+@pytest.mark.parametrize("name", ["pretrain_conformer.py", "finetune_ast.py"])
+def test_backbone_runlocal_runs(synth_dir, tmp_path, name):
+  """`:runlocal` trains end to end on the synthetic features (cut to 2 steps)."""
+  from lanser_jax import train
+  c = load(name, ("fold=1," if name.startswith("finetune") else "") + "runlocal,platform=cpu")
+  for key, value in {"data.dir": synth_dir, "num_train_steps": 2, "eval_every_steps": 2,
+                     "checkpoint_every_steps": 2, "data.crop_frames": 64, "data.eval_hop_frames": 32,
+                     "data.test_split": "", "specaugment.max_freq_width": 4}.items():
+    config_lib.set_override(c, key, value)
+  results = train.train_and_evaluate(c, str(tmp_path / "run"))
+  assert results["steps"] == 2 and 0.0 <= results["validation"]["ua"] <= 1.0
