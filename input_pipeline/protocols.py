@@ -35,6 +35,7 @@ from typing import Any, Iterable
 import numpy as np
 
 from input_pipeline import manifests
+from lanser_jax import fileio
 
 IEMOCAP_PROTOCOLS = {"loso": 5, "loso_spkval": 5, "lospk": 10, "emobox": 5}  # protocol -> number of folds
 EMOBOX_NAMES = {"iemocap": "iemocap", "crema_d": "cremad"}  # our corpus -> EmoBox's dataset folder name
@@ -120,7 +121,7 @@ def emobox_list_paths(emobox_dir: str, corpus: str, fold: int) -> dict[str, str]
   paths = {}
   for split in ("train", "test"):
     path = os.path.join(emobox_dir, name, f"fold_{fold}", f"{name}_{split}_fold_{fold}.jsonl")
-    if not os.path.exists(path):
+    if not fileio.exists(path):
       raise FileNotFoundError(f"{path}: EmoBox {split} list of {name} fold {fold} is missing (emobox_dir="
                               f"{emobox_dir!r} should be EmoBox's data/ folder)")
     paths[split] = path

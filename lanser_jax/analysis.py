@@ -35,6 +35,7 @@ import numpy as np
 
 from input_pipeline import manifests, records
 from lanser_jax import audio as audio_lib
+from lanser_jax import fileio
 
 SAMPLE_RATE = 16000
 FRAME, HOP = 400, 160  # 25 ms, 10 ms at 16 kHz
@@ -136,9 +137,9 @@ def plot_maps(coords: dict[str, dict[str, np.ndarray]], labels: Sequence[str], s
       if len(names) <= 12:
         ax.legend(fontsize=7, markerscale=1.5)
   fig.tight_layout()
-  fig.savefig(path + ".tmp.png", dpi=100)
+  with fileio.atomic_write(path, "wb") as f:
+    fig.savefig(f, format="png", dpi=100)
   plt.close(fig)
-  os.replace(path + ".tmp.png", path)
 
 
 def plot_probes(table: dict[str, dict[str, Any]], path: str) -> None:
@@ -158,9 +159,9 @@ def plot_probes(table: dict[str, dict[str, Any]], path: str) -> None:
   ax.axhline(0, color="k", lw=0.5)
   ax.legend()
   fig.tight_layout()
-  fig.savefig(path + ".tmp.png", dpi=100)
+  with fileio.atomic_write(path, "wb") as f:
+    fig.savefig(f, format="png", dpi=100)
   plt.close(fig)
-  os.replace(path + ".tmp.png", path)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -201,7 +202,7 @@ def analyse(workdirs: Sequence[tuple[str, str]], manifest: str, out: str, seed: 
   from lanser_jax.labeling import stages
 
   rows, clips, skipped = read_clips(manifest, limit)
-  os.makedirs(out, exist_ok=True)
+  fileio.makedirs(out)
   progress = stages.Progress("prosody", len(clips))
   measures = []
   for samples in clips:
@@ -225,18 +226,15 @@ def analyse(workdirs: Sequence[tuple[str, str]], manifest: str, out: str, seed: 
   for method in ("pca", "tsne"):
     plot_maps(coords, labels, speakers, method, os.path.join(out, f"{method}.png"))
   plot_probes(table, os.path.join(out, "probes.png"))
-  result = {"manifest": os.path.abspath(manifest), "num_utterances": len(rows), "seed": seed,
-            "test_fraction": test_fraction, "workdirs": {n: os.path.abspath(w) for n, w in workdirs},
+  result = {"manifest": fileio.absolute(manifest), "num_utterances": len(rows), "seed": seed,
+            "test_fraction": test_fraction, "workdirs": {n: fileio.absolute(w) for n, w in workdirs},
             "embedding_dim": dims, "probes": table, "skipped": skipped,
             "measure_means": {m: float(np.nanmean([x[m] for x in measures])) for m in names}}
-  with open(os.path.join(out, "prosody.jsonl.tmp"), "w", encoding="utf-8") as f:
-    for r, m in zip(rows, measures):
-      f.write(stages.json_line({"utt_id": r.utt_id, "label": r.label, "speaker": r.speaker, **m}))
-  os.replace(os.path.join(out, "prosody.jsonl.tmp"), os.path.join(out, "prosody.jsonl"))
+  fileio.write_text(os.path.join(out, "prosody.jsonl"), "".join(
+      stages.json_line({"utt_id": r.utt_id, "label": r.label, "speaker": r.speaker, **m})
+      for r, m in zip(rows, measures)))
   records.write_json(os.path.join(out, "analysis.json"), result)
-  with open(os.path.join(out, "analysis.md.tmp"), "w", encoding="utf-8") as f:
-    f.write(markdown(result))
-  os.replace(os.path.join(out, "analysis.md.tmp"), os.path.join(out, "analysis.md"))
+  fileio.write_text(os.path.join(out, "analysis.md"), markdown(result))
   return result
 
 

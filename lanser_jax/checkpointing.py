@@ -137,12 +137,12 @@ def describe_failure(error: BaseException, step_dir: str) -> str:
   arrays = re.findall(r'Error reading "([^"]+?)/\.z', text)
   parts = []
   for f in files[-1:]:  # the longest path is the most specific (the array chunk, not the database)
-    parts.append(f"{'missing' if not os.path.exists(f) else 'unreadable'}: {f}")
+    parts.append(f"{'missing' if not fileio.exists(f) else 'unreadable'}: {f}")
   if arrays:
     parts.append(f"array {arrays[0]}")
   if not parts:
     lacking = [n for n in ("state/_METADATA", "state/manifest.ocdbt", "_CHECKPOINT_METADATA")
-               if not os.path.exists(os.path.join(step_dir, n))]
+               if not fileio.exists(fileio.join(step_dir, n))]
     parts += [f"missing: {os.path.join(step_dir, n)}" for n in lacking]
   first = text.strip().splitlines()[0].split(" [tensorstore_spec")[0] if text.strip() else ""
   detail = f"{type(error).__name__}: {first[:240]}"
@@ -154,10 +154,14 @@ def move_aside(checkpoint_dir: str, step: int) -> str:
   only `.orbax-checkpoint-tmp` names, so the files stay for inspection and are never deleted."""
   src = os.path.join(checkpoint_dir, str(step))
   dst, k = f"{src}.damaged", 1
-  while os.path.exists(dst):
+  while fileio.exists(dst):
     dst, k = f"{src}.damaged.{k}", k + 1
   if jax.process_index() == 0:
-    os.rename(src, dst)
+    if fileio.is_url(src):  # object stores have no folder rename: copy every object, then delete
+      fileio.copy_tree(src, dst)
+      fileio.rmtree(src)
+    else:
+      fileio.rename(src, dst)
   if jax.process_count() > 1:
     from jax.experimental import multihost_utils
     multihost_utils.sync_global_devices(f"checkpoint {step} moved aside")

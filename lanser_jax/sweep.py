@@ -146,7 +146,7 @@ def pretraining_run(cell: dict[str, Any]) -> str | None:
 def check_pretraining_finished(cell: dict[str, Any]):
   """Fails at once, naming the run, instead of fine-tuning from a half-trained (or absent) backbone."""
   run = pretraining_run(cell)
-  if run is not None and not os.path.exists(os.path.join(run, RESULTS)):
+  if run is not None and not fileio.exists(fileio.join(run, RESULTS)):
     raise RuntimeError(f"cell {cell['name']}: its pre-training run {run} is not finished (no {RESULTS} "
                        f"there); run that pre-training first (experiments/sweeps/pretrain.py, same --root)")
 

@@ -25,8 +25,9 @@ EXCEPTIONS = {
         {"open", "os.path.exists", "os.makedirs", "os.replace"},
         "the demo corpus: WAVs written by soundfile and their manifest, on the local disk"),
     "input_pipeline/adapters/emotion.py": (
-        {"open", "os.path.exists", "os.makedirs", "glob.glob"},
-        "scans a downloaded corpus (IEMOCAP, CREMA-D) on a local disk or mount; the decoders need local paths"),
+        {"open", "os.path.exists", "os.makedirs", "glob.glob", "os.replace"},
+        "scans a downloaded corpus (IEMOCAP, CREMA-D) on a local disk or mount, and exports TFDS clips as local "
+        "WAVs with soundfile; the decoders need local paths"),
     "input_pipeline/adapters/generic.py": (
         {"open", "os.path.exists", "glob.glob"},
         "scans audio/video folders and CSV metadata on a local disk or mount for the decoders"),

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from input_pipeline import records
+from lanser_jax import fileio
 
 TAXONOMY, TARGET_SET = "ekman7", "cremad6"
 
@@ -38,24 +39,21 @@ def write_reference_text_labels(manifest_path: str, out_dir: str, labeler, split
   """Weak labels of the `split` rows' reference text, in the label stage's files (label_names.json,
   labels-00000-of-00001.jsonl), so lanser_jax.baselines.text_only reads them like any labelling."""
   from lanser_jax.labeling import labelers
-  with open(manifest_path) as f:
-    rows = [json.loads(line) for line in f if line.strip()]
+  rows = fileio.read_jsonl(manifest_path)
   rows = [r for r in rows if r.get("split") == split]
   if not rows or any(not r.get("text") for r in rows):
     raise ValueError(f"{manifest_path}: no {split} rows, or {split} rows without text")
   sentences = sorted({r["text"] for r in rows})
   scores = dict(zip(sentences, np.asarray(labeler.score(sentences), np.float32)))
   names = list(labeler.label_names)
-  os.makedirs(out_dir, exist_ok=True)
+  fileio.makedirs(out_dir)
   records.write_json(os.path.join(out_dir, "label_names.json"), names)
-  tmp = os.path.join(out_dir, "labels-00000-of-00001.jsonl.tmp")
-  with open(tmp, "w") as f:
+  with fileio.atomic_write(os.path.join(out_dir, "labels-00000-of-00001.jsonl")) as f:
     for r in rows:
       s = scores[r["text"]]
       index, _ = labelers.weak_labels(s[None])
       f.write(json.dumps({"utt_id": r["utt_id"], "text": r["text"], "label": names[int(index[0])],
                           "label_index": int(index[0]), "scores": [round(float(x), 6) for x in s]}) + "\n")
-  os.replace(tmp, tmp[:-4])
   return out_dir
 
 
@@ -83,7 +81,6 @@ def read_results(work: str) -> dict[str, dict[str, Any]]:
   out = {}
   for kind in ("zero_shot", "text_only"):
     path = os.path.join(work, "baselines", kind, "results.json")
-    if os.path.exists(path):
-      with open(path) as f:
-        out[kind] = json.load(f)
+    if fileio.exists(path):
+      out[kind] = fileio.read_json(path)
   return out

@@ -17,8 +17,6 @@ Both workdirs must use the same taxonomy (labels/label_names.json).
 from __future__ import annotations
 
 import argparse
-import glob
-import json
 import os
 import re
 from typing import Any, Sequence
@@ -26,6 +24,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from input_pipeline import manifests, records
+from lanser_jax import fileio
 
 
 def words(text: str) -> list[str]:
@@ -53,29 +52,23 @@ def word_error_rate(refs: Sequence[str], hyps: Sequence[str]) -> float | None:
 def read_labels(workdir: str) -> tuple[list[str], dict[str, dict[str, Any]]]:
   labels_dir = os.path.join(workdir, "labels")
   names_path = os.path.join(labels_dir, "label_names.json")
-  if not os.path.exists(names_path):
+  if not fileio.exists(names_path):
     raise FileNotFoundError(f"{names_path}: missing; run --stage=label on {workdir} first")
-  paths = sorted(glob.glob(os.path.join(labels_dir, "labels-*-of-*.jsonl")))
+  paths = sorted(fileio.glob(os.path.join(labels_dir, "labels-*-of-*.jsonl")))
   if not paths:
     raise FileNotFoundError(f"{labels_dir}: no labels-*.jsonl pieces")
   rows = {}
   for path in paths:
-    with open(path, encoding="utf-8") as f:
-      for line in f:
-        if line.strip():
-          row = json.loads(line)
-          rows[row["utt_id"]] = row
+    for row in fileio.read_jsonl(path):
+      rows[row["utt_id"]] = row
   return records.read_json(names_path), rows
 
 
 def read_asr(workdir: str) -> dict[str, str]:
   out = {}
-  for path in sorted(glob.glob(os.path.join(workdir, "asr", "transcripts-*-of-*.jsonl"))):
-    with open(path, encoding="utf-8") as f:
-      for line in f:
-        if line.strip():
-          row = json.loads(line)
-          out[row["utt_id"]] = row.get("text") or ""
+  for path in sorted(fileio.glob(os.path.join(workdir, "asr", "transcripts-*-of-*.jsonl"))):
+    for row in fileio.read_jsonl(path):
+      out[row["utt_id"]] = row.get("text") or ""
   return out
 
 
@@ -83,7 +76,7 @@ def text_source(workdir: str) -> str:
   """The label.text_source a workdir was labelled with (from the config the stage wrote), or 'unknown'."""
   for name in ("config.label.json", "config.all.json"):
     path = os.path.join(workdir, name)
-    if os.path.exists(path):
+    if fileio.exists(path):
       return records.read_json(path).get("label", {}).get("text_source", "asr")
   return "unknown"
 
@@ -105,11 +98,11 @@ def compare(workdir_a: str, workdir_b: str, manifest: str | None = None) -> dict
   manifest = manifest or os.path.join(workdir_a, "manifest", "manifest.jsonl")
   reference = {row.utt_id: row.text for row in manifests.read_manifest(manifest, resolve=False, lenient=True)
                if isinstance(row, manifests.Row) and isinstance(row.text, str) and row.text.strip()}
-  result: dict[str, Any] = {"manifest": os.path.abspath(manifest), "label_names": names_a,
+  result: dict[str, Any] = {"manifest": fileio.absolute(manifest), "label_names": names_a,
                             "with_reference_text": len(reference), "workdirs": {}}
   for key, workdir, rows in (("a", workdir_a, a), ("b", workdir_b, b)):
     with_ref = [u for u in rows if u in reference]
-    entry = {"workdir": os.path.abspath(workdir), "text_source": text_source(workdir), "labelled": len(rows),
+    entry = {"workdir": fileio.absolute(workdir), "text_source": text_source(workdir), "labelled": len(rows),
              "labelled_text_wer": word_error_rate([reference[u] for u in with_ref],
                                                   [rows[u]["text"] for u in with_ref]),
              "labelled_text_wer_utterances": len(with_ref)}

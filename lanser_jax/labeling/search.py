@@ -27,7 +27,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from input_pipeline import manifests, records
-from lanser_jax import baselines
+from lanser_jax import baselines, fileio
 from lanser_jax.labeling import labelers
 
 ENSEMBLE_SEPARATOR = " | "
@@ -35,10 +35,10 @@ ENSEMBLE_SEPARATOR = " | "
 
 def read_templates(path: str) -> list[tuple[str, ...]]:
   """Candidates of a templates file: one tuple of templates per non-comment line."""
-  if not os.path.isfile(path):
+  if not fileio.isfile(path):
     raise FileNotFoundError(f"--templates={path}: no such file")
   out = []
-  with open(path, encoding="utf-8") as f:
+  with fileio.open(path) as f:
     for lineno, line in enumerate(f, 1):
       line = line.rstrip("\n")
       if not line.strip() or line.lstrip().startswith("#"):
@@ -179,21 +179,17 @@ def bar_plot(rows: Sequence[dict[str, Any]], path: str, target: str) -> None:
   ax.set_xlim(0, max(1.0, max(r["ua"] for r in rows) * 1.3))
   ax.set_title("Prompt / taxonomy search")
   fig.tight_layout()
-  tmp = path + ".tmp.png"
-  fig.savefig(tmp, dpi=110)
+  with fileio.atomic_write(path, "wb") as f:
+    fig.savefig(f, format="png", dpi=110)
   plt.close(fig)
-  os.replace(tmp, path)
 
 
 def write_outputs(out_dir: str, rows, target: str, eval_path: str, num_texts: int, skipped) -> dict[str, str]:
-  os.makedirs(out_dir, exist_ok=True)
+  fileio.makedirs(out_dir)
   paths = {k: os.path.join(out_dir, f"search.{k}") for k in ("md", "json", "png")}
-  records.write_json(paths["json"], {"eval": os.path.abspath(eval_path), "target": target,
+  records.write_json(paths["json"], {"eval": fileio.absolute(eval_path), "target": target,
                                      "num_texts": num_texts, "skipped": skipped, "candidates": list(rows)})
-  tmp = paths["md"] + ".tmp"
-  with open(tmp, "w", encoding="utf-8") as f:
-    f.write(markdown_table(rows, target, num_texts))
-  os.replace(tmp, paths["md"])
+  fileio.write_text(paths["md"], markdown_table(rows, target, num_texts))
   bar_plot(rows, paths["png"], target)
   return paths
 
