@@ -289,7 +289,7 @@ def load_variables(state_path: str) -> dict[str, Any]:
 
   A damaged checkpoint raises CheckpointError naming the step and the missing or unreadable file."""
   checkpointer = ocp.PyTreeCheckpointer()
-  step_dir = os.path.dirname(os.path.abspath(state_path))
+  step_dir = os.path.dirname(fileio.absolute(state_path))
 
   def damaged(e: Exception) -> CheckpointError:
     return CheckpointError(f"checkpoint step {os.path.basename(step_dir)} ({step_dir}) is damaged: "

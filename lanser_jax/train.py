@@ -294,7 +294,7 @@ def data_spec_of(c: ml_collections.ConfigDict, info: dict[str, Any], subset) -> 
   split = info["splits"].get(c.data.train_split, {})
   spec = {"dataset": {"train_split": c.data.train_split, "num_examples": split.get("num_examples"),
                       "num_frames": split.get("num_frames"), "label_names": list(info["label_names"])},
-          "label_subset": None, "global_batch_size": int(c.batch_size), "data_dir": os.path.abspath(c.data.dir)}
+          "label_subset": None, "global_batch_size": int(c.batch_size), "data_dir": fileio.absolute(c.data.dir)}
   if subset is not None:
     digest = hashlib.sha1(np.asarray(subset, np.int64).tobytes()).hexdigest()[:16]
     spec["label_subset"] = {"label_fraction": float(c.data.label_fraction), "subset_seed": int(c.data.subset_seed),
