@@ -50,6 +50,8 @@ def _finetune_cell(backbone, dataset, fold, source, fraction, seed, arg):
     family = "conformer" if backbone.startswith("conformer") else "ast"
     cell = paper_settings.finetune_cell(dataset, fold, f"experiments/finetune_{family}.py", source, fraction,
                                         seed, arg, extra=f"dataset={dataset},{extra}", tag=backbone)
+    # The backbone files run the default protocols only (loso, actor_seeded); they take no protocol argument.
+    cell["config"] = cell["config"].replace(",protocol=loso,", ",").replace("split=actor_seeded,", "")
   cell["axes"].update(stage="finetune", backbone=backbone)
   return cell
 
@@ -58,6 +60,6 @@ def get_sweep(arg=None):
   arg = paper_settings.sweep_args(arg)
   cells = [_pretrain_cell(b, arg) for b in BACKBONES]
   cells += [_finetune_cell(b, dataset, fold, source, fraction, seed, arg)
-            for b in BACKBONES for dataset, fold, _ in paper_settings.dataset_folds()
+            for b in BACKBONES for dataset, fold, _, _ in paper_settings.dataset_folds()
             for source in SOURCES for fraction in FRACTIONS for seed in SEEDS]
   return cells

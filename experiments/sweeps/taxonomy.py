@@ -49,7 +49,7 @@ def get_sweep(arg=None):
   if arg.stage != "finetune":
     raise ValueError(f"stage={arg.stage!r}: expected finetune or pretrain")
   cells = []
-  for dataset, fold, exp_file in paper_settings.dataset_folds():
+  for dataset, fold, exp_file, _ in paper_settings.dataset_folds():
     for fraction in fractions:
       for seed in SEEDS:
         cells.append(paper_settings.finetune_cell(dataset, fold, exp_file, "none", fraction, seed, arg))
