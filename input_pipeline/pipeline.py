@@ -234,6 +234,11 @@ def train_dataset(data_dir: str, split: str, *, global_batch_size: int, crop_fra
     ds = ds.map(HostFinish(normalizer))
   if start_batch:
     ds = ds[start_batch:]
+  return iterate(ds, num_workers, worker_buffer_size)
+
+
+def iterate(ds: grain.MapDataset, num_workers: int, worker_buffer_size: int) -> grain.IterDataset:
+  """The iterator every pipeline here ends in: read threads, then `num_workers` worker processes."""
   it = ds.to_iter_dataset(grain.ReadOptions(num_threads=2, prefetch_buffer_size=4))
   if num_workers > 0:
     it = it.mp_prefetch(grain.MultiprocessingOptions(num_workers=num_workers,
@@ -334,11 +339,7 @@ def eval_dataset(eval_set: EvalSet, batch_size: int, normalizer: Normalizer, num
   ds = grain.MapDataset.range(num_batches).map(EvalBatch(eval_set, batch_size, normalizer.mel_bins))
   if not on_device:
     ds = ds.map(HostFinish(normalizer))
-  it = ds.to_iter_dataset(grain.ReadOptions(num_threads=2, prefetch_buffer_size=4))
-  if num_workers > 0:
-    it = it.mp_prefetch(grain.MultiprocessingOptions(num_workers=num_workers,
-                                                     per_worker_buffer_size=worker_buffer_size))
-  return it
+  return iterate(ds, num_workers, worker_buffer_size)
 
 
 def eval_batches(eval_set: EvalSet, batch_size: int, normalizer: Normalizer,

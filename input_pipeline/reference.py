@@ -13,7 +13,7 @@ import grain
 import numpy as np
 
 from input_pipeline import records
-from input_pipeline.pipeline import (EvalSet, Normalizer, _ProcessSlice, _Subset, _targets, crop_or_pad,
+from input_pipeline.pipeline import (EvalSet, Normalizer, _ProcessSlice, _Subset, _targets, crop_or_pad, iterate,
                                      open_source)
 
 
@@ -50,11 +50,7 @@ def train_dataset(data_dir: str, split: str, *, global_batch_size: int, crop_fra
   ds = ds.batch(global_batch_size // process_count, drop_remainder=True)
   if start_batch:
     ds = ds[start_batch:]
-  it = ds.to_iter_dataset(grain.ReadOptions(num_threads=2, prefetch_buffer_size=4))
-  if num_workers > 0:
-    it = it.mp_prefetch(grain.MultiprocessingOptions(num_workers=num_workers,
-                                                     per_worker_buffer_size=worker_buffer_size))
-  return it
+  return iterate(ds, num_workers, worker_buffer_size)
 
 
 def eval_batches(eval_set: EvalSet, batch_size: int, normalizer: Normalizer,
