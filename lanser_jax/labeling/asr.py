@@ -276,13 +276,8 @@ def run_stage(config, workdir: str, process: tuple[int, int], transcriber=None, 
       def decoded():
         decode = lambda row: audio_lib.load(row.audio, row.offset, row.duration, audio_options)
         rows = manifest.piece(piece, num_pieces)
-        for row, clip in stages.map_ahead(stages.per_row(decode), rows, options.decode_workers):
-          counts["in"] += 1
-          if isinstance(clip, Exception):
-            out.error(row.utt_id, stages.reason(clip, (audio_lib.AudioError,)),
-                      stages.source_of(row))
-            progress.update()
-            continue
+        for row, clip in stages.decoded_rows(decode, rows, options.decode_workers, counts, out, progress,
+                                             (audio_lib.AudioError,)):
           counts["audio_seconds"] += clip.duration
           counts["cropped"] += int(clip.cropped)
           counts["cropped_seconds"] += clip.cropped_seconds

@@ -265,13 +265,8 @@ def features_stage(config, workdir: str, process: tuple[int, int]):
         batch.clear()
 
       try:
-        for row, clip in stages.map_ahead(stages.per_row(decode), rows, fc.decode_workers):
-          counts["in"] += 1
-          if isinstance(clip, Exception):
-            out.error(row.utt_id, stages.reason(clip, (audio_lib.AudioError,)),
-                      stages.source_of(row))
-            progress.update()
-            continue
+        for row, clip in stages.decoded_rows(decode, rows, fc.decode_workers, counts, out, progress,
+                                             (audio_lib.AudioError,)):
           batch.append((row, clip))
           if len(batch) >= fc.batch_clips:
             flush()

@@ -416,3 +416,16 @@ def reason(e: Exception, expected: tuple = ()) -> str:
 
 def source_of(row) -> str | None:
   return getattr(row, "audio", None) or getattr(row, "source", None)
+
+
+def decoded_rows(decode: Callable, rows: Iterable, workers: int, counts: dict, out, progress,
+                 expected: tuple = ()):
+  """(row, decode(row)) for every row that decodes, in order, decoded `workers` ahead; each row counts in
+  `counts["in"]`, and one that fails is listed in the piece's errors with its reason and its progress step."""
+  for row, item in map_ahead(per_row(decode), rows, workers):
+    counts["in"] += 1
+    if isinstance(item, Exception):
+      out.error(row.utt_id, reason(item, expected), source_of(row))
+      progress.update()
+      continue
+    yield row, item
