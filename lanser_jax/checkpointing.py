@@ -13,8 +13,12 @@ is tried. A data iterator that cannot take the saved Grain state is rebuilt from
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
+import sys
+import threading
+import time
 from typing import Any, Callable
 
 import grain
@@ -168,6 +172,68 @@ def move_aside(checkpoint_dir: str, step: int) -> str:
   return dst
 
 
+class _AbandonedReads:
+  """Silences the stragglers of a restore that failed part-way, and only those.
+
+  Orbax runs a restore's TensorStore reads in an event loop of its own and closes it as soon as one read
+  fails; the reads still in flight then complete on TensorStore's threads, find the loop closed, and each
+  reports `RuntimeError: Event loop is closed` through `sys.unraisablehook` (dozens of tracebacks for one
+  missing file). Their results are discarded either way, so while restores are attempted, and after a failed
+  one until its stragglers have drained, exactly those reports are counted instead of printed; anything else
+  goes to the previous hook."""
+
+  def __init__(self):
+    self.count, self.last, self.failed, self._previous = 0, 0.0, False, None
+    self._lock = threading.Lock()
+
+  @staticmethod
+  def _is_straggler(unraisable) -> bool:
+    if not (isinstance(unraisable.exc_value, RuntimeError)
+            and str(unraisable.exc_value) == "Event loop is closed"):
+      return False
+    tb, names = unraisable.exc_traceback, set()
+    while tb is not None:
+      names.add(tb.tb_frame.f_code.co_name)
+      tb = tb.tb_next
+    return "call_soon_threadsafe" in names
+
+  def _hook(self, unraisable):
+    if self._is_straggler(unraisable):
+      with self._lock:
+        self.count, self.last = self.count + 1, time.monotonic()
+    else:
+      self._previous(unraisable)
+
+  def start(self):
+    self._previous, sys.unraisablehook = sys.unraisablehook, self._hook
+
+  def restore_failed(self):
+    with self._lock:
+      self.failed, self.last = True, time.monotonic()
+
+  def drain(self, quiet_s: float = 0.5, limit_s: float = 5.0):
+    """After a failed restore, waits until no straggler has arrived for `quiet_s` (at most `limit_s`);
+    then puts the previous hook back."""
+    deadline = time.monotonic() + limit_s
+    while self.failed and time.monotonic() < deadline and time.monotonic() - self.last < quiet_s:
+      time.sleep(0.05)
+    sys.unraisablehook, self._previous = self._previous, None
+    if self.count:
+      logging.info(f"{self.count} TensorStore reads of the failed restore finished after it was abandoned "
+                   "(their results discarded)")
+
+
+@contextlib.contextmanager
+def _quiet_abandoned_reads():
+  """`_AbandonedReads` around restore attempts, drained on the way out."""
+  reads = _AbandonedReads()
+  reads.start()
+  try:
+    yield reads
+  finally:
+    reads.drain()
+
+
 def restore_for_resume(make_manager: Callable[[], ocp.CheckpointManager], abstract_state: Any, data_iter: Any,
                        data_spec: dict[str, Any], iterator_spec: dict[str, Any]):
   """(manager, step, state, iterator_restored) from the newest checkpoint that restores.
@@ -177,6 +243,11 @@ def restore_for_resume(make_manager: Callable[[], ocp.CheckpointManager], abstra
   rebuilt from the step: the step was written with other iterator settings (worker count, prefetching,
   Grain version, process count) or its Grain state does not load into this run's iterator. A new
   manager replaces one whose restore failed: the failed TensorStore reads leave it unusable."""
+  with _quiet_abandoned_reads() as abandoned:
+    return _restore_newest(make_manager, abstract_state, data_iter, data_spec, iterator_spec, abandoned)
+
+
+def _restore_newest(make_manager, abstract_state, data_iter, data_spec, iterator_spec, abandoned):
   manager = make_manager()
   directory = str(manager.directory)
   tried = []
@@ -191,6 +262,7 @@ def restore_for_resume(make_manager: Callable[[], ocp.CheckpointManager], abstra
     try:
       state = restore_state(manager, step, abstract_state)
     except Exception as e:  # TensorStore/Orbax raise ValueError, OSError, KeyError ... for damaged files
+      abandoned.restore_failed()
       problem = describe_failure(e, step_dir)
       try:
         manager.close()
@@ -288,10 +360,16 @@ def load_variables(state_path: str) -> dict[str, Any]:
   """Params and batch statistics of a saved state as host numpy arrays (no optimiser state read).
 
   A damaged checkpoint raises CheckpointError naming the step and the missing or unreadable file."""
+  with _quiet_abandoned_reads() as abandoned:
+    return _load_variables(state_path, abandoned)
+
+
+def _load_variables(state_path: str, abandoned: _AbandonedReads) -> dict[str, Any]:
   checkpointer = ocp.PyTreeCheckpointer()
   step_dir = os.path.dirname(fileio.absolute(state_path))
 
   def damaged(e: Exception) -> CheckpointError:
+    abandoned.restore_failed()
     return CheckpointError(f"checkpoint step {os.path.basename(step_dir)} ({step_dir}) is damaged: "
                            f"{describe_failure(e, step_dir)}")
 
