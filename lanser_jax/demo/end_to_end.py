@@ -90,13 +90,13 @@ def main(argv):
     heldout = "+".join(corpus.speaker_id(v) for v in corpus.DEFAULT_VOICES[-_HELDOUT_VOICES:])
     arg = (f"corpus=pretrain,list={pre_corpus}/manifest.jsonl,labeler={kind},"
            f"nli_model={_NLI_MODEL.value},heldout={heldout}")
-    cmd = run_command(["-m", "lanser_jax.labeling.run", f"--config=experiments/labeling/demo.py:{arg}",
+    cmd = run_command(["-m", "lanser_jax.offline.main", f"--config=experiments/labeling/demo.py:{arg}",
                        "--stage=all", f"--workdir={work}/labels_pretrain"])
     return {"labeler": kind, "labeler_note": why, "command": cmd}
 
   weak = stages.run("3_asr_and_weak_labels", weak_labels)
   stages.run("4_features_labelled", lambda: {"command": run_command([
-      "-m", "lanser_jax.labeling.run",
+      "-m", "lanser_jax.offline.main",
       f"--config=experiments/labeling/demo.py:corpus=labelled,list={lab_corpus}/manifest.jsonl",
       "--stage=all", f"--workdir={work}/labels_labelled"])})
 
