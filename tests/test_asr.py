@@ -190,7 +190,7 @@ def test_utterances_a_filter_could_reject_are_rechecked_alone(transcriber, corpu
 
 def stage_config(model_dir, packing_setting, shards=2):
   c = offline_config.default_config()
-  c.output_shards = shards
+  c.num_pieces = shards
   c.asr.update(model=model_dir, device="cpu", compute_type="int8", beam_size=1, cpu_threads=2,
                language="en", batch_size=2, packing=packing_setting)
   return c

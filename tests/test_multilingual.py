@@ -52,7 +52,7 @@ def _config(model_path, **label):
   c = config_lib.load_python_file(CONFIG, kind="config").get_config("languages=en+es")
   c.labeler.model = model_path
   c.labeler.max_length, c.labeler.batch_size, c.labeler.length_buckets = 40, 2, (16, 24)
-  c.output_shards, c.asr.batch_size = 2, 2
+  c.num_pieces, c.asr.batch_size = 2, 2
   c.manifest.root = ""
   for key, value in label.items():
     c.label[key] = value

@@ -167,7 +167,7 @@ def test_features_stage_writes_the_protocol_folds(release, tmp_path, protocol, f
   config = load_config_module("iemocap").get_config(
       f"protocol={protocol},fold={fold},emobox_dir={release['emobox_dir']}")
   config.manifest.root = release["root"]
-  config.output_shards = 2
+  config.num_pieces = 2
   work = str(tmp_path / "w")
   summary = chain.run_stages(config, work, "all", (0, 1))
   assert summary["balanced"]
@@ -271,7 +271,7 @@ def test_crema_d_emobox_split_through_the_features_stage(tmp_path):
   config = load_config_module("crema_d").get_config(f"split=emobox,emobox_dir={emobox_dir}")
   assert config.manifest.split == "actor_seeded"  # the same manifest as the default split
   config.manifest.root = root
-  config.output_shards = 1
+  config.num_pieces = 1
   summary = chain.run_stages(config, str(tmp_path / "w"), "all", (0, 1))
   assert summary["balanced"]
   feature_dir = str(tmp_path / "w" / "features_emobox")

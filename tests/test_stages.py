@@ -120,7 +120,7 @@ def make_bad_folder(root):
 
 def small_config(root, shards=3):
   c = offline_config.default_config()
-  c.output_shards = shards
+  c.num_pieces = shards
   c.manifest.root = root
   c.audio.max_seconds = 2.0
   c.asr.batch_size = 2
@@ -370,7 +370,7 @@ def test_iemocap_fold_config_maps_sessions_to_train_validation_test(tmp_path):
   (tmp_path / "list.jsonl").write_text("".join(lines))
   c = iemocap.get_config("fold=2")
   c.manifest = {"adapter": "list", "root": str(tmp_path / "list.jsonl")}
-  c.output_shards = 2
+  c.num_pieces = 2
   summary = run_all(c, str(tmp_path / "w"))
   assert summary["balanced"] and summary["written"] == 5
   feature_dir = os.path.join(str(tmp_path / "w"), "features_fold2")

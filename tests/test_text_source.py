@@ -60,7 +60,7 @@ def _corpus(tmp_path):
 
 def _config(list_path, text_source):
   c = offline_config.default_config()
-  c.output_shards = 2
+  c.num_pieces = 2
   c.manifest.adapter, c.manifest.root = "list", list_path
   c.label.text_source = text_source
   c.stages = ("manifest", "label") if text_source == "manifest" else ("manifest", "asr", "label")
