@@ -1,7 +1,7 @@
 """LanSER pre-training data: People's Speech (HF hub parquet shards) -> Whisper large-v3 transcripts
 -> roberta-large-mnli weak labels over the fine40 taxonomy -> 64-bin log-mel shards.
 
-  # once per host (or a SLURM array with one task per GPU: the shard flags come from SLURM_ARRAY_*)
+  # once per host (or a SLURM array with one task per GPU: the process flags come from SLURM_ARRAY_*)
   python -m lanser_jax.offline.main --config=experiments/labeling/peoples_speech.py \
       --stage=all --workdir=/data/lanser/ps --num_processes=$NUM_HOSTS --process_index=$HOST \
       --config.manifest.root=/data/peoples_speech/clean --config.wait_seconds=86400

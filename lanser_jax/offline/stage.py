@@ -1,5 +1,5 @@
-"""The protocol of an offline stage (name, inputs, output folder, how to run one piece) and the one function
-that runs any stage's pieces on this process.
+"""The protocol of an offline stage (name, inputs, output folder, how to run one piece) and the code that runs
+any stage's pieces on this process.
 
 A stage is a module of this package holding one `Stage` subclass instance, `STAGE`, listed in
 `chain.STAGES`: that file and that list entry are all a new stage needs. The stage says what it is
