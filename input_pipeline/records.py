@@ -171,9 +171,8 @@ class ShardWriter:
     self.path = os.path.join(data_dir, shard_name(split, index, count))
     # The C++ writer writes local files only: a shard for a bucket is written in a local temporary folder
     # and uploaded whole when complete (the object then appears at once, like the local rename).
-    self._staging = fileio.local_staging_dir("lanser_shard_") if fileio.is_url(self.path) else None
-    self._tmp = (os.path.join(self._staging, os.path.basename(self.path)) if self._staging
-                 else self.path + ".tmp")
+    self._staged = fileio.StagedFiles("lanser_shard_")
+    self._tmp = self._staged.path(self.path)
     self._writer = array_record_module.ArrayRecordWriter(self._tmp, "group_size:1")
     self.stats = RunningStats(num_mel_bins)
 
@@ -187,15 +186,11 @@ class ShardWriter:
   def close(self):
     self._writer.close()
     write_json(self.path.removesuffix(".array_record") + ".stats.json", self.stats.to_json())
-    fileio.rename(self._tmp, self.path)  # to a bucket: an upload, then the local copy is deleted
-    if self._staging:
-      fileio.rmtree(self._staging)
+    self._staged.commit()  # to a bucket: an upload, then the local copy is deleted
 
   def abort(self):
     self._writer.close()
-    fileio.remove(self._tmp)
-    if self._staging:
-      fileio.rmtree(self._staging)
+    self._staged.abort()
 
   def __enter__(self):
     return self

@@ -27,6 +27,7 @@ are listed in the JSON (`skipped`) and left out of the F0 probes only where F0 i
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 from typing import Any, Sequence
@@ -199,11 +200,11 @@ def read_clips(manifest: str, limit: int = 0) -> tuple[list[manifests.Row], list
 def analyse(workdirs: Sequence[tuple[str, str]], manifest: str, out: str, seed: int = 0,
             test_fraction: float = 0.3, limit: int = 0, batch_size: int = 32, log=print) -> dict[str, Any]:
   import lanser_jax
-  from lanser_jax.labeling import stages
+  from lanser_jax import progress as progress_lib
 
   rows, clips, skipped = read_clips(manifest, limit)
   fileio.makedirs(out)
-  progress = stages.Progress("prosody", len(clips))
+  progress = progress_lib.Progress("prosody", len(clips))
   measures = []
   for samples in clips:
     measures.append(prosody(samples))
@@ -231,7 +232,7 @@ def analyse(workdirs: Sequence[tuple[str, str]], manifest: str, out: str, seed: 
             "embedding_dim": dims, "probes": table, "skipped": skipped,
             "measure_means": {m: float(np.nanmean([x[m] for x in measures])) for m in names}}
   fileio.write_text(os.path.join(out, "prosody.jsonl"), "".join(
-      stages.json_line({"utt_id": r.utt_id, "label": r.label, "speaker": r.speaker, **m})
+      json.dumps({"utt_id": r.utt_id, "label": r.label, "speaker": r.speaker, **m}, ensure_ascii=False) + "\n"
       for r, m in zip(rows, measures)))
   records.write_json(os.path.join(out, "analysis.json"), result)
   fileio.write_text(os.path.join(out, "analysis.md"), markdown(result))

@@ -26,8 +26,10 @@ import numpy as np
 import soundfile
 
 from input_pipeline import manifests
+from lanser_jax import options
 
-VIDEO_EXTENSIONS = (".mp4", ".mkv", ".webm", ".avi", ".mov", ".m4a", ".aac", ".opus")
+# Names libsndfile cannot read: straight to PyAV/ffmpeg (the one extension list is in manifests.py).
+NOT_SOUNDFILE_EXTENSIONS = manifests.VIDEO_EXTENSIONS + manifests.CONTAINER_AUDIO_EXTENSIONS
 
 
 class AudioError(ValueError):
@@ -61,9 +63,8 @@ class AudioOptions:
   silence_dbfs: float = -60.0  # peak level below which a clip counts as silent
 
   @classmethod
-  def from_config(cls, config) -> "AudioOptions":
-    return cls(**{f.name: type(f.default)(config[f.name]) for f in dataclasses.fields(cls)
-                  if f.name in config})
+  def from_config(cls, config, **overrides) -> "AudioOptions":
+    return options.from_config(cls, config, **overrides)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -196,7 +197,7 @@ def _decode_ffmpeg(path: str, offset: float, duration: float | None, max_seconds
 def _decode_any(src, name: str, offset, duration, max_seconds, sample_rate):
   """soundfile first (exact, seekable); PyAV, then ffmpeg, for what libsndfile cannot read."""
   errors = []
-  if not name.lower().endswith(VIDEO_EXTENSIONS):
+  if not name.lower().endswith(NOT_SOUNDFILE_EXTENSIONS):
     try:
       return _decode_soundfile(src, offset, duration, max_seconds)
     except AudioError:

@@ -59,15 +59,11 @@ class Outputs:
   def __init__(self, output: str, errors: str, label_names: Sequence[str]):
     self.output, self.errors, self.label_names = output, errors, list(label_names)
     self.npz = output.endswith(".npz")
-    # Temporary names beside the outputs, or in a local folder for outputs in a bucket (uploaded at commit).
-    staging = (fileio.local_staging_dir("lanser_embed_") if fileio.is_url(output) or fileio.is_url(errors)
-               else None)
-    self._tmp = {p: os.path.join(staging, os.path.basename(p)) if staging else p + ".tmp"
-                 for p in (output, errors)}
-    for p in self._tmp.values():
-      fileio.makedirs(os.path.dirname(os.path.abspath(p)))
-    self._errors_f = fileio.open(self._tmp[errors], "w", encoding="utf-8")
-    self._out_f = None if self.npz else fileio.open(self._tmp[output], "w", encoding="utf-8")
+    # Temporary names beside the outputs, or in a local folder for outputs in a bucket (uploaded at commit);
+    # the errors file is named first, so the output, renamed last, means a finished run.
+    self._staged = fileio.StagedFiles("lanser_embed_")
+    self._errors_f = self._staged.open(errors, "w", encoding="utf-8")
+    self._out_f = None if self.npz else self._staged.open(output, "w", encoding="utf-8")
     self.utt_ids, self.embeddings, self.probabilities = [], [], []
     self.written = self.failed = 0
 
@@ -93,20 +89,20 @@ class Outputs:
       emb = np.stack(self.embeddings) if self.embeddings else np.zeros((0, dim), np.float32)
       probs = (np.stack(self.probabilities) if self.probabilities
                else np.zeros((0, len(self.label_names)), np.float32))
-      with fileio.open(self._tmp[self.output], "wb") as f:  # a file object: np.savez would add .npz
+      with self._staged.open(self.output, "wb", encoding=None) as f:  # a file object: np.savez would add .npz
         np.savez(f, utt_id=np.asarray(self.utt_ids, dtype=str), embedding=emb.astype(np.float32),
                  probabilities=probs.astype(np.float32), label_names=np.asarray(self.label_names, dtype=str))
     else:
       self._out_f.close()
-    fileio.rename(self._tmp[self.errors], self.errors)
-    fileio.rename(self._tmp[self.output], self.output)  # last: a finished output means a finished run
+    self._staged.commit()
 
 
 def embed_manifest(clf, manifest: str, output: str, errors: str, chunk: int = 64,
                    decode_workers: int = 2) -> dict:
   """Embeds every row; returns {"written", "failed", "dim"}."""
   from lanser_jax import audio as audio_lib
-  from lanser_jax.labeling import stages
+  from lanser_jax import prefetch
+  from lanser_jax import progress as progress_lib
 
   def features_of(item):
     utt_id, row = item
@@ -117,7 +113,7 @@ def embed_manifest(clf, manifest: str, output: str, errors: str, chunk: int = 64
 
   clf.require_audio_front_end()  # fail before any work when the run has no audio front end
   outputs = Outputs(output, errors, clf.label_names)
-  progress = stages.Progress("embed", count_lines(manifest), stream=sys.stderr)
+  progress = progress_lib.Progress("embed", count_lines(manifest), stream=sys.stderr)
   dim = 0
   batch = []
 
@@ -132,11 +128,11 @@ def embed_manifest(clf, manifest: str, output: str, errors: str, chunk: int = 64
     for utt_id, row, m in batch:
       if isinstance(m, Exception):
         outputs.error(utt_id, getattr(row, "audio", None),
-                      stages.reason(m, (audio_lib.AudioError, ManifestLineError)))
+                      prefetch.describe_error(m, (audio_lib.AudioError, ManifestLineError)))
     progress.update(len(batch))
     batch.clear()
 
-  for (utt_id, row), mel in stages.map_ahead(features_of, read_rows(manifest), decode_workers):
+  for (utt_id, row), mel in prefetch.map_ahead(features_of, read_rows(manifest), decode_workers):
     batch.append((utt_id, row, mel))
     if len(batch) >= chunk:
       flush()

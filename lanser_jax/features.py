@@ -14,6 +14,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from lanser_jax import options
+
 
 @dataclasses.dataclass(frozen=True)
 class LogMelOptions:
@@ -27,9 +29,8 @@ class LogMelOptions:
   log_floor: float = 1e-6
 
   @classmethod
-  def from_config(cls, config) -> "LogMelOptions":
-    return cls(**{f.name: type(f.default)(config[f.name]) for f in dataclasses.fields(cls)
-                  if f.name in config})
+  def from_config(cls, config, **overrides) -> "LogMelOptions":
+    return options.from_config(cls, config, **overrides)
 
   @property
   def win_length(self) -> int:

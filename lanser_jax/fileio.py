@@ -330,6 +330,49 @@ def rmtree(path: str):
     shutil.rmtree(path)
 
 
+class StagedFiles:
+  """Files written under temporary names and moved into place together by `commit`, in the order they were
+  named; `abort` removes them. A local path's temporary name is `<path>.tmp` beside it (the rename is
+  atomic); a bucket path's is in one local folder (the object is uploaded whole at commit). Every
+  temp-then-rename write of several files goes through here; a single file goes through `atomic_write`."""
+
+  def __init__(self, prefix: str = "lanser_staged_"):
+    self._prefix, self._staging = prefix, None
+    self._tmp: dict[str, str] = {}  # final path -> temporary path
+
+  def path(self, final: str) -> str:
+    """The temporary path to write `final` under (for writers that take a path, e.g. ArrayRecord's)."""
+    if final not in self._tmp:
+      if is_url(final):
+        if self._staging is None:
+          self._staging = local_staging_dir(self._prefix)
+        self._tmp[final] = os.path.join(self._staging, os.path.basename(final))
+      else:
+        makedirs(os.path.dirname(os.path.abspath(final)))
+        self._tmp[final] = final + ".tmp"
+    return self._tmp[final]
+
+  def open(self, final: str, mode: str = "w", encoding: str | None = "utf-8"):
+    return open(self.path(final), mode, encoding=encoding)
+
+  def commit(self):
+    """Moves every written temporary file to its final path (to a bucket: one upload each)."""
+    for final, tmp in self._tmp.items():
+      if exists(tmp):
+        rename(tmp, final)
+    self._cleanup()
+
+  def abort(self):
+    for tmp in self._tmp.values():
+      remove(tmp)
+    self._cleanup()
+
+  def _cleanup(self):
+    if self._staging:
+      rmtree(self._staging)
+      self._staging = None
+
+
 def local_staging_dir(prefix: str) -> str:
   """A new local temporary folder (outside the working directory) for files that a library can only write
   to a local disk before they are copied to a bucket."""

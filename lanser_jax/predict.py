@@ -16,10 +16,10 @@ import os
 import sys
 from typing import Iterable, Iterator, Sequence
 
+from input_pipeline import manifests
 from lanser_jax import fileio
 
-AUDIO_EXTENSIONS = (".wav", ".flac", ".mp3", ".ogg", ".opus", ".m4a", ".aac", ".aif", ".aiff", ".au",
-                    ".webm", ".mp4", ".mkv")
+AUDIO_EXTENSIONS = manifests.MEDIA_EXTENSIONS  # audio and video files, one list for the whole project
 FORMATS = ("table", "csv", "jsonl")
 
 
@@ -51,21 +51,21 @@ def classify_files(clf, files: Sequence[str], chunk: int = 64, decode_workers: i
   {"file", "error"}. Decoding runs on threads ahead of the model; windows of `chunk` files at a time
   share the fixed-size batches."""
   from lanser_jax import audio as audio_lib
-  from lanser_jax.labeling import stages
+  from lanser_jax import prefetch
 
   def rows_of(batch):
     good = [(f, m) for f, m in batch if not isinstance(m, Exception)]
     preds = iter(clf.predict_log_mel([m for _, m in good]) if good else [])
     for f, m in batch:
       if isinstance(m, Exception):
-        yield {"file": f, "error": stages.reason(m, (audio_lib.AudioError, ValueError))}
+        yield {"file": f, "error": prefetch.describe_error(m, (audio_lib.AudioError, ValueError))}
       else:
         p = next(preds)
         yield {"file": f, "label": p.label, "probability": p.probability, "top": p.top(3),
                "probabilities": p.as_dict()}
 
   batch = []
-  for f, mel in stages.map_ahead(clf.log_mel, files, decode_workers):
+  for f, mel in prefetch.map_ahead(clf.log_mel, files, decode_workers):
     batch.append((f, mel))
     if len(batch) >= chunk:
       yield from rows_of(batch)
@@ -147,13 +147,13 @@ def main(argv: Sequence[str] | None = None) -> int:
   os.environ.setdefault("HF_HUB_OFFLINE", "1")
   from lanser_jax import inference
   inference.quiet_orbax()
-  from lanser_jax.labeling import stages
+  from lanser_jax import progress as progress_lib
   files = expand_inputs(args.inputs)
   clf = inference.load(args.workdir, args.step, batch_size=args.batch_size, max_seconds=args.max_seconds)
   clf.require_audio_front_end()  # a run trained on non-audio features fails here, not once per file
   log(f"model {clf.config.model.name} step {clf.step} from {clf.state_path}; {len(files)} files; "
       f"labels {list(clf.label_names)}")
-  progress = stages.Progress("predict", len(files), stream=sys.stderr) if len(files) > 1 else None
+  progress = progress_lib.Progress("predict", len(files), stream=sys.stderr) if len(files) > 1 else None
   if args.output:
     with fileio.atomic_write(args.output) as out:  # appears when complete: never a partial output
       rows = write_rows(classify_files(clf, files, decode_workers=args.decode_workers, progress=progress),

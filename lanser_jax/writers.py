@@ -1,4 +1,4 @@
-"""Metric writers (CLU) and the training progress line.
+"""Metric writers (CLU) and the training progress line (built on progress.py).
 
 Process 0 writes TensorBoard events and `metrics.jsonl` in the workdir; every process logs. The JSON-lines
 file is what scripts and the report read: one object per write, `{"step": ..., "name": value, ...}`.
@@ -21,6 +21,7 @@ import numpy as np
 from absl import logging
 
 from lanser_jax import fileio
+from lanser_jax import progress as progress_lib
 
 
 class JsonlWriter:
@@ -120,46 +121,38 @@ def read_jsonl(path: str) -> list[dict[str, Any]]:
   return fileio.read_jsonl(path)
 
 
-class Progress:
-  """Logs step, loss, examples/s and ETA. The rate is timed from the end of the first step (`start`), so
-  compilation is left out; a report before any step was timed counts from the start, compilation
-  included, so that every line carries a number."""
+class Progress(progress_lib.Progress):
+  """The training line: step, loss, examples/s and ETA, from the one progress reporter (progress.py), counting
+  steps. The rate is timed from the end of the first step (`start`), so compilation is left out; a report
+  before any step was timed counts from the start, compilation included, so that every line carries a
+  number."""
 
   def __init__(self, total_steps: int, batch_size: int, first_step: int):
-    self.total, self.batch_size = total_steps, batch_size
-    self._created, self._first = time.time(), first_step
-    self._t0, self._s0 = None, first_step
-
-  @property
-  def started(self) -> bool:
-    return self._t0 is not None
+    super().__init__("train", total_steps, done=first_step)
+    self.batch_size, self._first = batch_size, first_step
+    self._created = time.monotonic()
 
   def start(self, step: int):
     """The first step's results exist (the caller waited for them): the clock starts here."""
-    self._t0, self._s0 = time.time(), step
+    self.done = step
+    super().start()
 
   def exclude(self, seconds: float):
     """Leaves time spent outside training steps (evaluation, checkpoints) out of the rate."""
-    if self._t0 is not None:
-      self._t0 += seconds
-    else:
+    super().exclude(seconds)
+    if not self.started:
       self._created += seconds
 
-  def rate(self, step: int, now: float) -> float:
-    if self._t0 is not None and step > self._s0:
-      return (step - self._s0) * self.batch_size / max(now - self._t0, 1e-9)
+  def examples_per_sec(self, step: int, now: float) -> float:
+    self.done = step
+    if self.started and step > self._done0:
+      return self.rate(now) * self.batch_size
     return max(step - self._first, 1) * self.batch_size / max(now - self._created, 1e-9)
 
   def __call__(self, step: int, scalars: Mapping[str, float]) -> dict[str, float]:
-    rate = self.rate(step, time.time())
-    eta = (self.total - step) * self.batch_size / rate
+    rate = self.examples_per_sec(step, time.monotonic())
+    eta = self.eta(rate / self.batch_size)
     logging.info("step %d/%d  loss %.4f  %.1f examples/s  ETA %s", step, self.total,
-                 scalars.get("train/loss", float("nan")), rate, _format_seconds(eta))
+                 scalars.get("train/loss", float("nan")), rate,
+                 progress_lib.hms(eta) if eta is not None else "0:00:00")
     return {"train/examples_per_sec": rate}
-
-
-def _format_seconds(s: float) -> str:
-  if s != s:
-    return "?"
-  s = int(s)
-  return f"{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s"

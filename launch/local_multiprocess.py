@@ -6,8 +6,8 @@
 Each process gets --distributed=explicit with a free localhost coordinator port, its process id, and (on CPU)
 XLA_FLAGS=--xla_force_host_platform_device_count=<devices_per_process>. Its output lines are prefixed with
 [pK]. If one process fails, the others are stopped and the exit status is the first failure's.
-The labelling stages take the same launcher with their own flags (--num_shards/--shard_index are set for them
-when --shard_flags is given).
+The labelling stages take the same launcher with their own flags (--num_processes/--process_index are set for
+them when --stage_flags is given; --shard_flags is its old name).
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ def _pump(proc: subprocess.Popen, prefix: str):
   sys.stdout.flush()
 
 
-def launch(args: list[str], num_processes: int, devices_per_process: int, shard_flags: bool = False,
+def launch(args: list[str], num_processes: int, devices_per_process: int, stage_flags: bool = False,
            env: dict[str, str] | None = None, timeout_s: float | None = None) -> int:
   port = free_port()
   procs = []
@@ -44,7 +44,7 @@ def launch(args: list[str], num_processes: int, devices_per_process: int, shard_
       flags = re.sub(r"--xla_force_host_platform_device_count=\S*", "", penv.get("XLA_FLAGS", ""))
       penv["XLA_FLAGS"] = f"{flags} --xla_force_host_platform_device_count={devices_per_process}".strip()
       penv.setdefault("JAX_PLATFORMS", "cpu")
-    extra = ([f"--num_shards={num_processes}", f"--shard_index={i}"] if shard_flags else
+    extra = ([f"--num_processes={num_processes}", f"--process_index={i}"] if stage_flags else
              ["--distributed=explicit", f"--coordinator_address=127.0.0.1:{port}",
               f"--num_processes={num_processes}", f"--process_id={i}"])
     proc = subprocess.Popen([sys.executable, *args, *extra], env=penv, stdout=subprocess.PIPE,
@@ -72,12 +72,16 @@ def main():
   parser.add_argument("--num_processes", type=int, default=2)
   parser.add_argument("--devices_per_process", type=int, default=4,
                       help="fake CPU devices per process (0: leave the platform's devices alone)")
-  parser.add_argument("--shard_flags", action="store_true",
-                      help="pass --num_shards/--shard_index (labelling stages) instead of JAX distributed flags")
+  parser.add_argument("--stage_flags", action="store_true",
+                      help="pass --num_processes/--process_index (the offline stages) instead of JAX distributed "
+                           "flags")
+  parser.add_argument("--shard_flags", action="store_true", help="deprecated: --stage_flags")
   parser.add_argument("command", nargs=argparse.REMAINDER, help="-- then the python arguments")
   a = parser.parse_args()
   command = a.command[1:] if a.command[:1] == ["--"] else a.command
-  sys.exit(launch(command, a.num_processes, a.devices_per_process, a.shard_flags))
+  if a.shard_flags:
+    print("warning: --shard_flags is deprecated: use --stage_flags", file=sys.stderr, flush=True)
+  sys.exit(launch(command, a.num_processes, a.devices_per_process, a.stage_flags or a.shard_flags))
 
 
 if __name__ == "__main__":

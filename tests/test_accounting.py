@@ -10,7 +10,9 @@ import pytest
 import soundfile
 
 from conftest import write_audio_container
-from lanser_jax.labeling import run, stages
+from lanser_jax.offline import manifest, pieces
+from lanser_jax.offline import stage as offline_stage
+from lanser_jax import progress as progress_lib
 from test_stages import FakeLabeler, FakeTranscriber, run_all, small_config, tone
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -30,7 +32,8 @@ def test_folder_adapter_accounts_for_links_directories_and_hidden_files(tmp_path
   soundfile.write(root / ".cache" / "w.wav", tone(1.0), 16000)  # inside a hidden folder
   open(root / "notes.txt", "w").write("not audio, no audio extension: not an utterance")
   workdir = str(tmp_path / "work")
-  summary = run.manifest_stage(small_config(str(root)), workdir, (0, 1))
+  offline_stage.run(manifest.STAGE, small_config(str(root)), workdir, (0, 1))
+  summary = pieces.read_json(os.path.join(workdir, "manifest", "summary.json"))
   assert summary["in"] == 5 and summary["written"] == 1 and summary["rejected"] == 4
   rows = [json.loads(l) for l in open(os.path.join(workdir, "manifest", "manifest.jsonl"))]
   assert [r["utt_id"] for r in rows] == ["good"]
@@ -69,7 +72,7 @@ def _silent_folder(root, n=3):
 def test_all_rejected_run_raises_after_writing_every_summary(tmp_path):
   root, workdir = str(tmp_path / "corpus"), str(tmp_path / "work")
   _silent_folder(root)
-  with pytest.raises(stages.NothingSurvived,
+  with pytest.raises(pieces.NothingSurvived,
                      match=rf"^0 of 3 utterances survived the stages; reasons in {workdir}/errors.jsonl$"):
     run_all(small_config(root), workdir)
   for d in ("manifest", "asr", "labels", "features"):
@@ -98,7 +101,7 @@ def test_all_silent_folder_exits_non_zero_with_a_short_message(tmp_path):
 def test_stage_progress_lines_carry_numbers():
   import io
   stream = io.StringIO()
-  p = stages.Progress("features 0/1", total=5, interval=0.0, stream=stream)
+  p = progress_lib.Progress("features 0/1", total=5, interval=0.0, stream=stream)
   p.update(1)
   p.update(2)
   p.close()

@@ -11,7 +11,9 @@ import shutil
 import numpy as np
 import pytest
 
-from lanser_jax.labeling import asr, packing, stages
+from lanser_jax.labeling import asr, packing
+from lanser_jax.offline import pieces, stage, transcribe
+from lanser_jax.offline import config as offline_config
 
 SR = 16000
 
@@ -87,7 +89,7 @@ def test_a_word_stretched_over_skipped_speech_sends_its_utterance_alone():
 def test_packing_option_is_checked():
   with pytest.raises(ValueError, match="asr.packing='yes'"):
     asr.AsrOptions(packing="yes")
-  assert stages.default_config().asr.packing == "on"
+  assert offline_config.default_config().asr.packing == "on"
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -187,8 +189,8 @@ def test_utterances_a_filter_could_reject_are_rechecked_alone(transcriber, corpu
 
 
 def stage_config(model_dir, packing_setting, shards=2):
-  c = stages.default_config()
-  c.output_shards = shards
+  c = offline_config.default_config()
+  c.num_pieces = shards
   c.asr.update(model=model_dir, device="cpu", compute_type="int8", beam_size=1, cpu_threads=2,
                language="en", batch_size=2, packing=packing_setting)
   return c
@@ -222,8 +224,8 @@ def test_packing_off_writes_what_one_clip_per_window_writes(transcriber, corpus,
   rows, waves = corpus
   workdir = make_workdir(tmp_path / "w", rows, waves)
   config = stage_config(transcriber.options.model, "off")
-  asr.run_stage(config, workdir, (0, 1), transcriber=transcriber, log=lambda *_: None)
-  manifest = stages.Manifest(os.path.join(workdir, "manifest", "manifest.jsonl"))
+  stage.run(transcribe.STAGE, config, workdir, (0, 1), transcriber=transcriber, log=lambda *_: None)
+  manifest = pieces.Manifest(os.path.join(workdir, "manifest", "manifest.jsonl"))
   opts = audio.AudioOptions.from_config(config.audio)
   expected = {}
   for piece in range(2):
@@ -236,8 +238,8 @@ def test_packing_off_writes_what_one_clip_per_window_writes(transcriber, corpus,
     for k in range(0, len(clips), 2):
       chunk = clips[k:k + 2]
       for (row, clip), res in zip(chunk, transcriber.transcribe([c.samples for _, c in chunk])):
-        lines.append(stages.json_line(dict(utt_id=row.utt_id, **res, duration=round(clip.duration, 3))))
-    expected[stages.piece_name("transcripts", piece, 2, "jsonl")] = "".join(lines).encode()
+        lines.append(pieces.json_line(dict(utt_id=row.utt_id, **res, duration=round(clip.duration, 3))))
+    expected[pieces.piece_name("transcripts", piece, 2, "jsonl")] = "".join(lines).encode()
   assert transcripts(workdir) == expected
   summary = json.load(open(os.path.join(workdir, "asr", "summary-00000-of-00002.json")))
   assert "packed" not in summary
@@ -248,9 +250,9 @@ def test_killed_packed_run_resumes_without_loss_or_duplicates(transcriber, corpu
   workdir = make_workdir(tmp_path / "w", rows, waves)
   config = stage_config(transcriber.options.model, "on")
   quiet = lambda *_: None
-  asr.run_stage(config, workdir, (0, 1), transcriber=transcriber, log=quiet)
+  stage.run(transcribe.STAGE, config, workdir, (0, 1), transcriber=transcriber, log=quiet)
   before = transcripts(workdir)
-  summary = stages.merge_stage(os.path.join(workdir, "asr"), 2)
+  summary = pieces.merge_stage(os.path.join(workdir, "asr"), 2)
   # The silent clip is rejected when its audio is read (audio.silence_dbfs), before packing.
   assert summary["in"] == 9 and summary["written"] == 8 and summary["reasons"] == {"silent": 1}
   assert summary["packed"] + summary["alone"] + summary["fallback_unaligned"] + summary["fallback_unsure"] == 8
@@ -264,9 +266,9 @@ def test_killed_packed_run_resumes_without_loss_or_duplicates(transcriber, corpu
   lines = open(path).readlines()
   open(path + ".tmp", "w").writelines(lines[:2] + lines[:1])
   os.remove(path)
-  ran = asr.run_stage(config, workdir, (0, 1), transcriber=transcriber, log=quiet)
+  ran = stage.run(transcribe.STAGE, config, workdir, (0, 1), transcriber=transcriber, log=quiet)
   assert ran == [1]
   assert transcripts(workdir) == before
   assert not glob.glob(os.path.join(asr_dir, "*.tmp"))
-  assert stages.merge_stage(asr_dir, 2) == summary
+  assert pieces.merge_stage(asr_dir, 2) == summary
   shutil.rmtree(workdir)

@@ -22,10 +22,10 @@ EXCEPTIONS = {
     "lanser_jax/demo/end_to_end.py": (
         {"os.makedirs"}, "the demo synthesises WAVs with eSpeak NG into a local folder"),
     "lanser_jax/demo/corpus.py": (
-        {"open", "os.path.exists", "os.makedirs", "os.replace"},
+        {"open", "os.path.exists", "os.makedirs"},
         "the demo corpus: WAVs written by soundfile and their manifest, on the local disk"),
     "input_pipeline/adapters/emotion.py": (
-        {"open", "os.path.exists", "os.makedirs", "glob.glob", "os.replace"},
+        {"open", "os.path.exists", "os.makedirs", "glob.glob"},
         "scans a downloaded corpus (IEMOCAP, CREMA-D) on a local disk or mount, and exports TFDS clips as local "
         "WAVs with soundfile; the decoders need local paths"),
     "input_pipeline/adapters/generic.py": (

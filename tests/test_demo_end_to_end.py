@@ -6,11 +6,11 @@ import pytest
 
 from input_pipeline import records
 from lanser_jax.demo import report
-from lanser_jax.demo.stage_records import Stages
+from lanser_jax.demo.steps import Steps
 
 
 def test_finished_stages_are_reused(tmp_path):
-  stages = Stages(str(tmp_path))
+  stages = Steps(str(tmp_path))
   calls = []
   first = stages.run("a", lambda: calls.append(1) or {"x": 1})
   again = stages.run("a", lambda: calls.append(2) or {"x": 2})
@@ -19,7 +19,7 @@ def test_finished_stages_are_reused(tmp_path):
 
 
 def test_failed_stage_is_not_recorded(tmp_path):
-  stages = Stages(str(tmp_path))
+  stages = Steps(str(tmp_path))
   def boom():
     raise RuntimeError("stage failed")
   try:

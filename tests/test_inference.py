@@ -38,7 +38,7 @@ def _clip(rng, label: int, seconds: float) -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
-  """WAVs -> log-mel feature folder (as labeling/run.py writes it) -> tiny model trained on 8 devices."""
+  """WAVs -> log-mel feature folder (as the offline features stage writes it) -> tiny model trained on 8 devices."""
   root = tmp_path_factory.mktemp("inference")
   rng = np.random.default_rng(0)
   options = features.LogMelOptions()

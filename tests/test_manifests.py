@@ -65,14 +65,14 @@ def test_read_manifest_names_the_bad_line(tmp_path):
 def test_a_line_that_is_not_utf8_is_one_bad_line(tmp_path):
   """Strictly it raises naming the line; leniently (jobs) and in the stages' piece reader it comes back as a
   RejectedRow and the lines around it still load."""
-  from lanser_jax.labeling import stages
+  from lanser_jax.offline import pieces
   path = tmp_path / "m.jsonl"
   path.write_bytes(b'{"utt_id": "a", "audio": "a.wav"}\n{"utt_id": "b\xff", "audio": "b.wav"}\n'
                    b'{"utt_id": "c", "audio": "c.wav", "text": "caf\xc3\xa9"}\n')
   with pytest.raises(manifests.ManifestError, match=r"m.jsonl:2: not JSON.*utf-8"):
     list(manifests.read_manifest(str(path)))
   for rows in (list(manifests.read_manifest(str(path), lenient=True)),
-               list(stages.Manifest(str(path)).piece(0, 1))):
+               list(pieces.Manifest(str(path)).piece(0, 1))):
     assert [type(r).__name__ for r in rows] == ["Row", "RejectedRow", "Row"]
     assert "not JSON" in rows[1].reason and rows[2].text == "café"
     assert rows[2].audio == str(tmp_path / "c.wav")

@@ -10,7 +10,8 @@ import soundfile
 import transformers
 
 from lanser_jax import config_lib
-from lanser_jax.labeling import entailment, hf, labelers, run, stages
+from lanser_jax.labeling import entailment, hf, labelers
+from lanser_jax.offline import chain, pieces, weak_labels
 
 CONFIG = os.path.join(os.path.dirname(__file__), "..", "experiments", "labeling", "multilingual.py")
 # What the fake ASR hears, by the clip's amplitude: text and detected language.
@@ -51,7 +52,7 @@ def _config(model_path, **label):
   c = config_lib.load_python_file(CONFIG, kind="config").get_config("languages=en+es")
   c.labeler.model = model_path
   c.labeler.max_length, c.labeler.batch_size, c.labeler.length_buckets = 40, 2, (16, 24)
-  c.output_shards, c.asr.batch_size = 2, 2
+  c.num_pieces, c.asr.batch_size = 2, 2
   c.manifest.root = ""
   for key, value in label.items():
     c.label[key] = value
@@ -101,11 +102,11 @@ def test_label_stage_picks_the_template_by_detected_language(tmp_path):
   c.manifest.root = str(root)
   c.stages = ("manifest", "asr", "label")
   workdir = str(tmp_path / "w")
-  run.run_stages(c, workdir, "all", (0, 1), transcriber=FakeTranscriber())
+  chain.run_stages(c, workdir, "all", (0, 1), transcriber=FakeTranscriber())
   labels = {r["utt_id"]: r for p in sorted(os.listdir(os.path.join(workdir, "labels")))
-            if p.startswith("labels-") for r in stages.read_jsonl(os.path.join(workdir, "labels", p))}
+            if p.startswith("labels-") for r in pieces.read_jsonl(os.path.join(workdir, "labels", p))}
   assert sorted(labels) == ["a_en", "b_es", "d_en"]
-  errors = list(stages.read_jsonl(os.path.join(workdir, "labels", "errors.jsonl")))
+  errors = list(pieces.read_jsonl(os.path.join(workdir, "labels", "errors.jsonl")))
   assert [e["utt_id"] for e in errors] == ["c_fr"] and "no template for language 'fr'" in errors[0]["reason"]
   reference = labelers.build_labeler(c.labeler)
   for utt, language in (("a_en", "en"), ("b_es", "es"), ("d_en", "en")):
@@ -113,5 +114,5 @@ def test_label_stage_picks_the_template_by_detected_language(tmp_path):
     np.testing.assert_allclose(labels[utt]["scores"], want, atol=1e-5)
   c2 = _config(model_path)  # the config's own filter (label.languages = en, es) rejects 'fr' first
   assert tuple(c2.label.languages) == ("en", "es")
-  assert run.transcript_problem({"text": "je suis triste", "language": "fr"}, c2.label).startswith(
+  assert weak_labels.transcript_problem({"text": "je suis triste", "language": "fr"}, c2.label).startswith(
       "language 'fr' not in label.languages")

@@ -11,7 +11,7 @@ import soundfile
 
 from input_pipeline import manifests, protocols, records, subsets
 from input_pipeline.adapters import emotion
-from lanser_jax.labeling import run
+from lanser_jax.offline import chain
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CODES = ("neu", "hap", "exc", "sad", "ang", "fru", "neu", "sad", "ang", "neu", "xxx")  # fru, xxx: rejected
@@ -167,9 +167,9 @@ def test_features_stage_writes_the_protocol_folds(release, tmp_path, protocol, f
   config = load_config_module("iemocap").get_config(
       f"protocol={protocol},fold={fold},emobox_dir={release['emobox_dir']}")
   config.manifest.root = release["root"]
-  config.output_shards = 2
+  config.num_pieces = 2
   work = str(tmp_path / "w")
-  summary = run.run_stages(config, work, "all", (0, 1))
+  summary = chain.run_stages(config, work, "all", (0, 1))
   assert summary["balanced"]
   feature_dir = os.path.join(work, config.features.dir_name)
   info = records.read_dataset_info(feature_dir)
@@ -271,8 +271,8 @@ def test_crema_d_emobox_split_through_the_features_stage(tmp_path):
   config = load_config_module("crema_d").get_config(f"split=emobox,emobox_dir={emobox_dir}")
   assert config.manifest.split == "actor_seeded"  # the same manifest as the default split
   config.manifest.root = root
-  config.output_shards = 1
-  summary = run.run_stages(config, str(tmp_path / "w"), "all", (0, 1))
+  config.num_pieces = 1
+  summary = chain.run_stages(config, str(tmp_path / "w"), "all", (0, 1))
   assert summary["balanced"]
   feature_dir = str(tmp_path / "w" / "features_emobox")
   on_disk = {s: set(_utts(feature_dir, s)) for s in ("train", "validation", "test")}

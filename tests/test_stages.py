@@ -13,7 +13,9 @@ import pytest
 import soundfile
 
 from input_pipeline import records
-from lanser_jax.labeling import run, stages
+from lanser_jax.offline import chain, pieces, weak_labels
+from lanser_jax.offline import config as offline_config
+from lanser_jax import progress as progress_lib
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LIBRIVOX = "/usr/share/pocketsphinx/test/data/librivox"
@@ -24,34 +26,34 @@ LIBRIVOX = "/usr/share/pocketsphinx/test/data/librivox"
 
 
 def test_resolve_process_flags_slurm_default():
-  assert stages.resolve_process(4, 3, env={}) == (3, 4)
-  assert stages.resolve_process(0, 0, env={"SLURM_ARRAY_TASK_ID": "12", "SLURM_ARRAY_TASK_MIN": "10",
+  assert pieces.resolve_process(4, 3, env={}) == (3, 4)
+  assert pieces.resolve_process(0, 0, env={"SLURM_ARRAY_TASK_ID": "12", "SLURM_ARRAY_TASK_MIN": "10",
                                            "SLURM_ARRAY_TASK_COUNT": "3"}) == (2, 3)
-  assert stages.resolve_process(None, None, env={}) == (0, 1)
+  assert pieces.resolve_process(None, None, env={}) == (0, 1)
   with pytest.raises(ValueError, match="outside"):
-    stages.resolve_process(2, 2, env={})
+    pieces.resolve_process(2, 2, env={})
 
 
 def test_pieces_cover_every_item_once():
-  for n, pieces in ((0, 3), (7, 3), (100, 16), (5, 8)):
-    covered = [i for j in range(pieces) for i in range(*stages.piece_range(n, j, pieces))]
+  for n, num_pieces in ((0, 3), (7, 3), (100, 16), (5, 8)):
+    covered = [i for j in range(num_pieces) for i in range(*pieces.piece_range(n, j, num_pieces))]
     assert covered == list(range(n))
-  assert stages.my_pieces(7, (1, 3)) == [1, 4]
+  assert pieces.my_pieces(7, (1, 3)) == [1, 4]
 
 
 def test_piece_outputs_are_atomic(tmp_path):
   with pytest.raises(RuntimeError, match="boom"):
-    with stages.PieceOutputs(str(tmp_path), "asr", 0, 2) as out:
+    with pieces.PieceOutputs(str(tmp_path), "asr", 0, 2) as out:
       out.open_jsonl("transcripts").write("{}\n")
       raise RuntimeError("boom")
-  assert os.listdir(tmp_path) == [] and not stages.piece_done(str(tmp_path), 0, 2)
-  with stages.PieceOutputs(str(tmp_path), "asr", 1, 2) as out:
+  assert os.listdir(tmp_path) == [] and not pieces.piece_done(str(tmp_path), 0, 2)
+  with pieces.PieceOutputs(str(tmp_path), "asr", 1, 2) as out:
     out.open_jsonl("transcripts").write("{}\n")
     out.error("u1", "silent: peak -inf dBFS")
     with pytest.raises(RuntimeError, match="in=3"):
       out.commit({"in": 3, "written": 1})
     out.commit({"in": 2, "written": 1})
-  assert stages.piece_done(str(tmp_path), 1, 2)
+  assert pieces.piece_done(str(tmp_path), 1, 2)
   assert sorted(os.listdir(tmp_path)) == ["errors-00001-of-00002.jsonl", "summary-00001-of-00002.json",
                                           "transcripts-00001-of-00002.jsonl"]
 
@@ -59,7 +61,7 @@ def test_piece_outputs_are_atomic(tmp_path):
 def test_progress_reports_rate_and_eta():
   import io
   stream = io.StringIO()
-  p = stages.Progress("asr 0/4", total=10, interval=0.0, stream=stream)
+  p = progress_lib.Progress("asr 0/4", total=10, interval=0.0, stream=stream)
   p.update(4)
   p.close()
   first = stream.getvalue().splitlines()[0]
@@ -117,8 +119,8 @@ def make_bad_folder(root):
 
 
 def small_config(root, shards=3):
-  c = stages.default_config()
-  c.output_shards = shards
+  c = offline_config.default_config()
+  c.num_pieces = shards
   c.manifest.root = root
   c.audio.max_seconds = 2.0
   c.asr.batch_size = 2
@@ -127,7 +129,7 @@ def small_config(root, shards=3):
 
 
 def run_all(config, workdir, process=(0, 1)):
-  return run.run_stages(config, workdir, "all", process, labeler=FakeLabeler(),
+  return chain.run_stages(config, workdir, "all", process, labeler=FakeLabeler(),
                         transcriber=FakeTranscriber())
 
 
@@ -144,17 +146,17 @@ def read_records(feature_dir, split="train"):
 
 
 def test_transcript_filters_name_their_threshold():
-  lc = stages.default_config().label
+  lc = offline_config.default_config().label
   good = {"text": "I am so happy today", "language": "en", "no_speech_prob": 0.1, "avg_logprob": -0.3,
           "compression_ratio": 1.2}
-  assert run.transcript_problem(good, lc) is None
-  assert run.transcript_problem({**good, "text": "  "}, lc) == "empty transcript"
-  assert "max_no_speech_prob" in run.transcript_problem({**good, "no_speech_prob": 0.9}, lc)
-  assert "avg_logprob" in run.transcript_problem({**good, "avg_logprob": -2.0}, lc)
-  assert run.transcript_problem({**good, "language": "fr"}, lc) is None  # () keeps every language
+  assert weak_labels.transcript_problem(good, lc) is None
+  assert weak_labels.transcript_problem({**good, "text": "  "}, lc) == "empty transcript"
+  assert "max_no_speech_prob" in weak_labels.transcript_problem({**good, "no_speech_prob": 0.9}, lc)
+  assert "avg_logprob" in weak_labels.transcript_problem({**good, "avg_logprob": -2.0}, lc)
+  assert weak_labels.transcript_problem({**good, "language": "fr"}, lc) is None  # () keeps every language
   lc.languages = ("en",)
-  assert run.transcript_problem(good, lc) is None
-  assert run.transcript_problem({**good, "language": "fr"}, lc) == \
+  assert weak_labels.transcript_problem(good, lc) is None
+  assert weak_labels.transcript_problem({**good, "language": "fr"}, lc) == \
       "language 'fr' not in label.languages ['en']"
 
 
@@ -165,7 +167,7 @@ def test_labeling_configs_load():
   for path in sorted(glob.glob(os.path.join(ROOT, "experiments", "labeling", "*.py"))):
     config = config_lib.load_python_file(path).get_config()
     assert config.manifest.adapter in adapters.ADAPTERS, path
-    assert set(config.label) == set(stages.default_config().label), path
+    assert set(config.label) == set(offline_config.default_config().label), path
 
 
 def test_bad_folder_every_utterance_written_or_rejected(tmp_path):
@@ -368,7 +370,7 @@ def test_iemocap_fold_config_maps_sessions_to_train_validation_test(tmp_path):
   (tmp_path / "list.jsonl").write_text("".join(lines))
   c = iemocap.get_config("fold=2")
   c.manifest = {"adapter": "list", "root": str(tmp_path / "list.jsonl")}
-  c.output_shards = 2
+  c.num_pieces = 2
   summary = run_all(c, str(tmp_path / "w"))
   assert summary["balanced"] and summary["written"] == 5
   feature_dir = os.path.join(str(tmp_path / "w"), "features_fold2")

@@ -8,7 +8,9 @@ import numpy as np
 import pytest
 import soundfile
 
-from lanser_jax.labeling import compare, run, stages
+from lanser_jax.labeling import compare
+from lanser_jax.offline import chain, pieces, stage, weak_labels
+from lanser_jax.offline import config as offline_config
 
 # Unusual bytes on purpose: double spaces, a non-breaking space, an ellipsis, trailing whitespace.
 REFERENCE = {
@@ -57,8 +59,8 @@ def _corpus(tmp_path):
 
 
 def _config(list_path, text_source):
-  c = stages.default_config()
-  c.output_shards = 2
+  c = offline_config.default_config()
+  c.num_pieces = 2
   c.manifest.adapter, c.manifest.root = "list", list_path
   c.label.text_source = text_source
   c.stages = ("manifest", "label") if text_source == "manifest" else ("manifest", "asr", "label")
@@ -68,37 +70,37 @@ def _config(list_path, text_source):
 
 def _labels(workdir):
   return {r["utt_id"]: r for p in sorted(os.listdir(os.path.join(workdir, "labels")))
-          if p.startswith("labels-") for r in stages.read_jsonl(os.path.join(workdir, "labels", p))}
+          if p.startswith("labels-") for r in pieces.read_jsonl(os.path.join(workdir, "labels", p))}
 
 
 def test_manifest_text_is_labelled_byte_for_byte(tmp_path):
   workdir = str(tmp_path / "ref")
   labeler = RecordingLabeler()
-  run.run_stages(_config(_corpus(tmp_path), "manifest"), workdir, "all", (0, 1), labeler=labeler)
+  chain.run_stages(_config(_corpus(tmp_path), "manifest"), workdir, "all", (0, 1), labeler=labeler)
   assert not os.path.exists(os.path.join(workdir, "asr"))  # no ASR needed
   labels = _labels(workdir)
   assert set(labels) == set(REFERENCE)
   for utt, text in REFERENCE.items():
     assert labels[utt]["text"].encode("utf-8") == text.encode("utf-8")
   assert sorted(t.encode() for t in labeler.seen) == sorted(t.encode() for t in REFERENCE.values())
-  errors = list(stages.read_jsonl(os.path.join(workdir, "labels", "errors.jsonl")))
+  errors = list(pieces.read_jsonl(os.path.join(workdir, "labels", "errors.jsonl")))
   assert [(e["utt_id"], e["reason"]) for e in errors] == [
       ("u_notext", "no text in the manifest (label.text_source='manifest')")]
-  summary = stages.read_json(os.path.join(workdir, "labels", "summary.json"))
+  summary = pieces.read_json(os.path.join(workdir, "labels", "summary.json"))
   assert summary["in"] == 4 and summary["written"] == 3 and summary["rejected"] == 1
 
 
 def test_bad_text_source_is_named(tmp_path):
   c = _config(_corpus(tmp_path), "subtitles")
   with pytest.raises(ValueError, match="text_source='subtitles'"):
-    run.label_stage(c, str(tmp_path / "w"), (0, 1), labeler=RecordingLabeler())
+    stage.run(weak_labels.STAGE, c, str(tmp_path / "w"), (0, 1), labeler=RecordingLabeler())
 
 
 def test_compare_reports_wer_and_agreement(tmp_path):
   list_path = _corpus(tmp_path)
   ref, asr = str(tmp_path / "ref"), str(tmp_path / "asr")
-  run.run_stages(_config(list_path, "manifest"), ref, "all", (0, 1), labeler=RecordingLabeler())
-  run.run_stages(_config(list_path, "asr"), asr, "all", (0, 1), labeler=RecordingLabeler(),
+  chain.run_stages(_config(list_path, "manifest"), ref, "all", (0, 1), labeler=RecordingLabeler())
+  chain.run_stages(_config(list_path, "asr"), asr, "all", (0, 1), labeler=RecordingLabeler(),
                  transcriber=FakeTranscriber())
   result = compare.main([f"--workdir_a={ref}", f"--workdir_b={asr}", f"--out={tmp_path / 'c.json'}"])
   assert json.load(open(tmp_path / "c.json")) == json.loads(json.dumps(result))

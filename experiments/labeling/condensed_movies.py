@@ -1,9 +1,9 @@
 """LanSER pre-training data: Condensed Movies (video clips) -> Whisper large-v3 transcripts
 -> roberta-large-mnli weak labels over the fine40 taxonomy -> 64-bin log-mel shards.
 
-  # once per host (or a SLURM array with one task per GPU: the shard flags come from SLURM_ARRAY_*)
-  python -m lanser_jax.labeling.run --config=experiments/labeling/condensed_movies.py \
-      --stage=all --workdir=/data/lanser/cm --num_shards=$NUM_HOSTS --shard_index=$HOST \
+  # once per host (or a SLURM array with one task per GPU: the process flags come from SLURM_ARRAY_*)
+  python -m lanser_jax.offline.main --config=experiments/labeling/condensed_movies.py \
+      --stage=all --workdir=/data/lanser/cm --num_processes=$NUM_HOSTS --process_index=$HOST \
       --config.manifest.root=/data/condensed_movies --config.wait_seconds=86400
 
 `root` holds `videos/` (clips named <videoid>.<ext>, any depth; PyAV/ffmpeg decodes their audio) and,
@@ -17,13 +17,13 @@ Cost: as experiments/labeling/peoples_speech.py (GPU throughput of large-v3 not 
 
 import ml_collections
 
-from lanser_jax.labeling import stages
+from lanser_jax.offline import config as offline_config
 
 
 def get_config(arg=None):
   del arg
-  c = stages.default_config()
-  c.output_shards = 64
+  c = offline_config.default_config()
+  c.num_pieces = 64
   c.manifest = ml_collections.ConfigDict(
       {"adapter": "condensed_movies", "root": "/data/condensed_movies", "segment_seconds": 10.0})
   c.asr.model = "large-v3"

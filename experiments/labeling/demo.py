@@ -1,10 +1,10 @@
 """The end-to-end demo's labelling (lanser_jax/demo/end_to_end.py runs these; they also run alone).
 
   # unlabelled pre-training corpus -> Whisper tiny.en -> weak labels (ekman7) -> log-mel shards
-  python -m lanser_jax.labeling.run --config=experiments/labeling/demo.py:corpus=pretrain,list=DIR/manifest.jsonl \
+  python -m lanser_jax.offline.main --config=experiments/labeling/demo.py:corpus=pretrain,list=DIR/manifest.jsonl \
       --stage=all --workdir=WORK
   # labelled CREMA-D-style corpus -> log-mel shards with its human labels and train/validation/test split
-  python -m lanser_jax.labeling.run --config=experiments/labeling/demo.py:corpus=labelled,list=DIR/manifest.jsonl \
+  python -m lanser_jax.offline.main --config=experiments/labeling/demo.py:corpus=labelled,list=DIR/manifest.jsonl \
       --stage=all --workdir=WORK
 
 Arguments: corpus (pretrain | labelled), list (the corpus manifest), labeler (entailment | sentence_encoder),
@@ -15,7 +15,7 @@ The same stages as the full-scale configs (peoples_speech.py, crema_d.py); only 
 
 from lanser_jax import config_lib
 from lanser_jax.demo import corpus as demo_corpus
-from lanser_jax.labeling import stages
+from lanser_jax.offline import config as offline_config
 
 
 def _tiny_whisper() -> str:
@@ -29,9 +29,9 @@ def _tiny_whisper() -> str:
 def get_config(arg=None):
   arg = config_lib.parse_arg(arg, corpus="pretrain", list="", labeler="entailment",
                              nli_model="roberta-large-mnli", heldout="")
-  c = stages.default_config()
+  c = offline_config.default_config()
   c.offline = True
-  c.output_shards = 2  # one piece per core
+  c.num_pieces = 2  # one piece per core
   c.manifest.adapter = "list"
   c.manifest.root = arg.list  # the list adapter reads root as the list file
   c.audio.max_seconds = 15.0

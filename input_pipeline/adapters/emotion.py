@@ -31,6 +31,7 @@ from typing import Iterator, Sequence
 import numpy as np
 
 from input_pipeline import manifests
+from lanser_jax import fileio
 
 IEMOCAP_LABELS = {"neu": "neutral", "hap": "happy", "exc": "happy", "sad": "sad", "ang": "angry"}
 IEMOCAP_CLASSES = ("neutral", "happy", "sad", "angry")
@@ -197,8 +198,8 @@ def crema_d_tfds_rows(data_dir: str | None, export_dir: str | None
           continue
         samples = samples.astype(np.int16)
       if not os.path.exists(path):
-        soundfile.write(path + ".tmp", samples, rate, subtype="PCM_16", format="WAV")
-        os.replace(path + ".tmp", path)
+        with fileio.atomic_write(path, "wb") as f:
+          soundfile.write(f, samples, rate, subtype="PCM_16", format="WAV")
       speaker = ex.get("speaker_id", b"")
       speaker = speaker.decode() if isinstance(speaker, bytes) else str(speaker)
       yield manifests.Row(utt, os.path.abspath(path), speaker=speaker,

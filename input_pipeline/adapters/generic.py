@@ -16,8 +16,7 @@ from typing import Any, Iterator, Sequence
 
 from input_pipeline import manifests
 
-AUDIO_EXTENSIONS = (".wav", ".flac", ".mp3", ".ogg", ".opus", ".m4a", ".aac")
-VIDEO_EXTENSIONS = (".mp4", ".mkv", ".webm", ".avi", ".mov")
+AUDIO_EXTENSIONS, VIDEO_EXTENSIONS = manifests.AUDIO_EXTENSIONS, manifests.VIDEO_EXTENSIONS
 
 
 def probe_duration(path: str) -> float | None:

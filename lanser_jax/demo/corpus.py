@@ -32,6 +32,8 @@ import numpy as np
 import soundfile
 from scipy.io import wavfile
 
+from lanser_jax import fileio
+from lanser_jax import progress as progress_lib
 from lanser_jax.demo import espeak
 
 EKMAN_EMOTIONS = ("anger", "disgust", "fear", "happiness", "sadness", "surprise", "neutral")
@@ -208,38 +210,12 @@ def _synthesise_one(task: tuple[str, str, str, tuple[int, ...], int, str]) -> tu
     audio = espeak.synthesise(text, voice, espeak.Prosody(*prosody), seed)
     if audio.size == 0 or float(np.max(np.abs(audio))) < 1e-3:
       return utt_id, 0, f"eSpeak NG produced no audible speech for {text!r} ({voice})"
-    tmp = wav_path + ".tmp"
     # scipy's writer, not libsndfile's: the latter stamps float WAVs with the time (PEAK chunk).
-    wavfile.write(tmp, SAMPLE_RATE, audio.astype(np.float32))
-    os.replace(tmp, wav_path)
+    with fileio.atomic_write(wav_path, "wb") as f:
+      wavfile.write(f, SAMPLE_RATE, audio.astype(np.float32))
     return utt_id, int(audio.size), None
   except Exception as e:  # pylint: disable=broad-except  # bad input is listed, never fatal
     return utt_id, 0, f"{type(e).__name__}: {e}"
-
-
-class _Progress:
-  """Prints 'name: done/total, rate/s, ETA' at most every few seconds."""
-
-  def __init__(self, name: str, total: int, stream=sys.stderr):
-    self.name, self.total, self.stream = name, total, stream
-    self.start = self.last = time.monotonic()
-
-  def update(self, done: int):
-    now = time.monotonic()
-    if done < self.total and now - self.last < _LOG_EVERY_S:
-      return
-    self.last = now
-    rate = done / max(now - self.start, 1e-9)
-    eta = (self.total - done) / rate if rate > 0 else float("inf")
-    print(f"{self.name}: {done}/{self.total} utterances, {rate:.1f}/s, ETA {eta:.0f} s",
-          file=self.stream, flush=True)
-
-
-def _write_atomic(path: str, text: str):
-  tmp = path + ".tmp"
-  with open(tmp, "w", encoding="utf-8") as f:
-    f.write(text)
-  os.replace(tmp, path)
 
 
 def _build(out_dir: str, name: str, plan: list[Utterance], settings: dict[str, Any], num_workers: int) -> str:
@@ -257,11 +233,11 @@ def _build(out_dir: str, name: str, plan: list[Utterance], settings: dict[str, A
       return manifest_path
   wav_dir = os.path.join(out_dir, "wavs")
   os.makedirs(wav_dir, exist_ok=True)
-  _write_atomic(info_path, json.dumps({"settings": settings}, indent=2) + "\n")
+  fileio.write_text(info_path, json.dumps({"settings": settings}, indent=2) + "\n")
 
   tasks = [(u.utt_id, u.text, u.voice, dataclasses.astuple(u.prosody), u.seed,
             os.path.join(wav_dir, f"{u.utt_id}.wav")) for u in plan]
-  progress = _Progress(name, len(tasks))
+  progress = progress_lib.Progress(name, len(tasks), interval=_LOG_EVERY_S)
   start = time.monotonic()
   results = []
   if num_workers > 1 and len(tasks) >= _MIN_TASKS_FOR_POOL:
@@ -269,11 +245,12 @@ def _build(out_dir: str, name: str, plan: list[Utterance], settings: dict[str, A
     with multiprocessing.get_context("spawn").Pool(num_workers) as pool:
       for result in pool.imap(_synthesise_one, tasks, chunksize=16):
         results.append(result)
-        progress.update(len(results))
+        progress.update()
   else:
     for task in tasks:
       results.append(_synthesise_one(task))
-      progress.update(len(results))
+      progress.update()
+  progress.close()
   seconds = time.monotonic() - start
 
   rows, errors = [], []
@@ -293,10 +270,10 @@ def _build(out_dir: str, name: str, plan: list[Utterance], settings: dict[str, A
              "utterances_per_second": round(len(results) / max(seconds, 1e-9), 1),
              "workers": num_workers, "labels": _counts(r["label"] for r in rows),
              "splits": _counts(r["split"] for r in rows)}
-  _write_atomic(os.path.join(out_dir, "errors.jsonl"), "".join(json.dumps(e) + "\n" for e in errors))
-  _write_atomic(info_path, json.dumps({"settings": settings, "summary": summary}, indent=2) + "\n")
+  fileio.write_text(os.path.join(out_dir, "errors.jsonl"), "".join(json.dumps(e) + "\n" for e in errors))
+  fileio.write_text(info_path, json.dumps({"settings": settings, "summary": summary}, indent=2) + "\n")
   # The manifest goes last: its presence marks the build complete.
-  _write_atomic(manifest_path, "".join(json.dumps(r) + "\n" for r in rows))
+  fileio.write_text(manifest_path, "".join(json.dumps(r) + "\n" for r in rows))
   print(f"{name}: {len(rows)} utterances ({audio_s / 60:.1f} min of audio) in {seconds:.1f} s, "
         f"{summary['utterances_per_second']} utterances/s; {len(errors)} errors -> {out_dir}", file=sys.stderr)
   return manifest_path

@@ -4,8 +4,9 @@ fine-tuning at 10/30/100% of the labels (pre-trained and from scratch) -> zero-s
 
   python -m lanser_jax.demo.end_to_end --workdir=workdirs/demo
 
-Each stage runs the project's real commands (the labelling CLI, the trainer with experiment files) and
-records `<workdir>/stages/<name>.json` when done; a second run on the same workdir reuses finished stages.
+Each step runs the project's real commands (the labelling CLI, the trainer with experiment files) and
+records `<workdir>/stages/<name>.json` when done (demo/steps.py); a second run on the same workdir reuses
+finished steps.
 The report is `<workdir>/report/report.md` with its PNG figures.
 """
 
@@ -18,7 +19,7 @@ from typing import Any
 
 from absl import app, flags, logging
 
-from lanser_jax.demo.stage_records import Stages
+from lanser_jax.demo.steps import Steps
 
 _WORKDIR = flags.DEFINE_string("workdir", "workdirs/demo", "Where every output of the demo goes.")
 _NUM_PRETRAIN = flags.DEFINE_integer("num_pretrain", 800, "Utterances in the pre-training corpus (Whisper tiny.en "
@@ -76,13 +77,13 @@ def main(argv):
   # The six fine-tuning runs compile the same steps: keep compiled code across runs and reruns.
   jax.config.update("jax_compilation_cache_dir", os.path.join(work, "jax_cache"))
   jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
-  stages = Stages(work)
+  steps = Steps(work)
   seed = _SEED.value
   pre_corpus, lab_corpus = os.path.join(work, "corpus", "pretrain"), os.path.join(work, "corpus", "labelled")
 
-  stages.run("1_corpus_pretrain", lambda: {"manifest": corpus.build_pretrain_corpus(
+  steps.run("1_corpus_pretrain", lambda: {"manifest": corpus.build_pretrain_corpus(
       pre_corpus, _NUM_PRETRAIN.value, seed)})
-  stages.run("2_corpus_labelled", lambda: {"manifest": corpus.build_labelled_corpus(lab_corpus, seed)})
+  steps.run("2_corpus_labelled", lambda: {"manifest": corpus.build_labelled_corpus(lab_corpus, seed)})
 
   def weak_labels():
     kind, why = choose_labeler(_NLI_MODEL.value)
@@ -90,19 +91,19 @@ def main(argv):
     heldout = "+".join(corpus.speaker_id(v) for v in corpus.DEFAULT_VOICES[-_HELDOUT_VOICES:])
     arg = (f"corpus=pretrain,list={pre_corpus}/manifest.jsonl,labeler={kind},"
            f"nli_model={_NLI_MODEL.value},heldout={heldout}")
-    cmd = run_command(["-m", "lanser_jax.labeling.run", f"--config=experiments/labeling/demo.py:{arg}",
+    cmd = run_command(["-m", "lanser_jax.offline.main", f"--config=experiments/labeling/demo.py:{arg}",
                        "--stage=all", f"--workdir={work}/labels_pretrain"])
     return {"labeler": kind, "labeler_note": why, "command": cmd}
 
-  weak = stages.run("3_asr_and_weak_labels", weak_labels)
-  stages.run("4_features_labelled", lambda: {"command": run_command([
-      "-m", "lanser_jax.labeling.run",
+  weak = steps.run("3_asr_and_weak_labels", weak_labels)
+  steps.run("4_features_labelled", lambda: {"command": run_command([
+      "-m", "lanser_jax.offline.main",
       f"--config=experiments/labeling/demo.py:corpus=labelled,list={lab_corpus}/manifest.jsonl",
       "--stage=all", f"--workdir={work}/labels_labelled"])})
 
   pre_features = os.path.join(work, "labels_pretrain", "features")
   lab_features = os.path.join(work, "labels_labelled", "features")
-  stages.run("5_pretrain", lambda: train_run("experiments/demo_pretrain.py", os.path.join(work, "pretrain"),
+  steps.run("5_pretrain", lambda: train_run("experiments/demo_pretrain.py", os.path.join(work, "pretrain"),
                                              {"data.dir": pre_features, "seed": seed}))
   for fraction in _FRACTIONS.value:
     for init in ("pretrained", "scratch"):
@@ -111,13 +112,13 @@ def main(argv):
       if init == "pretrained":
         overrides["init_from"] = os.path.join(work, "pretrain")
       run_dir = os.path.join(work, "finetune", f"{init}_{fraction}")
-      stages.run(f"6_finetune_{init}_{fraction}",
+      steps.run(f"6_finetune_{init}_{fraction}",
                  lambda o=overrides, d=run_dir, f=fraction: train_run(
                      f"experiments/demo_finetune.py:fraction={f}", d, o))
 
   # Zero-shot and text-only rows of the report (lanser_jax/demo/baselines.py): seconds.
-  stages.run("7_baselines", lambda: {"metrics": demo_baselines.run(work, weak["labeler"], _NLI_MODEL.value)})
-  out = report.write_report(work, stages.records(), weak)
+  steps.run("7_baselines", lambda: {"metrics": demo_baselines.run(work, weak["labeler"], _NLI_MODEL.value)})
+  out = report.write_report(work, steps.records(), weak)
   logging.info("report: %s", out)
   print(f"\nLanSER demo finished. Report: {out}")
 

@@ -1,10 +1,5 @@
-"""The ASR stage: manifest audio -> Whisper transcripts (faster-whisper / CTranslate2).
-
-Reads   <workdir>/manifest/manifest.jsonl
-Writes  <workdir>/asr/transcripts-SSSSS-of-NNNNN.jsonl  {"utt_id", "text", "language", "avg_logprob",
-                                                         "no_speech_prob", "compression_ratio",
-                                                         "duration"}
-        <workdir>/asr/errors-*.jsonl, summary-*.json    (see stages.py)
+"""Batched Whisper transcription (faster-whisper / CTranslate2): clips -> text and the figures the label
+filters read; the ASR stage that runs it over a manifest is lanser_jax/offline/transcribe.py.
 
 Utterances are batched *across* the manifest: faster-whisper's BatchedInferencePipeline batches the
 30 s chunks of one long recording, while corpora like People's Speech are millions of short clips.
@@ -20,13 +15,12 @@ for how each gets its own words back, and `Transcriber.transcribe_packed` for ho
 from __future__ import annotations
 
 import dataclasses
-import os
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
-from lanser_jax import audio as audio_lib
-from lanser_jax.labeling import packing, stages
+from lanser_jax import options
+from lanser_jax.labeling import packing
 
 WHISPER_SECONDS = 30.0
 # What packing reports in the stage summary: utterances given back from a shared window; alone in a window
@@ -52,9 +46,8 @@ class AsrOptions:
       raise ValueError(f"asr.packing={self.packing!r}: must be 'on' or 'off'")
 
   @classmethod
-  def from_config(cls, config) -> "AsrOptions":
-    return cls(**{f.name: type(f.default)(config[f.name]) for f in dataclasses.fields(cls)
-                  if f.name in config})
+  def from_config(cls, config, **overrides) -> "AsrOptions":
+    return options.from_config(cls, config, **overrides)
 
 
 class Transcriber:
@@ -213,80 +206,3 @@ class Transcriber:
             "no_speech_prob": float(np.mean([s.no_speech_prob for s in segments]))
             if segments else 1.0,
             "compression_ratio": float(get_compression_ratio(text)) if text else 0.0}
-
-
-# ---------------------------------------------------------------------------------------------------
-# The stage.
-
-
-def batches(items: Iterable, num_samples: Callable[[Any], int], batch_size: int, pack: bool):
-  """Groups utterances for one `transcribe` call: `batch_size` of them, or packed, as many as fill
-  `batch_size` windows (the clip that would open one more waits for the next batch)."""
-  batch, windows = [], packing.WindowCounter()
-  for item in items:
-    if pack and windows.add(num_samples(item)) > batch_size:
-      yield batch
-      batch, windows = [], packing.WindowCounter()
-      windows.add(num_samples(item))
-    batch.append(item)
-    if not pack and len(batch) >= batch_size:
-      yield batch
-      batch = []
-  if batch:
-    yield batch
-
-
-def run_stage(config, workdir: str, process: tuple[int, int], transcriber=None, log=print):
-  """Transcribes this process's pieces of the manifest; returns the pieces it ran."""
-  options = AsrOptions.from_config(config.asr)
-  audio_options = audio_lib.AudioOptions.from_config(config.audio)
-  manifest = stages.Manifest(os.path.join(workdir, "manifest", "manifest.jsonl"))
-  stage_dir = os.path.join(workdir, "asr")
-  num_pieces = config.output_shards
-
-  def do_piece(piece: int):
-    nonlocal transcriber
-    if transcriber is None:
-      transcriber = Transcriber(options)
-    # A transcriber without transcribe_packed (a test double) gets one utterance per window.
-    pack = options.packing == "on" and hasattr(transcriber, "transcribe_packed")
-    start, stop = stages.piece_range(len(manifest), piece, num_pieces)
-    progress = stages.Progress(f"asr {piece}/{num_pieces}", stop - start)
-    with stages.PieceOutputs(stage_dir, "asr", piece, num_pieces) as out:
-      transcripts = out.open_jsonl("transcripts")
-      counts = {"in": 0, "written": 0, "audio_seconds": 0.0, "cropped": 0, "cropped_seconds": 0.0}
-      if pack:
-        counts.update(dict.fromkeys(PACKING_COUNTS, 0))
-
-      def flush(batch):
-        waves = [c.samples for _, c in batch]
-        if pack:
-          results, stats = transcriber.transcribe_packed(
-              waves, config.label.min_avg_logprob, config.label.max_no_speech_prob)
-          for k, v in stats.items():
-            counts[k] = counts.get(k, 0) + v
-        else:
-          results = transcriber.transcribe(waves)
-        for (row, clip), res in zip(batch, results):
-          transcripts.write(stages.json_line(dict(utt_id=row.utt_id, **res,
-                                                  duration=round(clip.duration, 3))))
-          counts["written"] += 1
-        progress.update(len(batch))
-
-      def decoded():
-        decode = lambda row: audio_lib.load(row.audio, row.offset, row.duration, audio_options)
-        rows = manifest.piece(piece, num_pieces)
-        for row, clip in stages.decoded_rows(decode, rows, options.decode_workers, counts, out, progress,
-                                             (audio_lib.AudioError,)):
-          counts["audio_seconds"] += clip.duration
-          counts["cropped"] += int(clip.cropped)
-          counts["cropped_seconds"] += clip.cropped_seconds
-          yield row, clip
-
-      for batch in batches(decoded(), lambda item: len(item[1].samples), options.batch_size, pack):
-        flush(batch)
-      progress.close()
-      out.commit(counts)
-
-  return stages.run_pieces("asr", stage_dir, num_pieces, process, do_piece, log)
-

@@ -16,15 +16,14 @@ cost is T times one template's; `reduce_templates` defines how the T score vecto
 
 from __future__ import annotations
 
-import queue
-import threading
-from typing import Any, Iterable, Iterator, Sequence
+from typing import Iterator, Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from lanser_jax.labeling import hf
+from lanser_jax import prefetch
+from lanser_jax.labeling import hf, labelers
 
 SCORE_MODES = ("label_softmax", "entail_vs_contradict")
 TEMPLATE_REDUCE = ("probs", "logits")
@@ -73,44 +72,6 @@ def bucket_for(length: int, buckets: Sequence[int]) -> int:
     if length <= b:
       return b
   raise ValueError(f"sequence of {length} tokens exceeds the largest bucket {buckets[-1]}")
-
-
-def prefetch(items: Iterable[Any], depth: int = 2) -> Iterator[Any]:
-  """Runs `items` in a background thread, `depth` ahead; re-raises its exceptions in the consumer.
-
-  Tokenisation (Rust, releases the GIL) and numpy assembly then overlap the jitted model call.
-  """
-  q: queue.Queue = queue.Queue(maxsize=depth)
-  done = object()
-  stop = threading.Event()
-
-  def worker():
-    try:
-      for item in items:
-        if stop.is_set():
-          return
-        q.put(item)
-      q.put(done)
-    except BaseException as e:  # noqa: BLE001 -- handed over to the consumer thread
-      q.put(e)
-
-  thread = threading.Thread(target=worker, daemon=True, name="labeler-prefetch")
-  thread.start()
-  try:
-    while True:
-      item = q.get()
-      if item is done:
-        return
-      if isinstance(item, BaseException):
-        raise item
-      yield item
-  finally:
-    stop.set()
-    while thread.is_alive():  # unblock a worker waiting on a full queue
-      try:
-        q.get_nowait()
-      except queue.Empty:
-        thread.join(timeout=0.05)
 
 
 def independent_backend(tokenizer):
@@ -224,8 +185,7 @@ class EntailmentLabeler:
                template: str | Sequence[str] = "The emotion of the conversation is {}.", *,
                max_length: int = 256,
                batch_size: int = 8,
-               length_buckets: Sequence[int] = (12, 16, 20, 24, 28, 32, 36, 40, 44, 48, 56, 64, 80, 96, 128,
-                                                192),
+               length_buckets: Sequence[int] = labelers.LENGTH_BUCKETS,
                sort_window: int = 256, score_mode: str = "label_softmax", template_reduce: str = "probs"):
     if score_mode not in SCORE_MODES:
       raise ValueError(f"unknown score mode {score_mode!r}; expected one of {SCORE_MODES}")
@@ -327,7 +287,7 @@ class EntailmentLabeler:
     num_labels = len(self.hypotheses)
     out = np.zeros((len(texts), num_labels, self.model.config.num_labels), np.float32)
     pending = None  # (indices, device array): fetch after dispatching the next batch
-    for indices, inputs in prefetch(self._batches(texts)):
+    for indices, inputs in prefetch.prefetch(self._batches(texts)):
       types = inputs["token_type_ids"] if self.model.takes_token_type_ids else None
       result = self._logits_fn(self.model.params, inputs["input_ids"], inputs["attention_mask"], types)
       if pending is not None:

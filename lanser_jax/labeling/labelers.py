@@ -34,6 +34,10 @@ class Labeler(Protocol):
     ...
 
 
+# Padded lengths of the entailment labeler (the one place they are written; EntailmentLabeler's default).
+LENGTH_BUCKETS = (12, 16, 20, 24, 28, 32, 36, 40, 44, 48, 56, 64, 80, 96, 128, 192)
+
+
 def default_config() -> ml_collections.ConfigDict:
   """Settings of a labeler; every key can be overridden from a stage's command line."""
   config = ml_collections.ConfigDict()
@@ -59,7 +63,7 @@ def default_config() -> ml_collections.ConfigDict:
   # padding near the dynamic-padding minimum: 1.08x the real tokens on the benchmark's transcripts (steps of
   # 8: 1.13x, 7% fewer transcripts/s; steps of 16: 1.27x). Each bucket in use compiles once (seconds to a
   # minute per shape, depending on model and device).
-  config.length_buckets = (12, 16, 20, 24, 28, 32, 36, 40, 44, 48, 56, 64, 80, 96, 128, 192)
+  config.length_buckets = LENGTH_BUCKETS
   config.sort_window = 256  # transcripts sorted by length within this window to share a bucket
   config.dtype = "float32"  # or 'bfloat16' (compute and weights)
   config.score_mode = "label_softmax"  # entailment only; or 'entail_vs_contradict'

@@ -21,6 +21,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from lanser_jax import prefetch
 from lanser_jax.labeling import entailment, hf
 
 
@@ -84,7 +85,7 @@ class SentenceEncoderLabeler:
     inverse = np.array([first.setdefault(text, len(first)) for text in texts], np.int64)
     texts = list(first)
     out = np.zeros((len(texts), self.model.config.hidden_size), np.float32)
-    for indices, inputs in entailment.prefetch(self._batches(texts)):
+    for indices, inputs in prefetch.prefetch(self._batches(texts)):
       types = inputs["token_type_ids"] if self.model.takes_token_type_ids else None
       result = self._embed_fn(self.model.params, inputs["input_ids"], inputs["attention_mask"], types)
       out[indices] = np.asarray(result)[:len(indices)]

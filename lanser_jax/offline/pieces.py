@@ -1,6 +1,11 @@
-"""What every offline stage shares: work pieces, per-host selection, progress, errors, atomic outputs.
+"""The piece machinery every offline stage shares: pieces of the manifest, which process does which, the
+per-piece outputs and their done-markers (summaries), the merge, and reading a manifest piece by piece.
 
-Each stage cuts its input (the manifest's lines, in order) into `output_shards` contiguous *pieces*
+Names: a *process* is one of the hosts/jobs sharing a run (--num_processes, --process_index); a *piece* is
+one contiguous part of a stage's input, with its own output files (config.num_pieces of them, fixed for a
+workdir); a *shard file* is an ArrayRecord file of the features stage (one per split and piece).
+
+Each stage cuts its input (the manifest's lines, in order) into `num_pieces` contiguous pieces
 and writes one set of output files per piece into `<workdir>/<stage>/`:
 
   <name>-SSSSS-of-NNNNN.<ext>        the outputs (transcripts, labels, feature shards ...)
@@ -19,50 +24,13 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 import time
 from typing import Any, Callable, Iterable
 
 import numpy as np
 
 from input_pipeline import records
-from lanser_jax import fileio
-
-
-def default_config():
-  """Every key of a labelling config (experiments/labeling/*.py start from this)."""
-  import ml_collections
-  from lanser_jax.labeling import labelers
-  c = ml_collections.ConfigDict()
-  c.stages = ("manifest", "asr", "label", "features")  # what --stage=all runs, in order
-  c.output_shards = 16  # pieces per stage (fixed for a workdir: rerun with the same value)
-  c.wait_seconds = 0.0  # how long process 0 waits for other hosts' pieces (and others for manifest)
-  c.offline = False  # True: HF_HUB_OFFLINE=1
-  c.manifest = ml_collections.ConfigDict({"adapter": "folder", "root": ""})  # adapter kwargs
-  c.audio = ml_collections.ConfigDict(dict(
-      sample_rate=16000, max_seconds=30.0, min_seconds=0.25, silence_dbfs=-60.0))
-  c.asr = ml_collections.ConfigDict(dict(
-      model="large-v3", device="auto", compute_type="default", cpu_threads=0, batch_size=16,
-      beam_size=5, language="", decode_workers=2, packing="on"))
-  c.label = ml_collections.ConfigDict(dict(
-      min_words=1, min_chars=2, max_no_speech_prob=0.6, min_avg_logprob=-1.0,
-      max_compression_ratio=2.4,
-      # Transcripts handed to the labeler per call (the progress bar moves per call). The labeler sorts by
-      # length within each call's labeler.sort_window, so at least that many: 64 padded to 1.11x the real
-      # tokens, 256 to 1.07x (benchmark transcripts).
-      batch_size=256,
-      text_source="asr",  # or "manifest": label the manifest's own `text` (reference transcripts), no ASR
-      languages=()))  # ASR languages kept for labelling, e.g. ("en",) for an English NLI model; () keeps all
-  c.labeler = labelers.default_config()
-  c.features = ml_collections.ConfigDict(dict(
-      dir_name="features", sample_rate=16000, window_ms=25.0, hop_ms=10.0, n_fft=0,
-      num_mel_bins=64, fmin=0.0, fmax=0.0, log_floor=1e-6,
-      label_source="weak",  # weak: labels/ (only weakly labelled utterances); human; none
-      label_names=(),  # for label_source="human"
-      split_map=ml_collections.ConfigDict(),  # manifest "split" or "split/speaker" -> output split
-      stats_split="train", batch_clips=32, decode_workers=2))
-  c.features.folds = ml_collections.ConfigDict()  # recorded in dataset.json (IEMOCAP folds)
-  return c
+from lanser_jax import fileio, prefetch
 
 
 def piece_name(prefix: str, piece: int, num_pieces: int, ext: str) -> str:
@@ -78,17 +46,17 @@ def piece_range(num_items: int, piece: int, num_pieces: int) -> tuple[int, int]:
 # Which process am I?
 
 
-def resolve_process(num_shards: int | None = None, shard_index: int | None = None,
+def resolve_process(num_processes: int | None = None, process_index: int | None = None,
                     env=os.environ) -> tuple[int, int]:
   """(index, count) of this process: flags first, then a SLURM job array, then one process.
 
-  `run.py --jax_distributed` passes jax.process_index()/process_count() in as the flags.
+  `main.py --jax_distributed` passes jax.process_index()/process_count() in as the flags.
   """
-  if num_shards:
-    index = int(shard_index or 0)
-    if not 0 <= index < num_shards:
-      raise ValueError(f"--shard_index={index} is outside [0, --num_shards={num_shards})")
-    return index, int(num_shards)
+  if num_processes:
+    index = int(process_index or 0)
+    if not 0 <= index < num_processes:
+      raise ValueError(f"--process_index={index} is outside [0, --num_processes={num_processes})")
+    return index, int(num_processes)
   if "SLURM_ARRAY_TASK_ID" in env and "SLURM_ARRAY_TASK_COUNT" in env:
     count = int(env["SLURM_ARRAY_TASK_COUNT"])
     index = int(env["SLURM_ARRAY_TASK_ID"]) - int(env.get("SLURM_ARRAY_TASK_MIN", 0))
@@ -105,52 +73,6 @@ def my_pieces(num_pieces: int, process: tuple[int, int]) -> list[int]:
 
 
 # ---------------------------------------------------------------------------------------------------
-# Progress.
-
-
-class Progress:
-  """A log line every `interval` seconds: items done/total, rate, ETA (plain lines, not \\r, so
-  that it reads well in cluster log files)."""
-
-  def __init__(self, what: str, total: int | None = None, interval: float = 10.0,
-               stream=None):
-    # The stream is looked up when printing, not at import: sys.stderr may be replaced (pytest, notebooks).
-    self.what, self.total, self.interval, self._stream = what, total, interval, stream
-    self.done = 0
-    self._start = self._last = time.monotonic()
-
-  @property
-  def stream(self):
-    return self._stream if self._stream is not None else sys.stderr
-
-  def update(self, n: int = 1):
-    self.done += n
-    now = time.monotonic()
-    if now - self._last >= self.interval:
-      self._last = now
-      self._print(now)
-
-  def _print(self, now: float, final: bool = False):
-    elapsed = max(now - self._start, 1e-9)
-    rate = self.done / elapsed
-    line = f"[{self.what}] {self.done}"
-    if self.total:
-      line += f"/{self.total} ({100 * self.done / self.total:.1f}%)"
-    line += f" items, {rate:.2f}/s, elapsed {_hms(elapsed)}"
-    if self.total and not final and rate > 0:
-      line += f", ETA {_hms((self.total - self.done) / rate)}"
-    print(line, file=self.stream, flush=True)
-
-  def close(self):
-    self._print(time.monotonic(), final=True)
-
-
-def _hms(seconds: float) -> str:
-  s = int(seconds)
-  return f"{s // 3600}:{s // 60 % 60:02d}:{s % 60:02d}"
-
-
-# ---------------------------------------------------------------------------------------------------
 # Atomic per-piece outputs.
 
 
@@ -163,8 +85,7 @@ class PieceOutputs:
   def __init__(self, stage_dir: str, stage: str, piece: int, num_pieces: int):
     fileio.makedirs(stage_dir)
     self.stage_dir, self.stage, self.piece, self.num_pieces = stage_dir, stage, piece, num_pieces
-    self._staging = fileio.local_staging_dir("lanser_piece_") if fileio.is_url(stage_dir) else None
-    self._tmp: dict[str, str] = {}  # final path -> tmp path
+    self._staged = fileio.StagedFiles("lanser_piece_")
     self._files = []
     self.errors = self.open_jsonl("errors")
     self.num_errors = 0
@@ -175,10 +96,7 @@ class PieceOutputs:
 
   def tmp_path(self, prefix: str, ext: str) -> str:
     """A temporary path that `commit` renames; for files written by other code (ShardWriter)."""
-    final = self.path(prefix, ext)
-    self._tmp[final] = (os.path.join(self._staging, os.path.basename(final)) if self._staging
-                        else final + ".tmp")
-    return self._tmp[final]
+    return self._staged.path(self.path(prefix, ext))
 
   def open_jsonl(self, prefix: str):
     f = fileio.open(self.tmp_path(prefix, "jsonl"), "w", encoding="utf-8")
@@ -195,25 +113,18 @@ class PieceOutputs:
   def commit(self, summary: dict[str, Any]):
     for f in self._files:
       f.close()
-    for final, tmp in self._tmp.items():
-      if fileio.exists(tmp):
-        fileio.rename(tmp, final)  # to a bucket: one upload per object
+    self._staged.commit()  # to a bucket: one upload per object
     summary = dict(summary, stage=self.stage, piece=self.piece, num_pieces=self.num_pieces,
                    rejected=self.num_errors, reasons=self.reasons)
     if summary["in"] != summary["written"] + summary["rejected"]:
       raise RuntimeError(f"{self.stage} piece {self.piece}: in={summary['in']} != written="
                          f"{summary['written']} + rejected={summary['rejected']}")
     write_json(self.path("summary", "json"), summary)
-    if self._staging:
-      fileio.rmtree(self._staging)
 
   def abort(self):
     for f in self._files:
       f.close()
-    for tmp in self._tmp.values():
-      fileio.remove(tmp)
-    if self._staging:
-      fileio.rmtree(self._staging)
+    self._staged.abort()
 
   def __enter__(self):
     return self
@@ -323,34 +234,6 @@ def read_lines(path: str, offsets: np.ndarray, start: int, stop: int) -> Iterabl
         yield line
 
 
-def map_ahead(fn: Callable, items: Iterable, workers: int = 2, lookahead: int = 16):
-  """Yields (item, fn(item) or the exception it raised) in order, running `fn` on a few threads
-  ahead of the consumer: audio decoding then overlaps with the model instead of stalling it."""
-  import collections
-  from concurrent import futures
-
-  def call(item):
-    try:
-      return fn(item)
-    except Exception as e:  # handed to the consumer, which lists the item in its errors file
-      return e
-
-  if workers <= 0:
-    for item in items:
-      yield item, call(item)
-    return
-  with futures.ThreadPoolExecutor(workers) as pool:
-    queue = collections.deque()
-    for item in items:
-      queue.append((item, pool.submit(call, item)))
-      if len(queue) >= lookahead:
-        it, fut = queue.popleft()
-        yield it, fut.result()
-    while queue:
-      it, fut = queue.popleft()
-      yield it, fut.result()
-
-
 class Manifest:
   """Random access to the pieces of a manifest JSONL (see input_pipeline/manifests.py)."""
 
@@ -398,7 +281,7 @@ class Rejected(ValueError):
 
 
 def per_row(fn: Callable) -> Callable:
-  """Wraps a per-row function for `map_ahead`: a RejectedRow from the manifest reader turns into
+  """Wraps a per-row function for `prefetch.map_ahead`: a RejectedRow from the manifest reader turns into
   its `Rejected` error instead of reaching `fn`."""
   from input_pipeline import manifests
 
@@ -411,7 +294,7 @@ def per_row(fn: Callable) -> Callable:
 
 def reason(e: Exception, expected: tuple = ()) -> str:
   """The errors.jsonl reason: our own errors speak for themselves, others get their type."""
-  return str(e) if isinstance(e, (Rejected,) + tuple(expected)) else f"{type(e).__name__}: {e}"
+  return prefetch.describe_error(e, (Rejected,) + tuple(expected))
 
 
 def source_of(row) -> str | None:
@@ -422,7 +305,7 @@ def decoded_rows(decode: Callable, rows: Iterable, workers: int, counts: dict, o
                  expected: tuple = ()):
   """(row, decode(row)) for every row that decodes, in order, decoded `workers` ahead; each row counts in
   `counts["in"]`, and one that fails is listed in the piece's errors with its reason and its progress step."""
-  for row, item in map_ahead(per_row(decode), rows, workers):
+  for row, item in prefetch.map_ahead(per_row(decode), rows, workers):
     counts["in"] += 1
     if isinstance(item, Exception):
       out.error(row.utt_id, reason(item, expected), source_of(row))

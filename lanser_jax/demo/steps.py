@@ -1,4 +1,5 @@
-"""Named stages that run once: a stage whose record exists is reused, so a rerun continues where it stopped."""
+"""The demo's named steps, each run once: a step whose record exists is reused, so a rerun continues where it
+stopped. (Steps, not stages: the offline stages are lanser_jax/offline/.)"""
 
 from __future__ import annotations
 
@@ -12,10 +13,11 @@ from input_pipeline import records
 from lanser_jax import fileio
 
 
-class Stages:
-  """Runs named stages once: a stage whose record exists is skipped and its record returned."""
+class Steps:
+  """Runs named steps once: a step whose record exists is skipped and its record returned."""
 
   def __init__(self, workdir: str):
+    # The folder keeps its first name, so that a demo workdir made before the rename still resumes.
     self.dir = os.path.join(workdir, "stages")
     fileio.makedirs(self.dir)
 
