@@ -28,7 +28,7 @@ case "$WHAT" in
   train)
     ssh_all "cd $REPO && .venv/bin/python -m lanser_jax.main --config=$1 --workdir=$2 --distributed=auto ${*:3}" ;;
   label)
-    ssh_all "cd $REPO && .venv/bin/python -m lanser_jax.labeling.run --config=$1 --workdir=$2 --stage=all --jax_distributed ${*:3}" ;;
+    ssh_all "cd $REPO && .venv/bin/python -m lanser_jax.offline.main --config=$1 --workdir=$2 --stage=all --jax_distributed ${*:3}" ;;
   *)
     echo "usage: $0 TPU_NAME ZONE setup|mount|train|label ..." >&2; exit 2 ;;
 esac
