@@ -14,8 +14,29 @@ from typing import Any
 import ml_collections
 
 
+# Spellings a boolean argument may take (any case); a bare key (`runlocal`) means true. Anything else is an
+# error, so that a typo such as `soft=Ture` cannot silently train on hard labels.
+TRUE_WORDS = ("true", "1", "yes")
+FALSE_WORDS = ("false", "0", "no")
+
+
+def parse_bool(key: str, value: str) -> bool:
+  """The boolean that `key=value` spells; a ValueError naming both for any other spelling."""
+  word = value.lower()
+  if word == "" or word in TRUE_WORDS:
+    return True
+  if word in FALSE_WORDS:
+    return False
+  raise ValueError(f"config argument {key}={value!r}: expected a boolean "
+                   f"({'/'.join(TRUE_WORDS)} or {'/'.join(FALSE_WORDS)}, any case; a bare {key} means true)")
+
+
 def parse_arg(arg: str | None, **defaults) -> ml_collections.ConfigDict:
-  """'runlocal,fraction=0.3,seed=2' -> ConfigDict(runlocal=True, fraction=0.3, seed=2), typed by defaults."""
+  """'runlocal,fraction=0.3,seed=2' -> ConfigDict(runlocal=True, fraction=0.3, seed=2), typed by defaults.
+
+  A value that is not of its default's type (a boolean spelled otherwise, `seed=two`) is an error naming the
+  argument and the value, never a silent default.
+  """
   out = dict(defaults)
   out.setdefault("runlocal", False)
   for token in filter(None, (arg or "").split(",")):
@@ -24,11 +45,15 @@ def parse_arg(arg: str | None, **defaults) -> ml_collections.ConfigDict:
       raise KeyError(f"config argument {key!r} is not one of {sorted(out)}")
     kind = type(out[key])
     if kind is bool:
-      out[key] = value.lower() in ("", "1", "true", "yes")
+      out[key] = parse_bool(key, value)
     elif out[key] is None:
       out[key] = value
     else:
-      out[key] = kind(value)
+      try:
+        out[key] = kind(value)
+      except ValueError:
+        raise ValueError(f"config argument {key}={value!r}: expected {kind.__name__} "
+                         f"(as its default {out[key]!r})") from None
   return ml_collections.ConfigDict(out)
 
 
