@@ -366,6 +366,3 @@ def average_window_logits(eval_set: EvalSet, utt: np.ndarray, logits: np.ndarray
     raise RuntimeError(f"evaluation saw no window of utterances {missing}")
   return (sums / counts[:, None]).astype(np.float32)
 
-
-def describe(batch: dict[str, Any]) -> str:
-  return ", ".join(f"{k}: {v.dtype}{list(v.shape)}" for k, v in batch.items())

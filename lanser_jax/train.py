@@ -28,6 +28,7 @@ import ml_collections
 import numpy as np
 import optax
 from absl import logging
+from flax import traverse_util
 from flax.training import train_state
 from jax.experimental import multihost_utils
 from jax.sharding import NamedSharding, PartitionSpec as P
@@ -109,11 +110,10 @@ def cross_entropy(logits: jax.Array, batch: dict[str, jax.Array], num_classes: i
 
 
 def make_train_step(model: models.ResNet, config: ml_collections.ConfigDict, num_classes: int,
-                    normalizer: pipeline.Normalizer):
-  """The step takes the pipeline's float16 crops + lengths; `normalizer.device` finishes them inside it."""
+                    normalizer: pipeline.Normalizer, schedule: optax.Schedule):
+  """The step takes the pipeline's float16 crops + lengths; `normalizer.device` finishes them inside it.
+  `schedule` is the optimiser's own (make_optimizer's), so the logged learning rate is the one applied."""
   base_key = jax.random.key(config.seed)
-
-  schedule = make_schedule(config)
 
   def train_step(state: TrainState, batch: dict[str, jax.Array]):
     key = jax.random.fold_in(base_key, state.step)
@@ -432,7 +432,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   logging.info("model %s: %s parameters", c.model.name, f"{models.param_count(state.params):,}")
 
   # ----- Compiled steps ----------------------------------------------------------------------------------
-  train_step = jax.jit(make_train_step(model, c, num_classes, normalizer), donate_argnums=(0,),
+  train_step = jax.jit(make_train_step(model, c, num_classes, normalizer, schedule), donate_argnums=(0,),
                        in_shardings=(state_sharding, data_sharding),
                        out_shardings=(state_sharding, replicated))
   eval_step = jax.jit(make_eval_step(model, normalizer), in_shardings=(state_sharding, data_sharding),
@@ -441,7 +441,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   # ----- Loop --------------------------------------------------------------------------------------------
   writer = writers.create_writer(workdir)
   if latest is None:
-    writer.write_hparams({k: v for k, v in flatten(c.to_dict()).items()})
+    writer.write_hparams(traverse_util.flatten_dict(c.to_dict(), sep="."))
   step = int(state.step)
   progress = writers.Progress(c.num_train_steps, c.batch_size, step)
   pending: list[dict[str, jax.Array]] = []
@@ -510,12 +510,3 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   manager.close()
   return results
 
-
-def flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-  out = {}
-  for k, v in d.items():
-    if isinstance(v, dict):
-      out.update(flatten(v, f"{prefix}{k}."))
-    else:
-      out[f"{prefix}{k}"] = v
-  return out
