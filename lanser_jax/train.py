@@ -141,9 +141,11 @@ def make_train_step(model: models.ResNet, config: ml_collections.ConfigDict, num
 
 
 def make_eval_step(model: models.ResNet, normalizer: pipeline.Normalizer):
+  """Logits of a window batch: models.window_forward, the function serving (inference.py) applies too."""
+  forward = models.window_forward(model, normalizer)
+
   def eval_step(state: TrainState, batch: dict[str, jax.Array]):
-    logits, embedding = model.apply({"params": state.params, "batch_stats": state.batch_stats},
-                                    *normalizer.device(batch), train=False)
+    logits, _ = forward({"params": state.params, "batch_stats": state.batch_stats}, batch)
     return logits
 
   return eval_step
@@ -241,10 +243,11 @@ def global_max(x: int) -> int:
 # Evaluation.
 
 
-def evaluate(eval_fn, state: TrainState, eval_set: pipeline.EvalSet, normalizer: pipeline.Normalizer,
-             batch_size: int, sharding: NamedSharding, label_names: list[str], num_workers: int = 0,
-             worker_buffer_size: int = 2) -> dict[str, Any]:
-  """Whole-utterance metrics over all processes: window logits averaged per utterance."""
+def utterance_logits(eval_fn, state: TrainState, eval_set: pipeline.EvalSet, normalizer: pipeline.Normalizer,
+                     batch_size: int, sharding: NamedSharding, num_workers: int = 0,
+                     worker_buffer_size: int = 2) -> np.ndarray:
+  """float32 [local utterances, classes]: this process's utterances, logits averaged over their windows
+  (input_pipeline/windows.py, as serving averages them). Every process runs the same number of batches."""
   local_batch = batch_size // jax.process_count()
   num_batches = global_max(eval_set.num_batches(local_batch))
   utts, logits = [], []
@@ -255,7 +258,15 @@ def evaluate(eval_fn, state: TrainState, eval_set: pipeline.EvalSet, normalizer:
     batch.pop("weight")
     logits.append(to_local(eval_fn(state, batch)))
     utts.append(utt)
-  utt_logits = pipeline.average_window_logits(eval_set, np.concatenate(utts), np.concatenate(logits))
+  return pipeline.average_window_logits(eval_set, np.concatenate(utts), np.concatenate(logits))
+
+
+def evaluate(eval_fn, state: TrainState, eval_set: pipeline.EvalSet, normalizer: pipeline.Normalizer,
+             batch_size: int, sharding: NamedSharding, label_names: list[str], num_workers: int = 0,
+             worker_buffer_size: int = 2) -> dict[str, Any]:
+  """Whole-utterance metrics over all processes: window logits averaged per utterance."""
+  utt_logits = utterance_logits(eval_fn, state, eval_set, normalizer, batch_size, sharding, num_workers,
+                                worker_buffer_size)
   preds = np.argmax(utt_logits, axis=-1)
   cm = global_sum(metrics.confusion_matrix(eval_set.labels, preds, len(label_names)))
   return metrics.from_confusion(cm, label_names)
