@@ -1,15 +1,17 @@
-"""The defaults every experiment file starts from, and the `:runlocal` shrink.
+"""The defaults every experiment file starts from, the `:runlocal` shrink, and how experiment arguments
+(`file.py:key=value,...`) are read.
 
-An experiment file's `get_config(arg)` calls `base_config()`, sets what its setting needs, and ends with
-`finalize(config, arg)`, which applies `runlocal` (a seconds-long CPU run of the same code path) when asked.
-Keys that only exist here are the full list of what `--config.key=value` may override: an unknown key fails.
+An experiment file's `get_config(arg)` reads its arguments with `parse_arg`, calls `base_config()`, sets what its
+setting needs, and ends with `finalize(config, arg)`, which applies `runlocal` (a seconds-long CPU run of the
+same code path) when asked. Keys that only exist here are the full list of what `--config.key=value` may
+override: an unknown key fails.
 """
 
 from __future__ import annotations
 
 import importlib.util
 import os
-from typing import Any
+from typing import Any, Sequence
 
 import ml_collections
 
@@ -55,6 +57,20 @@ def parse_arg(arg: str | None, **defaults) -> ml_collections.ConfigDict:
         raise ValueError(f"config argument {key}={value!r}: expected {kind.__name__} "
                          f"(as its default {out[key]!r})") from None
   return ml_collections.ConfigDict(out)
+
+
+def choose(table: dict[str, Any], key: str, argument: str) -> Any:
+  """table[key] for an experiment argument (e.g. the platform's batch sizes), else a ValueError naming
+  the argument, the value and the choices."""
+  if key not in table:
+    raise ValueError(f"{argument}={key!r}: expected one of {sorted(table)}")
+  return table[key]
+
+
+def drop_args(arg: str | None, keys: Sequence[str]) -> str:
+  """The argument string less the `key[=value]` tokens of `keys`: what a file that builds on another
+  experiment file (experiments/*_conformer.py on the ResNet-50 files) passes on to it."""
+  return ",".join(t for t in (arg or "").split(",") if t and t.partition("=")[0] not in keys)
 
 
 def base_config() -> ml_collections.ConfigDict:

@@ -111,6 +111,11 @@ def snapshot() -> dict[str, Any]:
   for spec in dict.fromkeys(specs):
     path, _, arg = spec.partition(":")
     experiments[spec] = _attempt(lambda: config_lib.load_experiment(os.path.join(ROOT, path) + ":" + arg).to_dict())
+  elsewhere = sorted(name for name, module in list(sys.modules.items())
+                     if name.split(".")[0] in ("lanser_jax", "input_pipeline")
+                     and not os.path.abspath(getattr(module, "__file__", None) or ROOT).startswith(ROOT + os.sep))
+  if elsewhere:  # e.g. an editable install of another checkout supplying a module this tree deleted
+    raise RuntimeError(f"modules imported from outside {ROOT}: {elsewhere}")
   return {"experiments": experiments, "sweeps": sweeps}
 
 

@@ -4,6 +4,7 @@ show their hyperparameters inline); a change to one value is caught."""
 
 import copy
 import json
+import os
 
 import experiment_snapshot as snapshot_lib  # tests/ is on sys.path (pytest prepends it)
 
@@ -34,3 +35,13 @@ def test_one_changed_value_is_caught(snap):
   assert snapshot_lib.differences(snapshot_lib.digests(snap), snapshot_lib.digests(changed)) == [
       "experiments experiments/finetune_iemocap.py: differs"]
 
+
+def test_the_data_root_comes_from_the_environment(monkeypatch):
+  from lanser_jax import config_lib
+  path = os.path.join(snapshot_lib.ROOT, "experiments", "finetune_iemocap.py")
+  monkeypatch.setenv("LANSER_DATA_ROOT", "/elsewhere")
+  c = config_lib.load_experiment(path + ":fold=1,pretrained=peoples_speech")
+  assert c.data.dir == "/elsewhere/iemocap/features_fold1"
+  assert c.init_from == "/elsewhere/runs/pretrain_peoples_speech_fine40-conversation-entailment_hard"
+  c = config_lib.load_experiment(path + ":fold=1,data_root=/arg")  # the argument wins over the environment
+  assert c.data.dir == "/arg/iemocap/features_fold1"
