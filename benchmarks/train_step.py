@@ -155,7 +155,8 @@ def build_jax_step(model_name: str, dtype: str, batch_size: int, frames: int, me
   c.optimizer.schedule, c.optimizer.warmup_steps = "constant", 1
   c.specaugment.enabled = specaugment
   model = models.create_model(c.model.name, num_classes, c.model.width, c.model.dropout_rate, c.dtype)
-  tx = train.make_optimizer(c, train.make_schedule(c))
+  schedule = train.make_schedule(c)
+  tx = train.make_optimizer(c, schedule)
 
   mesh = Mesh(np.asarray(jax.devices()), ("data",))  # as train_and_evaluate lays out a host
   replicated, data_sharding = NamedSharding(mesh, P()), NamedSharding(mesh, P("data"))
@@ -174,7 +175,7 @@ def build_jax_step(model_name: str, dtype: str, batch_size: int, frames: int, me
       "length": np.full((batch_size,), frames, np.int32),
       "label": rng.integers(0, num_classes, batch_size).astype(np.int32)}, data_sharding)
   normalizer = pipeline.Normalizer(np.zeros(mel_bins, np.float32), np.ones(mel_bins, np.float32))
-  step_fn = jax.jit(train.make_train_step(model, c, num_classes, normalizer), donate_argnums=(0,),
+  step_fn = jax.jit(train.make_train_step(model, c, num_classes, normalizer, schedule), donate_argnums=(0,),
                     in_shardings=(state_sharding, data_sharding), out_shardings=(state_sharding, replicated))
   start = time.perf_counter()
   compiled = step_fn.lower(state, batch).compile()

@@ -11,11 +11,19 @@ Arguments: those of experiments/finetune_iemocap.py (fold, fraction, seed, pretr
 labeler, soft, probe, platform, runlocal, data_root, runs_root) plus dataset (iemocap|crema_d) and size
 (b16). pretrained=... restores this backbone's pre-training run (experiments/pretrain_ast.py, the
 workdir name with the model name appended). Everything but backbone, optimiser and sharding as the ResNet-50
-fine-tuning. Expected cost: not measured on an accelerator.
+fine-tuning (experiments/finetune_<dataset>.py, loaded and then changed). Expected cost: not measured on an accelerator.
 """
 
-from lanser_jax import backbone_settings
+import os
+
+from lanser_jax import config_lib
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+# Backbone, optimiser and sharding: experiments/pretrain_ast.py's values, written there once; the steps that
+# combine them with the ResNet-50 fine-tuning: experiments/finetune_conformer.py's.
+PRETRAIN = config_lib.load_python_file(os.path.join(HERE, "pretrain_ast.py"))
+CONFORMER = config_lib.load_python_file(os.path.join(HERE, "finetune_conformer.py"))
 
 
 def get_config(arg=None):
-  return backbone_settings.finetune_config("ast", arg)
+  return CONFORMER.finetune(arg, PRETRAIN.BACKBONE)

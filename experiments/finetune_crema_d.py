@@ -18,10 +18,18 @@ Ours: as experiments/finetune_iemocap.py (~30 epochs, at least 600 steps, AdamW 
 Expected cost: 600..2,400 steps of batch 64; minutes on one GPU (not measured); only runlocal on CPU.
 """
 
-from lanser_jax import paper_settings
+import os
+
+from lanser_jax import config_lib
+from lanser_jax import experiment_layout as layout
+
+# Model, crops, optimiser, steps per epoch and platform sizes: experiments/finetune_iemocap.py's `finetune`,
+# with this corpus's folder and size.
+IEMOCAP = config_lib.load_python_file(os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                                   "finetune_iemocap.py"))
+NUM_TRAIN_UTTS = 5200  # ~5,200 training clips (70% of 7,442; the split is by speaker)
 
 
 def get_config(arg=None):
-  # ~5,200 training clips (70% of 7,442; the split is by speaker).
-  return paper_settings.finetune_config("crema_d", arg, num_train_utts=5200,
-                                        extra_args={"split": "actor_seeded"})
+  arg = config_lib.parse_arg(arg, **layout.common_args(**IEMOCAP.ARGS, split="actor_seeded"))
+  return IEMOCAP.finetune(arg, layout.finetune_data_dir("crema_d", arg.data_root, 0, arg.split), NUM_TRAIN_UTTS)

@@ -15,8 +15,22 @@ falls back to the latest). Ours: 30k steps, as the corpus (~1,100 h of clips) is
 People's Speech. Expected cost (not measured, see the People's Speech file): ~1.5 h on one 8-GPU node.
 """
 
-from lanser_jax import paper_settings
+import os
+
+from lanser_jax import config_lib
+from lanser_jax import experiment_layout as layout
+
+# Everything else as experiments/pretrain_peoples_speech.py (model, crops, optimiser, platform sizes), which
+# this file loads with the same arguments and changes below.
+PEOPLES_SPEECH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "pretrain_peoples_speech.py")
 
 
 def get_config(arg=None):
-  return paper_settings.pretrain_config("condensed_movies", arg, num_train_steps=30_000, eval_split="")
+  parsed = config_lib.parse_arg(arg, **layout.common_args(taxonomy="fine40", template="conversation",
+                                                           labeler="entailment", soft=False))
+  c = config_lib.load_experiment(f"{PEOPLES_SPEECH}:{config_lib.drop_args(arg, ('runlocal',))}")
+  variant = layout.weak_variant(parsed.taxonomy, parsed.template, parsed.labeler)
+  c.data.dir = f"{parsed.data_root}/condensed_movies/{variant}/features"
+  c.data.eval_split = ""  # the adapter writes every clip to train: the last checkpoint is the one used
+  c.num_train_steps = 30_000  # ours: the corpus (~1,100 h of clips) is ~25x smaller than People's Speech
+  return config_lib.finalize(c, parsed)

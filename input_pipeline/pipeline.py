@@ -10,7 +10,8 @@ and hands over half the bytes. The crop of element i is drawn exactly as the ear
 `DatasetIterator`, so its position is saved in checkpoints and a resumed run sees the same batches.
 
 Evaluation: every utterance of this process's slice exactly once and whole. Utterances longer than the crop are
-cut into overlapping windows; the model's logits are averaged over an utterance's windows. Batches are padded to
+cut into overlapping windows; the model's logits are averaged over an utterance's windows (the windowing is
+input_pipeline/windows.py's, which serving uses too). Batches are padded to
 a fixed size (weight 0) so the last partial batch is included without a recompile; Grain builds them (one map
 per batch, the training's worker options).
 
@@ -26,7 +27,8 @@ from typing import Any, Iterator, Sequence
 import grain
 import numpy as np
 
-from input_pipeline import records
+from input_pipeline import records, windows as windows_lib
+from input_pipeline.windows import window_starts  # noqa: F401  (pipeline.window_starts, as before)
 
 
 def open_source(data_dir: str, split: str) -> grain.sources.ArrayRecordDataSource:
@@ -250,15 +252,6 @@ def iterate(ds: grain.MapDataset, num_workers: int, worker_buffer_size: int) -> 
 # Evaluation.
 
 
-def window_starts(frames: int, window: int, hop: int) -> list[int]:
-  """Window starts that cover all `frames`; the last window ends at the utterance's end."""
-  if frames <= window:
-    return [0]
-  starts = list(range(0, frames - window, hop))
-  starts.append(frames - window)
-  return starts
-
-
 @dataclasses.dataclass
 class EvalSet:
   """This process's slice of an evaluation split: record indices, labels and windows."""
@@ -271,7 +264,7 @@ class EvalSet:
   crop_frames: int
 
   def num_batches(self, batch_size: int) -> int:
-    return -(-len(self.windows) // batch_size)
+    return windows_lib.num_batches(len(self.windows), batch_size)
 
 
 def make_eval_set(data_dir: str, split: str, *, crop_frames: int, hop_frames: int,
@@ -306,12 +299,8 @@ class EvalBatch(grain.transforms.Map):
     self.batch_size, self.crop_frames, self.mel_bins = batch_size, eval_set.crop_frames, mel_bins
 
   def map(self, b: int) -> dict[str, np.ndarray]:
-    bs, t = self.batch_size, self.crop_frames
+    bs = self.batch_size
     utt, start = self.utt[b * bs:(b + 1) * bs], self.start[b * bs:(b + 1) * bs]
-    batch = {"log_mel": np.zeros((bs, t, self.mel_bins), np.float16),
-             "length": np.zeros((bs,), np.int32),
-             "utt": np.full((bs,), -1, np.int32),
-             "weight": np.zeros((bs,), np.float32)}
     needed = np.unique(utt)
     keys = [int(self.indices[u]) for u in needed]
     mels = {}
@@ -321,13 +310,7 @@ class EvalBatch(grain.transforms.Map):
         raise records.RecordError(f"{self.where}[{key}]: features have {m.shape[1]} mel bins but the stats "
                                   f"file has {self.mel_bins}")
       mels[int(u)] = m
-    for r, (u, s) in enumerate(zip(utt, start)):
-      window = mels[int(u)][s:s + t]
-      batch["log_mel"][r, :len(window)] = window
-      batch["length"][r] = len(window)
-    batch["utt"][:len(utt)] = utt
-    batch["weight"][:len(utt)] = 1.0
-    return batch
+    return windows_lib.fill_batch(mels, utt, start, bs, self.crop_frames, self.mel_bins)
 
 
 def eval_dataset(eval_set: EvalSet, batch_size: int, normalizer: Normalizer, num_batches: int | None = None,
@@ -356,16 +339,4 @@ def eval_batches(eval_set: EvalSet, batch_size: int, normalizer: Normalizer,
 
 def average_window_logits(eval_set: EvalSet, utt: np.ndarray, logits: np.ndarray) -> np.ndarray:
   """Mean logits per local utterance from per-window rows (rows with utt == -1 are padding)."""
-  keep = utt >= 0
-  n = len(eval_set.utt_ids)
-  sums = np.zeros((n, logits.shape[1]), np.float64)
-  np.add.at(sums, utt[keep], logits[keep])
-  counts = np.bincount(utt[keep], minlength=n)
-  if np.any(counts == 0):
-    missing = [eval_set.utt_ids[i] for i in np.flatnonzero(counts == 0)[:5]]
-    raise RuntimeError(f"evaluation saw no window of utterances {missing}")
-  return (sums / counts[:, None]).astype(np.float32)
-
-
-def describe(batch: dict[str, Any]) -> str:
-  return ", ".join(f"{k}: {v.dtype}{list(v.shape)}" for k, v in batch.items())
+  return windows_lib.average(utt, logits, len(eval_set.utt_ids), eval_set.utt_ids)

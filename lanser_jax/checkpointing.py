@@ -94,14 +94,6 @@ def has_iterator_state_for_this_job(manager: ocp.CheckpointManager, step: int) -
   return fileio.exists(os.path.join(str(manager.directory), str(step), "data_iter", name))
 
 
-def best_metric_value(manager: ocp.CheckpointManager, metric: str) -> float:
-  step = manager.best_step()
-  if step is None:
-    return -np.inf
-  metrics = manager.metrics(step) or {}
-  return float(metrics.get(metric, -np.inf))
-
-
 # ---------------------------------------------------------------------------------------------------
 # Resuming: damaged steps, changed data iterators, changed data.
 

@@ -1,21 +1,44 @@
-"""The defaults every experiment file starts from, and the `:runlocal` shrink.
+"""The defaults every experiment file starts from, the `:runlocal` shrink, and how experiment arguments
+(`file.py:key=value,...`) are read.
 
-An experiment file's `get_config(arg)` calls `base_config()`, sets what its setting needs, and ends with
-`finalize(config, arg)`, which applies `runlocal` (a seconds-long CPU run of the same code path) when asked.
-Keys that only exist here are the full list of what `--config.key=value` may override: an unknown key fails.
+An experiment file's `get_config(arg)` reads its arguments with `parse_arg`, calls `base_config()`, sets what its
+setting needs, and ends with `finalize(config, arg)`, which applies `runlocal` (a seconds-long CPU run of the
+same code path) when asked. Keys that only exist here are the full list of what `--config.key=value` may
+override: an unknown key fails.
 """
 
 from __future__ import annotations
 
 import importlib.util
 import os
-from typing import Any
+from typing import Any, Sequence
 
 import ml_collections
 
 
+# Spellings a boolean argument may take (any case); a bare key (`runlocal`) means true. Anything else is an
+# error, so that a typo such as `soft=Ture` cannot silently train on hard labels.
+TRUE_WORDS = ("true", "1", "yes")
+FALSE_WORDS = ("false", "0", "no")
+
+
+def parse_bool(key: str, value: str) -> bool:
+  """The boolean that `key=value` spells; a ValueError naming both for any other spelling."""
+  word = value.lower()
+  if word == "" or word in TRUE_WORDS:
+    return True
+  if word in FALSE_WORDS:
+    return False
+  raise ValueError(f"config argument {key}={value!r}: expected a boolean "
+                   f"({'/'.join(TRUE_WORDS)} or {'/'.join(FALSE_WORDS)}, any case; a bare {key} means true)")
+
+
 def parse_arg(arg: str | None, **defaults) -> ml_collections.ConfigDict:
-  """'runlocal,fraction=0.3,seed=2' -> ConfigDict(runlocal=True, fraction=0.3, seed=2), typed by defaults."""
+  """'runlocal,fraction=0.3,seed=2' -> ConfigDict(runlocal=True, fraction=0.3, seed=2), typed by defaults.
+
+  A value that is not of its default's type (a boolean spelled otherwise, `seed=two`) is an error naming the
+  argument and the value, never a silent default.
+  """
   out = dict(defaults)
   out.setdefault("runlocal", False)
   for token in filter(None, (arg or "").split(",")):
@@ -24,12 +47,30 @@ def parse_arg(arg: str | None, **defaults) -> ml_collections.ConfigDict:
       raise KeyError(f"config argument {key!r} is not one of {sorted(out)}")
     kind = type(out[key])
     if kind is bool:
-      out[key] = value.lower() in ("", "1", "true", "yes")
+      out[key] = parse_bool(key, value)
     elif out[key] is None:
       out[key] = value
     else:
-      out[key] = kind(value)
+      try:
+        out[key] = kind(value)
+      except ValueError:
+        raise ValueError(f"config argument {key}={value!r}: expected {kind.__name__} "
+                         f"(as its default {out[key]!r})") from None
   return ml_collections.ConfigDict(out)
+
+
+def choose(table: dict[str, Any], key: str, argument: str) -> Any:
+  """table[key] for an experiment argument (e.g. the platform's batch sizes), else a ValueError naming
+  the argument, the value and the choices."""
+  if key not in table:
+    raise ValueError(f"{argument}={key!r}: expected one of {sorted(table)}")
+  return table[key]
+
+
+def drop_args(arg: str | None, keys: Sequence[str]) -> str:
+  """The argument string less the `key[=value]` tokens of `keys`: what a file that builds on another
+  experiment file (experiments/*_conformer.py on the ResNet-50 files) passes on to it."""
+  return ",".join(t for t in (arg or "").split(",") if t and t.partition("=")[0] not in keys)
 
 
 def base_config() -> ml_collections.ConfigDict:

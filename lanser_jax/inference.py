@@ -8,8 +8,9 @@ The user never re-enters a front-end setting: training wrote them into the workd
 config.json (model, crop and hop), data/dataset.json["feature"] (sample rate, log-mel options),
 data/stats.json (normalisation), data/label_names.json. An utterance is cut into the training's evaluation
 windows; the windows of many utterances go through one jitted apply in fixed-size batches (padded, so nothing
-recompiles), and logits and embeddings are averaged per utterance as the training's whole-utterance
-evaluation does (input_pipeline/pipeline.py).
+recompiles), and logits and embeddings are averaged per utterance. Windowing, batching and averaging are
+input_pipeline/windows.py's and the forward pass is models.window_forward, the same code the training's
+whole-utterance evaluation runs, so a record served here gets the logits its evaluation computed.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ import ml_collections
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
-from input_pipeline import pipeline
+from input_pipeline import pipeline, windows
 from lanser_jax import audio as audio_lib
 from lanser_jax import checkpointing, config_lib, features, fileio, models
 
@@ -149,10 +150,7 @@ class Classifier:
     self._data_sharding = NamedSharding(mesh, P("data"))
     self._variables = jax.device_put(variables, NamedSharding(mesh, P()))
 
-    def apply(variables, log_mel, mask):
-      return model.apply(variables, log_mel, mask, train=False)
-
-    self._apply = jax.jit(apply)
+    self._apply = jax.jit(models.window_forward(model, normalizer))  # evaluation's forward pass
     self._log_mel = None  # built on first audio input (needs librosa's mel matrix)
     self.audio_options = None
     if self.feature.get("type") == "log_mel":
@@ -205,43 +203,40 @@ class Classifier:
   # ----- Model ----------------------------------------------------------------------------------------
 
   def forward_log_mel(self, log_mels: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-    """Window-averaged (logits [n, classes], embeddings [n, dim]) of un-normalised log-mels."""
-    normed = [self._normalise(m, i) for i, m in enumerate(log_mels)]
-    windows = [(u, s) for u, m in enumerate(normed)
-               for s in pipeline.window_starts(m.shape[0], self.crop_frames, self.hop_frames)]
-    bs, n = self.batch_size, len(normed)
-    pending = []  # device results: fetched after the loop, so building batch k+1 overlaps computing k
-    for b in range(0, len(windows), bs):
-      chunk = windows[b:b + bs]
-      x = np.zeros((bs, self.crop_frames, self.mel_bins), np.float32)
-      mask = np.zeros((bs, self.crop_frames), bool)
-      for r, (u, start) in enumerate(chunk):
-        x[r], mask[r] = pipeline.crop_or_pad(normed[u], start, self.crop_frames)
-      out = self._apply(self._variables, jax.device_put(x, self._data_sharding),
-                        jax.device_put(mask, self._data_sharding))
-      pending.append((np.asarray([u for u, _ in chunk]), out))
-    logit_sums = np.zeros((n, len(self.label_names)), np.float64)
-    embed_sums, counts = None, np.zeros(n, np.int64)
-    for utt, (logits, embedding) in pending:
-      logits, embedding = np.asarray(logits)[:len(utt)], np.asarray(embedding)[:len(utt)]
-      if embed_sums is None:
-        embed_sums = np.zeros((n, embedding.shape[1]), np.float64)
-      np.add.at(logit_sums, utt, logits)  # float64 sums, as pipeline.average_window_logits
-      np.add.at(embed_sums, utt, embedding)
-      counts += np.bincount(utt, minlength=n)
-    if embed_sums is None:
-      return logit_sums.astype(np.float32), np.zeros((0, 0), np.float32)
-    return ((logit_sums / counts[:, None]).astype(np.float32),
-            (embed_sums / counts[:, None]).astype(np.float32))
+    """Window-averaged (logits [n, classes], embeddings [n, dim]) of un-normalised log-mels.
 
-  def _normalise(self, log_mel: np.ndarray, index: int) -> np.ndarray:
+    The windows are laid out, batched and averaged by input_pipeline/windows.py and applied through
+    models.window_forward, as the training's evaluation does, from float16 crops (the records' dtype):
+    a record gives here the logits its evaluation gave."""
+    mels = {u: self._as_feature(m, u) for u, m in enumerate(log_mels)}
+    n, bs = len(mels), self.batch_size
+    layout = np.asarray(windows.layout([m.shape[0] for m in mels.values()], self.crop_frames,
+                                       self.hop_frames), np.int64).reshape(-1, 2)
+    pending = []  # device results: fetched after the loop, so building batch k+1 overlaps computing k
+    for b in range(0, len(layout), bs):
+      batch = windows.fill_batch(mels, layout[b:b + bs, 0], layout[b:b + bs, 1], bs, self.crop_frames,
+                                 self.mel_bins, self._feature_dtype)
+      inputs = {"log_mel": batch["log_mel"], "length": batch["length"]}
+      pending.append((batch["utt"], self._apply(self._variables, jax.device_put(inputs, self._data_sharding))))
+    if not pending:
+      return np.zeros((0, len(self.label_names)), np.float32), np.zeros((0, 0), np.float32)
+    utt = np.concatenate([u for u, _ in pending])
+    logits = np.concatenate([np.asarray(out[0]) for _, out in pending])
+    embedding = np.concatenate([np.asarray(out[1]) for _, out in pending])
+    return windows.average(utt, logits, n), windows.average(utt, embedding, n)
+
+  def _as_feature(self, log_mel: np.ndarray, index: int) -> np.ndarray:
+    """A [frames, mel_bins] log-mel checked and rounded to the records' dtype (what training read)."""
     m = np.asarray(log_mel)
     if m.ndim != 2 or m.shape[0] == 0 or m.shape[1] != self.mel_bins:
       raise ValueError(f"log-mel {index}: expected a [frames > 0, {self.mel_bins}] matrix, got shape "
                        f"{m.shape}")
     if not np.all(np.isfinite(m)):
       raise ValueError(f"log-mel {index}: holds NaN or inf")
-    return self.normalizer(m)
+    if np.issubdtype(self._feature_dtype, np.floating) and np.max(np.abs(m)) > np.finfo(self._feature_dtype).max:
+      raise ValueError(f"log-mel {index}: values beyond the range of {self._feature_dtype} (the records' "
+                       f"dtype; max |value| {float(np.max(np.abs(m))):.4g})")
+    return m.astype(self._feature_dtype)
 
   def predictions_from_logits(self, logits: np.ndarray) -> list[Prediction]:
     z = np.asarray(logits, np.float64)

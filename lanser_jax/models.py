@@ -163,6 +163,18 @@ def model_from_config(config, num_classes: int) -> nn.Module:
                       m.get("patch_size", 0), m.get("patch_stride", 0))
 
 
+def window_forward(model: nn.Module, normalizer):
+  """(variables, window batch) -> (logits, embedding) in inference mode, for a batch of float16 crops +
+  `length` as input_pipeline/windows.py fills it; `normalizer` (pipeline.Normalizer) finishes the input
+  on the device. Evaluation (train.make_eval_step) and serving (inference.Classifier) both apply this, so
+  the same windows give the same logits."""
+
+  def forward(variables, batch):
+    return model.apply(variables, *normalizer.device(batch), train=False)
+
+  return forward
+
+
 def param_count(tree) -> int:
   return sum(x.size for x in jax.tree.leaves(tree))
 

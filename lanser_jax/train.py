@@ -28,6 +28,7 @@ import ml_collections
 import numpy as np
 import optax
 from absl import logging
+from flax import traverse_util
 from flax.training import train_state
 from jax.experimental import multihost_utils
 from jax.sharding import NamedSharding, PartitionSpec as P
@@ -109,11 +110,10 @@ def cross_entropy(logits: jax.Array, batch: dict[str, jax.Array], num_classes: i
 
 
 def make_train_step(model: models.ResNet, config: ml_collections.ConfigDict, num_classes: int,
-                    normalizer: pipeline.Normalizer):
-  """The step takes the pipeline's float16 crops + lengths; `normalizer.device` finishes them inside it."""
+                    normalizer: pipeline.Normalizer, schedule: optax.Schedule):
+  """The step takes the pipeline's float16 crops + lengths; `normalizer.device` finishes them inside it.
+  `schedule` is the optimiser's own (make_optimizer's), so the logged learning rate is the one applied."""
   base_key = jax.random.key(config.seed)
-
-  schedule = make_schedule(config)
 
   def train_step(state: TrainState, batch: dict[str, jax.Array]):
     key = jax.random.fold_in(base_key, state.step)
@@ -141,9 +141,11 @@ def make_train_step(model: models.ResNet, config: ml_collections.ConfigDict, num
 
 
 def make_eval_step(model: models.ResNet, normalizer: pipeline.Normalizer):
+  """Logits of a window batch: models.window_forward, the function serving (inference.py) applies too."""
+  forward = models.window_forward(model, normalizer)
+
   def eval_step(state: TrainState, batch: dict[str, jax.Array]):
-    logits, embedding = model.apply({"params": state.params, "batch_stats": state.batch_stats},
-                                    *normalizer.device(batch), train=False)
+    logits, _ = forward({"params": state.params, "batch_stats": state.batch_stats}, batch)
     return logits
 
   return eval_step
@@ -241,10 +243,11 @@ def global_max(x: int) -> int:
 # Evaluation.
 
 
-def evaluate(eval_fn, state: TrainState, eval_set: pipeline.EvalSet, normalizer: pipeline.Normalizer,
-             batch_size: int, sharding: NamedSharding, label_names: list[str], num_workers: int = 0,
-             worker_buffer_size: int = 2) -> dict[str, Any]:
-  """Whole-utterance metrics over all processes: window logits averaged per utterance."""
+def utterance_logits(eval_fn, state: TrainState, eval_set: pipeline.EvalSet, normalizer: pipeline.Normalizer,
+                     batch_size: int, sharding: NamedSharding, num_workers: int = 0,
+                     worker_buffer_size: int = 2) -> np.ndarray:
+  """float32 [local utterances, classes]: this process's utterances, logits averaged over their windows
+  (input_pipeline/windows.py, as serving averages them). Every process runs the same number of batches."""
   local_batch = batch_size // jax.process_count()
   num_batches = global_max(eval_set.num_batches(local_batch))
   utts, logits = [], []
@@ -255,7 +258,15 @@ def evaluate(eval_fn, state: TrainState, eval_set: pipeline.EvalSet, normalizer:
     batch.pop("weight")
     logits.append(to_local(eval_fn(state, batch)))
     utts.append(utt)
-  utt_logits = pipeline.average_window_logits(eval_set, np.concatenate(utts), np.concatenate(logits))
+  return pipeline.average_window_logits(eval_set, np.concatenate(utts), np.concatenate(logits))
+
+
+def evaluate(eval_fn, state: TrainState, eval_set: pipeline.EvalSet, normalizer: pipeline.Normalizer,
+             batch_size: int, sharding: NamedSharding, label_names: list[str], num_workers: int = 0,
+             worker_buffer_size: int = 2) -> dict[str, Any]:
+  """Whole-utterance metrics over all processes: window logits averaged per utterance."""
+  utt_logits = utterance_logits(eval_fn, state, eval_set, normalizer, batch_size, sharding, num_workers,
+                                worker_buffer_size)
   preds = np.argmax(utt_logits, axis=-1)
   cm = global_sum(metrics.confusion_matrix(eval_set.labels, preds, len(label_names)))
   return metrics.from_confusion(cm, label_names)
@@ -432,7 +443,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   logging.info("model %s: %s parameters", c.model.name, f"{models.param_count(state.params):,}")
 
   # ----- Compiled steps ----------------------------------------------------------------------------------
-  train_step = jax.jit(make_train_step(model, c, num_classes, normalizer), donate_argnums=(0,),
+  train_step = jax.jit(make_train_step(model, c, num_classes, normalizer, schedule), donate_argnums=(0,),
                        in_shardings=(state_sharding, data_sharding),
                        out_shardings=(state_sharding, replicated))
   eval_step = jax.jit(make_eval_step(model, normalizer), in_shardings=(state_sharding, data_sharding),
@@ -441,7 +452,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   # ----- Loop --------------------------------------------------------------------------------------------
   writer = writers.create_writer(workdir)
   if latest is None:
-    writer.write_hparams({k: v for k, v in flatten(c.to_dict()).items()})
+    writer.write_hparams(traverse_util.flatten_dict(c.to_dict(), sep="."))
   step = int(state.step)
   progress = writers.Progress(c.num_train_steps, c.batch_size, step)
   pending: list[dict[str, jax.Array]] = []
@@ -510,12 +521,3 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   manager.close()
   return results
 
-
-def flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-  out = {}
-  for k, v in d.items():
-    if isinstance(v, dict):
-      out.update(flatten(v, f"{prefix}{k}."))
-    else:
-      out[f"{prefix}{k}"] = v
-  return out

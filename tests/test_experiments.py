@@ -243,7 +243,7 @@ def test_finetune_protocol_arguments():
 
 
 # ---------------------------------------------------------------------------------------------------
-# The other backbones (lanser_jax/backbone_settings.py).
+# The other backbones (experiments/{pretrain,finetune}_{conformer,ast}.py).
 
 BACKBONE_FILES = {
     "pretrain_conformer.py": ("", "conformer_s"),

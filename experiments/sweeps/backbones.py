@@ -16,7 +16,7 @@ holds them skips them). Arguments: platform, runlocal, data_root, runs_root (= -
 Expected cost: not measured; the transformer runs cost more than ResNet-50 per step (benchmarks/train_step.py).
 """
 
-from lanser_jax import paper_settings
+from lanser_jax import experiment_layout as layout
 
 FRACTIONS = (0.1, 0.2, 0.3, 0.5, 1.0)
 SEEDS = (0,)
@@ -29,12 +29,12 @@ BACKBONES = {
     "conformer_s": ("experiments/pretrain_conformer.py", None, "size=s"),
     "ast": ("experiments/pretrain_ast.py", None, "size=b16"),
 }
-VARIANT = paper_settings.weak_variant()
+VARIANT = layout.weak_variant()
 
 
 def _pretrain_cell(backbone, arg):
   file, _, extra = BACKBONES[backbone]
-  name = paper_settings.pretrain_run_name("peoples_speech", VARIANT, False)
+  name = layout.pretrain_run_name("peoples_speech", VARIANT, False)
   if backbone != "resnet50":
     name += f"_{backbone}"
   spec = (f"{file}:platform={arg.platform},data_root={arg.data_root}" + (f",{extra}" if extra else "")
@@ -45,10 +45,10 @@ def _pretrain_cell(backbone, arg):
 def _finetune_cell(backbone, dataset, fold, source, fraction, seed, arg):
   _, files, extra = BACKBONES[backbone]
   if files:
-    cell = paper_settings.finetune_cell(dataset, fold, files[dataset], source, fraction, seed, arg)
+    cell = layout.finetune_cell(dataset, fold, files[dataset], source, fraction, seed, arg)
   else:
     family = "conformer" if backbone.startswith("conformer") else "ast"
-    cell = paper_settings.finetune_cell(dataset, fold, f"experiments/finetune_{family}.py", source, fraction,
+    cell = layout.finetune_cell(dataset, fold, f"experiments/finetune_{family}.py", source, fraction,
                                         seed, arg, extra=f"dataset={dataset},{extra}", tag=backbone)
     # The backbone files run the default protocols only (loso, actor_seeded); they take no protocol argument.
     cell["config"] = cell["config"].replace(",protocol=loso,", ",").replace("split=actor_seeded,", "")
@@ -57,9 +57,9 @@ def _finetune_cell(backbone, dataset, fold, source, fraction, seed, arg):
 
 
 def get_sweep(arg=None):
-  arg = paper_settings.sweep_args(arg)
+  arg = layout.sweep_args(arg)
   cells = [_pretrain_cell(b, arg) for b in BACKBONES]
   cells += [_finetune_cell(b, dataset, fold, source, fraction, seed, arg)
-            for b in BACKBONES for dataset, fold, _, _ in paper_settings.dataset_folds()
+            for b in BACKBONES for dataset, fold, _, _ in layout.dataset_folds()
             for source in SOURCES for fraction in FRACTIONS for seed in SEEDS]
   return cells

@@ -18,7 +18,7 @@ README "Evaluation protocols". Cells of a non-default protocol are named <datase
 Expected cost: 270 fine-tuning runs of 600..2,400 steps; not measured on a GPU (roughly 1-2 GPU-days).
 """
 
-from lanser_jax import paper_settings
+from lanser_jax import experiment_layout as layout
 
 
 FRACTIONS = (0.1, 0.2, 0.3, 0.5, 1.0)
@@ -27,8 +27,8 @@ SOURCES = ("none", "peoples_speech", "condensed_movies")
 
 
 def get_sweep(arg=None):
-  arg = paper_settings.sweep_args(arg)
-  folds = paper_settings.dataset_folds(arg.iemocap_protocol, arg.crema_d_split)
-  return [paper_settings.finetune_cell(dataset, fold, exp_file, source, fraction, seed, arg, protocol=protocol)
+  arg = layout.sweep_args(arg)
+  folds = layout.dataset_folds(arg.iemocap_protocol, arg.crema_d_split)
+  return [layout.finetune_cell(dataset, fold, exp_file, source, fraction, seed, arg, protocol=protocol)
           for dataset, fold, exp_file, protocol in folds
           for source in SOURCES for fraction in FRACTIONS for seed in SEEDS]

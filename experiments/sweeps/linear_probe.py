@@ -10,7 +10,7 @@ iemocap_protocol, crema_d_split (as label_efficiency.py). Expected cost: well un
 sweep (no backbone gradients); not measured.
 """
 
-from lanser_jax import paper_settings
+from lanser_jax import experiment_layout as layout
 
 FRACTIONS = (0.1, 0.2, 0.3, 0.5, 1.0)
 SEEDS = (0, 1, 2)
@@ -18,14 +18,14 @@ SOURCES = ("peoples_speech", "condensed_movies")
 
 
 def get_sweep(arg=None):
-  arg = paper_settings.sweep_args(arg)
+  arg = layout.sweep_args(arg)
   cells = []
-  folds = paper_settings.dataset_folds(arg.iemocap_protocol, arg.crema_d_split)
+  folds = layout.dataset_folds(arg.iemocap_protocol, arg.crema_d_split)
   for dataset, fold, exp_file, protocol in folds:
     for source in SOURCES:
       for fraction in FRACTIONS:
         for seed in SEEDS:
-          cell = paper_settings.finetune_cell(dataset, fold, exp_file, source, fraction, seed, arg,
+          cell = layout.finetune_cell(dataset, fold, exp_file, source, fraction, seed, arg,
                                       extra="probe=True", tag="probe", protocol=protocol)
           cell["axes"]["method"] = "linear_probe"
           cells.append(cell)

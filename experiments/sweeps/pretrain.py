@@ -5,9 +5,9 @@
   python -m lanser_jax.sweep --sweep=experiments/sweeps/pretrain.py:platform=gpu,ablations=True \
       --root=/data/lanser/runs --print
 
-Cell names are the workdirs the fine-tuning configs restore from (paper_settings.pretrain_run_name), so
+Cell names are the workdirs the fine-tuning configs restore from (experiment_layout.pretrain_run_name), so
 use the --root that the fine-tuning sweeps get as runs_root. Each cell needs its labelling first:
-<data_root>/<source>/<taxonomy>-<template>-<labeler>/features (see lanser_jax/paper_settings.py).
+<data_root>/<source>/<taxonomy>-<template>-<labeler>/features (see lanser_jax/experiment_layout.py).
 Arguments: platform, runlocal, data_root, ablations.
 Expected cost: ~5 h (People's Speech) and ~1.5 h (Condensed Movies) per run on one 8-GPU node,
 an estimate, not measured.
@@ -15,7 +15,7 @@ an estimate, not measured.
 
 
 from lanser_jax import config_lib
-from lanser_jax import paper_settings
+from lanser_jax import experiment_layout as layout
 
 BASE = dict(taxonomy="fine40", template="conversation", labeler="entailment", soft=False)
 # One setting changed each (the paper's weak-label ablations; the particular alternatives are ours).
@@ -32,17 +32,17 @@ FILES = {"peoples_speech": "experiments/pretrain_peoples_speech.py",
 
 def pretrain_cell(source, setting, arg):
   s = dict(BASE, **setting)
-  variant = paper_settings.weak_variant(s["taxonomy"], s["template"], s["labeler"])
+  variant = layout.weak_variant(s["taxonomy"], s["template"], s["labeler"])
   spec = (f"{FILES[source]}:taxonomy={s['taxonomy']},template={s['template']},labeler={s['labeler']},"
           f"soft={s['soft']},platform={arg.platform},data_root={arg.data_root}"
           + (",runlocal" if arg.runlocal else ""))
-  return {"name": paper_settings.pretrain_run_name(source, variant, s["soft"]), "config": spec,
+  return {"name": layout.pretrain_run_name(source, variant, s["soft"]), "config": spec,
           "axes": {"stage": "pretrain", "source": source, "variant": variant,
                    "target": "soft" if s["soft"] else "hard"}}
 
 
 def get_sweep(arg=None):
-  arg = config_lib.parse_arg(arg, platform="gpu", data_root=paper_settings.DATA_ROOT, ablations=False)
+  arg = config_lib.parse_arg(arg, platform="gpu", data_root=layout.data_root(), ablations=False)
   cells = [pretrain_cell(source, {}, arg) for source in FILES]
   if arg.ablations:
     cells += [pretrain_cell("peoples_speech", setting, arg) for setting in ABLATIONS]

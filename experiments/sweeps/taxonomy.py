@@ -19,7 +19,8 @@ Defaults: 2 pre-training runs, then (2 taxonomies + scratch) x 3 fractions x 3 s
 runs (see label_efficiency.py for their cost; not measured on an accelerator).
 """
 
-from lanser_jax import config_lib, paper_settings, sweep
+from lanser_jax import config_lib, sweep
+from lanser_jax import experiment_layout as layout
 
 SEEDS = (0, 1, 2)
 TEMPLATE, LABELER = "conversation", "entailment"
@@ -30,11 +31,11 @@ def _list(value: str) -> list[str]:
 
 
 def get_sweep(arg=None):
-  arg = paper_settings.sweep_args(arg, taxonomies="fine40+ekman7", sources="peoples_speech",
+  arg = layout.sweep_args(arg, taxonomies="fine40+ekman7", sources="peoples_speech",
                                   fractions="0.1+0.3+1.0", stage="finetune")
   taxonomies, sources = _list(arg.taxonomies), _list(arg.sources)
   fractions = [float(f) for f in _list(arg.fractions)]
-  names = [paper_settings.taxonomy_name(t) for t in taxonomies]
+  names = [layout.taxonomy_name(t) for t in taxonomies]
   if len(set(names)) != len(names):
     raise ValueError(f"taxonomies={arg.taxonomies!r}: two have the same name {names}")
   if arg.stage == "pretrain":
@@ -43,22 +44,22 @@ def get_sweep(arg=None):
     for source in sources:
       for taxonomy in taxonomies:
         cell = pretrain.pretrain_cell(source, {"taxonomy": taxonomy}, arg)
-        cell["axes"]["taxonomy"] = paper_settings.taxonomy_name(taxonomy)
+        cell["axes"]["taxonomy"] = layout.taxonomy_name(taxonomy)
         cells.append(cell)
     return cells
   if arg.stage != "finetune":
     raise ValueError(f"stage={arg.stage!r}: expected finetune or pretrain")
   cells = []
-  for dataset, fold, exp_file, _ in paper_settings.dataset_folds():
+  for dataset, fold, exp_file, _ in layout.dataset_folds():
     for fraction in fractions:
       for seed in SEEDS:
-        cells.append(paper_settings.finetune_cell(dataset, fold, exp_file, "none", fraction, seed, arg))
+        cells.append(layout.finetune_cell(dataset, fold, exp_file, "none", fraction, seed, arg))
         for source in sources:
           for taxonomy in taxonomies:
-            variant = paper_settings.weak_variant(taxonomy, TEMPLATE, LABELER)
-            cell = paper_settings.finetune_cell(
+            variant = layout.weak_variant(taxonomy, TEMPLATE, LABELER)
+            cell = layout.finetune_cell(
                 dataset, fold, exp_file, source, fraction, seed, arg,
                 extra=f"taxonomy={taxonomy},template={TEMPLATE},labeler={LABELER}", tag=f"taxonomy/{variant}")
-            cell["axes"]["pretrained"] = f"{source}:{paper_settings.taxonomy_name(taxonomy)}"
+            cell["axes"]["pretrained"] = f"{source}:{layout.taxonomy_name(taxonomy)}"
             cells.append(cell)
   return cells

@@ -13,7 +13,7 @@ iemocap_protocol, crema_d_split (as label_efficiency.py).
 Expected cost: 216 fine-tuning runs (see label_efficiency.py), roughly 1-2 GPU-days; not measured.
 """
 
-from lanser_jax import paper_settings
+from lanser_jax import experiment_layout as layout
 
 FRACTIONS = (0.1, 1.0)
 SEEDS = (0, 1, 2)
@@ -23,18 +23,18 @@ VARIANTS = ({}, {"taxonomy": "ekman7"}, {"soft": True}, {"template": "speaker"},
 
 
 def get_sweep(arg=None):
-  arg = paper_settings.sweep_args(arg)
+  arg = layout.sweep_args(arg)
   cells = []
-  folds = paper_settings.dataset_folds(arg.iemocap_protocol, arg.crema_d_split)
+  folds = layout.dataset_folds(arg.iemocap_protocol, arg.crema_d_split)
   for setting in VARIANTS:
     s = dict(BASE, **setting)
-    variant = paper_settings.weak_variant(s["taxonomy"], s["template"], s["labeler"])
+    variant = layout.weak_variant(s["taxonomy"], s["template"], s["labeler"])
     target = "soft" if s["soft"] else "hard"
     extra = f"taxonomy={s['taxonomy']},template={s['template']},labeler={s['labeler']},soft={s['soft']}"
     for dataset, fold, exp_file, protocol in folds:
       for fraction in FRACTIONS:
         for seed in SEEDS:
-          cell = paper_settings.finetune_cell(dataset, fold, exp_file, "peoples_speech", fraction, seed, arg,
+          cell = layout.finetune_cell(dataset, fold, exp_file, "peoples_speech", fraction, seed, arg,
                                       extra=extra, tag=f"ablation/{variant}_{target}",
                                               protocol=protocol)
           cell["axes"].update(variant=variant, target=target)
