@@ -9,6 +9,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", os.path.join(os.path.dirname(__file__), "..", "build",
                                                                 "jax_cache"))
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.5")
+# A size limit turns on JAX's file lock around cache reads and writes: test workers (pytest-xdist) and their
+# subprocesses compile the same steps at the same time, and an unlocked entry can be read half-written.
+os.environ.setdefault("JAX_COMPILATION_CACHE_MAX_SIZE", str(8 << 30))
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
