@@ -1,4 +1,5 @@
-"""ResNets for one-channel log-mel spectrograms, in Flax Linen.
+"""The model zoo: ResNets for one-channel log-mel spectrograms (Flax Linen), the other backbones by name, and
+the one inference-mode forward pass over window batches (`window_forward`).
 
 The layout follows the ImageNet ResNets (He et al. 2016; torchvision's v1.5 with the stride in the 3x3 conv),
 so ResNet-50 here has the ImageNet ResNet-50's parameters less the two input channels of its stem. Time is the

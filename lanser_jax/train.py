@@ -1,4 +1,4 @@
-"""Training and evaluation of a ResNet on log-mel feature shards: `train_and_evaluate(config, workdir)`.
+"""Training and evaluation of any backbone of models.py on log-mel feature shards: `train_and_evaluate(config, workdir)`.
 
 One program for 1 CPU, 8 fake CPU devices, a GPU node, a TPU slice and many hosts: `jax.jit` over a 1-D
 `Mesh` named "data"; batches are sharded over it, parameters and optimiser state are replicated (or split
