@@ -25,9 +25,9 @@ SYNTH = dict(num_classes=4, mel_bins=32, num_train=96, num_eval=21, min_frames=2
              num_shards=2, seed=0)  # conftest's synth_dir
 
 
-def _cmd(workdir, data_dir, steps=20):
+def _cmd(workdir, data_dir, steps=10):
   return [sys.executable, "-m", "lanser_jax.main", f"--config={REPO}/experiments/synthetic.py:runlocal",
-          f"--workdir={workdir}", f"--config.num_train_steps={steps}", "--config.checkpoint_every_steps=10",
+          f"--workdir={workdir}", f"--config.num_train_steps={steps}", "--config.checkpoint_every_steps=5",
           "--config.eval_every_steps=1000", "--config.log_every_steps=5", f"--config.data.dir={data_dir}",
           "--config.data.crop_frames=64", "--config.data.eval_hop_frames=32", "--config.data.test_split="]
 
@@ -68,15 +68,15 @@ def test_gs_workdir_and_data_kill_restart_load(synth_dir, gcs_url, tmp_path):
   assert out.returncode == 0, out.stderr[-3000:]
   assert os.listdir(cwd) == []  # no ./gs:/... and no stray files
   jax.tree.map(np.testing.assert_array_equal, _params(workdir), _params(local))
-  assert checkpointing.resolve_state_path(workdir, "latest") == fileio.join(workdir, "checkpoints/20/state")
+  assert checkpointing.resolve_state_path(workdir, "latest") == fileio.join(workdir, "checkpoints/10/state")
 
   names = fileio.listdir(workdir)
   for name in ("config.json", "results.json", "metrics.jsonl", "data", "checkpoints"):
     assert name in names, names
   assert fileio.listdir(fileio.join(workdir, "data")) == ["dataset.json", "label_names.json", "stats.json"]
-  assert fileio.read_json(fileio.join(workdir, "results.json"))["steps"] == 20
+  assert fileio.read_json(fileio.join(workdir, "results.json"))["steps"] == 10
   steps = [r["step"] for r in fileio.read_jsonl(fileio.join(workdir, "metrics.jsonl")) if "train/loss" in r]
-  assert steps[-1] == 20 and set(range(5, 21, 5)) <= set(steps)  # the killed run's lines, then the rest
+  assert steps[-1] == 10 and set(range(5, 11, 5)) <= set(steps)  # the killed run's lines, then the rest
   # TensorBoard events (written locally by TensorFlow, copied into the bucket): readable and complete.
   events = [n for n in names if n.startswith("events.out.tfevents")]
   assert events
@@ -86,7 +86,7 @@ def test_gs_workdir_and_data_kill_restart_load(synth_dir, gcs_url, tmp_path):
     fileio.copy(fileio.join(workdir, n), str(tb / n))
   tags = {(v.tag, e.step) for n in events for e in tf.compat.v1.train.summary_iterator(str(tb / n))
           for v in e.summary.value}
-  assert ("train/loss", 20) in tags
+  assert ("train/loss", 10) in tags
 
   # lanser_jax.load from the bucket == from a local copy of the same workdir.
   copy = str(tmp_path / "copy")
