@@ -22,16 +22,7 @@ from conftest import SYNTHETIC_RUNLOCAL, TINY_OVERRIDES
 from input_pipeline import records
 from lanser_jax import audio, embed, features, fileio, inference, predict, sweep
 from storage_servers import GCS_BUCKET
-
-SR = 16000
-LABELS = ["low", "high", "noise", "sweep"]
-
-
-def _clip(rng, label: int, seconds: float) -> np.ndarray:
-  t = np.arange(int(seconds * SR)) / SR
-  x = [np.sin(2 * np.pi * 300 * t), np.sin(2 * np.pi * 2500 * t), rng.standard_normal(t.size),
-       np.sin(2 * np.pi * (200 + 1500 * t) * t)][label]
-  return (0.3 * x / np.max(np.abs(x)) + 0.01 * rng.standard_normal(t.size)).astype(np.float32)
+from test_inference import LABELS, SR, _clip  # the clips test_inference trains on
 
 
 @pytest.fixture(scope="module")
