@@ -23,6 +23,9 @@ def test_depthwise_layer_is_the_grouped_conv_it_replaces(kernel_size):
   np.testing.assert_allclose(jax.jit(ours.apply)(v, x), jax.jit(grouped.apply)(v, x), rtol=1e-5, atol=1e-5)
   grad = lambda m: jax.jit(jax.grad(lambda v, x: jnp.sum(jnp.sin(m.apply(v, x))), argnums=(0, 1)))(v, x)
   jax.tree.map(lambda p, q: np.testing.assert_allclose(p, q, rtol=1e-5, atol=1e-5), grad(ours), grad(grouped))
+  bf16 = lambda m: jax.jit(m.clone(dtype=jnp.bfloat16).apply)(v, x)  # mixed precision: config.model.dtype
+  assert bf16(ours).dtype == bf16(grouped).dtype == jnp.bfloat16
+  np.testing.assert_allclose(np.float32(bf16(ours)), np.float32(bf16(grouped)), rtol=2e-2, atol=2e-2)
 
 
 def _conv_module_grads(variables, x, keep, mesh_spec=None):
