@@ -25,6 +25,42 @@ import jax.numpy as jnp
 from lanser_jax import transformer_layers as tl
 
 
+class DepthwiseConv1D(nn.Module):
+  """Depthwise "SAME" convolution over time of x [batch, frames, channels], one kernel per channel.
+
+  The same layer as `nn.Conv(channels, (kernel_size,), feature_group_count=channels, padding="SAME")`,
+  with the same parameters ("kernel" [kernel_size, 1, channels], "bias" [channels]; the same initial values
+  for the same key, so checkpoints written with that layer load here unchanged), but written as kernel_size
+  shifted multiply-adds instead of a grouped convolution. Why: jax.grad turns a grouped convolution into a
+  kernel gradient that is a convolution with batch_group_count = channels, and XLA's SPMD partitioner
+  (jax 0.10.2 and 0.12.0.1, GSPMD and Shardy alike) sums that one over *every* device of the mesh when the
+  batch is split over one mesh axis and replicated over another. On a data=4 x model=2 mesh the depthwise
+  kernels' gradients came out exactly 2x (4x on data=2 x model=4) whatever the sharding rules, while every
+  other gradient was right: the compiled program all-reduces over replica_groups={{0..7}} instead of over
+  the 4 devices along `data` that hold different rows (README, Backbones, has a plain-lax reproduction).
+  Shifted slices, products and sums partition correctly on any mesh. Cost: XLA fuses the forward and the
+  input gradient into elementwise loops (memory-bound, as the grouped conv is); the kernel gradient becomes
+  kernel_size reductions over batch and time. The taps are summed in float32 even when `dtype` is bfloat16.
+  """
+  kernel_size: int
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, x):
+    channels = x.shape[-1]
+    kernel = self.param("kernel", nn.initializers.lecun_normal(), (self.kernel_size, 1, channels), jnp.float32)
+    bias = self.param("bias", nn.initializers.zeros, (channels,), jnp.float32)
+    acc = jnp.promote_types(self.dtype, jnp.float32)  # rounded to dtype as nn.Conv would, summed in float32
+    x, kernel, bias = (a.astype(self.dtype).astype(acc) for a in (x, kernel, bias))
+    frames = x.shape[1]
+    # "SAME" as lax pads it: (kernel_size - 1) // 2 zeros before, the rest after.
+    padded = jnp.pad(x, ((0, 0), ((self.kernel_size - 1) // 2, self.kernel_size // 2), (0, 0)))
+    y = padded[:, :frames] * kernel[0, 0]
+    for k in range(1, self.kernel_size):
+      y = y + padded[:, k:k + frames] * kernel[k, 0]
+    return (y + bias).astype(self.dtype)
+
+
 class ConvModule(nn.Module):
   """Pointwise conv to 2*dim, GLU, depthwise conv, BatchNorm, swish, pointwise conv, dropout."""
   dim: int
@@ -37,8 +73,7 @@ class ConvModule(nn.Module):
     y = nn.Dense(2 * self.dim, dtype=self.dtype, name="pointwise1")(x)
     y = nn.glu(y, axis=-1)
     y = jnp.where(keep[:, :, None], y, 0)  # a padded frame contributes what the end of the input would: 0
-    y = nn.Conv(self.dim, (self.kernel_size,), feature_group_count=self.dim, padding="SAME",
-                dtype=self.dtype, name="depthwise")(y)
+    y = DepthwiseConv1D(self.kernel_size, self.dtype, name="depthwise")(y)  # not nn.Conv: see its docstring
     y = nn.BatchNorm(use_running_average=not bn_train, momentum=0.9, epsilon=1e-5, dtype=self.dtype,
                      name="norm")(y)
     y = nn.swish(y)

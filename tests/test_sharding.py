@@ -126,9 +126,6 @@ def test_fsdp_checkpoint_resumes_under_another_fsdp_layout(synth_dir, runs, tmp_
   _close(_params(workdir, 4), _params(runs["replicated"], 4))
 
 
-@pytest.mark.xfail(reason="open: after 2 SGD steps under data=4 x model=2 the Conformer's depthwise kernels "
-                   "differ from the replicated run's by up to 1.2e-2 (1.4%), other arrays by <1e-4; cause not "
-                   "found yet (README, Backbones)", strict=False)
 def test_fsdp_checkpoint_resumes_under_tensor_parallelism(synth_dir, runs, tmp_path):
   """Written split over fsdp, continued split over heads (data=4 x model=2): same end point."""
   workdir = str(tmp_path / "fsdp_then_tensor")
