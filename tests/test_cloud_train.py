@@ -26,10 +26,13 @@ SYNTH = dict(num_classes=4, mel_bins=32, num_train=96, num_eval=21, min_frames=2
 
 
 def _cmd(workdir, data_dir, steps=10):
-  return [sys.executable, "-m", "lanser_jax.main", f"--config={REPO}/experiments/synthetic.py:runlocal",
-          f"--workdir={workdir}", f"--config.num_train_steps={steps}", "--config.checkpoint_every_steps=5",
-          "--config.eval_every_steps=1000", "--config.log_every_steps=5", f"--config.data.dir={data_dir}",
-          "--config.data.crop_frames=64", "--config.data.eval_hop_frames=32", "--config.data.test_split="]
+  """The tests' tiny configuration (so the compiled steps are the other tests'), with absolute paths: the
+  runs start in an empty folder that must stay empty."""
+  from conftest import SYNTHETIC_RUNLOCAL, tiny_flags
+  flags = tiny_flags(data_dir, num_train_steps=steps, checkpoint_every_steps=5, eval_every_steps=1000,
+                     log_every_steps=5, **{"data.test_split": ""})
+  return [sys.executable, "-m", "lanser_jax.main", f"--config={REPO}/{SYNTHETIC_RUNLOCAL}", *flags[1:],
+          f"--workdir={workdir}"]
 
 
 def _params(workdir):

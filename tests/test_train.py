@@ -11,7 +11,7 @@ import jax
 import numpy as np
 import pytest
 
-from conftest import tiny_config
+from conftest import tiny_config, tiny_flags
 from lanser_jax import checkpointing, train, writers
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -25,7 +25,7 @@ def _final_params(workdir):
 def test_trains_on_eight_devices_and_writes_results(synth_dir, tmp_path):
   assert jax.device_count() == 8
   workdir = str(tmp_path / "run")
-  results = train.train_and_evaluate(tiny_config(synth_dir), workdir)
+  results = train.train_and_evaluate(tiny_config(synth_dir, **{"optimizer.schedule": "cosine"}), workdir)
   assert results["validation"]["num_examples"] == 21 and results["test"]["num_examples"] == 21
   assert results["validation"]["ua"] > 0.5  # chance is 0.25 on 4 balanced classes
   with open(os.path.join(workdir, "results.json")) as f:
@@ -40,18 +40,18 @@ def test_trains_on_eight_devices_and_writes_results(synth_dir, tmp_path):
 
 def test_soft_labels_bf16_sgd(synth_dir, tmp_path):
   c = tiny_config(synth_dir, **{"data.target": "scores", "dtype": "bfloat16", "optimizer.name": "sgd",
-                                "optimizer.learning_rate": 0.05, "label_smoothing": 0.1})
+                                "optimizer.learning_rate": 0.05, "label_smoothing": 0.1,
+                                "optimizer.schedule": "cosine"})
   results = train.train_and_evaluate(c, str(tmp_path / "soft"))
   assert results["validation"]["ua"] > 0.4
 
 
 def test_sigkill_and_restart_equals_unbroken_run(synth_dir, tmp_path):
   """A run killed with SIGKILL mid-training and started again ends with the same parameters."""
-  args = ["--config.num_train_steps=60", "--config.checkpoint_every_steps=10",
-          "--config.eval_every_steps=1000", f"--config.data.dir={synth_dir}",
-          "--config.data.crop_frames=64", "--config.data.eval_hop_frames=32", "--config.data.test_split="]
-  cmd = lambda wd: [sys.executable, "-m", "lanser_jax.main", "--config=experiments/synthetic.py:runlocal",
-                    f"--workdir={wd}", *args]
+  # The tests' tiny configuration, so the subprocesses reuse the train step compiled for the other tests.
+  args = tiny_flags(synth_dir, num_train_steps=60, checkpoint_every_steps=10, eval_every_steps=1000,
+                    **{"data.test_split": ""})
+  cmd = lambda wd: [sys.executable, "-m", "lanser_jax.main", f"--workdir={wd}", *args]
   env = dict(os.environ, PYTHONPATH=REPO)
   broken, unbroken = str(tmp_path / "broken"), str(tmp_path / "unbroken")
 
