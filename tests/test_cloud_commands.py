@@ -16,37 +16,20 @@ import uuid
 
 import numpy as np
 import pytest
-import soundfile
 
 from conftest import SYNTHETIC_RUNLOCAL, TINY_OVERRIDES
-from input_pipeline import records
-from lanser_jax import audio, embed, features, fileio, inference, predict, sweep
+from lanser_jax import embed, fileio, inference, predict, sweep
 from storage_servers import GCS_BUCKET
-from test_inference import LABELS, SR, _clip  # the clips test_inference trains on
+from test_inference import LABELS, write_clip_features  # the clips test_inference trains on
 
 
 @pytest.fixture(scope="module")
 def swept(gcs_server, tmp_path_factory):
   """WAVs -> a local log-mel feature folder -> one tiny cell run by the sweep CLI into gs://.../sweep."""
   root = tmp_path_factory.mktemp("cloud_commands")
-  rng = np.random.default_rng(0)
-  options = features.LogMelOptions()
-  log_mel = features.LogMel(options)
-  wavs, examples = {}, {"train": [], "validation": []}
-  for split, n in (("train", 16), ("validation", 4)):
-    for i in range(n):
-      utt_id, label = f"{split}-{i:03d}", i % len(LABELS)
-      path = str(root / "wav" / f"{utt_id}.wav")
-      os.makedirs(os.path.dirname(path), exist_ok=True)
-      soundfile.write(path, _clip(rng, label, rng.uniform(0.8, 1.4)), SR, subtype="PCM_16")
-      mel = log_mel.one(audio.load(path).samples)
-      examples[split].append(records.Example(utt_id, mel.astype(np.float16), label, speaker_id="s"))
-      wavs[utt_id] = path
-  data_dir = str(root / "features")  # local: the bucket path under test here is the run's, not the data's
-  records.write_split(data_dir, "train", examples["train"], 1, options.num_mel_bins)
-  records.write_split(data_dir, "validation", examples["validation"], 1, options.num_mel_bins)
-  records.write_split(data_dir, "test", examples["validation"], 1, options.num_mel_bins)
-  records.write_dataset_info(data_dir, LABELS, options.to_json(), ["train", "validation", "test"], "train")
+  # local features: the bucket path under test here is the run's, not the data's
+  data_dir, wavs, examples = write_clip_features(root, {"train": 16, "validation": 4}, 1.4,
+                                                 train_shards=1, test_split=True)
 
   overrides = {**TINY_OVERRIDES, "data.dir": data_dir, "num_train_steps": 4, "eval_every_steps": 4,
                "checkpoint_every_steps": 4, "log_every_steps": 2}

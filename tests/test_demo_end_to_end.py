@@ -67,8 +67,9 @@ class KeywordLabeler:
     return out
 
 
-def test_report_has_zero_shot_and_text_only_rows(tmp_path):
-  """The report's baseline rows on a constructed demo workdir (no synthesis, ASR or training)."""
+def test_report_has_zero_shot_and_text_only_rows(tmp_path, gcs_url):
+  """The report's baseline rows on a constructed demo workdir (no synthesis, ASR or training); the same
+  report written into a bucket workdir (the GCS emulator)."""
   import json
   import os
   from conftest import TINY_OVERRIDES  # noqa: F401  (conftest sets the fake devices first)
@@ -121,3 +122,15 @@ def test_report_has_zero_shot_and_text_only_rows(tmp_path):
   summary = json.load(open(os.path.join(work, "report", "report.json")))
   assert summary["baselines"]["zero_shot"]["restricted"]["wa"] == pytest.approx(2 / 8)
   assert set(summary["baselines"]) == {"zero_shot", "text_only"}
+  # The demo's workdir may be a bucket URL: the same report, figures and summary written there.
+  from lanser_jax import fileio
+  bucket_work = fileio.join(gcs_url, "demo")
+  fileio.copy_tree(work, bucket_work)
+  fileio.rmtree(fileio.join(bucket_work, "report"))
+  in_bucket = {k: {**v, "workdir": v["workdir"].replace(work, bucket_work)} for k, v in stage_records.items()}
+  bucket_path = report.write_report(bucket_work, in_bucket, {"labeler_note": "keywords (test)"})
+  assert bucket_path == fileio.join(bucket_work, "report", "report.md")
+  assert fileio.read_text(bucket_path) == text.replace(work, bucket_work)
+  assert sorted(fileio.listdir(fileio.join(bucket_work, "report"))) == sorted(os.listdir(os.path.join(work,
+                                                                                                     "report")))
+  assert fileio.read_json(fileio.join(bucket_work, "report", "report.json"))["baselines"] == summary["baselines"]

@@ -36,27 +36,38 @@ def _clip(rng, label: int, seconds: float) -> np.ndarray:
   return (0.3 * x / np.max(np.abs(x)) + 0.01 * rng.standard_normal(t.size)).astype(np.float32)
 
 
-@pytest.fixture(scope="module")
-def run(tmp_path_factory):
-  """WAVs -> log-mel feature folder (as the offline features stage writes it) -> tiny model trained on 8 devices."""
-  root = tmp_path_factory.mktemp("inference")
+def write_clip_features(root, counts, max_seconds, train_shards, test_split=False):
+  """WAVs of `_clip` under root/wav -> a log-mel feature folder root/features, as the offline features stage
+  writes it (the test split, if asked, a copy of validation). (data_dir, {utt_id: wav}, {split: examples})."""
   rng = np.random.default_rng(0)
   options = features.LogMelOptions()
   log_mel = features.LogMel(options)
-  wavs, examples = {}, {"train": [], "validation": []}
-  for split, n in (("train", 32), ("validation", 8)):
+  wavs, examples = {}, {split: [] for split in counts}
+  for split, n in counts.items():
     for i in range(n):
       utt_id, label = f"{split}-{i:03d}", i % len(LABELS)
       path = str(root / "wav" / f"{utt_id}.wav")
       os.makedirs(os.path.dirname(path), exist_ok=True)
-      soundfile.write(path, _clip(rng, label, rng.uniform(0.8, 2.2)), SR, subtype="PCM_16")
+      soundfile.write(path, _clip(rng, label, rng.uniform(0.8, max_seconds)), SR, subtype="PCM_16")
       mel = log_mel.one(audio.load(path).samples)
       examples[split].append(records.Example(utt_id, mel.astype(np.float16), label, speaker_id="s"))
       wavs[utt_id] = path
   data_dir = str(root / "features")
-  records.write_split(data_dir, "train", examples["train"], 2, options.num_mel_bins)
+  records.write_split(data_dir, "train", examples["train"], train_shards, options.num_mel_bins)
   records.write_split(data_dir, "validation", examples["validation"], 1, options.num_mel_bins)
-  records.write_dataset_info(data_dir, LABELS, options.to_json(), ["train", "validation"], "train")
+  splits = ["train", "validation"]
+  if test_split:
+    records.write_split(data_dir, "test", examples["validation"], 1, options.num_mel_bins)
+    splits.append("test")
+  records.write_dataset_info(data_dir, LABELS, options.to_json(), splits, "train")
+  return data_dir, wavs, examples
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+  """WAVs -> log-mel feature folder (as the offline features stage writes it) -> tiny model trained on 8 devices."""
+  root = tmp_path_factory.mktemp("inference")
+  data_dir, wavs, examples = write_clip_features(root, {"train": 32, "validation": 8}, 2.2, train_shards=2)
   workdir = str(root / "run")
   results = train.train_and_evaluate(
       tiny_config(data_dir, num_train_steps=10, eval_every_steps=10, **{"data.test_split": ""}), workdir)
