@@ -31,14 +31,16 @@ def synth_dir(tmp_path_factory):
   return d
 
 
-# The synthetic experiment's runlocal form, sized for fast tests. A constant learning rate after warmup keeps
-# num_train_steps out of the compiled step: a cosine schedule bakes the step count into the program, so each
-# test's own step count would compile its own train step (~20 s each on 2 cores) instead of reusing the
-# persistent cache. tests/test_train.py trains with the cosine schedule.
+# The synthetic experiment's runlocal form, sized for fast tests. A constant learning rate after one warmup
+# step keeps num_train_steps out of the compiled step: a cosine schedule, and a warmup capped by the step
+# count, bake the step count into the program, so each test's own step count would compile its own train
+# step (~20 s each on 2 cores) instead of reusing the persistent cache. tests/test_train.py trains with the
+# cosine schedule and the runlocal warmup.
 TINY_OVERRIDES = {
     "data.crop_frames": 64, "data.eval_hop_frames": 32, "num_train_steps": 20, "eval_every_steps": 10,
     "checkpoint_every_steps": 10, "log_every_steps": 5, "optimizer.learning_rate": 3e-3,
-    "optimizer.schedule": "constant", "specaugment.max_time_width": 10, "specaugment.max_freq_width": 4,
+    "optimizer.schedule": "constant", "optimizer.warmup_steps": 1,
+    "specaugment.max_time_width": 10, "specaugment.max_freq_width": 4,
 }
 SYNTHETIC_RUNLOCAL = "experiments/synthetic.py:runlocal"
 

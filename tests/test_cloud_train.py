@@ -39,7 +39,7 @@ def _params(workdir):
   return checkpointing.load_variables(checkpointing.resolve_state_path(workdir, "latest"))
 
 
-@pytest.mark.slow  # three short training runs in subprocesses (~1 min each on 2 loaded cores)
+@pytest.mark.slow  # two short training runs in subprocesses, one in this process
 def test_gs_workdir_and_data_kill_restart_load(synth_dir, gcs_url, tmp_path):
   # The feature folder written straight to the bucket (shards written locally, uploaded whole): the same
   # bytes as the local one.
@@ -66,9 +66,13 @@ def test_gs_workdir_and_data_kill_restart_load(synth_dir, gcs_url, tmp_path):
 
   out = subprocess.run(_cmd(workdir, data), cwd=cwd, env=env, capture_output=True, text=True)
   assert out.returncode == 0, out.stderr[-3000:]
+  # The unbroken reference on the local disk, in this process (the same configuration as the flags).
+  from conftest import tiny_config
+  from lanser_jax import train
   local = str(tmp_path / "unbroken")
-  out = subprocess.run(_cmd(local, synth_dir), cwd=REPO, env=env, capture_output=True, text=True)
-  assert out.returncode == 0, out.stderr[-3000:]
+  train.train_and_evaluate(tiny_config(synth_dir, num_train_steps=10, checkpoint_every_steps=5,
+                                       eval_every_steps=1000, log_every_steps=5, **{"data.test_split": ""}),
+                           local)
   assert os.listdir(cwd) == []  # no ./gs:/... and no stray files
   jax.tree.map(np.testing.assert_array_equal, _params(workdir), _params(local))
   assert checkpointing.resolve_state_path(workdir, "latest") == fileio.join(workdir, "checkpoints/10/state")

@@ -25,7 +25,8 @@ def _final_params(workdir):
 def test_trains_on_eight_devices_and_writes_results(synth_dir, tmp_path):
   assert jax.device_count() == 8
   workdir = str(tmp_path / "run")
-  results = train.train_and_evaluate(tiny_config(synth_dir, **{"optimizer.schedule": "cosine"}), workdir)
+  results = train.train_and_evaluate(tiny_config(synth_dir, **{"optimizer.schedule": "cosine",
+                                                                "optimizer.warmup_steps": 5}), workdir)
   assert results["validation"]["num_examples"] == 21 and results["test"]["num_examples"] == 21
   assert results["validation"]["ua"] > 0.5  # chance is 0.25 on 4 balanced classes
   with open(os.path.join(workdir, "results.json")) as f:
@@ -41,7 +42,7 @@ def test_trains_on_eight_devices_and_writes_results(synth_dir, tmp_path):
 def test_soft_labels_bf16_sgd(synth_dir, tmp_path):
   c = tiny_config(synth_dir, **{"data.target": "scores", "dtype": "bfloat16", "optimizer.name": "sgd",
                                 "optimizer.learning_rate": 0.05, "label_smoothing": 0.1,
-                                "optimizer.schedule": "cosine"})
+                                "optimizer.schedule": "cosine", "optimizer.warmup_steps": 5})
   results = train.train_and_evaluate(c, str(tmp_path / "soft"))
   assert results["validation"]["ua"] > 0.4
 
