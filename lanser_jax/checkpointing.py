@@ -47,27 +47,40 @@ def create_manager(workdir: str, keep: int, best_metric: str) -> ocp.CheckpointM
       policies.BestN(get_metric_fn=lambda m: m[best_metric], reverse=False, n=1,
                      keep_checkpoints_without_metrics=False),
   ])
+  root = checkpoint_root(workdir)
   options = ocp.CheckpointManagerOptions(preservation_policy=policy, enable_async_checkpointing=True,
-                                         cleanup_tmp_directories=True)
-  return ocp.CheckpointManager(checkpoint_root(workdir), options=options, item_names=("state", "data_iter"))
+                                         cleanup_tmp_directories=True, **_atomicity(root))
+  return ocp.CheckpointManager(root, options=options, item_names=("state", "data_iter"))
 
 
 def checkpoint_root(workdir: str) -> str:
-  """`<workdir>/checkpoints`, absolute; a gs:// URL goes to Orbax as it is (TensorStore writes the arrays
-  to the bucket itself)."""
+  """`<workdir>/checkpoints`, absolute; a gs:// or s3:// URL goes to Orbax as it is (TensorStore writes the
+  arrays to the bucket itself)."""
   root = fileio.absolute(os.path.join(workdir, CHECKPOINT_DIR))
   check_orbax_can_write(root)
   return root
 
 
 def check_orbax_can_write(path: str):
-  """Orbax 0.12 builds TensorStore specs for local paths and gs:// only: for s3:// it stops at the first
-  array with "Checkpoint path should be absolute". Say so before any work is done."""
+  """Makes Orbax able to write and read checkpoints at `path`, before any work is done.
+
+  Local and gs:// paths need nothing. Orbax 0.12 builds no TensorStore spec for s3:// (see
+  lanser_jax/orbax_s3.py): an s3:// path installs that adapter, which fails at once, with what to do, when
+  the installed Orbax is not the one it fits."""
   if fileio.scheme(path) == "s3":
-    raise ValueError(
-        f"{path}: Orbax {getattr(ocp, '__version__', '')} cannot write or read checkpoints at s3:// URLs "
-        "(its TensorStore spec builder knows local paths and gs:// only). Mount the bucket (mountpoint-s3 or "
-        "s3fs-fuse) and pass the mounted folder as the workdir, or use a gs:// or local workdir.")
+    from lanser_jax import orbax_s3
+    orbax_s3.install()
+
+
+def _atomicity(root: str) -> dict[str, Any]:
+  """Orbax's options for how a step becomes visible. S3 has no rename: on s3:// a step is written in place
+  and is finished when its `commit_success.txt` exists (`CommitFileTemporaryPath`, what Orbax itself
+  chooses for gs://), instead of being renamed from a temporary name, which on S3 would be a copy of every
+  object, and a half-copied step under its final name if killed during it. Local and gs:// paths keep
+  Orbax's defaults. Readers must use the same rule, or an unfinished s3:// step would count as a step."""
+  if fileio.scheme(root) == "s3":
+    return {"temporary_path_class": ocp.path.atomicity.CommitFileTemporaryPath}
+  return {}
 
 
 class CheckpointError(RuntimeError):
@@ -305,8 +318,8 @@ def resolve_state_path(path: str, which: str | int = "best") -> str:
   root = os.path.join(path, CHECKPOINT_DIR) if fileio.isdir(os.path.join(path, CHECKPOINT_DIR)) else path
   if not fileio.isdir(root):
     raise FileNotFoundError(f"{path}: not a workdir, checkpoint folder or checkpoint step")
-  manager = ocp.CheckpointManager(root, options=ocp.CheckpointManagerOptions(read_only=True),
-                                  item_names=("state", "data_iter"))
+  options = ocp.CheckpointManagerOptions(read_only=True, **_atomicity(root))
+  manager = ocp.CheckpointManager(root, options=options, item_names=("state", "data_iter"))
   steps = manager.all_steps()
   if not steps:
     raise FileNotFoundError(f"{root}: holds no finished checkpoint")
@@ -352,6 +365,7 @@ def load_variables(state_path: str) -> dict[str, Any]:
   """Params and batch statistics of a saved state as host numpy arrays (no optimiser state read).
 
   A damaged checkpoint raises CheckpointError naming the step and the missing or unreadable file."""
+  check_orbax_can_write(state_path)
   with _quiet_abandoned_reads() as abandoned:
     return _load_variables(state_path, abandoned)
 

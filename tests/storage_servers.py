@@ -6,7 +6,8 @@ The fixtures set the standard variables that point every client at them, and res
 afterwards: `STORAGE_EMULATOR_HOST` (google-cloud-storage, gcsfs), `TENSORSTORE_GCS_HTTP_URL` (TensorStore,
 Orbax's array writer), `CLOUD_STORAGE_EMULATOR_ENDPOINT` (ArrayRecord's C++ GCS reader), and
 `AWS_ENDPOINT_URL`, `AWS_DEFAULT_REGION` and dummy `AWS_ACCESS_KEY_ID`/`AWS_SECRET_ACCESS_KEY` (s3fs via
-botocore). Subprocesses started by a test inherit them.
+botocore; TensorStore's s3 driver gets the endpoint and region through lanser_jax/orbax_s3.py and reads the
+keys itself). Subprocesses started by a test inherit them.
 
 A missing server package skips the cloud tests on a developer's machine, but fails them in CI (`CI` set to
 true), where `.ci/run` installs the `test` extra and they must run.

@@ -1,8 +1,9 @@
 """Training with a bucket workdir and a bucket feature folder, against the GCS emulator and moto's S3 server.
 
-One gs:// run is killed with SIGKILL after its first checkpoint and started again; it must end with exactly
-the parameters of an unbroken run on the local disk, leave nothing in its working directory, and load from
-the bucket to the same probabilities as a local copy of itself.
+One run per scheme (gs:// with its features in the bucket, s3:// with local features) is killed with SIGKILL
+after its first checkpoint and started again; it must end with exactly the parameters of an unbroken run on
+the local disk, leave nothing in its working directory, and load from the bucket to the same probabilities
+as a local copy of itself; from s3:// also as init_from.
 """
 
 import http.server
@@ -25,12 +26,15 @@ SYNTH = dict(num_classes=4, mel_bins=32, num_train=96, num_eval=21, min_frames=2
              num_shards=2, seed=0)  # conftest's synth_dir
 
 
-def _cmd(workdir, data_dir, steps=10):
-  """The tests' tiny configuration (so the compiled steps are the other tests'), with absolute paths: the
-  runs start in an empty folder that must stay empty."""
+# The tests' tiny configuration (so the compiled steps are the other tests'), with checkpoints at 5 and 10.
+RUN = dict(num_train_steps=10, checkpoint_every_steps=5, eval_every_steps=1000, log_every_steps=5,
+           **{"data.test_split": ""})
+
+
+def _cmd(workdir, data_dir):
+  """`RUN` as a command line, with absolute paths: the run starts in an empty folder that must stay empty."""
   from conftest import SYNTHETIC_RUNLOCAL, tiny_flags
-  flags = tiny_flags(data_dir, num_train_steps=steps, checkpoint_every_steps=5, eval_every_steps=1000,
-                     log_every_steps=5, **{"data.test_split": ""})
+  flags = tiny_flags(data_dir, **RUN)
   return [sys.executable, "-m", "lanser_jax.main", f"--config={REPO}/{SYNTHETIC_RUNLOCAL}", *flags[1:],
           f"--workdir={workdir}"]
 
@@ -39,42 +43,64 @@ def _params(workdir):
   return checkpointing.load_variables(checkpointing.resolve_state_path(workdir, "latest"))
 
 
-@pytest.mark.slow  # two short training runs in subprocesses, one in this process
-def test_gs_workdir_and_data_kill_restart_load(synth_dir, gcs_url, tmp_path):
-  # The feature folder written straight to the bucket (shards written locally, uploaded whole): the same
-  # bytes as the local one.
-  data = fileio.join(gcs_url, "features")
-  synthetic.write_synthetic(data, **SYNTH)
-  assert fileio.read_bytes(fileio.join(data, "train-00001-of-00002.array_record")) == \
-      open(os.path.join(synth_dir, "train-00001-of-00002.array_record"), "rb").read()
-  assert not [p for p in fileio.walk_files(data) if p.endswith(".tmp")]
+@pytest.fixture(scope="module")
+def unbroken(synth_dir, tmp_path_factory):
+  """The unbroken reference run of `RUN` on the local disk, in this process, shared by both schemes."""
+  from conftest import tiny_config
+  from lanser_jax import train
+  local = str(tmp_path_factory.mktemp("unbroken"))
+  train.train_and_evaluate(tiny_config(synth_dir, **RUN), local)
+  return local
 
-  workdir = fileio.join(gcs_url, "run")
+
+@pytest.mark.slow  # per scheme one short training run in a subprocess (killed), its restart in this process
+@pytest.mark.parametrize("scheme", ["gs", "s3"])
+def test_bucket_workdir_kill_restart_load(scheme, synth_dir, unbroken, tmp_path, monkeypatch, request):
+  url = request.getfixturevalue({"gs": "gcs_url", "s3": "s3_url"}[scheme])
+  if scheme == "gs":
+    # The feature folder written straight to the bucket (shards written locally, uploaded whole): the same
+    # bytes as the local one.
+    data = fileio.join(url, "features")
+    synthetic.write_synthetic(data, **SYNTH)
+    assert fileio.read_bytes(fileio.join(data, "train-00001-of-00002.array_record")) == \
+        open(os.path.join(synth_dir, "train-00001-of-00002.array_record"), "rb").read()
+    assert not [p for p in fileio.walk_files(data) if p.endswith(".tmp")]
+  else:
+    data = synth_dir  # ArrayRecord cannot read s3:// (test_s3_data_dir_fails_at_start_and_s3_files_work)
+
+  workdir = fileio.join(url, "run")
   cwd = tmp_path / "cwd"
   cwd.mkdir()
   env = dict(os.environ, PYTHONPATH=REPO)
   log = tmp_path / "killed.log"
+  # Killed once step 5 is committed (Orbax's commit_success.txt, on both stores), so the restart resumes.
+  first = fileio.join(workdir, "checkpoints", "5", "commit_success.txt")
   with open(log, "wb") as f:
     proc = subprocess.Popen(_cmd(workdir, data), cwd=cwd, env=env, stdout=f, stderr=subprocess.STDOUT)
   deadline = time.time() + 240
-  while (not fileio.listdir(fileio.join(workdir, "checkpoints")) and proc.poll() is None
-         and time.time() < deadline):
+  while not fileio.exists(first) and proc.poll() is None and time.time() < deadline:
     time.sleep(0.05)
   proc.send_signal(signal.SIGKILL)
   assert proc.wait() == -signal.SIGKILL, f"the run ended before it could be killed:\n{log.read_text()[-3000:]}"
+  assert fileio.exists(first), log.read_text()[-3000:]
   assert not fileio.exists(fileio.join(workdir, "results.json"))
 
-  out = subprocess.run(_cmd(workdir, data), cwd=cwd, env=env, capture_output=True, text=True)
-  assert out.returncode == 0, out.stderr[-3000:]
-  # The unbroken reference on the local disk, in this process (the same configuration as the flags).
+  # The restart, in this process (the killed one was `python -m lanser_jax.main`), from the same empty folder.
   from conftest import tiny_config
   from lanser_jax import train
-  local = str(tmp_path / "unbroken")
-  train.train_and_evaluate(tiny_config(synth_dir, num_train_steps=10, checkpoint_every_steps=5,
-                                       eval_every_steps=1000, log_every_steps=5, **{"data.test_split": ""}),
-                           local)
-  assert os.listdir(cwd) == []  # no ./gs:/... and no stray files
-  jax.tree.map(np.testing.assert_array_equal, _params(workdir), _params(local))
+  resumed, restore = [], checkpointing.restore_for_resume
+
+  def restore_and_record(*args, **kwargs):
+    resumed.append(restore(*args, **kwargs))
+    return resumed[-1]
+
+  monkeypatch.setattr(checkpointing, "restore_for_resume", restore_and_record)
+  monkeypatch.chdir(cwd)
+  train.train_and_evaluate(tiny_config(data, **RUN), workdir)
+  monkeypatch.undo()
+  assert resumed[0][1] in (5, 10)  # resumed from the killed run's checkpoint, not started afresh
+  assert os.listdir(cwd) == []  # no ./gs:/..., ./s3:/... and no stray files
+  jax.tree.map(np.testing.assert_array_equal, _params(workdir), _params(unbroken))
   assert checkpointing.resolve_state_path(workdir, "latest") == fileio.join(workdir, "checkpoints/10/state")
 
   names = fileio.listdir(workdir)
@@ -98,23 +124,33 @@ def test_gs_workdir_and_data_kill_restart_load(synth_dir, gcs_url, tmp_path):
   # lanser_jax.load from the bucket == from a local copy of the same workdir.
   copy = str(tmp_path / "copy")
   fileio.copy_tree(workdir, copy)
-  src = pipeline.open_source(data, "validation")  # Grain's ArrayRecord source reading gs:// itself
+  src = pipeline.open_source(data, "validation")  # for gs://, Grain's ArrayRecord source reading the bucket
   mels = [records.decode(src[i]).log_mel for i in range(len(src))]
   p_bucket = [p.probabilities for p in inference.load(workdir, batch_size=8).predict_log_mel(mels)]
   p_local = [p.probabilities for p in inference.load(copy, batch_size=8).predict_log_mel(mels)]
   np.testing.assert_array_equal(np.stack(p_bucket), np.stack(p_local))
 
+  if scheme == "s3":
+    # init_from=s3://... (what train.py calls): every backbone array from the bucket, the head left new.
+    local = _params(copy)
+    zeros = jax.tree.map(np.zeros_like, local)
+    params, stats = checkpointing.init_backbone_from(workdir, "latest", zeros["params"],
+                                                     zeros.get("batch_stats", {}))
+    assert set(params) == set(local["params"]) and "head" in params
+    jax.tree.map(np.testing.assert_array_equal, params["head"], zeros["params"]["head"])
+    jax.tree.map(np.testing.assert_array_equal, {k: v for k, v in params.items() if k != "head"},
+                 {k: v for k, v in local["params"].items() if k != "head"})
+    jax.tree.map(np.testing.assert_array_equal, stats, local.get("batch_stats", {}))
+    # The TensorStore spec (with the endpoint) lives only in memory: no object of the run holds it.
+    endpoint = request.getfixturevalue("s3_server").encode()
+    assert not [p for p in fileio.walk_files(workdir) if endpoint in fileio.read_bytes(p)]
 
-def test_s3_workdir_fails_at_start_and_s3_files_work(synth_dir, s3_url, tmp_path):
-  """Orbax 0.12 cannot write checkpoints to s3:// (its TensorStore spec builder knows local paths and
-  gs:// only), and ArrayRecord cannot read s3://: both are refused before any work, with what to do; the
-  run's other files and the feature folder's JSON do go through s3fs."""
+
+def test_s3_data_dir_fails_at_start_and_s3_files_work(synth_dir, s3_url, tmp_path):
+  """ArrayRecord cannot read s3://: a feature folder there is refused before any work, with what to do;
+  the folder's JSON does go through s3fs."""
   from lanser_jax import train
   from conftest import tiny_config
-  with pytest.raises(ValueError, match=r"cannot write or read checkpoints at s3:// URLs(.|\n)*Mount"):
-    train.train_and_evaluate(tiny_config(synth_dir), fileio.join(s3_url, "run"))
-  assert fileio.listdir(s3_url) == []  # refused before anything was written
-
   data = fileio.join(s3_url, "features")
   fileio.copy_tree(synth_dir, data)
   assert records.read_dataset_info(data)["splits"]["train"]["num_shards"] == 2
