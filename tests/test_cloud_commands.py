@@ -128,8 +128,8 @@ def test_embed_cli_reads_a_bucket_manifest_and_run_and_writes_to_the_bucket(swep
 
 
 def test_s3_root_and_outputs(swept, clf, s3_url, capsys):
-  """On moto's S3 server: training cells cannot run into an s3:// root (Orbax's arrays; README "Cloud
-  storage"), but the skip-if-done check, --aggregate and the CLIs' outputs go through s3fs."""
+  """On moto's S3 server: the skip-if-done check, --aggregate and the CLIs' outputs go through s3fs (training
+  into s3://, checkpoints included, is tests/test_cloud_train.py's)."""
   assert swept["rc"] == 0, swept["log"]
   root = fileio.join(s3_url, "sweep")
   fileio.copy(fileio.join(swept["workdir"], "results.json"), fileio.join(root, "frac1.0", "results.json"))
