@@ -38,7 +38,8 @@ files, container or instance metadata).
 `install()` is called by `lanser_jax.checkpointing` when a checkpoint path is an `s3://` URL, and only
 then; it is idempotent. It first checks that the three functions exist with the parameters they are wrapped
 for and that both builders still call them, and fails with a message naming the Orbax version otherwise
-(a later Orbax may have moved them, or may support S3 itself).
+(a later Orbax may have moved them, or may support S3 itself). It fits Orbax 0.12.8; the earlier 0.12
+wheels looked at (0.12.0, 0.12.4 to 0.12.7) test `startswith('gs://')` inline and are refused.
 """
 
 from __future__ import annotations
