@@ -50,9 +50,10 @@ def test_ast_count_is_vit_b16_encoder():
 def test_tiny_forward_shapes_and_bf16_compute(name, dim):
   model = models.create_model(name, num_classes=5, dtype="bfloat16")
   x = jnp.ones((2, 50, 32))
-  variables = model.init(jax.random.key(0), x)
+  # Jitted: one compile each, much cheaper on CPU than dispatching (and compiling) every op on its own.
+  variables = jax.jit(model.init)(jax.random.key(0), x)
   assert all(p.dtype == jnp.float32 for p in jax.tree.leaves(variables["params"]))
-  logits, embedding = model.apply(variables, x)
+  logits, embedding = jax.jit(model.apply)(variables, x)
   assert logits.shape == (2, 5) and logits.dtype == jnp.float32
   assert embedding.shape == (2, dim)
 
@@ -66,10 +67,11 @@ def test_padding_does_not_change_the_embedding(name):
   x = rng.standard_normal((1, 41, 32)).astype(np.float32)
   padded = np.concatenate([x, 5 + rng.standard_normal((1, 55, 32)).astype(np.float32)], axis=1)
   mask = np.arange(96)[None, :] < 41
-  variables = model.init(jax.random.key(1), padded)
-  _, alone = model.apply(variables, x, np.ones((1, 41), bool))
-  _, masked = model.apply(variables, padded, mask)
-  _, unmasked = model.apply(variables, padded, np.ones((1, 96), bool))
+  variables = jax.jit(model.init)(jax.random.key(1), padded)
+  apply = jax.jit(model.apply)  # two shapes, two compiles (eager would compile every op of each)
+  _, alone = apply(variables, x, np.ones((1, 41), bool))
+  _, masked = apply(variables, padded, mask)
+  _, unmasked = apply(variables, padded, np.ones((1, 96), bool))
   np.testing.assert_allclose(masked, alone, rtol=1e-4, atol=1e-5)
   assert np.max(np.abs(unmasked - alone)) > 1e-2
 

@@ -116,18 +116,10 @@ def test_fsdp_training_equals_replicated(runs):
   assert max(jax.tree.leaves(moved)) > 100 * 5e-5  # the steps moved the parameters far beyond the tolerance
 
 
-def test_fsdp_checkpoint_resumes_under_another_fsdp_layout(synth_dir, runs, tmp_path):
-  """Written split 4 ways (data=2 x fsdp=4), continued split 2 ways (data=4 x fsdp=2): same end point."""
-  workdir = str(tmp_path / "fsdp4_then_fsdp2")
-  shutil.copytree(runs["fsdp"], workdir)
-  shutil.rmtree(os.path.join(workdir, "checkpoints", "4"))
-  train.train_and_evaluate(tiny_config(synth_dir, **STEPS, **{"sharding.mesh": "data=4,fsdp=2",
-                                                               "sharding.rules": "fsdp"}), workdir)
-  _close(_params(workdir, 4), _params(runs["replicated"], 4))
-
-
 def test_fsdp_checkpoint_resumes_under_tensor_parallelism(synth_dir, runs, tmp_path):
-  """Written split over fsdp, continued split over heads (data=4 x model=2): same end point."""
+  """Written split over fsdp (data=2 x fsdp=4), continued split over heads (data=4 x model=2): same end
+  point. (Another layout of the same rules restores through the same code; one more layout here would be one
+  more Conformer compile, ~30 s, for no other path.)"""
   workdir = str(tmp_path / "fsdp_then_tensor")
   shutil.copytree(runs["fsdp"], workdir)
   shutil.rmtree(os.path.join(workdir, "checkpoints", "4"))
