@@ -255,7 +255,8 @@ def analyse(workdirs: Sequence[tuple[str, str]], manifest: str, out: str, seed: 
     plot_maps(coords, labels, speakers, method, os.path.join(out, f"{method}.png"))
   plot_probes(table, os.path.join(out, "probes.png"))
   result = {"manifest": fileio.absolute(manifest), "num_utterances": len(rows), "seed": seed,
-            "test_fraction": test_fraction, "known": known or None, "workdirs": {n: fileio.absolute(w) for n, w in workdirs},
+            "test_fraction": test_fraction, "known": known or None,
+            "workdirs": {n: fileio.absolute(w) for n, w in workdirs},
             "embedding_dim": dims, "probes": table, "skipped": skipped,
             "measure_means": {m: float(np.nanmean([x[m] for x in measures])) for m in names}}
   fileio.write_text(os.path.join(out, "prosody.jsonl"), "".join(

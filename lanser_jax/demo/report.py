@@ -276,6 +276,12 @@ def backbone_lines(rows: list[dict[str, Any]]) -> list[str]:
   return lines + [""]
 
 
+def _run_order(step: str) -> tuple:
+  """Steps grouped by number and backbone, each backbone's pre-training before its fine-tunings."""
+  parts = step.split("_")
+  return (parts[0], parts[1] if parts[0] == "9" else "", not step.endswith("_pretrain"), step)
+
+
 def write_report(work: str, stage_records: dict[str, dict[str, Any]], weak: dict[str, Any]) -> str:
   out_dir = os.path.join(work, "report")
   fileio.makedirs(out_dir)
@@ -358,7 +364,7 @@ def write_report(work: str, stage_records: dict[str, dict[str, Any]], weak: dict
             "", "![confusion matrix](confusion_matrix.png)", "",
             *analysis, *backbone_lines(backbones),
             "## 7. Wall time per stage", "", "| stage | seconds |", "|---|---|",
-            *[f"| {name} | {rec['wall_s']:.0f} |" for name, rec in stage_records.items()],
+            *[f"| {n} | {stage_records[n]['wall_s']:.0f} |" for n in sorted(stage_records, key=_run_order)],
             f"| **total** | **{sum(r['wall_s'] for r in stage_records.values()):.0f}** |", "",
             "Stages finished in an earlier run are reused, and show that run's time.", ""]
   path = os.path.join(out_dir, "report.md")
