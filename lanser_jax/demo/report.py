@@ -260,10 +260,14 @@ def backbone_lines(rows: list[dict[str, Any]]) -> list[str]:
     return lines + ["Only resnet50 ran (section 3). `--backbones=resnet50,conformer,ast` adds the tiny Conformer "
                     "and spectrogram transformer here, pre-trained vs scratch at 10% and 100% of the labels.", ""]
   head = [f"{int(f * 100)}% {init}" for f in (0.1, 1.0) for init in ("pre-trained", "scratch")]
+  sizes = {r["backbone"]: r.get("num_params") for r in rows}
+  smaller = ", ".join(f"{sizes['resnet50'] / n:.0f}x" for b, n in sizes.items() if b != "resnet50" and n) \
+      if sizes.get("resnet50") else ""
   lines += ["Each backbone pre-trained on the same weak labels and fine-tuned (or trained from scratch) on the "
             "same subsets, with the same steps and crops; only the model and its optimiser recipe differ "
             "(`experiments/demo_pretrain.py`, `backbone=`). resnet50 is the demo's narrow ResNet-18 standing in "
-            "for the paper's ResNet-50; conformer and ast are the project's tiny sizes, 10-25x smaller than it, "
+            "for the paper's ResNet-50; the others run at the project's tiny sizes"
+            f"{f' ({smaller} smaller than it)' if smaller else ''}, "
             "so this checks that every backbone runs the whole pipeline, not which backbone is better. Test UA (%):",
             "", "| backbone (model, parameters) | weak-label pre-training, validation UA | " + " | ".join(head)
             + " |", "|---|" + "---:|" * (1 + len(head))]
