@@ -185,6 +185,8 @@ def test_report_has_zero_shot_and_text_only_rows(tmp_path, gcs_url):
   resnet = report._pct(summary["label_efficiency"][0]["ua"])
   assert f"| resnet50 | – | {resnet} | {resnet} | – | – |" in text
   assert [b["backbone"] for b in summary["backbones"]] == ["resnet50", "conformer"]
+  walls = [line.split(" | ")[0][2:] for line in text.split("## 7. Wall time")[1].splitlines() if "_" in line]
+  assert walls[2:4] == ["9_conformer_pretrain", "9_conformer_finetune_pretrained_0.1"]  # pre-training first
   # The representation analysis: its R² table, the measure-vs-planted check and the figures, copied.
   assert "## 5. What the representations learn" in text and "| planted: pitch (0-100) | 0.70 | 0.20 |" in text
   assert "| F0 mean (Hz, pyin) | pitch (0-100) | 1.00 |" in text
