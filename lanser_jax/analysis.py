@@ -1,7 +1,7 @@
 r"""What the representations learn: embedding maps and linear probes to prosody, run beside run.
 
   python -m lanser_jax.analysis --workdir=pretrained=RUN_A --workdir=scratch=RUN_B --manifest=M \
-      [--out=DIR] [--limit=2000] [--seed=0] [--test_fraction=0.3]
+      [--out=DIR] [--limit=2000] [--seed=0] [--test_fraction=0.3] [--known=prosody]
 
 Each --workdir is a training run (NAME=PATH, or PATH named by its folder); every run embeds the same
 utterances of the manifest (lanser_jax.load(run).embed: window-averaged pooled embeddings, the run's own
@@ -18,6 +18,9 @@ Prosodic measures, from the audio at 16 kHz (librosa):
                             both sides, lie within 25 dB of the loudest frame, fall in a voiced frame, and
                             are >= 100 ms apart; divided by the clip's duration. An estimate, not a count.
   words_per_second          (only where every row has `text`) words of the text / duration.
+Known values (--known=KEY): where each manifest row holds a dict of numbers under KEY (the demo corpora's
+`prosody`: the eSpeak NG settings each utterance was synthesised with), each number is probed too, as
+`KEY.name`, so a probe can be checked against ground truth; a row without it is left out of that probe.
 Probes: ridge regression (scikit-learn RidgeCV, alpha chosen by leave-one-out on the training part) from
 standardised frozen embeddings to each standardised measure, on a seeded random split of utterances
 (--test_fraction held out); R^2 on the held-out part. Utterances whose audio fails or has no voiced frame
@@ -108,14 +111,19 @@ def probe_r2(x: np.ndarray, y: np.ndarray, seed: int = 0, test_fraction: float =
 
 def maps(embeddings: np.ndarray, seed: int = 0) -> dict[str, np.ndarray]:
   """2-D PCA and t-SNE coordinates (t-SNE perplexity capped for small sets)."""
+  import threadpoolctl
   from sklearn.decomposition import PCA
   from sklearn.manifold import TSNE
 
   x = np.asarray(embeddings, np.float64)
   x = (x - x.mean(0)) / (x.std(0) + 1e-8)
   perplexity = float(min(30.0, max(2.0, (len(x) - 1) / 3.0)))
-  return {"pca": PCA(n_components=2, random_state=seed).fit_transform(x),
-          "tsne": TSNE(n_components=2, perplexity=perplexity, init="pca", random_state=seed).fit_transform(x)}
+  # One OpenMP thread: Barnes-Hut t-SNE synchronises its threads at each of its ~1,000 iterations, and on a
+  # busy 2-core machine each barrier waits for a descheduled thread (measured under load 8: 144 points took
+  # 81 s on 2 threads, 5.3 s on 1; 12 points 22.6 s and 1.0 s). The same coordinates either way.
+  with threadpoolctl.threadpool_limits(1, user_api="openmp"):
+    tsne = TSNE(n_components=2, perplexity=perplexity, init="pca", random_state=seed).fit_transform(x)
+  return {"pca": PCA(n_components=2, random_state=seed).fit_transform(x), "tsne": tsne}
 
 
 def plot_maps(coords: dict[str, dict[str, np.ndarray]], labels: Sequence[str], speakers: Sequence[str],
@@ -197,12 +205,27 @@ def read_clips(manifest: str, limit: int = 0) -> tuple[list[manifests.Row], list
   return rows, clips, skipped
 
 
+def known_values(rows: Sequence[manifests.Row], key: str, where: str = "manifest") -> list[dict[str, float]]:
+  """Per row, the numbers under `key` as {'KEY.name': value}; names some rows lack are NaN there."""
+  values = []
+  for r in rows:
+    d = r.extra.get(key)
+    values.append({f"{key}.{k}": float(v) for k, v in (d.items() if isinstance(d, dict) else ())
+                   if isinstance(v, (int, float)) and not isinstance(v, bool)})
+  names = sorted({n for v in values for n in v})
+  if not names:
+    raise ValueError(f"{where}: no row holds a dict of numbers under {key!r} (--known)")
+  return [{n: v.get(n, float("nan")) for n in names} for v in values]
+
+
 def analyse(workdirs: Sequence[tuple[str, str]], manifest: str, out: str, seed: int = 0,
-            test_fraction: float = 0.3, limit: int = 0, batch_size: int = 32, log=print) -> dict[str, Any]:
+            test_fraction: float = 0.3, limit: int = 0, batch_size: int = 32, log=print,
+            known: str = "") -> dict[str, Any]:
   import lanser_jax
   from lanser_jax import progress as progress_lib
 
   rows, clips, skipped = read_clips(manifest, limit)
+  planted = known_values(rows, known, manifest) if known else None
   fileio.makedirs(out)
   progress = progress_lib.Progress("prosody", len(clips))
   measures = []
@@ -215,6 +238,10 @@ def analyse(workdirs: Sequence[tuple[str, str]], manifest: str, out: str, seed: 
     for m, r, samples in zip(measures, rows, clips):
       m["words_per_second"] = len(r.text.split()) / (len(samples) / SAMPLE_RATE)
     names.append("words_per_second")
+  if planted:
+    for m, k in zip(measures, planted):
+      m.update(k)
+    names += list(planted[0])
   labels = [r.label or "(none)" for r in rows]
   speakers = [r.speaker or "(none)" for r in rows]
   table, coords, dims = {}, {}, {}
@@ -228,7 +255,8 @@ def analyse(workdirs: Sequence[tuple[str, str]], manifest: str, out: str, seed: 
     plot_maps(coords, labels, speakers, method, os.path.join(out, f"{method}.png"))
   plot_probes(table, os.path.join(out, "probes.png"))
   result = {"manifest": fileio.absolute(manifest), "num_utterances": len(rows), "seed": seed,
-            "test_fraction": test_fraction, "workdirs": {n: fileio.absolute(w) for n, w in workdirs},
+            "test_fraction": test_fraction, "known": known or None,
+            "workdirs": {n: fileio.absolute(w) for n, w in workdirs},
             "embedding_dim": dims, "probes": table, "skipped": skipped,
             "measure_means": {m: float(np.nanmean([x[m] for x in measures])) for m in names}}
   fileio.write_text(os.path.join(out, "prosody.jsonl"), "".join(
@@ -260,13 +288,14 @@ def main(argv=None):
   p.add_argument("--test_fraction", type=float, default=0.3)
   p.add_argument("--limit", type=int, default=0, help="first N usable utterances (0: all)")
   p.add_argument("--batch_size", type=int, default=32)
+  p.add_argument("--known", default="", help="manifest key of per-utterance numbers to probe too (e.g. prosody)")
   a = p.parse_args(argv)
   workdirs = [parse_workdir(w) for w in a.workdir]
   if len({n for n, _ in workdirs}) != len(workdirs):
     p.error(f"--workdir names repeat: {[n for n, _ in workdirs]}")
   out = a.out or os.path.join(workdirs[0][1], "analysis")
   result = analyse(workdirs, a.manifest, out, a.seed, a.test_fraction, a.limit, a.batch_size,
-                   log=lambda m: print(m, file=sys.stderr, flush=True))
+                   log=lambda m: print(m, file=sys.stderr, flush=True), known=a.known)
   print(markdown(result))
   print(f"wrote {out}/analysis.md, analysis.json, prosody.jsonl, pca.png, tsne.png, probes.png")
   return result

@@ -103,3 +103,17 @@ def test_analysis_command_end_to_end(tiny_run, capsys):
   assert len(lines) == 20 and json.loads(lines[0])["f0_mean_hz"] > 100
   assert "| f0_mean_hz |" in open(os.path.join(out, "analysis.md")).read()
   assert "| measure | pretrained | scratch |" in capsys.readouterr().out
+
+
+def test_known_values_read_numbers_a_manifest_carries():
+  from input_pipeline import manifests
+  rows = [manifests.Row.from_json(d) for d in (
+      {"utt_id": "a", "audio": "a.wav", "prosody": {"rate": 120, "pitch": 40.5, "voice": "en", "on": True}},
+      {"utt_id": "b", "audio": "b.wav", "prosody": {"rate": 200}},
+      {"utt_id": "c", "audio": "c.wav"})]
+  got = analysis.known_values(rows, "prosody")
+  assert got[0] == {"prosody.pitch": 40.5, "prosody.rate": 120.0}  # strings and booleans are not measures
+  assert got[1]["prosody.rate"] == 200.0 and np.isnan(got[1]["prosody.pitch"])  # missing: left out of that probe
+  assert all(np.isnan(v) for v in got[2].values())
+  with pytest.raises(ValueError, match="m.jsonl: no row holds a dict of numbers under 'planted'"):
+    analysis.known_values(rows, "planted", "m.jsonl")

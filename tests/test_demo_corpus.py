@@ -223,3 +223,67 @@ def test_cli_builds_a_labelled_corpus(tmp_path, capsys):
   assert len(_read_manifest(os.path.join(out, "manifest.jsonl"))) == 3 * 1 * 6
   with open(os.path.join(out, "corpus.json"), encoding="utf-8") as f:
     assert json.load(f)["summary"]["splits"] == {"test": 6, "train": 6, "validation": 6}
+
+
+def _random_run(path, seed=0, num_classes=4, mel_bins=64):
+  """A loadable run (lanser_jax.load) of the tiny ResNet at random initialisation, with the log-mel front
+  end: the analysis needs embeddings, not trained ones, and this compiles no train step."""
+  import jax
+  import jax.numpy as jnp
+  import orbax.checkpoint as ocp
+  from lanser_jax import config_lib, features, models
+  model = models.create_model("tiny", num_classes)
+  variables = jax.jit(lambda k: model.init(k, jnp.zeros((1, 32, mel_bins)), train=False))(jax.random.key(seed))
+  os.makedirs(os.path.join(path, "data"))
+  ocp.PyTreeCheckpointer().save(os.path.join(path, "state"), jax.tree.map(np.asarray, dict(variables)))
+  config = config_lib.base_config()
+  config.model.name, config.data.crop_frames, config.data.eval_hop_frames = "tiny", 32, 16
+  for name, obj in (("label_names", [f"c{i}" for i in range(num_classes)]),
+                    ("dataset", {"feature": features.LogMelOptions().to_json()}),
+                    ("stats", {"mean": [-6.0] * mel_bins, "std": [3.0] * mel_bins})):
+    with open(os.path.join(path, "data", f"{name}.json"), "w") as f:
+      json.dump(obj, f)
+  with open(os.path.join(path, "config.json"), "w") as f:
+    f.write(config.to_json())
+
+
+def test_planted_prosody_is_the_analysis_ground_truth(labelled_dir, tmp_path):
+  """The demo's analysis step (lanser_jax/demo/representations.py) on a demo-shaped workdir: the labelled
+  corpus's test voice, runs named as the demo's; every planted eSpeak NG setting is probed beside the
+  audio measures, the measures track the settings they should, and the report section shows both."""
+  import shutil
+  from lanser_jax.demo import report, representations
+  work = tmp_path / "work"
+  shutil.copytree(labelled_dir, work / "corpus" / "labelled")
+  # One random run under the three names (a run each would only add initialisations and saves).
+  runs = [path for _, path in representations.compared_runs(str(work), "0.1")]
+  _random_run(runs[0], seed=0)
+  for path in runs[1:]:
+    shutil.copytree(runs[0], path)
+  record = representations.run(str(work), "0.1", seed=0)
+  rows = _read_manifest(os.path.join(labelled_dir, "manifest.jsonl"))
+  test_rows = [r for r in rows if r["split"] == "test"]
+  assert record["num_utterances"] == len(test_rows) == 12  # one test voice x 2 sentences x 6 emotions
+  subset = _read_manifest(os.path.join(work, "analysis", "manifest.jsonl"))
+  assert [r["utt_id"] for r in subset] == [r["utt_id"] for r in test_rows]
+  assert all(os.path.isabs(r["audio"]) and os.path.isfile(r["audio"]) for r in subset)
+  planted = {f"prosody.{k}" for k in ("rate", "pitch", "pitch_range", "volume", "word_gap")}
+  assert set(record["probes"]) == {"pretrain", "pretrained_0.1", "scratch_0.1"}
+  for probes in record["probes"].values():
+    assert set(probes) == {"f0_mean_hz", "f0_range_hz", "energy_db", "speaking_rate", "words_per_second"} | planted
+  assert record["command"][:2] == ["-m", "lanser_jax.analysis"] and "--known=prosody" in record["command"]
+  # The planted values are the manifest's, utterance by utterance.
+  measured = {r["utt_id"]: r for r in _read_manifest(os.path.join(work, "analysis", "prosody.jsonl"))}
+  for r in test_rows:
+    assert {k: measured[r["utt_id"]][f"prosody.{k}"] for k in r["prosody"]} == r["prosody"]
+  out = tmp_path / "report"
+  out.mkdir()
+  lines, summary = report.analysis_lines(str(work), str(out))
+  text = "\n".join(lines)
+  assert "| planted: rate (words/min) |" in text and "| F0 mean (Hz, pyin) |" in text
+  assert sorted(os.listdir(out)) == ["analysis_pca.png", "analysis_probes.png", "analysis_tsne.png"]
+  # Ground truth: one voice, the same two sentences at each emotion's settings, so F0 follows the planted
+  # pitch and words per second the planted rate.
+  r = summary["measure_vs_planted_r"]
+  assert r["f0_mean_hz~prosody.pitch"] > 0.8 and r["words_per_second~prosody.rate"] > 0.8
+  assert set(summary["mean_r2_planted"]) == set(record["probes"])

@@ -67,9 +67,64 @@ class KeywordLabeler:
     return out
 
 
+def _backbone_runs(work):
+  """Step records and results of a --backbones=conformer demo (the conformer's pre-training and four
+  fine-tunings), as constructed files."""
+  import json
+  import os
+  out = {}
+  uas = {"pretrain": 0.4, "finetune_pretrained_0.1": 0.3, "finetune_scratch_0.1": 0.2,
+         "finetune_pretrained_1.0": 0.6, "finetune_scratch_1.0": 0.55}
+  for step, ua in uas.items():
+    d = os.path.join(work, "backbones", "conformer", *step.split("_", 1))
+    os.makedirs(d)
+    json.dump({"validation": {"ua": ua}} if step == "pretrain" else {"test": {"ua": ua}},
+              open(os.path.join(d, "results.json"), "w"))
+    out[f"9_conformer_{step}"] = {"workdir": d, "wall_s": 1.0, "model": "conformer_tiny", "num_params": 76806}
+  return out
+
+
+def _analysis_outputs(work):
+  """What the analysis step leaves in <work>/analysis: its JSON, the per-utterance measures, the figures."""
+  import json
+  import os
+  d = os.path.join(work, "analysis")
+  os.makedirs(d)
+  probes = {"pretrain": {"f0_mean_hz": {"r2": 0.5}, "prosody.pitch": {"r2": 0.7}},
+            "scratch_0.1": {"f0_mean_hz": {"r2": None}, "prosody.pitch": {"r2": 0.2}}}
+  json.dump({"probes": probes, "test_fraction": 0.3, "seed": 0, "num_utterances": 4},
+            open(os.path.join(d, "analysis.json"), "w"))
+  _jsonl(os.path.join(d, "prosody.jsonl"), [{"utt_id": f"u{i}", "f0_mean_hz": 100.0 + 10 * p, "prosody.pitch": p}
+                                             for i, p in enumerate([20, 45, 80, 55])])
+  for name in ("pca.png", "tsne.png", "probes.png"):
+    open(os.path.join(d, name), "wb").write(b"\x89PNG stand-in")
+
+
+def test_backbones_flag():
+  from absl import app
+  from lanser_jax import config_lib
+  from lanser_jax.demo import end_to_end
+  assert end_to_end.chosen_backbones(["resnet50"]) == []
+  assert end_to_end.chosen_backbones(["ast", "resnet50", "conformer", "ast"]) == ["ast", "conformer"]
+  with pytest.raises(app.UsageError, match=r"\['resnet'\] not among"):
+    end_to_end.chosen_backbones(["resnet", "ast"])
+  # Each backbone's demo runs: its tiny size, its file's optimiser recipe; data, steps and crops the ResNet's.
+  resnet = config_lib.load_experiment(f"{end_to_end.REPO}/experiments/demo_finetune.py:fraction=0.1")
+  for backbone, model, lr_factor in (("conformer", "conformer_tiny", 0.5), ("ast", "ast_tiny", 0.25)):
+    c = config_lib.load_experiment(f"{end_to_end.REPO}/experiments/demo_finetune.py:fraction=0.1,backbone={backbone}")
+    assert (c.model.name, c.model.width, c.sharding.rules) == (model, 1.0, "replicated")
+    assert c.optimizer.learning_rate == pytest.approx(resnet.optimizer.learning_rate * lr_factor)
+    assert (c.num_train_steps, c.data.crop_frames, c.data.label_fraction) == (60, 200, 0.1)
+    pre = config_lib.load_experiment(f"{end_to_end.REPO}/experiments/demo_pretrain.py:backbone={backbone}")
+    assert pre.model.name == model and pre.num_train_steps == 500
+  with pytest.raises(ValueError, match="backbone='vgg'"):
+    config_lib.load_experiment(f"{end_to_end.REPO}/experiments/demo_pretrain.py:backbone=vgg")
+
+
 def test_report_has_zero_shot_and_text_only_rows(tmp_path, gcs_url):
   """The report's baseline rows on a constructed demo workdir (no synthesis, ASR or training); the same
-  report written into a bucket workdir (the GCS emulator)."""
+  report written into a bucket workdir (the GCS emulator). The workdir also holds a --backbones=conformer
+  demo's runs and the analysis step's outputs, so the backbone table and the analysis section are checked."""
   import json
   import os
   from conftest import TINY_OVERRIDES  # noqa: F401  (conftest sets the fake devices first)
@@ -107,6 +162,8 @@ def test_report_has_zero_shot_and_text_only_rows(tmp_path, gcs_url):
     json.dump({"test": metrics.from_confusion(cm, names), "validation": {"ua": ua}},
               open(os.path.join(d, "results.json"), "w"))
     stage_records[f"6_finetune_{init}_{fraction}"] = {"workdir": d, "wall_s": 1.0}
+  stage_records.update(_backbone_runs(work))
+  _analysis_outputs(work)
   got = demo_baselines.run(work, "sentence_encoder", "", labeler=KeywordLabeler())
   # zero-shot: 'surprise' wins every utterance; restricted: the runner-up 'sadness' -> sad (2 of 8 right).
   assert got["zero_shot"]["all"]["wa"] == 0.0 and got["zero_shot"]["all"]["num_without_prediction"] == 8
@@ -122,6 +179,19 @@ def test_report_has_zero_shot_and_text_only_rows(tmp_path, gcs_url):
   summary = json.load(open(os.path.join(work, "report", "report.json")))
   assert summary["baselines"]["zero_shot"]["restricted"]["wa"] == pytest.approx(2 / 8)
   assert set(summary["baselines"]) == {"zero_shot", "text_only"}
+  # --backbones: a row per backbone, pre-trained vs scratch at 10% and 100% (resnet50's 100% did not run here).
+  assert "| backbone (model, parameters) | weak-label pre-training, validation UA | 10% pre-trained |" in text
+  assert "| conformer (conformer_tiny, 76,806) | 40.0 | 30.0 | 20.0 | 60.0 | 55.0 |" in text
+  resnet = report._pct(summary["label_efficiency"][0]["ua"])
+  assert f"| resnet50 | – | {resnet} | {resnet} | – | – |" in text
+  assert [b["backbone"] for b in summary["backbones"]] == ["resnet50", "conformer"]
+  walls = [line.split(" | ")[0][2:] for line in text.split("## 7. Wall time")[1].splitlines() if "_" in line]
+  assert walls[2:4] == ["9_conformer_pretrain", "9_conformer_finetune_pretrained_0.1"]  # pre-training first
+  # The representation analysis: its R² table, the measure-vs-planted check and the figures, copied.
+  assert "## 5. What the representations learn" in text and "| planted: pitch (0-100) | 0.70 | 0.20 |" in text
+  assert "| F0 mean (Hz, pyin) | pitch (0-100) | 1.00 |" in text
+  assert summary["analysis"]["mean_r2_planted"] == {"pretrain": 0.7, "scratch_0.1": 0.2}
+  assert os.path.exists(os.path.join(work, "report", "analysis_probes.png"))
   # The demo's workdir may be a bucket URL: the same report, figures and summary written there.
   from lanser_jax import fileio
   bucket_work = fileio.join(gcs_url, "demo")

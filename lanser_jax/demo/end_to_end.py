@@ -1,8 +1,8 @@
 """LanSER end to end on a fresh machine: synthesised speech -> ASR -> weak labels -> pre-training ->
 fine-tuning at 10/30/100% of the labels (pre-trained and from scratch) -> zero-shot and text-only baselines
--> a report.
+-> representation analysis (prosody probes with ground truth) -> [other backbones] -> a report.
 
-  python -m lanser_jax.demo.end_to_end --workdir=workdirs/demo
+  python -m lanser_jax.demo.end_to_end --workdir=workdirs/demo [--backbones=resnet50,conformer,ast]
 
 Each step runs the project's real commands (the labelling CLI, the trainer with experiment files) and
 records `<workdir>/stages/<name>.json` when done (demo/steps.py); a second run on the same workdir reuses
@@ -29,6 +29,12 @@ _NLI_MODEL = flags.DEFINE_string("nli_model", "roberta-large-mnli",
                                  "Entailment checkpoint for the weak labels; when it cannot be loaded the "
                                  "sentence-encoder labeler (MiniLM) is used instead, and the report says so.")
 _FRACTIONS = flags.DEFINE_list("fractions", ["0.1", "0.3", "1.0"], "Label fractions for fine-tuning.")
+_BACKBONES = flags.DEFINE_list(
+    "backbones", ["resnet50"], "Backbones to compare: resnet50 (the demo's narrow ResNet-18 standing in for the "
+    "paper's ResNet-50; always run), conformer, ast (their tiny sizes). Each extra one is pre-trained on the "
+    "same weak labels and fine-tuned with and without it at 10% and 100% of the labels (5 more runs).")
+BACKBONES = ("resnet50", "conformer", "ast")
+BACKBONE_FRACTIONS = ("0.1", "1.0")  # the report's backbone table
 _HELDOUT_VOICES = 2  # pre-training voices kept out for validation of the weak-label classifier
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -52,9 +58,17 @@ def choose_labeler(nli_model: str) -> tuple[str, str]:
                                 f"not be loaded here ({type(e).__name__}: {str(e).splitlines()[0][:160]})")
 
 
+def chosen_backbones(names: list[str]) -> list[str]:
+  """The extra backbones of --backbones (resnet50 always runs), in the order given; unknown names fail."""
+  unknown = [n for n in names if n not in BACKBONES]
+  if unknown:
+    raise app.UsageError(f"--backbones: {unknown} not among {list(BACKBONES)}")
+  return [n for n in dict.fromkeys(names) if n != "resnet50"]
+
+
 def train_run(config_file: str, workdir: str, overrides: dict[str, Any]) -> dict[str, Any]:
   """Trains in this process with an experiment file, as `python -m lanser_jax.main` would."""
-  from lanser_jax import config_lib, train
+  from lanser_jax import config_lib, models, train
   config = config_lib.load_experiment(os.path.join(REPO, config_file))
   for key, value in overrides.items():
     config_lib.set_override(config, key, value)
@@ -62,7 +76,9 @@ def train_run(config_file: str, workdir: str, overrides: dict[str, Any]) -> dict
              *[f"--config.{k}={v}" for k, v in overrides.items() if k != "data.label_fraction"]]
   logging.info("$ python %s", " ".join(command))
   results = train.train_and_evaluate(config, workdir)
-  return {"command": command, "workdir": workdir,
+  # Abstract shapes only (no compute): the backbone table says how large each model is.
+  num_params = models.count_params(models.model_from_config(config, len(results["label_names"])))["total"]
+  return {"command": command, "workdir": workdir, "model": config.model.name, "num_params": num_params,
           **{k: results[k] for k in ("best_step", "train_wall_s") if k in results}}
 
 
@@ -70,8 +86,9 @@ def main(argv):
   del argv
   import jax
   from lanser_jax.demo import baselines as demo_baselines
-  from lanser_jax.demo import corpus, report
+  from lanser_jax.demo import corpus, report, representations
 
+  extra_backbones = chosen_backbones(_BACKBONES.value)  # before any work: a typo fails at once
   work = os.path.abspath(_WORKDIR.value)
   os.makedirs(work, exist_ok=True)
   # The six fine-tuning runs compile the same steps: keep compiled code across runs and reruns.
@@ -118,6 +135,27 @@ def main(argv):
 
   # Zero-shot and text-only rows of the report (lanser_jax/demo/baselines.py): seconds.
   steps.run("7_baselines", lambda: {"metrics": demo_baselines.run(work, weak["labeler"], _NLI_MODEL.value)})
+  # Embedding maps and prosody probes (planted eSpeak NG settings as ground truth), lanser_jax/demo/
+  # representations.py: about a minute, most of it pyin.
+  smallest = min(_FRACTIONS.value, key=float)
+  steps.run("8_analysis", lambda: representations.run(work, smallest, seed))
+
+  # Other backbones (--backbones): the same weak labels, data, steps and crops; tiny sizes.
+  for backbone in extra_backbones:
+    root = os.path.join(work, "backbones", backbone)
+    steps.run(f"9_{backbone}_pretrain", lambda b=backbone, r=root: train_run(
+        f"experiments/demo_pretrain.py:backbone={b}", os.path.join(r, "pretrain"),
+        {"data.dir": pre_features, "seed": seed}))
+    for fraction in BACKBONE_FRACTIONS:
+      for init in ("pretrained", "scratch"):
+        overrides = {"data.dir": lab_features, "data.label_fraction": float(fraction), "seed": seed,
+                     "data.subset_seed": seed}
+        if init == "pretrained":
+          overrides["init_from"] = os.path.join(root, "pretrain")
+        run_dir = os.path.join(root, "finetune", f"{init}_{fraction}")
+        steps.run(f"9_{backbone}_finetune_{init}_{fraction}",
+                   lambda o=overrides, b=backbone, d=run_dir, f=fraction: train_run(
+                       f"experiments/demo_finetune.py:fraction={f},backbone={b}", d, o))
   out = report.write_report(work, steps.records(), weak)
   logging.info("report: %s", out)
   print(f"\nLanSER demo finished. Report: {out}")

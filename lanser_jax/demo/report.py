@@ -12,6 +12,7 @@ import numpy as np
 
 from input_pipeline import records, subsets
 from lanser_jax.demo import baselines as demo_baselines
+from lanser_jax.demo import representations
 from lanser_jax import fileio
 
 
@@ -152,6 +153,139 @@ def baseline_lines(work: str) -> list[str]:
   return lines
 
 
+# Row names of the analysis table: the audio measures (lanser_jax/analysis.py) and the planted settings.
+MEASURE_NAMES = {
+    "f0_mean_hz": "F0 mean (Hz, pyin)", "f0_range_hz": "F0 range, 5-95% (Hz, pyin)",
+    "energy_db": "energy (dB)", "speaking_rate": "speaking rate (syllable nuclei/s, estimated)",
+    "words_per_second": "words per second (text / duration)",
+    "prosody.rate": "planted: rate (words/min)", "prosody.pitch": "planted: pitch (0-100)",
+    "prosody.pitch_range": "planted: pitch range (0-100)", "prosody.volume": "planted: volume (0-200)",
+    "prosody.word_gap": "planted: word gap (x10 ms)"}
+# (audio measure, the planted setting it should follow): how well the measures read the ground truth.
+MEASURE_VS_PLANTED = (("f0_mean_hz", "prosody.pitch"), ("f0_range_hz", "prosody.pitch_range"),
+                      ("energy_db", "prosody.volume"), ("speaking_rate", "prosody.rate"),
+                      ("words_per_second", "prosody.rate"))
+RUN_NOTES = {"pretrain": "the weak-label pre-training alone (never saw a labelled utterance)",
+             "pretrained": "fine-tuned from it", "scratch": "trained from scratch"}
+
+
+def _r2(p: dict[str, Any] | None) -> str:
+  return "–" if not p or p.get("r2") is None else f"{p['r2']:.2f}"
+
+
+def analysis_lines(work: str, out_dir: str) -> tuple[list[str], dict[str, Any]]:
+  """The representation-analysis section (lanser_jax/demo/representations.py) and its summary, when the
+  step ran: the R² table, how the audio measures track the planted settings, and the figures (copied)."""
+  result = representations.read_result(work)
+  if not result:
+    return [], {}
+  runs = list(result["probes"])
+  measures = list(result["probes"][runs[0]])
+  for name in representations.FIGURES:
+    src = os.path.join(work, "analysis", name)
+    if fileio.exists(src):
+      fileio.copy(src, os.path.join(out_dir, f"analysis_{name}"))
+  notes = []
+  for run in runs:
+    kind = run.split("_")[0]
+    pct = f" at {int(float(run.split('_')[1]) * 100)}% of the labels" if "_" in run else ""
+    notes.append(f"`{run}`: {RUN_NOTES.get(kind, run)}{pct}")
+  lines = [
+      "## 5. What the representations learn (probes with ground truth)", "",
+      f"Ridge probes (held-out R², {100 * result['test_fraction']:.0f}% of utterances held out, seed "
+      f"{result['seed']}) from each run's frozen, window-averaged embeddings to prosodic measures of the audio "
+      "and to the eSpeak NG settings each utterance was synthesised with (its emotion's profile plus jitter, "
+      "`lanser_jax/demo/PROSODY.md`), on the labelled corpus's "
+      f"{result['num_utterances']} test-voice utterances, which no run trained on. Runs: {'; '.join(notes)}.",
+      "", "| measure | " + " | ".join(runs) + " |", "|---|" + "---:|" * len(runs)]
+  for m in measures:
+    lines.append(f"| {MEASURE_NAMES.get(m, m)} | " + " | ".join(_r2(result["probes"][r][m]) for r in runs) + " |")
+  planted = [m for m in measures if m.startswith(f"{representations.KNOWN}.")]
+  summary = {"num_utterances": result["num_utterances"],
+             "r2": {r: {m: result["probes"][r][m]["r2"] for m in measures} for r in runs}}
+  if planted:
+    means = {r: float(np.mean([result["probes"][r][m]["r2"] for m in planted
+                               if result["probes"][r][m]["r2"] is not None] or [np.nan])) for r in runs}
+    summary["mean_r2_planted"] = means
+    lines += ["", "Mean R² over the planted settings: " + ", ".join(f"{r} {v:.2f}" for r, v in means.items())
+              + "."]
+  prosody_rows = _jsonl(os.path.join(work, "analysis", "prosody.jsonl"))
+  pairs = []
+  for measure, setting in MEASURE_VS_PLANTED:
+    xy = np.asarray([(r.get(measure), r.get(setting)) for r in prosody_rows], dtype=float)
+    xy = xy[np.isfinite(xy).all(1)] if len(xy) else xy
+    if len(xy) > 2 and xy.std(0).min() > 0:
+      pairs.append((measure, setting, float(np.corrcoef(xy.T)[0, 1])))
+  if pairs:
+    summary["measure_vs_planted_r"] = {f"{m}~{s}": r for m, s, r in pairs}
+    lines += ["", "Do the audio measures read the planted settings? Pearson r over the same utterances (the "
+              "voices add their own base pitch, so pitch is only partly the setting):", "",
+              "| audio measure | planted setting | r |", "|---|---|---:|",
+              *[f"| {MEASURE_NAMES[m]} | {MEASURE_NAMES[s].split(': ')[1]} | {r:.2f} |" for m, s, r in pairs]]
+  lines += ["", "![probes](analysis_probes.png)", "",
+            "PCA and t-SNE of the embeddings (one row per run), coloured by emotion and by voice:", "",
+            "![pca](analysis_pca.png)", "", "![t-SNE](analysis_tsne.png)", ""]
+  return lines, summary
+
+
+def backbone_rows(stage_records: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+  """One row per backbone that ran: its model, size, weak-label pre-training and test UA per fraction and init
+  (resnet50 from the main runs, others from the --backbones steps)."""
+  found: dict[str, dict[str, Any]] = {}
+  for name, rec in stage_records.items():
+    m = (re.match(r"6_finetune_(?P<init>pretrained|scratch)_(?P<f>[\d.]+)$", name)
+         or re.match(r"9_(?P<b>[a-z0-9]+)_finetune_(?P<init>pretrained|scratch)_(?P<f>[\d.]+)$", name))
+    p = re.match(r"(?:5_pretrain|9_(?P<b>[a-z0-9]+)_pretrain)$", name)
+    if not (m or p):
+      continue
+    backbone = (m or p).groupdict().get("b") or "resnet50"
+    row = found.setdefault(backbone, {"backbone": backbone, "ua": {}})
+    results_path = os.path.join(rec["workdir"], "results.json")
+    if not fileio.exists(results_path):
+      continue
+    res = fileio.read_json(results_path)
+    if p:
+      row["pretrain_val_ua"] = res.get("validation", {}).get("ua")
+      continue
+    row["ua"][f"{m['init']}_{float(m['f'])}"] = res["test"]["ua"]
+    row.setdefault("model", rec.get("model"))
+    row.setdefault("num_params", rec.get("num_params"))
+  order = {"resnet50": 0, "conformer": 1, "ast": 2}
+  return sorted(found.values(), key=lambda r: order.get(r["backbone"], 9))
+
+
+def backbone_lines(rows: list[dict[str, Any]]) -> list[str]:
+  lines = ["## 6. Backbones: pre-trained vs scratch", ""]
+  if not any(r["backbone"] != "resnet50" for r in rows):
+    return lines + ["Only resnet50 ran (section 3). `--backbones=resnet50,conformer,ast` adds the tiny Conformer "
+                    "and spectrogram transformer here, pre-trained vs scratch at 10% and 100% of the labels.", ""]
+  head = [f"{int(f * 100)}% {init}" for f in (0.1, 1.0) for init in ("pre-trained", "scratch")]
+  sizes = {r["backbone"]: r.get("num_params") for r in rows}
+  smaller = ", ".join(f"{sizes['resnet50'] / n:.0f}x" for b, n in sizes.items() if b != "resnet50" and n) \
+      if sizes.get("resnet50") else ""
+  lines += ["Each backbone pre-trained on the same weak labels and fine-tuned (or trained from scratch) on the "
+            "same subsets, with the same steps and crops; only the model and its optimiser recipe differ "
+            "(`experiments/demo_pretrain.py`, `backbone=`). resnet50 is the demo's narrow ResNet-18 standing in "
+            "for the paper's ResNet-50; the others run at the project's tiny sizes"
+            f"{f' ({smaller} smaller than it)' if smaller else ''}, "
+            "so this checks that every backbone runs the whole pipeline, not which backbone is better. Test UA (%):",
+            "", "| backbone (model, parameters) | weak-label pre-training, validation UA | " + " | ".join(head)
+            + " |", "|---|" + "---:|" * (1 + len(head))]
+  for r in rows:
+    size = ", ".join(x for x in (r.get("model"), f"{r['num_params']:,}" if r.get("num_params") else None) if x)
+    cells = [_pct(r["ua"][k]) if k in r["ua"] else "–"
+             for k in (f"{init}_{f}" for f in (0.1, 1.0) for init in ("pretrained", "scratch"))]
+    pre = _pct(r["pretrain_val_ua"]) if r.get("pretrain_val_ua") is not None else "–"
+    lines.append(f"| {r['backbone']}{f' ({size})' if size else ''} | {pre} | " + " | ".join(cells) + " |")
+  return lines + [""]
+
+
+def _run_order(step: str) -> tuple:
+  """Steps grouped by number and backbone, each backbone's pre-training before its fine-tunings."""
+  parts = step.split("_")
+  return (parts[0], parts[1] if parts[0] == "9" else "", not step.endswith("_pretrain"), step)
+
+
 def write_report(work: str, stage_records: dict[str, dict[str, Any]], weak: dict[str, Any]) -> str:
   out_dir = os.path.join(work, "report")
   fileio.makedirs(out_dir)
@@ -161,6 +295,8 @@ def write_report(work: str, stage_records: dict[str, dict[str, Any]], weak: dict
   info = records.read_dataset_info(lab_features)
 
   rows = []
+  analysis, analysis_summary = analysis_lines(work, out_dir)
+  backbones = backbone_rows(stage_records)
   for name, rec in stage_records.items():
     m = re.match(r"6_finetune_(pretrained|scratch)_([\d.]+)$", name)
     if not m:
@@ -230,8 +366,9 @@ def write_report(work: str, stage_records: dict[str, dict[str, Any]], weak: dict
             f"## 4. Best model (by validation UA): {best['init']}, {int(best['fraction'] * 100)}% of labels", "",
             f"Test UA {_pct(best['ua'])}%, WA {_pct(best['wa'])}%, macro-F1 {_pct(best['test']['macro_f1'])}%.",
             "", "![confusion matrix](confusion_matrix.png)", "",
-            "## 5. Wall time per stage", "", "| stage | seconds |", "|---|---|",
-            *[f"| {name} | {rec['wall_s']:.0f} |" for name, rec in stage_records.items()],
+            *analysis, *backbone_lines(backbones),
+            "## 7. Wall time per stage", "", "| stage | seconds |", "|---|---|",
+            *[f"| {n} | {stage_records[n]['wall_s']:.0f} |" for n in sorted(stage_records, key=_run_order)],
             f"| **total** | **{sum(r['wall_s'] for r in stage_records.values()):.0f}** |", "",
             "Stages finished in an earlier run are reused, and show that run's time.", ""]
   path = os.path.join(out_dir, "report.md")
@@ -243,5 +380,6 @@ def write_report(work: str, stage_records: dict[str, dict[str, Any]], weak: dict
                "baselines": {kind: {rule: {k: r[k] for k in ("ua", "wa", "macro_f1", "num_without_prediction")}
                                     for rule, r in res["by_argmax"].items()}
                              for kind, res in demo_baselines.read_results(work).items()},
+               "analysis": analysis_summary, "backbones": backbones,
                "wall_s": {k: v["wall_s"] for k, v in stage_records.items()}}, f, indent=1)
   return path
