@@ -1,9 +1,9 @@
 """Grain input pipelines over feature shards (see records.py for the format): the host half of the input.
 
-Training: seeded shuffle of record indices -> repeat -> this process's rows of every global batch -> batch of
-indices -> one map per batch that reads the batch's records at once (ArrayRecord reads each shard's share in
-its own thread), decodes them and copies a random `crop_frames` window of each into one preallocated float16
-array, with each crop's length. Normalisation, the float32 cast and the padding mask are the device half
+Training: batch b -> the record indices of this process's rows of global batch b, in Grain's seeded shuffle
+order computed for the whole batch (`ShuffledBatches`, shuffle.py) -> one map per batch that reads the
+batch's records one after another, decodes them and copies a random `crop_frames` window of each into one
+preallocated float16 array, with each crop's length. Normalisation, the float32 cast and the padding mask are the device half
 (`Normalizer.device`, traced into the jitted train and eval steps), so the host does no per-frame arithmetic
 and hands over half the bytes. The crop of element i is drawn exactly as the earlier per-element pipeline
 (input_pipeline/reference.py) drew it, so batches are the same for the same seed. The iterator is a Grain
@@ -22,12 +22,13 @@ without a jitted step of their own.
 from __future__ import annotations
 
 import dataclasses
+import sys
 from typing import Any, Iterator, Sequence
 
 import grain
 import numpy as np
 
-from input_pipeline import records, windows as windows_lib
+from input_pipeline import records, shuffle, windows as windows_lib
 from input_pipeline.windows import window_starts  # noqa: F401  (pipeline.window_starts, as before)
 
 
@@ -106,27 +107,48 @@ def _targets(ex: records.Example, target: str, num_classes: int, where: str) -> 
   return {"label": np.int32(ex.label)}
 
 
-def _reset_rng(rng: np.random.Generator, index: int):
+def _reset_rng(rng: np.random.Generator, index: int, state: dict | None = None):
   """Puts a Philox generator where Grain's `random_map` puts it for element `index` (counter [0, 0, 0,
-  index], empty buffer): the crops then equal the per-element pipeline's (tests/test_pipeline.py checks)."""
-  state = rng.bit_generator.state
+  index], empty buffer): the crops then equal the per-element pipeline's (tests/test_pipeline.py checks).
+  `state`: the generator's state dict, read once per batch (reading it costs as much as setting it)."""
+  state = rng.bit_generator.state if state is None else state
   state["state"]["counter"] = np.array([0, 0, 0, index], np.uint64)
   state["buffer"] = np.zeros(4, np.uint64)
   state["buffer_pos"], state["has_uint32"], state["uinteger"] = 4, 0, 0
   rng.bit_generator.state = state
 
 
-class _WithIndex(grain.transforms.MapWithIndex):
-  """element -> (its index in the shuffled, repeated order, element): the index seeds the element's crop."""
+class ShuffledBatches(grain.MapDataset):
+  """Batch b -> (element indices, record indices) of this process's rows of global batch b: what
+  `MapDataset.source(indices).shuffle(seed).repeat()`, then `_ProcessSlice` and `batch` gave, computed for
+  the whole batch at once (shuffle.py: Grain's permutation in NumPy, one epoch's order kept) instead of
+  through five Grain calls per element. The element index seeds the element's crop."""
 
-  def map_with_index(self, index: int, element):
-    return np.int64(index), element
+  def __init__(self, indices: np.ndarray, seed: int, global_batch: int, process_index: int = 0,
+               process_count: int = 1):
+    super().__init__()
+    self._indices = np.asarray(indices, np.int64)
+    self._order = shuffle.ShuffleOrder(len(self._indices), seed)
+    self._global, self._local = global_batch, global_batch // process_count
+    self._rows = np.arange(self._local, dtype=np.int64) + process_index * self._local
+
+  def __len__(self):
+    return sys.maxsize // self._global
+
+  def __getitem__(self, index):
+    if isinstance(index, slice):
+      return self.slice(index)
+    elements = index * self._global + self._rows
+    return elements, self._indices[self._order(elements)]
+
+  def __str__(self):
+    return (f"ShuffledBatches({len(self._indices)} records, rows {self._rows[0]}..{self._rows[-1] + 1} of "
+            f"{self._global})")
 
 
 class CropBatch(grain.transforms.Map):
-  """A batch of (element index, record index) -> float16 crops, lengths and targets, in one call: the
-  records are read together (`__getitems__`), and each crop is copied once, from the decoded record's
-  buffer straight into the batch array."""
+  """A batch of (element index, record index) -> float16 crops, lengths and targets, in one call: each crop
+  is copied once, from the decoded record's buffer straight into the batch array."""
 
   def __init__(self, source, crop_frames: int, mel_bins: int, seed: int, target: str, num_classes: int):
     self.source, self.crop_frames, self.mel_bins, self.seed = source, crop_frames, mel_bins, seed
@@ -135,21 +157,24 @@ class CropBatch(grain.transforms.Map):
   def map(self, element: tuple[np.ndarray, np.ndarray]) -> dict[str, np.ndarray]:
     positions, keys = element
     b, t = len(keys), self.crop_frames
-    raw = self.source.__getitems__([int(k) for k in keys])
     rng = np.random.Generator(np.random.Philox(self.seed))  # per call: batches are built in several threads
+    state = rng.bit_generator.state
     log_mel = np.zeros((b, t, self.mel_bins), np.float16)
     length = np.empty((b,), np.int32)
     label = np.empty((b,), np.int32)
     scores = np.empty((b, self.num_classes), np.float32) if self.target == "scores" else None
-    for r, data in enumerate(raw):
-      ex = records.decode(data, where=f"train record {int(keys[r])}")
+    for r, key in enumerate(keys.tolist()):
+      # One record at a time: its buffer is freed before the next is read, so the allocator hands the same
+      # memory back. Reading the whole batch at once kept 256 x ~100 KB alive, fresh pages every batch,
+      # and paid a page fault per 4 KB (on this project's VMs ~4 µs each: more than the read itself).
+      ex = records.decode(self.source[key], where=f"train record {key}")
       frames = ex.log_mel.shape[0]
       if ex.log_mel.shape[1] != self.mel_bins:
-        raise records.RecordError(f"train record {int(keys[r])} ({ex.utt_id}): features have "
+        raise records.RecordError(f"train record {key} ({ex.utt_id}): features have "
                                   f"{ex.log_mel.shape[1]} mel bins but the stats file has {self.mel_bins}")
       start = 0
       if frames > t:
-        _reset_rng(rng, int(positions[r]))
+        _reset_rng(rng, int(positions[r]), state)
         start = int(rng.integers(0, frames - t + 1))
       n = min(frames, t)
       log_mel[r, :n] = ex.log_mel[start:start + n]
@@ -227,10 +252,7 @@ def train_dataset(data_dir: str, split: str, *, global_batch_size: int, crop_fra
   indices = np.arange(len(source)) if subset is None else np.asarray(subset)
   if len(indices) == 0:
     raise records.RecordError(f"{data_dir}: split {split!r} has no training records")
-  ds = grain.MapDataset.source(indices).shuffle(seed=seed).repeat().map_with_index(_WithIndex())
-  if process_count > 1:
-    ds = _ProcessSlice(ds, global_batch_size, process_index, process_count)
-  ds = ds.batch(global_batch_size // process_count, drop_remainder=True)
+  ds = ShuffledBatches(indices, seed, global_batch_size, process_index, process_count)
   ds = ds.map(CropBatch(source, crop_frames, normalizer.mel_bins, seed + 1, target, num_classes))
   if not on_device:
     ds = ds.map(HostFinish(normalizer))

@@ -216,3 +216,25 @@ def test_a_record_of_other_mel_bins_is_named(tmp_path):
   with pytest.raises(records.RecordError, match=r"train record \d \(u\d\): features have 2 mel bins but the "
                      r"stats file has 3"):
     next(iter(ds))
+
+
+@pytest.mark.parametrize("length", [1, 97, 2048, 65537, 2**20 + 3, 2**33 + 5])
+def test_vectorised_shuffle_equals_grains_index_shuffle(length):
+  """shuffle.py's NumPy cipher gives Grain's C++ `index_shuffle` bit for bit (sizes with 16-bit and wider
+  blocks, an exact power of two as max_index, more than 32 bits), whole epochs and element by element."""
+  from grain._src.python.experimental.index_shuffle.python import index_shuffle_module
+  from input_pipeline import shuffle
+  rng = np.random.default_rng(length)
+  n = 8 if length < 1000 else 40  # a small dataset costs the C++ ~65536 / length cipher passes per call
+  idx = rng.choice(length, min(length, n), replace=False) if length < 2**31 else rng.integers(0, length, n)
+  for seed in (0, 12345, 2**32 - 1):
+    want = [index_shuffle_module.index_shuffle(int(i), max_index=length - 1, seed=seed, rounds=4) for i in idx]
+    np.testing.assert_array_equal(shuffle.index_shuffle(idx, length - 1, seed), want)
+  # Across epochs (seed + epoch), through whole-epoch tables (up to 2**20) or chunks of elements (beyond),
+  # as ShuffleMapDataset orders them; epoch 3 starts inside the elements asked for.
+  order = shuffle.ShuffleOrder(length, seed=7)
+  elements = np.concatenate([np.arange(4), 3 * length + np.arange(-3, 3), rng.integers(0, 4 * length, 4)])
+  elements = elements[elements >= 0]
+  want = [index_shuffle_module.index_shuffle(int(g % length), max_index=length - 1, seed=7 + int(g // length),
+                                             rounds=4) for g in elements]
+  np.testing.assert_array_equal(order(elements), want)
