@@ -2,12 +2,13 @@
 
 Training: batch b -> the record indices of this process's rows of global batch b, in Grain's seeded shuffle
 order computed for the whole batch (`ShuffledBatches`, shuffle.py) -> one map per batch that reads the
-batch's records one after another, decodes them and copies a random `crop_frames` window of each into one
-preallocated float16 array, with each crop's length. Normalisation, the float32 cast and the padding mask are the device half
-(`Normalizer.device`, traced into the jitted train and eval steps), so the host does no per-frame arithmetic
-and hands over half the bytes. The crop of element i is drawn exactly as the earlier per-element pipeline
-(input_pipeline/reference.py) drew it, so batches are the same for the same seed. The iterator is a Grain
-`DatasetIterator`, so its position is saved in checkpoints and a resumed run sees the same batches.
+batch's records one after another, decodes them (format 2: a view of the record's bytes) and copies a
+random `crop_frames` window of each into one preallocated float16 array, with each crop's length.
+Normalisation, the float32 cast and the padding mask are the device half (`Normalizer.device`, traced into
+the jitted train and eval steps), so the host does no per-frame arithmetic and hands over half the bytes.
+The crop of element i is drawn exactly as the earlier per-element pipeline (input_pipeline/reference.py)
+drew it, so batches are the same for the same seed. The iterator is a Grain `DatasetIterator`, so its
+position is saved in checkpoints and a resumed run sees the same batches.
 
 Evaluation: every utterance of this process's slice exactly once and whole. Utterances longer than the crop are
 cut into overlapping windows; the model's logits are averaged over an utterance's windows (the windowing is
@@ -159,7 +160,7 @@ class CropBatch(grain.transforms.Map):
     b, t = len(keys), self.crop_frames
     rng = np.random.Generator(np.random.Philox(self.seed))  # per call: batches are built in several threads
     state = rng.bit_generator.state
-    log_mel = np.zeros((b, t, self.mel_bins), np.float16)
+    log_mel = np.empty((b, t, self.mel_bins), np.float16)  # not zeros: only padding needs zeroing
     length = np.empty((b,), np.int32)
     label = np.empty((b,), np.int32)
     scores = np.empty((b, self.num_classes), np.float32) if self.target == "scores" else None
@@ -178,6 +179,8 @@ class CropBatch(grain.transforms.Map):
         start = int(rng.integers(0, frames - t + 1))
       n = min(frames, t)
       log_mel[r, :n] = ex.log_mel[start:start + n]
+      if n < t:
+        log_mel[r, n:] = 0
       length[r] = n
       targets = _targets(ex, self.target, self.num_classes, "train record")
       label[r] = targets["label"]
