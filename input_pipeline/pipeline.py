@@ -29,7 +29,7 @@ from typing import Any, Iterator, Sequence
 import grain
 import numpy as np
 
-from input_pipeline import records, shuffle, windows as windows_lib
+from input_pipeline import crop_draws, records, shuffle, windows as windows_lib
 from input_pipeline.windows import window_starts  # noqa: F401  (pipeline.window_starts, as before)
 
 
@@ -108,17 +108,6 @@ def _targets(ex: records.Example, target: str, num_classes: int, where: str) -> 
   return {"label": np.int32(ex.label)}
 
 
-def _reset_rng(rng: np.random.Generator, index: int, state: dict | None = None):
-  """Puts a Philox generator where Grain's `random_map` puts it for element `index` (counter [0, 0, 0,
-  index], empty buffer): the crops then equal the per-element pipeline's (tests/test_pipeline.py checks).
-  `state`: the generator's state dict, read once per batch (reading it costs as much as setting it)."""
-  state = rng.bit_generator.state if state is None else state
-  state["state"]["counter"] = np.array([0, 0, 0, index], np.uint64)
-  state["buffer"] = np.zeros(4, np.uint64)
-  state["buffer_pos"], state["has_uint32"], state["uinteger"] = 4, 0, 0
-  rng.bit_generator.state = state
-
-
 class ShuffledBatches(grain.MapDataset):
   """Batch b -> (element indices, record indices) of this process's rows of global batch b: what
   `MapDataset.source(indices).shuffle(seed).repeat()`, then `_ProcessSlice` and `batch` gave, computed for
@@ -154,12 +143,12 @@ class CropBatch(grain.transforms.Map):
   def __init__(self, source, crop_frames: int, mel_bins: int, seed: int, target: str, num_classes: int):
     self.source, self.crop_frames, self.mel_bins, self.seed = source, crop_frames, mel_bins, seed
     self.target, self.num_classes = target, num_classes
+    self.key = crop_draws.generator_key(seed)
 
   def map(self, element: tuple[np.ndarray, np.ndarray]) -> dict[str, np.ndarray]:
     positions, keys = element
     b, t = len(keys), self.crop_frames
-    rng = np.random.Generator(np.random.Philox(self.seed))  # per call: batches are built in several threads
-    state = rng.bit_generator.state
+    draws = crop_draws.first_uint32s(self.key, positions).tolist()  # each element's crop draw, as random_map's
     log_mel = np.empty((b, t, self.mel_bins), np.float16)  # not zeros: only padding needs zeroing
     length = np.empty((b,), np.int32)
     label = np.empty((b,), np.int32)
@@ -175,8 +164,9 @@ class CropBatch(grain.transforms.Map):
                                   f"{ex.log_mel.shape[1]} mel bins but the stats file has {self.mel_bins}")
       start = 0
       if frames > t:
-        _reset_rng(rng, int(positions[r]), state)
-        start = int(rng.integers(0, frames - t + 1))
+        start = crop_draws.bounded(draws[r], frames - t + 1)
+        if start is None:  # Lemire's rare rejection: NumPy draws again
+          start = crop_draws.draw(self.seed, int(positions[r]), frames - t + 1)
       n = min(frames, t)
       log_mel[r, :n] = ex.log_mel[start:start + n]
       if n < t:

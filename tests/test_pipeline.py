@@ -292,3 +292,25 @@ def test_vectorised_shuffle_equals_grains_index_shuffle(length):
   want = [index_shuffle_module.index_shuffle(int(g % length), max_index=length - 1, seed=7 + int(g // length),
                                              rounds=4) for g in elements]
   np.testing.assert_array_equal(order(elements), want)
+
+
+def test_batched_crop_draws_equal_numpys_generator():
+  """crop_draws.py's Philox and Lemire arithmetic gives the starts NumPy's generator draws for each element
+  (reset as Grain's random_map resets it), for element indices up to 2**63 - 1, records shorter than the
+  crop (no draw), and spans near 2**31 where Lemire rejects about one draw in four (NumPy redraws)."""
+  from grain._src.python.dataset.transformations.map import _reset_rng_state  # random_map's own reset
+  from input_pipeline import crop_draws
+  rng = np.random.default_rng(1)
+  cases = [(np.concatenate([np.arange(40), rng.integers(0, 2**40, 60), [2**63 - 1]]), None),
+           (np.arange(64), 2**31 + 300)]
+  for seed in (1, 2**31 + 7):
+    for elements, frames in cases:
+      frames = rng.integers(10, 4000, len(elements)) if frames is None else np.full(len(elements), frames)
+      want, gen = [], np.random.Generator(np.random.Philox(seed))
+      for g, f in zip(elements.tolist(), frames.tolist()):
+        _reset_rng_state(gen, op_seed=0, index=g)
+        want.append(int(gen.integers(0, f - 300 + 1)) if f > 300 else 0)
+      np.testing.assert_array_equal(crop_draws.crop_starts(seed, elements, frames, 300), want)
+  u32 = crop_draws.first_uint32s(crop_draws.generator_key(5), np.arange(64))
+  span = 2**31 + 1
+  assert any(crop_draws.bounded(int(u), span) is None for u in u32)  # the rejection path was taken
