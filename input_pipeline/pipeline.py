@@ -290,13 +290,11 @@ def make_eval_set(data_dir: str, split: str, *, crop_frames: int, hop_frames: in
   indices = np.arange(len(source)) if subset is None else np.asarray(subset)
   local = indices[process_index::process_count]
   utt_ids, labels, windows = [], [], []
-  for lo in range(0, len(local), 256):  # a chunk of records per read: the shards' threads read in parallel
-    keys = [int(i) for i in local[lo:lo + 256]]
-    for u, (i, data) in enumerate(zip(keys, source.__getitems__(keys)), lo):
-      ex = records.decode(data, where=f"{data_dir}:{split}[{i}]")
-      labels.append(_targets(ex, target, num_classes, f"{split} record {i}")["label"])
-      utt_ids.append(ex.utt_id)
-      windows.extend((u, s) for s in window_starts(ex.log_mel.shape[0], crop_frames, hop_frames))
+  for u, i in enumerate(local.tolist()):  # one record at a time, as CropBatch reads (its buffer is reused)
+    ex = records.decode(source[i], where=f"{data_dir}:{split}[{i}]")
+    labels.append(_targets(ex, target, num_classes, f"{split} record {i}")["label"])
+    utt_ids.append(ex.utt_id)
+    windows.extend((u, s) for s in window_starts(ex.log_mel.shape[0], crop_frames, hop_frames))
   return EvalSet(data_dir, split, np.asarray(local), utt_ids, np.asarray(labels, np.int32), windows,
                  crop_frames)
 
@@ -316,15 +314,14 @@ class EvalBatch(grain.transforms.Map):
   def map(self, b: int) -> dict[str, np.ndarray]:
     bs = self.batch_size
     utt, start = self.utt[b * bs:(b + 1) * bs], self.start[b * bs:(b + 1) * bs]
-    needed = np.unique(utt)
-    keys = [int(self.indices[u]) for u in needed]
     mels = {}
-    for u, key, data in zip(needed, keys, self.source.__getitems__(keys) if keys else []):
-      m = records.decode(data, where=f"{self.where}[{key}]").log_mel
+    for u in np.unique(utt).tolist():
+      key = int(self.indices[u])
+      m = records.decode(self.source[key], where=f"{self.where}[{key}]").log_mel
       if m.shape[1] != self.mel_bins:
         raise records.RecordError(f"{self.where}[{key}]: features have {m.shape[1]} mel bins but the stats "
                                   f"file has {self.mel_bins}")
-      mels[int(u)] = m
+      mels[u] = m
     return windows_lib.fill_batch(mels, utt, start, bs, self.crop_frames, self.mel_bins)
 
 
