@@ -255,8 +255,10 @@ def train_dataset(data_dir: str, split: str, *, global_batch_size: int, crop_fra
 
 
 def iterate(ds: grain.MapDataset, num_workers: int, worker_buffer_size: int) -> grain.IterDataset:
-  """The iterator every pipeline here ends in: read threads, then `num_workers` worker processes."""
-  it = ds.to_iter_dataset(grain.ReadOptions(num_threads=2, prefetch_buffer_size=4))
+  """The iterator every pipeline here ends in: a read thread, then `num_workers` worker processes. One
+  thread builds batches ahead while the step runs; a second only contended for the GIL (~20% more CPU time
+  per example and a lower rate, benchmarks/README.md)."""
+  it = ds.to_iter_dataset(grain.ReadOptions(num_threads=1, prefetch_buffer_size=4))
   if num_workers > 0:
     it = it.mp_prefetch(grain.MultiprocessingOptions(num_workers=num_workers,
                                                      per_worker_buffer_size=worker_buffer_size))
