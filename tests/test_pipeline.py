@@ -216,6 +216,22 @@ def test_batched_pipeline_gives_the_reference_batches(synth_dir, options):
       np.testing.assert_array_equal(a[key], b[key], err_msg=key)
 
 
+def test_an_iterator_state_of_the_reference_pipeline_resumes_the_batched_one(synth_dir):
+  """A checkpoint's data position saved by the earlier pipeline (the same Grain iterator state) resumes the
+  batched pipeline at the same batch."""
+  from input_pipeline import reference
+  kwargs = dict(global_batch_size=8, crop_frames=64, normalizer=_normalizer(synth_dir), num_classes=4, seed=9)
+  old = iter(reference.train_dataset(synth_dir, "train", **kwargs))
+  for _ in range(13):
+    next(old)
+  new = iter(pipeline.train_dataset(synth_dir, "train", **kwargs))
+  new.set_state(old.get_state())
+  for _ in range(2):
+    a, b = next(new), next(old)
+    for key in b:
+      np.testing.assert_array_equal(a[key], b[key], err_msg=key)
+
+
 def test_device_half_equals_the_host_normalisation_within_one_float32_rounding(synth_dir):
   """float16 crops + lengths, finished inside a jitted function over 8 devices under the batch's
   NamedSharding, equal the reference's float32 batch: mask and padding exactly, values to within a relative
