@@ -404,6 +404,60 @@ def stage_costs(args) -> dict[str, dict[str, float | None]]:
   return table
 
 
+def in_place_costs(args, batches: int = 6, repeats: int = 3) -> dict[str, float]:
+  """The new map's time per example split where it goes inside the map, on batch loops as training runs
+  them (records of shuffled shards, a batch array filled between reads): loops that do the map's first k
+  steps (the same calls in the same order as pipeline.CropBatch.map, label target), then CropBatch.map
+  itself, each over the same batches, process CPU time, best of `repeats` interleaved runs; each step's
+  cost is the difference to the loop before (so timers cost nothing per element)."""
+  source = pipeline.open_source(args.data_dir, "train")
+  order = pipeline.ShuffledBatches(np.arange(len(source)), 5, args.batch)
+  crop = pipeline.CropBatch(source, args.frames, args.mel_bins, 6, "label", args.num_classes)
+  t_ = args.frames
+
+  def loop(steps: int):
+    def run(element):
+      positions, keys = element
+      draws = crop_draws.first_uint32s(crop.key, positions).tolist()
+      log_mel = np.empty((len(keys), t_, args.mel_bins), np.float16)
+      for r, key in enumerate(keys.tolist()):
+        data = source[key]
+        if steps < 2:
+          continue
+        ex = records.decode(data, where=f"train record {key}")
+        if steps < 3:
+          continue
+        frames, start = ex.log_mel.shape[0], 0
+        if frames > t_:
+          start = crop_draws.bounded(draws[r], frames - t_ + 1)
+          if start is None:
+            start = crop_draws.draw(6, int(positions[r]), frames - t_ + 1)
+        if steps < 4:
+          continue
+        n = min(frames, t_)
+        log_mel[r, :n] = ex.log_mel[start:start + n]
+        if n < t_:
+          log_mel[r, n:] = 0
+    return run
+
+  steps = {"record read (+ batch setup, crop-draw uint32s)": loop(1), "decode": loop(2), "crop start": loop(3),
+           "crop copy + padding": loop(4), "the rest of CropBatch.map (lengths, targets, checks)": crop.map}
+  elements = [order[b] for b in range(batches)]
+  best = dict.fromkeys(steps, float("inf"))
+  for _ in range(repeats):
+    for name, fn in steps.items():
+      clock = time.process_time()
+      for element in elements:
+        fn(element)
+      best[name] = min(best[name], time.process_time() - clock)
+  out, before = {}, 0.0
+  for name, seconds in best.items():
+    us = 1e6 * seconds / (batches * args.batch)
+    out[name], before = us - before, us
+  out["CropBatch.map, total"] = before
+  return out
+
+
 # ---------------------------------------------------------------------------------------------------
 # Run, summarise, print.
 
@@ -436,6 +490,7 @@ def main(argv=None) -> dict:
         f"{old_data['writer_options']} ({old_data['bytes'] / 2**20:.0f} MiB)", flush=True)
   print("per-stage microtimings ...", flush=True)
   stages = stage_costs(args)
+  in_place = in_place_costs(args)
   fault = stages["(worker IPC: page faults per example, x the cost of one below)"]["fault_us"]
   rows = {f"{k}_{w}_workers": PipelineRow(args, k, w, num_classes) for w in worker_counts for k in kinds}
 
@@ -512,6 +567,9 @@ def main(argv=None) -> dict:
     cells = [f"{other:.1f}" if kind == k else "" for k in ("old", "new")]
     print(f"{'other = measured per-core cost - the stages above (' + kind + ')':<104}{cells[0]:>9}{cells[1]:>9}")
   print(f"one page fault on a fresh 4 KiB page: {fault:.2f} µs on this machine")
+  print(f"\n{'the new map in place (thread CPU-µs per example, a batch loop as training runs it)':<104}{'new':>9}")
+  for name, us in in_place.items():
+    print(f"{name:<104}{us:>9.1f}")
 
   cores = cores_table(per_core, args.frames * args.mel_bins)
   print(f"\nhost cores to feed ResNet-50 (img/s scaled by 224x224 / {args.frames}x{args.mel_bins} pixels); "
@@ -537,7 +595,8 @@ def main(argv=None) -> dict:
                                      "resnet50v1.5/README.md, DGX A100, mixed precision",
                       "h100_over_a100_estimate": H100_OVER_A100},
             "data": data, "data_format1": datasets["data_format1"], "rows": result_rows,
-            "stages_us_per_example": stages, "cores_needed": cores, "skipped": skipped}
+            "stages_us_per_example": stages, "new_map_in_place_us_per_example": in_place,
+            "cores_needed": cores, "skipped": skipped}
   path = os.path.join(args.out, "input_pipeline.json")
   records.write_json(path, result)
   print(f"\nwrote {path}")
