@@ -567,7 +567,7 @@ def main(argv=None) -> dict:
     cells = [f"{other:.1f}" if kind == k else "" for k in ("old", "new")]
     print(f"{'other = measured per-core cost - the stages above (' + kind + ')':<104}{cells[0]:>9}{cells[1]:>9}")
   print(f"one page fault on a fresh 4 KiB page: {fault:.2f} µs on this machine")
-  print(f"\n{'the new map in place (thread CPU-µs per example, a batch loop as training runs it)':<104}{'new':>9}")
+  print(f"\n{'the new map in place (CPU-µs per example, differences of cumulative batch loops)':<104}{'new':>9}")
   for name, us in in_place.items():
     print(f"{name:<104}{us:>9.1f}")
 
