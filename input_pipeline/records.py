@@ -18,7 +18,7 @@ msgpack map; 'L' is a msgpack integer). No pickle in either.
 
 Shards are ArrayRecord files of one record per chunk (`group_size:1`, what random access needs), written
 uncompressed (WRITER_OPTIONS): float16 log-mels shrink only ~20% under array_record's default zstd:3 while
-a random read of a ~100 KB record costs 2-3x the CPU time (benchmarks/input_pipeline.py, stage table).
+a random read of a ~100 KB record costs ~4x the CPU time (benchmarks/input_pipeline.py, stage table).
 Compression is recorded per chunk, so shards written compressed earlier read unchanged. dataset.json
 records the format version and, per split, the record formats and writer options of its shards.
 
