@@ -12,7 +12,7 @@ A record (format 2, what `encode` writes) is a small header and the raw log-mel 
   unknown), frames: int, mel_bins: int, scores: float32 little-endian bytes [num_scores] or nil (soft weak
   label)}, zero bytes up to the next multiple of 16, then log_mel: float16 little-endian [frames, mel_bins].
 `decode` views the log-mels in the record's buffer (np.frombuffer, no copy): a crop is the first copy.
-Format 1 records (this project's before 2026-12; msgpack via `flax.serialization` of the whole dict,
+Format 1 records (what this project wrote before format 2; msgpack via `flax.serialization` of the whole dict,
 log_mel included) are still read: `decode` tells them apart by the first byte (a format-1 record is a
 msgpack map; 'L' is a msgpack integer). No pickle in either.
 
