@@ -5,19 +5,25 @@ r"""Does the Grain input pipeline keep an accelerator fed? Examples/s per CPU co
   python benchmarks/input_pipeline.py --smoke --out=/tmp/lanser_bench_smoke    # seconds: tiny data and model
 
 Data: a generated feature folder (input_pipeline.synthetic; --records utterances of 1-15 s = 100-1500
-frames, 64 mel bins, --shards ArrayRecord shards), written once and reused from --data_dir.
+frames, 64 mel bins, --shards ArrayRecord shards) as this code writes it (record format 2, uncompressed
+shards), and a copy of the same examples as the project wrote them before (format 1, ArrayRecord's default
+zstd:3 compression) for the old pipeline; written once and reused from --data_dir (and <data_dir>_format1).
 Pipeline rows, batch 256 of 300-frame crops, shuffled over the shards, 0 / 1 / 2 Grain worker processes:
-  old_<w>_workers  input_pipeline.reference: per element decode + float32 normalisation + crop + pad, then
-                   Grain's batch (the pipeline training used before this benchmark's issue, #15)
-  new_<w>_workers  input_pipeline.pipeline.train_dataset(on_device=True), as training builds it: one map per
-                   batch, float16 crops + lengths (normalisation, cast and mask run in the jitted step)
+  old_<w>_workers  input_pipeline.reference over the format-1 copy: per element decode + float32
+                   normalisation + crop + pad, then Grain's batch (the pipeline training used before this
+                   benchmark's issue, #15)
+  new_<w>_workers  input_pipeline.pipeline.train_dataset(on_device=True) over the format-2 folder, as
+                   training builds it: Grain's shuffle order and the crop draws computed per batch, one map per
+                   batch reading records one at a time, float16 crops + lengths (normalisation, cast and mask
+                   run in the jitted step)
 Old and new rows are interleaved in every round (the order rotates), so a shared machine's load falls on
 both alike; medians over rounds. "Per core" is examples per CPU-second of this process and its Grain worker
 processes in the timed window (so it does not depend on how many cores the machine lets us have), beside
 the wall-clock rate.
-Stage table: single-threaded microtimings of each step of both paths per example (record read, msgpack
-decode, cast, normalisation, crop copy, padding, mask, crop draw, batch stacking) and the worker IPC of a
-batch of each kind; "other" is the rest of the measured per-core cost (Grain, threads, Python).
+Stage table: single-threaded microtimings (CPU time) of each step of both paths per example (record read,
+decode, shuffle order, crop draw, cast, normalisation, crop copy, padding, mask, batch stacking) and the
+worker IPC of a batch of each kind, with the page faults it takes; rows in parentheses are alternatives not
+adopted. "other" is the rest of the measured per-core cost (Grain, the read thread, Python).
 Train-step row: the ResNet-50 step of benchmarks/train_step.py (--step_variant, default jax_ynn) in its own
 process at --step_batch (on this CPU a 256-batch step would take half a minute), in the same rounds.
 Cores table: host cores the new and the old pipeline need per A100 and per 8xA100 node, from NVIDIA's
@@ -31,7 +37,6 @@ import argparse
 import importlib.util
 import os
 import statistics
-import struct
 import sys
 import time
 
@@ -40,24 +45,23 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != HERE]
 sys.path.insert(0, os.path.dirname(HERE))
 
-import grain  # noqa: E402
-import numpy as np  # noqa: E402
-import psutil  # noqa: E402
 from absl import flags  # noqa: E402
+from array_record.python import array_record_module  # noqa: E402
 
 from input_pipeline import pipeline, records, reference, synthetic  # noqa: E402
 
 
-def _load_train_step_benchmark():
-  path = os.path.join(HERE, "train_step.py")
-  spec = importlib.util.spec_from_file_location("lanser_bench_train_step", path)
+def _load_sibling(file: str, name: str):
+  spec = importlib.util.spec_from_file_location(name, os.path.join(HERE, file))
   module = importlib.util.module_from_spec(spec)
   sys.modules[spec.name] = module
   spec.loader.exec_module(module)
   return module
 
 
-step_bench = _load_train_step_benchmark()  # benchmarks/train_step.py: its workers and interleaved rounds
+step_bench = _load_sibling("train_step.py", "lanser_bench_train_step")  # its workers and interleaved rounds
+stages_lib = _load_sibling("pipeline_stages.py", "lanser_bench_pipeline_stages")  # the stage table
+CpuClock = stages_lib.CpuClock
 
 # Grain reads absl flags in its worker processes; this script parses its own arguments with argparse.
 flags.FLAGS.mark_as_parsed()
@@ -72,7 +76,7 @@ H100_OVER_A100 = (2.0, 3.0)  # an estimate, not a published ResNet-50 figure
 def parse_args(argv=None):
   p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   p.add_argument("--out", default="/tmp/lanser_bench", help="folder for input_pipeline.json")
-  p.add_argument("--data_dir", default="", help="default: <out>/pipeline_data_<records>x<frames>x<bins>")
+  p.add_argument("--data_dir", default="", help="default: <out>/pipeline_data_v2_<records>x<frames>x<bins>")
   p.add_argument("--records", type=int, default=2048)
   p.add_argument("--min_frames", type=int, default=100)
   p.add_argument("--max_frames", type=int, default=1500)
@@ -101,13 +105,16 @@ def parse_args(argv=None):
     if args.step_variant == "jax_ynn":
       args.step_variant = "jax_default"  # the variant train_step.py --smoke also compiles (shared cache)
   args.data_dir = args.data_dir or os.path.join(
-      args.out, f"pipeline_data_{args.records}x{args.min_frames}-{args.max_frames}x{args.mel_bins}")
+      args.out, f"pipeline_data_v{records.FORMAT_VERSION}_{args.records}x{args.min_frames}-{args.max_frames}x"
+      f"{args.mel_bins}")
+  args.format1_dir = args.data_dir.rstrip("/") + "_format1"
   args.threads = args.threads or len(os.sched_getaffinity(0))
   return args
 
 
 def ensure_data(args) -> dict:
-  """Writes the feature folder unless a complete one (dataset.json is written last) is there."""
+  """Writes the feature folder unless a complete one (dataset.json is written last) is there, and its
+  format-1 copy for the old pipeline."""
   info_path = os.path.join(args.data_dir, "dataset.json")
   if not os.path.exists(info_path):
     print(f"writing {args.records} records of {args.min_frames}-{args.max_frames} frames to "
@@ -119,31 +126,39 @@ def ensure_data(args) -> dict:
                               num_shards=args.shards, soft=False, seed=0)
     print(f"  done in {time.perf_counter() - t:.1f} s", flush=True)
   info = records.read_dataset_info(args.data_dir)
-  shards = records.list_shards(args.data_dir, "train")
-  return {"dir": args.data_dir, "records": info["splits"]["train"]["num_examples"], "shards": len(shards),
-          "bytes": sum(os.path.getsize(s) for s in shards), "label_names": info["label_names"]}
+  if info["splits"]["train"].get("record_versions") != [records.FORMAT_VERSION]:
+    raise SystemExit(f"{args.data_dir}: its train records are not all format {records.FORMAT_VERSION} (written "
+                     f"before it?); give a new --data_dir so that the benchmark writes one")
+  if not os.path.exists(os.path.join(args.format1_dir, "dataset.json")):
+    print(f"writing its format-1 copy (the old pipeline's input) to {args.format1_dir} ...", flush=True)
+    write_format1_copy(args.data_dir, args.format1_dir, info)
+  out = {}
+  for key, d in (("data", args.data_dir), ("data_format1", args.format1_dir)):
+    shards = records.list_shards(d, "train")
+    out[key] = {"dir": d, "records": records.read_dataset_info(d)["splits"]["train"]["num_examples"],
+                "shards": len(shards), "bytes": sum(os.path.getsize(p) for p in shards),
+                "label_names": info["label_names"],
+                "writer_options": records.read_dataset_info(d)["splits"]["train"]["writer_options"]}
+  return out
 
 
-class CpuClock:
-  """CPU seconds of this process and of the child processes started after it was made (Grain workers, not
-  the train-step workers that were already running)."""
-
-  def __init__(self):
-    self._me = psutil.Process()
-    self._before = {c.pid for c in self._me.children(recursive=True)}
-
-  def __call__(self) -> float:
-    t = self._me.cpu_times()
-    total = t.user + t.system
-    for c in self._me.children(recursive=True):
-      if c.pid in self._before:
-        continue
-      try:
-        ct = c.cpu_times()
-        total += ct.user + ct.system
-      except psutil.Error:  # a worker that just exited
-        pass
-    return total
+def write_format1_copy(src: str, dst: str, info: dict):
+  """The same examples as this project wrote them before record format 2: format-1 records in shards of
+  ArrayRecord's default compression, sidecars without the format keys."""
+  os.makedirs(dst, exist_ok=True)
+  for split in info["splits"]:
+    for path in records.list_shards(src, split):
+      reader = array_record_module.ArrayRecordReader(path, "readahead_buffer_size:0")
+      out = os.path.join(dst, os.path.basename(path))
+      writer = array_record_module.ArrayRecordWriter(out, records.LEGACY_WRITER_OPTIONS)
+      for i in range(reader.num_records()):
+        writer.write(records.encode_v1(records.decode(reader.read([i])[0])))
+      writer.close()
+      reader.close()
+      sidecar = records.read_json(path.removesuffix(".array_record") + ".stats.json")
+      records.write_json(out.removesuffix(".array_record") + ".stats.json",
+                         records.RunningStats.from_json(sidecar).to_json())
+  records.write_dataset_info(dst, info["label_names"], info["feature"], list(info["splits"]))
 
 
 class PipelineRow:
@@ -159,7 +174,7 @@ class PipelineRow:
     kwargs = dict(global_batch_size=a.batch, crop_frames=a.frames, normalizer=self.normalizer,
                   num_classes=self.num_classes, seed=self.calls, num_workers=self.num_workers)
     if self.kind == "old":
-      return iter(reference.train_dataset(a.data_dir, "train", **kwargs))
+      return iter(reference.train_dataset(a.format1_dir, "train", **kwargs))
     return iter(pipeline.train_dataset(a.data_dir, "train", on_device=True, **kwargs))
 
   def __call__(self) -> float:
@@ -188,119 +203,6 @@ class PipelineRow:
 
 
 # ---------------------------------------------------------------------------------------------------
-# Where the time goes: each stage of both paths, per example, single-threaded.
-
-
-def _us_per_example(fn, n: int, repeats: int = 3) -> float:
-  """CPU time (not wall time: on a shared machine the wall clock counts other jobs' turns), best of repeats."""
-  times = []
-  for _ in range(repeats):
-    t = time.process_time()
-    fn()
-    times.append(time.process_time() - t)
-  return 1e6 * min(times) / n
-
-
-class _ConstantBatch(grain.transforms.Map):
-  """Hands out one prebuilt batch: the cost of moving it from a worker process is then all there is."""
-
-  def __init__(self, batch):
-    self.batch = batch
-
-  def map(self, _):
-    return self.batch
-
-
-def ipc_us_per_example(batch: dict, batches: int) -> float:
-  """CPU-µs per example (this process + the worker) to bring a batch out of one Grain worker process."""
-  ds = grain.MapDataset.range(batches + 2).map(_ConstantBatch(batch)).to_iter_dataset()
-  clock = CpuClock()
-  it = iter(ds.mp_prefetch(grain.MultiprocessingOptions(num_workers=1, per_worker_buffer_size=2)))
-  try:
-    next(it), next(it)
-    cpu = clock()
-    for _ in range(batches):
-      next(it)
-    spent = clock() - cpu
-  finally:
-    it.close()
-  return 1e6 * spent / (batches * len(batch["label"]))
-
-
-def stage_costs(args) -> dict[str, dict[str, float | None]]:
-  source = pipeline.open_source(args.data_dir, "train")
-  normalizer = pipeline.Normalizer.from_file(os.path.join(args.data_dir, "stats.json"))
-  n = min(args.stage_examples, len(source))
-  keys = [int(k) for k in np.random.default_rng(0).choice(len(source), n, replace=False)]
-  t_, bins = args.frames, args.mel_bins
-  raw = source.__getitems__(keys)
-  exs = [records.decode(r) for r in raw]
-  gen = np.random.Generator(np.random.Philox(1))
-  starts = [int(gen.integers(0, max(e.log_mel.shape[0] - t_, 0) + 1)) for e in exs]
-  lengths = [min(e.log_mel.shape[0], t_) for e in exs]
-  floats = [e.log_mel.astype(np.float32) for e in exs]
-  normed = [normalizer(e.log_mel) for e in exs]
-  # The alternative record layout the issue proposes: a small header, then the raw float16 bytes.
-  headers = [struct.pack("<II", *e.log_mel.shape) + e.log_mel.tobytes() for e in exs]
-
-  def raw_view():
-    for h in headers:
-      frames, b = struct.unpack_from("<II", h)
-      np.frombuffer(h, np.float16, frames * b, 8).reshape(frames, b)
-
-  def draw():
-    for i, e in enumerate(exs):
-      pipeline._reset_rng(gen, i)  # the crop start, as Grain's random_map and CropBatch draw it
-      gen.integers(0, max(e.log_mel.shape[0] - t_, 0) + 1)
-
-  def old_crop():
-    for x, s, m in zip(normed, starts, lengths):
-      out = np.zeros((t_, bins), np.float32)
-      out[:m] = x[s:s + m]
-
-  def new_crop():
-    out = np.zeros((n, t_, bins), np.float16)
-    for r, (e, s, m) in enumerate(zip(exs, starts, lengths)):
-      out[r, :m] = e.log_mel[s:s + m]
-
-  def masks():
-    for m in lengths:
-      mask = np.zeros((t_,), bool)
-      mask[:m] = True
-
-  crops = [np.zeros((t_, bins), np.float32) for _ in range(n)]
-  masks_ = [np.zeros((t_,), bool) for _ in range(n)]
-  rows = {
-      "record read, one at a time": (lambda: [source[k] for k in keys], None),
-      "record read, batched (__getitems__)": (None, lambda: source.__getitems__(keys)),
-      "msgpack decode": (lambda: [records.decode(r) for r in raw], lambda: [records.decode(r) for r in raw]),
-      "float16 -> float32 cast (old: whole utterance)": (lambda: [e.log_mel.astype(np.float32) for e in exs],
-                                                         None),
-      "normalisation (old: whole utterance)": (lambda: [(x - normalizer.mean) / normalizer.std
-                                                       for x in floats], None),
-      "crop draw (Philox reset + integers)": (draw, draw),
-      "padding + crop copy (old: float32 per element; new: float16 into the batch)": (old_crop, new_crop),
-      "mask (new: lengths only)": (masks, None),
-      "batch stacking (new: none, preallocated)": (lambda: (np.stack(crops), np.stack(masks_)), None),
-  }
-  table = {}
-  for name, (old, new) in rows.items():
-    table[name] = {"old_us": _us_per_example(old, n) if old else None,
-                   "new_us": _us_per_example(new, n) if new else None}
-  table["(alternative layout: header + raw float16, np.frombuffer; not adopted)"] = {
-      "old_us": None, "new_us": _us_per_example(raw_view, n)}
-  b = min(args.batch, n)
-  old_batch = {"log_mel": np.zeros((b, t_, bins), np.float32), "mask": np.zeros((b, t_), bool),
-               "label": np.zeros((b,), np.int32)}
-  new_batch = {"log_mel": np.zeros((b, t_, bins), np.float16), "length": np.zeros((b,), np.int32),
-               "label": np.zeros((b,), np.int32)}
-  ipc_batches = max(4, 2048 // b)
-  table["worker IPC (shared memory, per example)"] = {"old_us": ipc_us_per_example(old_batch, ipc_batches),
-                                                      "new_us": ipc_us_per_example(new_batch, ipc_batches)}
-  return table
-
-
-# ---------------------------------------------------------------------------------------------------
 # Run, summarise, print.
 
 
@@ -317,7 +219,8 @@ def cores_table(per_core: dict[str, float], crop_pixels: int) -> dict[str, dict]
 
 def main(argv=None) -> dict:
   args = parse_args(argv)
-  data = ensure_data(args)
+  datasets = ensure_data(args)
+  data = datasets["data"]
   num_classes = len(data["label_names"])
   worker_counts = [int(w) for w in args.workers.split(",") if w.strip()]
   kinds = [k for k in args.pipelines.split(",") if k.strip()]
@@ -326,8 +229,13 @@ def main(argv=None) -> dict:
         f"({data['bytes'] / 2**20:.0f} MiB), batch {args.batch} x {args.frames} frames x {args.mel_bins} "
         f"bins; worker processes {worker_counts}; {os.cpu_count()} CPUs, load average {load_start[0]:.2f}"
         f"{' (a loaded machine: other jobs share these cores)' if load_start[0] > 1 else ''}", flush=True)
+  old_data = datasets["data_format1"]
+  print(f"  new pipeline: format {records.FORMAT_VERSION}, {data['writer_options']}; old pipeline: format 1, "
+        f"{old_data['writer_options']} ({old_data['bytes'] / 2**20:.0f} MiB)", flush=True)
   print("per-stage microtimings ...", flush=True)
-  stages = stage_costs(args)
+  stages = stages_lib.stage_costs(args)
+  in_place = stages_lib.in_place_costs(args)
+  fault = stages["(worker IPC: page faults per example, x the cost of one below)"]["fault_us"]
   rows = {f"{k}_{w}_workers": PipelineRow(args, k, w, num_classes) for w in worker_counts for k in kinds}
 
   workers, info, skipped, extra = {}, {}, {}, dict(rows)
@@ -390,10 +298,10 @@ def main(argv=None) -> dict:
       if best is None or r["num_workers"] > best["num_workers"]:
         measured[r["pipeline"]] = r
   per_core = {k: r["examples_per_core_s"] for k, r in measured.items()}
-  print(f"\n{'stage (µs per example, one thread)':<80}{'old':>9}{'new':>9}")
+  print(f"\n{'stage (CPU-µs per example, one thread)':<104}{'old':>9}{'new':>9}")
   for name, s in stages.items():
     fmt = lambda v: f"{v:.1f}" if v is not None else "-"
-    print(f"{name:<80}{fmt(s['old_us']):>9}{fmt(s['new_us']):>9}")
+    print(f"{name:<104}{fmt(s['old_us']):>9}{fmt(s['new_us']):>9}")
   timed = dict(stages)
   for kind, r in measured.items():
     known = sum(s[f"{kind}_us"] or 0 for n, s in timed.items() if not n.startswith("("))
@@ -401,7 +309,11 @@ def main(argv=None) -> dict:
     stages[f"other ({kind}: Grain, threads, Python; {r['num_workers']} workers)"] = {
         "old_us": other if kind == "old" else None, "new_us": other if kind == "new" else None}
     cells = [f"{other:.1f}" if kind == k else "" for k in ("old", "new")]
-    print(f"{'other = measured per-core cost - the stages above (' + kind + ')':<80}{cells[0]:>9}{cells[1]:>9}")
+    print(f"{'other = measured per-core cost - the stages above (' + kind + ')':<104}{cells[0]:>9}{cells[1]:>9}")
+  print(f"one page fault on a fresh 4 KiB page: {fault:.2f} µs on this machine")
+  print(f"\n{'the new map in place (CPU-µs per example, differences of cumulative batch loops)':<104}{'new':>9}")
+  for name, us in in_place.items():
+    print(f"{name:<104}{us:>9.1f}")
 
   cores = cores_table(per_core, args.frames * args.mel_bins)
   print(f"\nhost cores to feed ResNet-50 (img/s scaled by 224x224 / {args.frames}x{args.mel_bins} pixels); "
@@ -426,8 +338,9 @@ def main(argv=None) -> dict:
                       "a100_source": "NVIDIA DeepLearningExamples PyTorch/Classification/ConvNets/"
                                      "resnet50v1.5/README.md, DGX A100, mixed precision",
                       "h100_over_a100_estimate": H100_OVER_A100},
-            "data": data, "rows": result_rows, "stages_us_per_example": stages, "cores_needed": cores,
-            "skipped": skipped}
+            "data": data, "data_format1": datasets["data_format1"], "rows": result_rows,
+            "stages_us_per_example": stages, "new_map_in_place_us_per_example": in_place,
+            "cores_needed": cores, "skipped": skipped}
   path = os.path.join(args.out, "input_pipeline.json")
   records.write_json(path, result)
   print(f"\nwrote {path}")

@@ -1,13 +1,14 @@
 """Grain input pipelines over feature shards (see records.py for the format): the host half of the input.
 
-Training: seeded shuffle of record indices -> repeat -> this process's rows of every global batch -> batch of
-indices -> one map per batch that reads the batch's records at once (ArrayRecord reads each shard's share in
-its own thread), decodes them and copies a random `crop_frames` window of each into one preallocated float16
-array, with each crop's length. Normalisation, the float32 cast and the padding mask are the device half
-(`Normalizer.device`, traced into the jitted train and eval steps), so the host does no per-frame arithmetic
-and hands over half the bytes. The crop of element i is drawn exactly as the earlier per-element pipeline
-(input_pipeline/reference.py) drew it, so batches are the same for the same seed. The iterator is a Grain
-`DatasetIterator`, so its position is saved in checkpoints and a resumed run sees the same batches.
+Training: batch b -> the record indices of this process's rows of global batch b, in Grain's seeded shuffle
+order computed for the whole batch (`ShuffledBatches`, shuffle.py) -> one map per batch that reads the
+batch's records one after another, decodes them (format 2: a view of the record's bytes) and copies a
+random `crop_frames` window of each into one preallocated float16 array, with each crop's length.
+Normalisation, the float32 cast and the padding mask are the device half (`Normalizer.device`, traced into
+the jitted train and eval steps), so the host does no per-frame arithmetic and hands over half the bytes.
+The crop of element i is drawn exactly as the earlier per-element pipeline (input_pipeline/reference.py)
+drew it, so batches are the same for the same seed. The iterator is a Grain `DatasetIterator`, so its
+position is saved in checkpoints and a resumed run sees the same batches.
 
 Evaluation: every utterance of this process's slice exactly once and whole. Utterances longer than the crop are
 cut into overlapping windows; the model's logits are averaged over an utterance's windows (the windowing is
@@ -22,12 +23,13 @@ without a jitted step of their own.
 from __future__ import annotations
 
 import dataclasses
+import sys
 from typing import Any, Iterator, Sequence
 
 import grain
 import numpy as np
 
-from input_pipeline import records, windows as windows_lib
+from input_pipeline import crop_draws, records, shuffle, windows as windows_lib
 from input_pipeline.windows import window_starts  # noqa: F401  (pipeline.window_starts, as before)
 
 
@@ -106,53 +108,69 @@ def _targets(ex: records.Example, target: str, num_classes: int, where: str) -> 
   return {"label": np.int32(ex.label)}
 
 
-def _reset_rng(rng: np.random.Generator, index: int):
-  """Puts a Philox generator where Grain's `random_map` puts it for element `index` (counter [0, 0, 0,
-  index], empty buffer): the crops then equal the per-element pipeline's (tests/test_pipeline.py checks)."""
-  state = rng.bit_generator.state
-  state["state"]["counter"] = np.array([0, 0, 0, index], np.uint64)
-  state["buffer"] = np.zeros(4, np.uint64)
-  state["buffer_pos"], state["has_uint32"], state["uinteger"] = 4, 0, 0
-  rng.bit_generator.state = state
+class ShuffledBatches(grain.MapDataset):
+  """Batch b -> (element indices, record indices) of this process's rows of global batch b: what
+  `MapDataset.source(indices).shuffle(seed).repeat()`, then `_ProcessSlice` and `batch` gave, computed for
+  the whole batch at once (shuffle.py: Grain's permutation in NumPy, one epoch's order kept) instead of
+  through five Grain calls per element. The element index seeds the element's crop."""
 
+  def __init__(self, indices: np.ndarray, seed: int, global_batch: int, process_index: int = 0,
+               process_count: int = 1):
+    super().__init__()
+    self._indices = np.asarray(indices, np.int64)
+    self._order = shuffle.ShuffleOrder(len(self._indices), seed)
+    self._global, self._local = global_batch, global_batch // process_count
+    self._rows = np.arange(self._local, dtype=np.int64) + process_index * self._local
 
-class _WithIndex(grain.transforms.MapWithIndex):
-  """element -> (its index in the shuffled, repeated order, element): the index seeds the element's crop."""
+  def __len__(self):
+    return sys.maxsize // self._global
 
-  def map_with_index(self, index: int, element):
-    return np.int64(index), element
+  def __getitem__(self, index):
+    if isinstance(index, slice):
+      return self.slice(index)
+    elements = index * self._global + self._rows
+    return elements, self._indices[self._order(elements)]
+
+  def __str__(self):
+    return (f"ShuffledBatches({len(self._indices)} records, rows {self._rows[0]}..{self._rows[-1] + 1} of "
+            f"{self._global})")
 
 
 class CropBatch(grain.transforms.Map):
-  """A batch of (element index, record index) -> float16 crops, lengths and targets, in one call: the
-  records are read together (`__getitems__`), and each crop is copied once, from the decoded record's
-  buffer straight into the batch array."""
+  """A batch of (element index, record index) -> float16 crops, lengths and targets, in one call: each crop
+  is copied once, from the decoded record's buffer straight into the batch array."""
 
   def __init__(self, source, crop_frames: int, mel_bins: int, seed: int, target: str, num_classes: int):
     self.source, self.crop_frames, self.mel_bins, self.seed = source, crop_frames, mel_bins, seed
     self.target, self.num_classes = target, num_classes
+    self.key = crop_draws.generator_key(seed)
 
   def map(self, element: tuple[np.ndarray, np.ndarray]) -> dict[str, np.ndarray]:
     positions, keys = element
     b, t = len(keys), self.crop_frames
-    raw = self.source.__getitems__([int(k) for k in keys])
-    rng = np.random.Generator(np.random.Philox(self.seed))  # per call: batches are built in several threads
-    log_mel = np.zeros((b, t, self.mel_bins), np.float16)
+    draws = crop_draws.first_uint32s(self.key, positions).tolist()  # each element's crop draw, as random_map's
+    log_mel = np.empty((b, t, self.mel_bins), np.float16)  # not zeros: only padding needs zeroing
     length = np.empty((b,), np.int32)
     label = np.empty((b,), np.int32)
     scores = np.empty((b, self.num_classes), np.float32) if self.target == "scores" else None
-    for r, data in enumerate(raw):
-      ex = records.decode(data, where=f"train record {int(keys[r])}")
+    for r, key in enumerate(keys.tolist()):
+      # One record at a time: its buffer is freed before the next is read, so the allocator hands the same
+      # memory back. Reading the whole batch at once kept 256 x ~100 KB alive, fresh pages every batch,
+      # and paid a page fault per 4 KB (on this project's VMs ~4 µs each: more than the read itself).
+      ex = records.decode(self.source[key], where=f"train record {key}")
       frames = ex.log_mel.shape[0]
       if ex.log_mel.shape[1] != self.mel_bins:
-        raise records.RecordError(f"train record {int(keys[r])} ({ex.utt_id}): features have "
+        raise records.RecordError(f"train record {key} ({ex.utt_id}): features have "
                                   f"{ex.log_mel.shape[1]} mel bins but the stats file has {self.mel_bins}")
       start = 0
       if frames > t:
-        _reset_rng(rng, int(positions[r]))
-        start = int(rng.integers(0, frames - t + 1))
+        start = crop_draws.bounded(draws[r], frames - t + 1)
+        if start is None:  # Lemire's rare rejection: NumPy draws again
+          start = crop_draws.draw(self.seed, int(positions[r]), frames - t + 1)
       n = min(frames, t)
       log_mel[r, :n] = ex.log_mel[start:start + n]
+      if n < t:
+        log_mel[r, n:] = 0
       length[r] = n
       targets = _targets(ex, self.target, self.num_classes, "train record")
       label[r] = targets["label"]
@@ -227,10 +245,7 @@ def train_dataset(data_dir: str, split: str, *, global_batch_size: int, crop_fra
   indices = np.arange(len(source)) if subset is None else np.asarray(subset)
   if len(indices) == 0:
     raise records.RecordError(f"{data_dir}: split {split!r} has no training records")
-  ds = grain.MapDataset.source(indices).shuffle(seed=seed).repeat().map_with_index(_WithIndex())
-  if process_count > 1:
-    ds = _ProcessSlice(ds, global_batch_size, process_index, process_count)
-  ds = ds.batch(global_batch_size // process_count, drop_remainder=True)
+  ds = ShuffledBatches(indices, seed, global_batch_size, process_index, process_count)
   ds = ds.map(CropBatch(source, crop_frames, normalizer.mel_bins, seed + 1, target, num_classes))
   if not on_device:
     ds = ds.map(HostFinish(normalizer))
@@ -240,8 +255,10 @@ def train_dataset(data_dir: str, split: str, *, global_batch_size: int, crop_fra
 
 
 def iterate(ds: grain.MapDataset, num_workers: int, worker_buffer_size: int) -> grain.IterDataset:
-  """The iterator every pipeline here ends in: read threads, then `num_workers` worker processes."""
-  it = ds.to_iter_dataset(grain.ReadOptions(num_threads=2, prefetch_buffer_size=4))
+  """The iterator every pipeline here ends in: a read thread, then `num_workers` worker processes. One
+  thread builds batches ahead while the step runs; a second only contended for the GIL (~20% more CPU time
+  per example and a lower rate, benchmarks/README.md)."""
+  it = ds.to_iter_dataset(grain.ReadOptions(num_threads=1, prefetch_buffer_size=4))
   if num_workers > 0:
     it = it.mp_prefetch(grain.MultiprocessingOptions(num_workers=num_workers,
                                                      per_worker_buffer_size=worker_buffer_size))
@@ -275,13 +292,11 @@ def make_eval_set(data_dir: str, split: str, *, crop_frames: int, hop_frames: in
   indices = np.arange(len(source)) if subset is None else np.asarray(subset)
   local = indices[process_index::process_count]
   utt_ids, labels, windows = [], [], []
-  for lo in range(0, len(local), 256):  # a chunk of records per read: the shards' threads read in parallel
-    keys = [int(i) for i in local[lo:lo + 256]]
-    for u, (i, data) in enumerate(zip(keys, source.__getitems__(keys)), lo):
-      ex = records.decode(data, where=f"{data_dir}:{split}[{i}]")
-      labels.append(_targets(ex, target, num_classes, f"{split} record {i}")["label"])
-      utt_ids.append(ex.utt_id)
-      windows.extend((u, s) for s in window_starts(ex.log_mel.shape[0], crop_frames, hop_frames))
+  for u, i in enumerate(local.tolist()):  # one record at a time, as CropBatch reads (its buffer is reused)
+    ex = records.decode(source[i], where=f"{data_dir}:{split}[{i}]")
+    labels.append(_targets(ex, target, num_classes, f"{split} record {i}")["label"])
+    utt_ids.append(ex.utt_id)
+    windows.extend((u, s) for s in window_starts(ex.log_mel.shape[0], crop_frames, hop_frames))
   return EvalSet(data_dir, split, np.asarray(local), utt_ids, np.asarray(labels, np.int32), windows,
                  crop_frames)
 
@@ -301,15 +316,14 @@ class EvalBatch(grain.transforms.Map):
   def map(self, b: int) -> dict[str, np.ndarray]:
     bs = self.batch_size
     utt, start = self.utt[b * bs:(b + 1) * bs], self.start[b * bs:(b + 1) * bs]
-    needed = np.unique(utt)
-    keys = [int(self.indices[u]) for u in needed]
     mels = {}
-    for u, key, data in zip(needed, keys, self.source.__getitems__(keys) if keys else []):
-      m = records.decode(data, where=f"{self.where}[{key}]").log_mel
+    for u in np.unique(utt).tolist():
+      key = int(self.indices[u])
+      m = records.decode(self.source[key], where=f"{self.where}[{key}]").log_mel
       if m.shape[1] != self.mel_bins:
         raise records.RecordError(f"{self.where}[{key}]: features have {m.shape[1]} mel bins but the stats "
                                   f"file has {self.mel_bins}")
-      mels[int(u)] = m
+      mels[u] = m
     return windows_lib.fill_batch(mels, utt, start, bs, self.crop_frames, self.mel_bins)
 
 

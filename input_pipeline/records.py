@@ -7,9 +7,20 @@ A feature dataset is a folder:
   <dir>/<split>-SSSSS-of-NNNNN.array_record  records, one serialised `Example` each
   <dir>/<split>-SSSSS-of-NNNNN.stats.json    the shard's running sums, merged into stats.json
 
-A record is msgpack (via `flax.serialization`, no pickle) of a flat dict:
-  utt_id: str, speaker_id: str, label: int (-1 when unknown),
-  log_mel: float16 [frames, mel_bins], scores: float32 [num_scores] or None (soft weak label).
+A record (format 2, what `encode` writes) is a small header and the raw log-mel bytes:
+  b"LJR2", uint32 little-endian n, n bytes of msgpack {utt_id: str, speaker_id: str, label: int (-1 when
+  unknown), frames: int, mel_bins: int, scores: float32 little-endian bytes [num_scores] or nil (soft weak
+  label)}, zero bytes up to the next multiple of 16, then log_mel: float16 little-endian [frames, mel_bins].
+`decode` views the log-mels in the record's buffer (np.frombuffer, no copy): a crop is the first copy.
+Format 1 records (what this project wrote before format 2; msgpack via `flax.serialization` of the whole dict,
+log_mel included) are still read: `decode` tells them apart by the first byte (a format-1 record is a
+msgpack map; 'L' is a msgpack integer). No pickle in either.
+
+Shards are ArrayRecord files of one record per chunk (`group_size:1`, what random access needs), written
+uncompressed (WRITER_OPTIONS): float16 log-mels shrink only ~20% under array_record's default zstd:3 while
+a random read of a ~100 KB record costs ~4x the CPU time (benchmarks/input_pipeline.py, stage table).
+Compression is recorded per chunk, so shards written compressed earlier read unchanged. dataset.json
+records the format version and, per split, the record formats and writer options of its shards.
 
 Shards are written under a temporary name and renamed when complete, so a shard that exists is whole. The
 folder may be a gs:// or s3:// URL (lanser_jax.fileio): shards are then written locally and uploaded whole;
@@ -22,16 +33,24 @@ import dataclasses
 import json
 import os
 import re
+import struct
 from typing import Any, Iterable, Sequence
 
+import msgpack
 import numpy as np
 from array_record.python import array_record_module
 from flax import serialization
 
 from lanser_jax import fileio
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # of the records `encode` writes and of dataset.json
+READABLE_VERSIONS = (1, 2)
+WRITER_OPTIONS = "group_size:1,uncompressed"
+LEGACY_WRITER_OPTIONS = "group_size:1"  # format-1 shards: array_record's default compression (zstd:3)
 NO_LABEL = -1
+_MAGIC = b"LJR2"
+_PREFIX = struct.Struct("<4sI")
+_ALIGN = 16
 _SHARD_RE = re.compile(r"^(?P<split>[\w.]+)-(?P<index>\d{5})-of-(?P<count>\d{5})\.array_record$")
 
 
@@ -49,7 +68,7 @@ class Example:
 
 
 def encode(example: Example) -> bytes:
-  """Serialises an example; checks shapes and types so that a bad record is never written."""
+  """Serialises an example (format 2); checks shapes and types so that a bad record is never written."""
   log_mel = np.asarray(example.log_mel)
   if log_mel.ndim != 2 or log_mel.shape[0] == 0 or log_mel.shape[1] == 0:
     raise RecordError(f"{example.utt_id}: log_mel must be a non-empty [frames, mel_bins] matrix, "
@@ -61,26 +80,54 @@ def encode(example: Example) -> bytes:
     scores = np.asarray(example.scores, np.float32)
     if scores.ndim != 1:
       raise RecordError(f"{example.utt_id}: scores must be a vector, got shape {scores.shape}")
-  return serialization.msgpack_serialize({
-      "v": FORMAT_VERSION,
-      "utt_id": str(example.utt_id),
-      "speaker_id": str(example.speaker_id),
-      "label": int(example.label),
-      "log_mel": log_mel.astype(np.float16),
-      "scores": scores,
-  })
+    scores = scores.astype("<f4").tobytes()
+  header = msgpack.packb({"utt_id": str(example.utt_id), "speaker_id": str(example.speaker_id),
+                          "label": int(example.label), "frames": int(log_mel.shape[0]),
+                          "mel_bins": int(log_mel.shape[1]), "scores": scores})
+  pad = -(_PREFIX.size + len(header)) % _ALIGN
+  return b"".join([_PREFIX.pack(_MAGIC, len(header)), header, bytes(pad),
+                   np.ascontiguousarray(log_mel, "<f2").tobytes()])
 
 
 def decode(data: bytes, where: str = "record") -> Example:
-  """Inverse of `encode`; `where` names the shard and index in error messages."""
+  """Inverse of `encode`, for both record formats; `where` names the shard and index in error messages.
+  The log-mels (and scores) of a format-2 record are read-only views of `data`."""
+  if data[:4] != _MAGIC:
+    return _decode_v1(data, where)
+  try:
+    _, n = _PREFIX.unpack_from(data)
+    h = msgpack.unpackb(data[_PREFIX.size:_PREFIX.size + n])
+    frames, bins = h["frames"], h["mel_bins"]
+    offset = _PREFIX.size + n + (-(_PREFIX.size + n) % _ALIGN)
+    if offset + 2 * frames * bins != len(data):
+      raise ValueError(f"{len(data)} bytes, the header says {offset + 2 * frames * bins} "
+                       f"({frames} x {bins} float16 after {offset})")
+    log_mel = np.frombuffer(data, "<f2", frames * bins, offset).reshape(frames, bins)
+    scores = None if h["scores"] is None else np.frombuffer(h["scores"], "<f4")
+    return Example(utt_id=h["utt_id"], speaker_id=h["speaker_id"], label=int(h["label"]), log_mel=log_mel,
+                   scores=scores)
+  except Exception as e:  # a short record, a corrupt header or a missing key
+    raise RecordError(f"{where}: not a lanser-jax record ({type(e).__name__}: {e})") from e
+
+
+def _decode_v1(data: bytes, where: str) -> Example:
+  """Format 1: msgpack (flax.serialization) of the whole dict, with "v": 1."""
   try:
     d = serialization.msgpack_restore(data)
   except Exception as e:  # msgpack raises several types on corrupt input
     raise RecordError(f"{where}: not a lanser-jax record ({type(e).__name__}: {e})") from e
-  if not isinstance(d, dict) or d.get("v") != FORMAT_VERSION:
+  if not isinstance(d, dict) or d.get("v") != 1:
     raise RecordError(f"{where}: unknown record version {d.get('v') if isinstance(d, dict) else d!r}")
   return Example(utt_id=d["utt_id"], speaker_id=d["speaker_id"], label=int(d["label"]),
                  log_mel=d["log_mel"], scores=d["scores"])
+
+
+def encode_v1(example: Example) -> bytes:
+  """A format-1 record, as this project wrote them before format 2 (for tests of the format-1 reader)."""
+  return serialization.msgpack_serialize({
+      "v": 1, "utt_id": str(example.utt_id), "speaker_id": str(example.speaker_id),
+      "label": int(example.label), "log_mel": np.asarray(example.log_mel).astype(np.float16),
+      "scores": None if example.scores is None else np.asarray(example.scores, np.float32)})
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -164,16 +211,19 @@ class RunningStats:
 
 
 class ShardWriter:
-  """Writes one shard under a temporary name; `close()` renames it and writes its stats sidecar."""
+  """Writes one shard under a temporary name; `close()` renames it and writes its stats sidecar (which also
+  records the record format and the ArrayRecord writer options, for dataset.json)."""
 
-  def __init__(self, data_dir: str, split: str, index: int, count: int, num_mel_bins: int):
+  def __init__(self, data_dir: str, split: str, index: int, count: int, num_mel_bins: int,
+               options: str = WRITER_OPTIONS):
     fileio.makedirs(data_dir)
     self.path = os.path.join(data_dir, shard_name(split, index, count))
     # The C++ writer writes local files only: a shard for a bucket is written in a local temporary folder
     # and uploaded whole when complete (the object then appears at once, like the local rename).
     self._staged = fileio.StagedFiles("lanser_shard_")
     self._tmp = self._staged.path(self.path)
-    self._writer = array_record_module.ArrayRecordWriter(self._tmp, "group_size:1")
+    self.options = options
+    self._writer = array_record_module.ArrayRecordWriter(self._tmp, options)
     self.stats = RunningStats(num_mel_bins)
 
   def write(self, example: Example):
@@ -185,7 +235,8 @@ class ShardWriter:
 
   def close(self):
     self._writer.close()
-    write_json(self.path.removesuffix(".array_record") + ".stats.json", self.stats.to_json())
+    write_json(self.path.removesuffix(".array_record") + ".stats.json",
+               {**self.stats.to_json(), "record_version": FORMAT_VERSION, "writer_options": self.options})
     self._staged.commit()  # to a bucket: an upload, then the local copy is deleted
 
   def abort(self):
@@ -241,14 +292,21 @@ def check_readable(data_dir: str, split: str):
                       f"could not reach it, or it is empty); {mount}")
 
 
-def merge_split_stats(data_dir: str, split: str) -> RunningStats:
-  """Merges the stats sidecars of all shards of a split."""
-  total = None
+def _sidecars(data_dir: str, split: str) -> list[dict[str, Any]]:
+  out = []
   for path in list_shards(data_dir, split):
     sidecar = path.removesuffix(".array_record") + ".stats.json"
     if not fileio.exists(sidecar):
       raise RecordError(f"{sidecar}: missing stats sidecar of shard {path}")
-    s = RunningStats.from_json(read_json(sidecar))
+    out.append(read_json(sidecar))
+  return out
+
+
+def merge_split_stats(data_dir: str, split: str, sidecars: list[dict[str, Any]] | None = None) -> RunningStats:
+  """Merges the stats sidecars of all shards of a split."""
+  total = None
+  for d in _sidecars(data_dir, split) if sidecars is None else sidecars:
+    s = RunningStats.from_json(d)
     total = s if total is None else total.merge(s)
   return total
 
@@ -265,9 +323,13 @@ def write_dataset_info(data_dir: str, label_names: Sequence[str], feature: dict[
           "score_names": list(score_names) if score_names is not None else None,
           "feature": dict(feature), "splits": {}}
   for split in splits:
-    st = merge_split_stats(data_dir, split)
-    info["splits"][split] = {"num_shards": len(list_shards(data_dir, split)),
-                             "num_examples": st.num_examples, "num_frames": st.num_frames}
+    sidecars = _sidecars(data_dir, split)
+    st = merge_split_stats(data_dir, split, sidecars)
+    info["splits"][split] = {
+        "num_shards": len(sidecars), "num_examples": st.num_examples, "num_frames": st.num_frames,
+        # Sidecars written before format 2 name neither: their shards are format 1, default compression.
+        "record_versions": sorted({d.get("record_version", 1) for d in sidecars}),
+        "writer_options": sorted({d.get("writer_options", LEGACY_WRITER_OPTIONS) for d in sidecars})}
   info.update(extra or {})
   write_json(os.path.join(data_dir, "dataset.json"), info)
   st = merge_split_stats(data_dir, stats_split)
@@ -288,6 +350,9 @@ def read_dataset_info(data_dir: str) -> dict[str, Any]:
   for key in ("label_names", "feature", "splits"):
     if key not in info:
       raise RecordError(f"{path}: missing key {key!r}")
+  if info.get("version", 1) not in READABLE_VERSIONS:
+    raise RecordError(f"{path}: format version {info.get('version')}, this lanser-jax reads "
+                      f"{list(READABLE_VERSIONS)} (written by a newer version?)")
   return info
 
 

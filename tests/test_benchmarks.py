@@ -102,7 +102,9 @@ def test_input_pipeline_smoke_writes_figures(suite):
     assert len(row["seconds_per_batch_rounds"]) == 1
   # Where the time goes: every stage timed for the path that has it, and the worker IPC of both.
   stages = result["stages_us_per_example"]
-  for name in ("msgpack decode", "crop draw (Philox reset + integers)", "worker IPC (shared memory, per example)"):
+  for name in ("decode (old: format 1, msgpack of the whole record; new: format 2, msgpack header + np.frombuffer)",
+               "crop draw (old: Generator reset + integers per element; new: crop_draws.py per batch)",
+               "worker IPC (shared memory, per example)"):
     assert _positive(stages[name]["old_us"]) and _positive(stages[name]["new_us"]), name
   assert _positive(stages["normalisation (old: whole utterance)"]["old_us"])
   assert stages["normalisation (old: whole utterance)"]["new_us"] is None  # on the device now

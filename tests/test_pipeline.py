@@ -20,6 +20,59 @@ def test_record_roundtrip_and_validation():
     records.encode(records.Example("u2", np.full((3, 3), np.nan, np.float16)))
   with pytest.raises(records.RecordError, match="shard-7"):
     records.decode(b"\x00garbage", where="shard-7")
+  data = records.encode(ex)
+  assert data[:4] == b"LJR2" and back.log_mel.dtype == np.float16 and not back.log_mel.flags.writeable
+  with pytest.raises(records.RecordError, match="shard-8.*bytes, the header says"):
+    records.decode(data[:-2], where="shard-8")
+  # Format 1 (msgpack of the whole dict) still reads, to the same example.
+  old = records.decode(records.encode_v1(ex))
+  assert (old.utt_id, old.label, old.speaker_id) == ("u1", 2, "spk")
+  np.testing.assert_array_equal(old.log_mel, back.log_mel)
+  np.testing.assert_array_equal(old.scores, back.scores)
+  assert records.decode(records.encode(records.Example("u3", ex.log_mel))).scores is None
+
+
+def test_compressed_format_1_shards_read_as_the_new_uncompressed_ones(tmp_path):
+  """A folder as this project wrote it before format 2 (format-1 records, ArrayRecord's default zstd
+  compression, sidecars without format keys) gives the same records and training batches as the same
+  examples written today (format 2, uncompressed); dataset.json says which is which."""
+  from array_record.python import array_record_module
+  rng = np.random.default_rng(0)
+  exs = [records.Example(f"u{i}", rng.normal(size=(int(rng.integers(5, 40)), 4)).astype(np.float16), i % 2,
+                         speaker_id="s") for i in range(12)]
+  new_dir, old_dir = str(tmp_path / "new"), str(tmp_path / "old")
+  records.write_split(new_dir, "train", exs, 2, 4)
+  os.makedirs(old_dir)
+  for shard in range(2):
+    path = os.path.join(old_dir, records.shard_name("train", shard, 2))
+    writer = array_record_module.ArrayRecordWriter(path, records.LEGACY_WRITER_OPTIONS)
+    stats = records.RunningStats(4)
+    for ex in exs[shard::2]:
+      writer.write(records.encode_v1(ex))
+      stats.add(ex)
+    writer.close()
+    records.write_json(path.removesuffix(".array_record") + ".stats.json", stats.to_json())
+  infos = {d: records.write_dataset_info(d, ["a", "b"], {}, ["train"]) for d in (new_dir, old_dir)}
+  assert infos[new_dir]["version"] == 2
+  assert infos[new_dir]["splits"]["train"]["record_versions"] == [2]
+  assert infos[new_dir]["splits"]["train"]["writer_options"] == [records.WRITER_OPTIONS]
+  assert infos[old_dir]["splits"]["train"]["record_versions"] == [1]
+  assert infos[old_dir]["splits"]["train"]["writer_options"] == [records.LEGACY_WRITER_OPTIONS]
+  written = {d: array_record_module.ArrayRecordReader(records.list_shards(d, "train")[0],
+                                                      "readahead_buffer_size:0").writer_options_string()
+             for d in (new_dir, old_dir)}
+  assert "uncompressed" in written[new_dir] and "zstd" in written[old_dir]
+  new_src, old_src = pipeline.open_source(new_dir, "train"), pipeline.open_source(old_dir, "train")
+  for i in range(len(exs)):
+    a, b = records.decode(new_src[i]), records.decode(old_src[i])
+    assert (a.utt_id, a.label, a.speaker_id) == (b.utt_id, b.label, b.speaker_id)
+    np.testing.assert_array_equal(a.log_mel, b.log_mel)
+  kwargs = dict(global_batch_size=4, crop_frames=16, normalizer=_normalizer(new_dir), num_classes=2, seed=0)
+  new_it, old_it = (iter(pipeline.train_dataset(d, "train", **kwargs)) for d in (new_dir, old_dir))
+  for _ in range(4):
+    a, b = next(new_it), next(old_it)
+    for key in b:
+      np.testing.assert_array_equal(a[key], b[key], err_msg=key)
 
 
 def test_missing_shard_is_named(tmp_path):
@@ -163,6 +216,22 @@ def test_batched_pipeline_gives_the_reference_batches(synth_dir, options):
       np.testing.assert_array_equal(a[key], b[key], err_msg=key)
 
 
+def test_an_iterator_state_of_the_reference_pipeline_resumes_the_batched_one(synth_dir):
+  """A checkpoint's data position saved by the earlier pipeline (the same Grain iterator state) resumes the
+  batched pipeline at the same batch."""
+  from input_pipeline import reference
+  kwargs = dict(global_batch_size=8, crop_frames=64, normalizer=_normalizer(synth_dir), num_classes=4, seed=9)
+  old = iter(reference.train_dataset(synth_dir, "train", **kwargs))
+  for _ in range(13):
+    next(old)
+  new = iter(pipeline.train_dataset(synth_dir, "train", **kwargs))
+  new.set_state(old.get_state())
+  for _ in range(2):
+    a, b = next(new), next(old)
+    for key in b:
+      np.testing.assert_array_equal(a[key], b[key], err_msg=key)
+
+
 def test_device_half_equals_the_host_normalisation_within_one_float32_rounding(synth_dir):
   """float16 crops + lengths, finished inside a jitted function over 8 devices under the batch's
   NamedSharding, equal the reference's float32 batch: mask and padding exactly, values to within a relative
@@ -180,6 +249,7 @@ def test_device_half_equals_the_host_normalisation_within_one_float32_rounding(s
     a, b = next(new), next(old)
     assert a["log_mel"].dtype == np.float16 and a["log_mel"].nbytes * 2 == b["log_mel"].nbytes
     assert a["length"].dtype == np.int32 and "mask" not in a
+    assert np.all(a["log_mel"][~b["mask"]] == 0)  # the float16 padding itself (the batch starts uninitialised)
     x, mask = finish({"log_mel": a["log_mel"], "length": a["length"]})
     assert x.sharding == sharding and x.dtype == np.float32
     np.testing.assert_array_equal(np.asarray(mask), b["mask"])
@@ -216,3 +286,47 @@ def test_a_record_of_other_mel_bins_is_named(tmp_path):
   with pytest.raises(records.RecordError, match=r"train record \d \(u\d\): features have 2 mel bins but the "
                      r"stats file has 3"):
     next(iter(ds))
+
+
+@pytest.mark.parametrize("length", [1, 97, 2048, 65537, 2**20 + 3, 2**33 + 5])
+def test_vectorised_shuffle_equals_grains_index_shuffle(length):
+  """shuffle.py's NumPy cipher gives Grain's C++ `index_shuffle` bit for bit (sizes with 16-bit and wider
+  blocks, an exact power of two as max_index, more than 32 bits), whole epochs and element by element."""
+  from grain._src.python.experimental.index_shuffle.python import index_shuffle_module
+  from input_pipeline import shuffle
+  rng = np.random.default_rng(length)
+  n = 8 if length < 1000 else 40  # a small dataset costs the C++ ~65536 / length cipher passes per call
+  idx = rng.choice(length, min(length, n), replace=False) if length < 2**31 else rng.integers(0, length, n)
+  for seed in (0, 12345, 2**32 - 1):
+    want = [index_shuffle_module.index_shuffle(int(i), max_index=length - 1, seed=seed, rounds=4) for i in idx]
+    np.testing.assert_array_equal(shuffle.index_shuffle(idx, length - 1, seed), want)
+  # Across epochs (seed + epoch), through whole-epoch tables (up to 2**20) or chunks of elements (beyond),
+  # as ShuffleMapDataset orders them; epoch 3 starts inside the elements asked for.
+  order = shuffle.ShuffleOrder(length, seed=7)
+  elements = np.concatenate([np.arange(4), 3 * length + np.arange(-3, 3), rng.integers(0, 4 * length, 4)])
+  elements = elements[elements >= 0]
+  want = [index_shuffle_module.index_shuffle(int(g % length), max_index=length - 1, seed=7 + int(g // length),
+                                             rounds=4) for g in elements]
+  np.testing.assert_array_equal(order(elements), want)
+
+
+def test_batched_crop_draws_equal_numpys_generator():
+  """crop_draws.py's Philox and Lemire arithmetic gives the starts NumPy's generator draws for each element
+  (reset as Grain's random_map resets it), for element indices up to 2**63 - 1, records shorter than the
+  crop (no draw), and spans near 2**31 where Lemire rejects about one draw in four (NumPy redraws)."""
+  from grain._src.python.dataset.transformations.map import _reset_rng_state  # random_map's own reset
+  from input_pipeline import crop_draws
+  rng = np.random.default_rng(1)
+  cases = [(np.concatenate([np.arange(40), rng.integers(0, 2**40, 60), [2**63 - 1]]), None),
+           (np.arange(64), 2**31 + 300)]
+  for seed in (1, 2**31 + 7):
+    for elements, frames in cases:
+      frames = rng.integers(10, 4000, len(elements)) if frames is None else np.full(len(elements), frames)
+      want, gen = [], np.random.Generator(np.random.Philox(seed))
+      for g, f in zip(elements.tolist(), frames.tolist()):
+        _reset_rng_state(gen, op_seed=0, index=g)
+        want.append(int(gen.integers(0, f - 300 + 1)) if f > 300 else 0)
+      np.testing.assert_array_equal(crop_draws.crop_starts(seed, elements, frames, 300), want)
+  u32 = crop_draws.first_uint32s(crop_draws.generator_key(5), np.arange(64))
+  span = 2**31 + 1
+  assert any(crop_draws.bounded(int(u), span) is None for u in u32)  # the rejection path was taken
