@@ -122,16 +122,21 @@ def main(argv):
   lab_features = os.path.join(work, "labels_labelled", "features")
   steps.run("5_pretrain", lambda: train_run("experiments/demo_pretrain.py", os.path.join(work, "pretrain"),
                                              {"data.dir": pre_features, "seed": seed}))
-  for fraction in _FRACTIONS.value:
-    for init in ("pretrained", "scratch"):
-      overrides = {"data.dir": lab_features, "data.label_fraction": float(fraction), "seed": seed,
-                   "data.subset_seed": seed}
-      if init == "pretrained":
-        overrides["init_from"] = os.path.join(work, "pretrain")
-      run_dir = os.path.join(work, "finetune", f"{init}_{fraction}")
-      steps.run(f"6_finetune_{init}_{fraction}",
-                 lambda o=overrides, d=run_dir, f=fraction: train_run(
-                     f"experiments/demo_finetune.py:fraction={f}", d, o))
+
+  def finetune(step_prefix: str, root: str, fractions, config_args: str = ""):
+    """Pre-trained (from `<root>/pretrain`) and scratch fine-tuning at each fraction, in `<root>/finetune`."""
+    for fraction in fractions:
+      for init in ("pretrained", "scratch"):
+        overrides = {"data.dir": lab_features, "data.label_fraction": float(fraction), "seed": seed,
+                     "data.subset_seed": seed}
+        if init == "pretrained":
+          overrides["init_from"] = os.path.join(root, "pretrain")
+        run_dir = os.path.join(root, "finetune", f"{init}_{fraction}")
+        steps.run(f"{step_prefix}_{init}_{fraction}",
+                   lambda o=overrides, d=run_dir, f=fraction: train_run(
+                       f"experiments/demo_finetune.py:fraction={f}{config_args}", d, o))
+
+  finetune("6_finetune", work, _FRACTIONS.value)
 
   # Zero-shot and text-only rows of the report (lanser_jax/demo/baselines.py): seconds.
   steps.run("7_baselines", lambda: {"metrics": demo_baselines.run(work, weak["labeler"], _NLI_MODEL.value)})
@@ -146,16 +151,7 @@ def main(argv):
     steps.run(f"9_{backbone}_pretrain", lambda b=backbone, r=root: train_run(
         f"experiments/demo_pretrain.py:backbone={b}", os.path.join(r, "pretrain"),
         {"data.dir": pre_features, "seed": seed}))
-    for fraction in BACKBONE_FRACTIONS:
-      for init in ("pretrained", "scratch"):
-        overrides = {"data.dir": lab_features, "data.label_fraction": float(fraction), "seed": seed,
-                     "data.subset_seed": seed}
-        if init == "pretrained":
-          overrides["init_from"] = os.path.join(root, "pretrain")
-        run_dir = os.path.join(root, "finetune", f"{init}_{fraction}")
-        steps.run(f"9_{backbone}_finetune_{init}_{fraction}",
-                   lambda o=overrides, b=backbone, d=run_dir, f=fraction: train_run(
-                       f"experiments/demo_finetune.py:fraction={f},backbone={b}", d, o))
+    finetune(f"9_{backbone}_finetune", root, BACKBONE_FRACTIONS, f",backbone={backbone}")
   out = report.write_report(work, steps.records(), weak)
   logging.info("report: %s", out)
   print(f"\nLanSER demo finished. Report: {out}")
