@@ -1,7 +1,7 @@
 r"""Does the Grain input pipeline keep an accelerator fed? Examples/s per CPU core, old and new, same run.
 
   . .venv/bin/activate
-  python benchmarks/input_pipeline.py --out=/tmp/lanser_bench                  # ~5 min on 2 shared cores
+  python benchmarks/input_pipeline.py --out=/tmp/lanser_bench                  # ~1.5 min on 2 idle cores
   python benchmarks/input_pipeline.py --smoke --out=/tmp/lanser_bench_smoke    # seconds: tiny data and model
 
 Data: a generated feature folder (input_pipeline.synthetic; --records utterances of 1-15 s = 100-1500
@@ -19,11 +19,18 @@ Pipeline rows, batch 256 of 300-frame crops, shuffled over the shards, 0 / 1 / 2
 Old and new rows are interleaved in every round (the order rotates), so a shared machine's load falls on
 both alike; medians over rounds. "Per core" is examples per CPU-second of this process and its Grain worker
 processes in the timed window (so it does not depend on how many cores the machine lets us have), beside
-the wall-clock rate.
+the wall-clock rate, and split into the main process's and the workers' share. Each row's consumer copies
+every batch's features once into a staging array, as the host->device copy reads them (a worker's batch
+arrives in shared memory the main process has not touched). The window opens after --warmup_batches per
+worker (a worker's first batches carry its start) and lasts at least --batches and --min_seconds: a window
+of 8 batches after 2 counted the workers' start and the batches their buffers ran ahead (measured: 5,535
+instead of 11,436 examples per core with 2 workers, same code, idle machine).
 Stage table: single-threaded microtimings (CPU time) of each step of both paths per example (record read,
 decode, shuffle order, crop draw, cast, normalisation, crop copy, padding, mask, batch stacking) and the
 worker IPC of a batch of each kind, with the page faults it takes; rows in parentheses are alternatives not
-adopted. "other" is the rest of the measured per-core cost (Grain, the read thread, Python).
+adopted. "other" is the rest of the measured per-core cost (Grain, the read thread, Python); for the old
+path it can be negative: its microtimings (one record at a time from cold buffers) overstate what its
+pipeline pays in a steady run.
 Train-step row: the ResNet-50 step of benchmarks/train_step.py (--step_variant, default jax_ynn) in its own
 process at --step_batch (on this CPU a 256-batch step would take half a minute), in the same rounds.
 Cores table: host cores the new and the old pipeline need per A100 and per 8xA100 node, from NVIDIA's
@@ -47,6 +54,7 @@ sys.path.insert(0, os.path.dirname(HERE))
 
 from absl import flags  # noqa: E402
 from array_record.python import array_record_module  # noqa: E402
+import numpy as np  # noqa: E402
 
 from input_pipeline import pipeline, records, reference, synthetic  # noqa: E402
 
@@ -87,8 +95,9 @@ def parse_args(argv=None):
   p.add_argument("--frames", type=int, default=300, help="crop length")
   p.add_argument("--workers", default="0,1,2", help="Grain worker-process counts to time")
   p.add_argument("--pipelines", default="old,new")
-  p.add_argument("--batches", type=int, default=8, help="timed batches per pipeline row per round")
-  p.add_argument("--warmup_batches", type=int, default=2)
+  p.add_argument("--batches", type=int, default=8, help="timed batches per pipeline row per round, at least")
+  p.add_argument("--min_seconds", type=float, default=1.0, help="and timed for at least this long")
+  p.add_argument("--warmup_batches", type=int, default=4, help="per worker process (at least one)")
   p.add_argument("--rounds", type=int, default=3)
   p.add_argument("--stage_examples", type=int, default=512, help="records in the per-stage microtimings")
   p.add_argument("--model", default="resnet50")
@@ -103,6 +112,7 @@ def parse_args(argv=None):
     # 40 timed batches (320 examples): the new pipeline needs ~0.15 ms of CPU per example, and 3 batches
     # stayed under the CPU clock's 10 ms tick, so the per-core figure read as 0 (None) now and then.
     args.batch, args.frames, args.workers, args.batches, args.warmup_batches = 8, 64, "0,1", 40, 1
+    args.min_seconds = 0.2
     args.rounds, args.model, args.steps, args.step_batch, args.stage_examples = 1, "tiny", 2, 4, 32
     if args.step_variant == "jax_ynn":
       args.step_variant = "jax_default"  # the variant train_step.py --smoke also compiles (shared cache)
@@ -170,6 +180,7 @@ class PipelineRow:
     self.args, self.kind, self.num_workers, self.num_classes = args, kind, num_workers, num_classes
     self.normalizer = pipeline.Normalizer.from_file(os.path.join(args.data_dir, "stats.json"))
     self.calls, self.startup_s, self.cpu_s_per_example, self.seconds = 0, [], [], []
+    self.split_s_per_example, self.timed_batches = [], []  # (main process, workers) CPU-s per example
 
   def build(self):
     a = self.args
@@ -185,15 +196,37 @@ class PipelineRow:
     clock = CpuClock()
     t0 = time.perf_counter()
     it = self.build()
+    # What a train loop's host side does with each batch: the host->device copy reads every page of it (a
+    # worker's batch arrives in shared memory the consumer has not touched yet). The same copy in every row
+    # (of the old pipeline's float32 features, twice the bytes, as it handed them over).
+    staging = {}
+
+    def consume(batch):
+      x = batch["log_mel"]
+      if x.dtype not in staging:
+        staging[x.dtype] = np.empty(x.shape, x.dtype)
+      np.copyto(staging[x.dtype], x, casting="no")
+
     try:
-      for _ in range(a.warmup_batches):
+      # Warm-up per worker: each worker's first batches carry its start (imports, opening the shards), and a
+      # timed window must begin with every worker in its steady state.
+      for _ in range(a.warmup_batches * max(1, self.num_workers)):
         batch = next(it)
+        consume(batch)
       self.startup_s.append(time.perf_counter() - t0)
-      t, cpu = time.perf_counter(), clock()
-      for _ in range(a.batches):
+      t, cpu = time.perf_counter(), clock.split()
+      n = 0
+      # At least --batches and --min_seconds: a window of a few batches is dominated by what the workers'
+      # buffers held when it opened (up to ~6 batches per worker run ahead).
+      while n < a.batches or time.perf_counter() - t < a.min_seconds:
         batch = next(it)
-      seconds = (time.perf_counter() - t) / a.batches
-      self.cpu_s_per_example.append((clock() - cpu) / (a.batches * a.batch))
+        consume(batch)
+        n += 1
+      seconds = (time.perf_counter() - t) / n
+      main, children = (end - start for start, end in zip(cpu, clock.split()))
+      self.cpu_s_per_example.append((main + children) / (n * a.batch))
+      self.split_s_per_example.append((main / (n * a.batch), children / (n * a.batch)))
+      self.timed_batches.append(n)
     finally:
       close = getattr(it, "close", None)
       if close:
@@ -279,19 +312,25 @@ def main(argv=None) -> dict:
         "kind": "pipeline", "pipeline": row.kind, "num_workers": row.num_workers,
         "seconds_per_batch_rounds": per_round[name], "seconds_per_batch": s, "examples_per_s": rate,
         "cpu_ms_per_example": 1e3 * cpu, "examples_per_core_s": 1.0 / cpu if cpu > 0 else None,
+        "cpu_us_per_example_main": 1e6 * statistics.median(m for m, _ in row.split_s_per_example),
+        "cpu_us_per_example_workers": 1e6 * statistics.median(w for _, w in row.split_s_per_example),
+        "timed_batches_rounds": row.timed_batches,
         "startup_s": statistics.median(row.startup_s),
         "x_train_step": rate / step_rate if step_rate else None,
         "meets_goal": (1.0 / cpu >= GOAL_PER_CORE and (step_rate is None or rate >= GOAL_X_STEP * step_rate))
         if cpu > 0 else None}
 
-  print(f"\n{'row':<22}{'s/batch':>9}{'ex/s':>10}{'ex/core-s':>11}{'CPU ms/ex':>11}{'x step':>8}{'startup s':>11}")
+  print(f"\n{'row':<22}{'s/batch':>9}{'ex/s':>10}{'ex/core-s':>11}{'CPU ms/ex':>11}{'main µs':>9}"
+        f"{'workers µs':>11}{'x step':>8}{'startup s':>11}")
   for name, r in result_rows.items():
     x = f"{r['x_train_step']:.1f}" if r.get("x_train_step") else "-"
     per_core = f"{r['examples_per_core_s']:.0f}" if r.get("examples_per_core_s") else "-"
     cpu = f"{r['cpu_ms_per_example']:.3f}" if "cpu_ms_per_example" in r else "-"
     startup = f"{r['startup_s']:.1f}" if "startup_s" in r else "-"
-    print(f"{name:<22}{r['seconds_per_batch']:>9.3f}{r['examples_per_s']:>10.1f}{per_core:>11}{cpu:>11}{x:>8}"
-          f"{startup:>11}")
+    main = f"{r['cpu_us_per_example_main']:.1f}" if "cpu_us_per_example_main" in r else "-"
+    work = f"{r['cpu_us_per_example_workers']:.1f}" if r.get("num_workers") else "-"
+    print(f"{name:<22}{r['seconds_per_batch']:>9.3f}{r['examples_per_s']:>10.1f}{per_core:>11}{cpu:>11}{main:>9}"
+          f"{work:>11}{x:>8}{startup:>11}")
 
   measured = {}
   for name, r in result_rows.items():  # per-core figure of each pipeline with the most workers (scales out)
@@ -332,7 +371,8 @@ def main(argv=None) -> dict:
   result = {"benchmark": "input_pipeline",
             "setup": {"batch": args.batch, "crop_frames": args.frames, "mel_bins": args.mel_bins,
                       "min_frames": args.min_frames, "max_frames": args.max_frames, "rounds": args.rounds,
-                      "timed_batches": args.batches, "warmup_batches": args.warmup_batches,
+                      "timed_batches": args.batches, "min_seconds": args.min_seconds,
+                      "warmup_batches_per_worker": args.warmup_batches,
                       "step_batch": args.step_batch, "train_steps_per_round": args.steps, "model": args.model,
                       "threads": args.threads, "cpu_count": os.cpu_count(), "load_avg_start": load_start,
                       "load_avg_end": load_end, "loaded": load_start[0] > 1 or load_end[0] > 1,

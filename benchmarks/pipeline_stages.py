@@ -28,17 +28,21 @@ class CpuClock:
     self._before = {c.pid for c in self._me.children(recursive=True)}
 
   def __call__(self) -> float:
+    return sum(self.split())
+
+  def split(self) -> tuple[float, float]:
+    """(this process, its new child processes), CPU seconds each."""
     t = self._me.cpu_times()
-    total = t.user + t.system
+    children = 0.0
     for c in self._me.children(recursive=True):
       if c.pid in self._before:
         continue
       try:
         ct = c.cpu_times()
-        total += ct.user + ct.system
+        children += ct.user + ct.system
       except psutil.Error:  # a worker that just exited
         pass
-    return total
+    return t.user + t.system, children
 
 
 def _us_per_example(fn, n: int, repeats: int = 3) -> float:
