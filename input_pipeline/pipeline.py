@@ -110,9 +110,9 @@ def _targets(ex: records.Example, target: str, num_classes: int, where: str) -> 
 
 class ShuffledBatches(grain.MapDataset):
   """Batch b -> (element indices, record indices) of this process's rows of global batch b: what
-  `MapDataset.source(indices).shuffle(seed).repeat()`, then `_ProcessSlice` and `batch` gave, computed for
-  the whole batch at once (shuffle.py: Grain's permutation in NumPy, one epoch's order kept) instead of
-  through five Grain calls per element. The element index seeds the element's crop."""
+  `MapDataset.source(indices).shuffle(seed).repeat()`, then `reference.ProcessSlice` and `batch` gave,
+  computed for the whole batch at once (shuffle.py: Grain's permutation in NumPy, one epoch's order kept)
+  instead of through five Grain calls per element. The element index seeds the element's crop."""
 
   def __init__(self, indices: np.ndarray, seed: int, global_batch: int, process_index: int = 0,
                process_count: int = 1):
@@ -191,42 +191,6 @@ class HostFinish(grain.transforms.Map):
 
   def map(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     return self.normalizer.host(batch)
-
-
-class _Subset(grain.sources.RandomAccessDataSource):
-  """A fixed list of record indices of a source (label-fraction subsets, per-process slices)."""
-
-  def __init__(self, source, indices: Sequence[int]):
-    self._source, self._indices = source, np.asarray(indices, np.int64)
-
-  def __len__(self):
-    return len(self._indices)
-
-  def __getitem__(self, i):
-    return self._source[int(self._indices[i])]
-
-
-class _ProcessSlice(grain.MapDataset):
-  """This process's rows of every global batch: global element (i // b) * B + p * b + i % b for local
-  element i, with b the per-process and B the global batch. Every process walks the same global order, so
-  the global batch (and so training) is the same whatever the number of processes."""
-
-  def __init__(self, parent: grain.MapDataset, global_batch: int, process_index: int, process_count: int):
-    super().__init__(parent)
-    self._global, self._local = global_batch, global_batch // process_count
-    self._offset = process_index * self._local
-
-  def __len__(self):
-    return len(self._parent) // self._global * self._local
-
-  def __getitem__(self, index):
-    if isinstance(index, slice):
-      return self.slice(index)
-    batch, row = divmod(index, self._local)
-    return self._parent[batch * self._global + self._offset + row]
-
-  def __str__(self):
-    return f"_ProcessSlice(rows {self._offset}..{self._offset + self._local} of {self._global})"
 
 
 def train_dataset(data_dir: str, split: str, *, global_batch_size: int, crop_frames: int,

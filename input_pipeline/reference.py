@@ -13,8 +13,43 @@ import grain
 import numpy as np
 
 from input_pipeline import records
-from input_pipeline.pipeline import (EvalSet, Normalizer, _ProcessSlice, _Subset, _targets, crop_or_pad, iterate,
-                                     open_source)
+from input_pipeline.pipeline import EvalSet, Normalizer, _targets, crop_or_pad, iterate, open_source
+
+
+class Subset(grain.sources.RandomAccessDataSource):
+  """A fixed list of record indices of a source (label-fraction subsets, per-process slices)."""
+
+  def __init__(self, source, indices: Sequence[int]):
+    self._source, self._indices = source, np.asarray(indices, np.int64)
+
+  def __len__(self):
+    return len(self._indices)
+
+  def __getitem__(self, i):
+    return self._source[int(self._indices[i])]
+
+
+class ProcessSlice(grain.MapDataset):
+  """This process's rows of every global batch: global element (i // b) * B + p * b + i % b for local
+  element i, with b the per-process and B the global batch. Every process walks the same global order, so
+  the global batch (and so training) is the same whatever the number of processes."""
+
+  def __init__(self, parent: grain.MapDataset, global_batch: int, process_index: int, process_count: int):
+    super().__init__(parent)
+    self._global, self._local = global_batch, global_batch // process_count
+    self._offset = process_index * self._local
+
+  def __len__(self):
+    return len(self._parent) // self._global * self._local
+
+  def __getitem__(self, index):
+    if isinstance(index, slice):
+      return self.slice(index)
+    batch, row = divmod(index, self._local)
+    return self._parent[batch * self._global + self._offset + row]
+
+  def __str__(self):
+    return f"ProcessSlice(rows {self._offset}..{self._offset + self._local} of {self._global})"
 
 
 class RandomCrop(grain.transforms.RandomMap):
@@ -43,10 +78,10 @@ def train_dataset(data_dir: str, split: str, *, global_batch_size: int, crop_fra
     raise ValueError(f"global batch {global_batch_size} is not divisible by {process_count} processes")
   source = open_source(data_dir, split)
   indices = np.arange(len(source)) if subset is None else np.asarray(subset)
-  ds = grain.MapDataset.source(_Subset(source, indices)).shuffle(seed=seed).repeat()
+  ds = grain.MapDataset.source(Subset(source, indices)).shuffle(seed=seed).repeat()
   ds = ds.random_map(RandomCrop(normalizer, crop_frames, target, num_classes), seed=seed + 1)
   if process_count > 1:
-    ds = _ProcessSlice(ds, global_batch_size, process_index, process_count)
+    ds = ProcessSlice(ds, global_batch_size, process_index, process_count)
   ds = ds.batch(global_batch_size // process_count, drop_remainder=True)
   if start_batch:
     ds = ds[start_batch:]
