@@ -30,8 +30,21 @@ def _two_processes(synth_dir, workdir, **overrides):
   assert status == 0
 
 
-def _close(a, b):
-  jax.tree.map(lambda x, y: np.testing.assert_allclose(x, y, rtol=2e-4, atol=2e-5), a, b)
+def _close(got, want, before):
+  """Leaf by leaf, `got` differs from `want` by under 2% of what the last 4 steps changed (`want - before`).
+
+  Two processes sum gradients in another order than one, so the runs are not bitwise equal, and the tiny
+  ResNet amplifies that: measured here, 6e-6 of the update at step 8 and 4.5e-3 at step 12, where single
+  elements differ by 7e-5 (more than any fixed elementwise tolerance one could defend). Resuming the same
+  4 steps with another seed (other crops, masks and shuffle) differs by 61% of the update in the median leaf.
+  """
+  assert jax.tree.structure(got) == jax.tree.structure(want) == jax.tree.structure(before)
+  paths = [jax.tree_util.keystr(p) for p, _ in jax.tree_util.tree_flatten_with_path(want)[0]]
+  for path, x, y, z in zip(paths, jax.tree.leaves(got), jax.tree.leaves(want), jax.tree.leaves(before)):
+    x, y, z = (np.asarray(v, np.float64) for v in (x, y, z))
+    assert x.shape == y.shape, path
+    off, update = np.linalg.norm(x - y), np.linalg.norm(y - z)
+    assert off <= 0.02 * update + 1e-6, (path, off, update)
 
 
 @pytest.fixture(scope="module")
@@ -51,7 +64,7 @@ def test_one_to_two_to_one_process(synth_dir, one_process_run, tmp_path):
   for step in ("8", "12"):
     shutil.rmtree(os.path.join(workdir, "checkpoints", step))
   _two_processes(synth_dir, workdir, num_train_steps=8)
-  _close(_params(workdir, 8), _params(one_process_run, 8))
+  _close(_params(workdir, 8), _params(one_process_run, 8), _params(one_process_run, 4))
   assert checkpointing.resolve_state_path(workdir, "latest").endswith("/8/state")
   train.train_and_evaluate(tiny_config(synth_dir, **STEPS), workdir)
-  _close(_params(workdir, 12), _params(one_process_run, 12))
+  _close(_params(workdir, 12), _params(one_process_run, 12), _params(one_process_run, 8))
