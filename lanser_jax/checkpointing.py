@@ -14,6 +14,7 @@ is tried. A data iterator that cannot take the saved Grain state is rebuilt from
 from __future__ import annotations
 
 import contextlib
+import logging as std_logging
 import os
 import re
 import sys
@@ -177,6 +178,43 @@ def move_aside(checkpoint_dir: str, step: int) -> str:
   return dst
 
 
+class _UnretrievedReadErrors(std_logging.Filter):
+  """Drops asyncio's "Task exception was never retrieved" reports about reads of a step already reported
+  damaged, and only those.
+
+  Some of a failed restore's TensorStore reads end with an error that nobody awaits any more; asyncio reports
+  each one, with the read's whole TensorStore spec, when the task is garbage-collected -- at any later moment,
+  often while training has resumed from an older step (seen on CI, 2026-12-02). The error is the one already
+  reported in a single line, so records whose exception names a step directory passed to `add` are counted,
+  not printed; the filter stays on the `asyncio` logger for the life of the process."""
+
+  def __init__(self):
+    super().__init__()
+    self.dirs: set[str] = set()
+    self.count = 0
+    self._installed = False
+
+  def add(self, step_dir: str):
+    for d in {str(step_dir), fileio.absolute(str(step_dir))}:
+      self.dirs.add(d.rstrip("/") + "/")
+    if not self._installed:
+      self._installed = True
+      std_logging.getLogger("asyncio").addFilter(self)
+
+  def filter(self, record: std_logging.LogRecord) -> bool:
+    error = record.exc_info[1] if record.exc_info else None
+    if error is None or not str(record.msg).startswith("Task exception was never retrieved"):
+      return True
+    text = str(error)
+    if any(d in text for d in self.dirs):
+      self.count += 1
+      return False
+    return True
+
+
+_unretrieved_read_errors = _UnretrievedReadErrors()
+
+
 class _AbandonedReads:
   """Silences the stragglers of a restore that failed part-way, and only those.
 
@@ -212,7 +250,8 @@ class _AbandonedReads:
   def start(self):
     self._previous, sys.unraisablehook = sys.unraisablehook, self._hook
 
-  def restore_failed(self):
+  def restore_failed(self, step_dir: str):
+    _unretrieved_read_errors.add(step_dir)
     with self._lock:
       self.failed, self.last = True, time.monotonic()
 
@@ -267,7 +306,7 @@ def _restore_newest(make_manager, abstract_state, data_iter, data_spec, iterator
     try:
       state = restore_state(manager, step, abstract_state)
     except Exception as e:  # TensorStore/Orbax raise ValueError, OSError, KeyError ... for damaged files
-      abandoned.restore_failed()
+      abandoned.restore_failed(step_dir)
       problem = describe_failure(e, step_dir)
       try:
         manager.close()
@@ -375,7 +414,7 @@ def _load_variables(state_path: str, abandoned: _AbandonedReads) -> dict[str, An
   step_dir = os.path.dirname(fileio.absolute(state_path))
 
   def damaged(e: Exception) -> CheckpointError:
-    abandoned.restore_failed()
+    abandoned.restore_failed(step_dir)
     return CheckpointError(f"checkpoint step {os.path.basename(step_dir)} ({step_dir}) is damaged: "
                            f"{describe_failure(e, step_dir)}")
 

@@ -159,13 +159,13 @@ def test_damaged_latest_checkpoint_falls_back_to_the_previous_one(synth_dir, unb
                        env=dict(os.environ, PYTHONPATH=REPO), capture_output=True, text=True)
   assert out.returncode == 0, out.stderr[-3000:]
   assert f"checkpoint step 12 does not restore (missing: {victim}" in out.stderr
-  # Our report of the damaged step carries no TensorStore spec dump, and none of the failed restore's
-  # abandoned reads reports a closed event loop. (Under load, 2 of ~6 runs on 2 busy cores on 2026-12-02 had
-  # a spec somewhere else on stderr, from a line not yet identified -- not reproduced alone; open in #11's
-  # successor notes. This check is limited to our own lines until that source is found.)
+  # No TensorStore spec dump anywhere: neither in our report of the damaged step, nor from the failed
+  # restore's abandoned reads (a closed event loop, or asyncio's "Task exception was never retrieved" when
+  # their tasks are collected later -- the latter failed CI on 2026-12-02, logged while training resumed).
   report = [l for l in out.stderr.splitlines() if "does not restore" in l or "resuming from" in l]
-  assert report and not any("tensorstore_spec" in l for l in report), report
-  assert "Event loop is closed" not in out.stderr and "Traceback" not in out.stderr, out.stderr[-3000:]
+  assert report, out.stderr[-3000:]
+  for noise in ("tensorstore_spec", "Event loop is closed", "Traceback", "never retrieved"):
+    assert noise not in out.stderr, (noise, out.stderr[-3000:])
   moved = os.path.join(broken, "checkpoints", "12.damaged")
   assert os.path.isdir(moved) and os.path.exists(os.path.join(moved, "state", "_METADATA"))
   assert "resuming from" in out.stderr and "checkpoints/6" in out.stderr
@@ -192,13 +192,43 @@ def test_only_the_abandoned_reads_of_a_failed_restore_are_silenced(monkeypatch):
     straggler = unraisable(e)
   other = unraisable(RuntimeError("Event loop is closed"))  # same text, not from a callback: not silenced
   with checkpointing._quiet_abandoned_reads() as abandoned:
-    abandoned.restore_failed()
+    abandoned.restore_failed("/nowhere/checkpoints/3")
     sys.unraisablehook(straggler)
     sys.unraisablehook(other)
   assert seen == [other] and abandoned.count == 1
   assert sys.unraisablehook == seen.append  # the previous hook is back
   sys.unraisablehook(straggler)
   assert seen == [other, straggler]
+
+
+def test_unretrieved_errors_of_a_damaged_steps_reads_are_counted_not_printed(caplog):
+  """asyncio reports a task's error nobody awaited when the task is collected, at any later moment; only
+  those naming a step already reported damaged are dropped (checkpoints/12/ is not checkpoints/120/)."""
+  import asyncio
+  import gc
+  import logging as std_logging
+  errors = checkpointing._UnretrievedReadErrors()
+
+  def abandon(path):
+    async def read():
+      raise ValueError(f'NOT_FOUND: Error reading local file "{path}" [tensorstore_spec=...]')
+    loop = asyncio.new_event_loop()
+    task = loop.create_task(read())
+    loop.run_until_complete(asyncio.sleep(0))  # the task has run and failed; its error is not retrieved
+    loop.close()
+    del task
+    gc.collect()
+
+  errors.add("/ckpt/checkpoints/12")
+  try:
+    with caplog.at_level(std_logging.ERROR, logger="asyncio"):
+      abandon("/ckpt/checkpoints/12/state/d/cbe6")
+      abandon("/ckpt/checkpoints/120/state/d/77aa")
+  finally:
+    std_logging.getLogger("asyncio").removeFilter(errors)
+  reported = [r for r in caplog.records if r.name == "asyncio"]
+  assert errors.count == 1
+  assert len(reported) == 1 and "checkpoints/120/" in str(reported[0].exc_info[1])
 
 
 def test_no_restorable_checkpoint_lists_what_was_tried(synth_dir, unbroken, tmp_path):
