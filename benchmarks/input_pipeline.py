@@ -33,6 +33,11 @@ path it can be negative: its microtimings (one record at a time from cold buffer
 pipeline pays in a steady run.
 Train-step row: the ResNet-50 step of benchmarks/train_step.py (--step_variant, default jax_ynn) in its own
 process at --step_batch (on this CPU a 256-batch step would take half a minute), in the same rounds.
+Fed rows (--feed_workers=0,2,...): that same step worker fed by the new pipeline as train_and_evaluate feeds
+it (Grain batches of float16 crops at --step_batch through train.DevicePrefetch, steps dispatched without
+waiting), --feed_steps timed after each worker's warm-up: examples/s, the share of the step's own rate on a
+batch already on the device ('of step alone': 1.0 means the pipeline never kept the step waiting), and the
+host CPU per example of the step's process and of its Grain workers.
 Cores table: host cores the new and the old pipeline need per A100 and per 8xA100 node, from NVIDIA's
 published ResNet-50 v1.5 training throughput scaled to our crop's pixels, and per H100 (an estimate: 2-3x
 the A100). Writes <out>/input_pipeline.json. A measurement, never a pass/fail test.
@@ -105,6 +110,9 @@ def parse_args(argv=None):
   p.add_argument("--step_batch", type=int, default=16, help="train-step batch (256 on an accelerator)")
   p.add_argument("--steps", type=int, default=2, help="timed train steps per round")
   p.add_argument("--threads", type=int, default=0, help="train-step worker threads; 0: all CPUs")
+  p.add_argument("--feed_workers", default="", help="comma list of worker counts: the train step fed by the "
+                 "new pipeline as training feeds it (a row each; '' = none; on an accelerator, e.g. 0,2,4,8)")
+  p.add_argument("--feed_steps", type=int, default=50, help="timed steps of each fed row")
   p.add_argument("--smoke", action="store_true", help="tiny data and model, 1 round")
   args = p.parse_args(argv)
   if args.smoke:
@@ -114,6 +122,8 @@ def parse_args(argv=None):
     args.batch, args.frames, args.workers, args.batches, args.warmup_batches = 8, 64, "0,1", 40, 1
     args.min_seconds = 0.2
     args.rounds, args.model, args.steps, args.step_batch, args.stage_examples = 1, "tiny", 2, 4, 32
+    # 100 steps: the worker's CPU time for fewer tiny batches can stay under the CPU clock's 10 ms tick
+    args.feed_workers, args.feed_steps = args.feed_workers or "0,1", 100
     if args.step_variant == "jax_ynn":
       args.step_variant = "jax_default"  # the variant train_step.py --smoke also compiles (shared cache)
   args.data_dir = args.data_dir or os.path.join(
@@ -252,6 +262,28 @@ def cores_table(per_core: dict[str, float], crop_pixels: int) -> dict[str, dict]
           for name, d in demand.items()}
 
 
+def feed_rows(args, workers: dict, skipped: dict) -> dict[str, dict]:
+  """The train-step worker fed by the new pipeline (train_step.feed_steps), one row per --feed_workers."""
+  counts = [int(w) for w in args.feed_workers.split(",") if w.strip()]
+  rows = {}
+  for name, w in workers.items():
+    for count in counts:
+      key = f"fed_{count}_workers"
+      try:
+        r = w.ask(op="feed", data_dir=args.data_dir, workers=count, steps=args.feed_steps)
+      except RuntimeError as e:
+        print(f"  {key}: FAILED: {e}", flush=True)
+        skipped[key] = str(e)
+        continue
+      rows[key] = {"kind": "fed", "variant": name, "num_workers": count, "batch": args.step_batch,
+                   "seconds_per_step": r["seconds_per_step"], "examples_per_s": args.step_batch / r["seconds_per_step"],
+                   "steps": r["steps"], "startup_s": r["startup_s"],
+                   "cpu_us_per_example_main": 1e6 * r["cpu_s_per_step_main"] / args.step_batch,
+                   "cpu_us_per_example_workers": 1e6 * r["cpu_s_per_step_workers"] / args.step_batch}
+      print(f"  {key}: {rows[key]['examples_per_s']:.1f} ex/s", flush=True)
+  return rows
+
+
 def main(argv=None) -> dict:
   args = parse_args(argv)
   datasets = ensure_data(args)
@@ -285,6 +317,7 @@ def main(argv=None) -> dict:
                                      * args.batch / args.step_batch)
   try:
     per_round = step_bench.run_rounds({}, args.steps, args.rounds, args.batch, skipped, extra=extra)
+    fed = feed_rows(args, workers, skipped)
     memory = {name: w.ask(op="stats") for name, w in workers.items()}
   finally:
     for w in workers.values():
@@ -302,6 +335,9 @@ def main(argv=None) -> dict:
         "kind": "train_step", "variant": name, "batch": args.step_batch, "seconds_per_batch": s,
         "examples_per_s": step_rate, "peak_rss_mib": memory[name]["peak_rss_mib"],
         "xla_flags": info[name]["xla_flags"], "dtype": info[name]["dtype"], "model": args.model}
+  for name, row in fed.items():
+    row["x_step_alone"] = row["examples_per_s"] / step_rate if step_rate else None
+    result_rows[name] = row
   for name, row in rows.items():
     if name not in per_round:
       continue
@@ -323,6 +359,8 @@ def main(argv=None) -> dict:
   print(f"\n{'row':<22}{'s/batch':>9}{'ex/s':>10}{'ex/core-s':>11}{'CPU ms/ex':>11}{'main µs':>9}"
         f"{'workers µs':>11}{'x step':>8}{'startup s':>11}")
   for name, r in result_rows.items():
+    if r["kind"] == "fed":
+      continue
     x = f"{r['x_train_step']:.1f}" if r.get("x_train_step") else "-"
     per_core = f"{r['examples_per_core_s']:.0f}" if r.get("examples_per_core_s") else "-"
     cpu = f"{r['cpu_ms_per_example']:.3f}" if "cpu_ms_per_example" in r else "-"
@@ -331,6 +369,16 @@ def main(argv=None) -> dict:
     work = f"{r['cpu_us_per_example_workers']:.1f}" if r.get("num_workers") else "-"
     print(f"{name:<22}{r['seconds_per_batch']:>9.3f}{r['examples_per_s']:>10.1f}{per_core:>11}{cpu:>11}{main:>9}"
           f"{work:>11}{x:>8}{startup:>11}")
+
+  if fed:
+    print(f"\nthe train step fed by the new pipeline through DevicePrefetch, as training runs it (batch "
+          f"{args.step_batch}); 'of step alone' = fed rate / the step's rate on a batch already on the device")
+    print(f"{'row':<22}{'s/step':>9}{'ex/s':>10}{'of step alone':>15}{'host CPU µs/ex: main':>22}{'workers':>9}"
+          f"{'startup s':>11}")
+    for name, r in fed.items():
+      x = f"{r['x_step_alone']:.2f}" if r.get("x_step_alone") else "-"
+      print(f"{name:<22}{r['seconds_per_step']:>9.4f}{r['examples_per_s']:>10.1f}{x:>15}"
+            f"{r['cpu_us_per_example_main']:>22.1f}{r['cpu_us_per_example_workers']:>9.1f}{r['startup_s']:>11.1f}")
 
   measured = {}
   for name, r in result_rows.items():  # per-core figure of each pipeline with the most workers (scales out)

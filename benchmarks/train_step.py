@@ -13,6 +13,7 @@ variant, in a rotated order) and the median over rounds is reported, because the
   jax_default     create_model + make_optimizer + make_train_step (config_lib.base_config), default XLA flags
   jax_ynn         same, XLA_FLAGS=--xla_cpu_experimental_ynn_fusion_type=-individual_convolution
   jax_ynn_bf16    same flag, config.dtype=bfloat16 (float32 parameters)
+  jax_bf16        config.dtype=bfloat16, default XLA flags: the bf16 row on a GPU or TPU
   torch_nchw / torch_channels_last   torchvision ResNet-50, one-channel stem, 7-class fc (torch_resnet.py)
   torch_channels_last_bf16           same, forward under torch.autocast(bfloat16): jax_ynn_bf16's counterpart
 The PyTorch workers run in another interpreter (--torch_python, default /work/torchvenv/bin/python; see
@@ -43,6 +44,7 @@ JAX_VARIANTS = {
     "jax_default": {"xla_flags": "", "dtype": "float32"},
     "jax_ynn": {"xla_flags": YNN_FLAG, "dtype": "float32"},
     "jax_ynn_bf16": {"xla_flags": YNN_FLAG, "dtype": "bfloat16"},
+    "jax_bf16": {"xla_flags": "", "dtype": "bfloat16"},  # on an accelerator (the ynn flag is XLA:CPU's)
 }
 TORCH_VARIANTS = {"torch_nchw": ("nchw", "float32"), "torch_channels_last": ("channels_last", "float32"),
                   # the bfloat16 counterpart of jax_ynn_bf16: compare like precision with like
@@ -76,6 +78,7 @@ def parse_args(argv=None):
                  "GPU machine (then also pass --threads for its CPU side)")
   p.add_argument("--smoke", action="store_true", help="tiny model, 2 steps, 1 round, no torch")
   p.add_argument("--worker", default="", help=argparse.SUPPRESS)  # internal: run one JAX variant
+  p.add_argument("--count_flops", action="store_true", help=argparse.SUPPRESS)  # internal: with --worker
   args = p.parse_args(argv)
   args.models = [m.strip() for m in args.model.split(",") if m.strip()] or ["resnet50"]
   if args.worker:
@@ -116,14 +119,20 @@ def answer(obj: dict) -> None:
   print(MARK + json.dumps(obj), flush=True)
 
 
-def serve(run_steps, stats) -> None:
-  """The worker side of the protocol: one JSON command per stdin line, one MARK-prefixed answer each."""
+def serve(run_steps, stats, ops=None) -> None:
+  """The worker side of the protocol: one JSON command per stdin line, one MARK-prefixed answer each.
+  `ops` maps further op names to functions of the command returning the answer's fields."""
   for line in sys.stdin:
     cmd = json.loads(line)
     if cmd["op"] == "run":
       answer({"ok": True, "seconds": run_steps(cmd["steps"])})
     elif cmd["op"] == "stats":
       answer({"ok": True, **stats()})
+    elif cmd["op"] in (ops or {}):
+      try:
+        answer({"ok": True, **ops[cmd["op"]](cmd)})
+      except Exception as e:  # reported to the driver, which records it; the worker stays usable
+        answer({"ok": False, "error": f"{cmd['op']}: {type(e).__name__}: {e}"})
     else:
       answer({"ok": False, "error": f"unknown op {cmd['op']!r}"})
 
@@ -133,7 +142,7 @@ def serve(run_steps, stats) -> None:
 
 
 def build_jax_step(model_name: str, dtype: str, batch_size: int, frames: int, mel_bins: int, num_classes: int,
-                   specaugment: bool = False):
+                   specaugment: bool = False, flops_only: bool = False):
   """The project's train step as train_and_evaluate builds it, compiled for one input shape.
 
   Returns (step, state, batch, info): `step(state, batch)` runs one step and waits for it (the state is
@@ -166,7 +175,17 @@ def build_jax_step(model_name: str, dtype: str, batch_size: int, frames: int, me
     return train.TrainState.create(apply_fn=model.apply, params=variables["params"],
                                    batch_stats=variables.get("batch_stats", {}), tx=tx)
 
-  state_sharding = jax.tree.map(lambda _: replicated, jax.eval_shape(init, jax.random.key(0)))
+  abstract_state = jax.eval_shape(init, jax.random.key(0))
+  state_sharding = jax.tree.map(lambda _: replicated, abstract_state)
+  normalizer = pipeline.Normalizer(np.zeros(mel_bins, np.float32), np.ones(mel_bins, np.float32))
+  step_fn = jax.jit(train.make_train_step(model, c, num_classes, normalizer, schedule), donate_argnums=(0,),
+                    in_shardings=(state_sharding, data_sharding), out_shardings=(state_sharding, replicated))
+  flops_of = lambda cost: float((cost[0] if isinstance(cost, (list, tuple)) else cost or {}).get("flops", 0.0))
+  if flops_only:  # XLA's count of the program as written, from shapes alone: nothing is run or compiled
+    abstract_batch = {"log_mel": jax.ShapeDtypeStruct((batch_size, frames, mel_bins), jnp.float16),
+                      "length": jax.ShapeDtypeStruct((batch_size,), jnp.int32),
+                      "label": jax.ShapeDtypeStruct((batch_size,), jnp.int32)}
+    return flops_of(step_fn.lower(abstract_state, abstract_batch).cost_analysis())
   state = train.compile_init(init, state_sharding, c.seed)(jax.random.key(c.seed))
   rng = np.random.default_rng(0)
   # The input pipeline's batch: float16 crops + lengths, normalised and masked inside the step.
@@ -174,23 +193,92 @@ def build_jax_step(model_name: str, dtype: str, batch_size: int, frames: int, me
       "log_mel": rng.standard_normal((batch_size, frames, mel_bins)).astype(np.float16),
       "length": np.full((batch_size,), frames, np.int32),
       "label": rng.integers(0, num_classes, batch_size).astype(np.int32)}, data_sharding)
-  normalizer = pipeline.Normalizer(np.zeros(mel_bins, np.float32), np.ones(mel_bins, np.float32))
-  step_fn = jax.jit(train.make_train_step(model, c, num_classes, normalizer, schedule), donate_argnums=(0,),
-                    in_shardings=(state_sharding, data_sharding), out_shardings=(state_sharding, replicated))
   start = time.perf_counter()
-  compiled = step_fn.lower(state, batch).compile()
+  lowered = step_fn.lower(state, batch)
+  compiled = lowered.compile()
   compile_s = time.perf_counter() - start
-  cost = compiled.cost_analysis()
-  cost = cost[0] if isinstance(cost, (list, tuple)) else cost  # older jax returned one dict per program
-  flops = float(cost.get("flops", 0.0)) if cost else 0.0
+  # XLA's count of the program as written (the lowered one) and of the compiled one. On a GPU neither counts
+  # the convolutions (cuDNN calls; an H200 gave 0 and 0.10 of 8.75 GFLOP per example): the driver then
+  # counts the same program lowered for the CPU (count_flops_on_cpu), the same on every backend.
+  flops, compiled_flops = flops_of(lowered.cost_analysis()), flops_of(compiled.cost_analysis())
 
   def step(state, batch):
     state, stats = compiled(state, batch)
     jax.block_until_ready((state, stats))
     return state
 
-  info = {"params": int(models.param_count(state.params)), "compile_s": compile_s, "flops_per_step": flops}
+  step.compiled, step.data_sharding = compiled, data_sharding  # for feed_steps: the same executable
+  info = {"params": int(models.param_count(state.params)), "compile_s": compile_s, "flops_per_step": flops,
+          "compiled_flops_per_step": compiled_flops}
   return step, state, batch, info
+
+
+def feed_steps(step, state, args, data_dir: str, num_workers: int, steps: int, warmup: int, seed: int = 0):
+  """The same compiled step fed by the input pipeline as train_and_evaluate feeds it: Grain batches of
+  float16 crops (`pipeline.train_dataset(on_device=True)`, `num_workers` worker processes) through
+  `train.DevicePrefetch` (the next two batches on the device while a step runs), steps dispatched without
+  waiting, one wait at the end. Returns (state, figures): wall seconds per step and this process's and the
+  Grain workers' CPU seconds per step. The batch must be the step's (--batch, --frames, --mel_bins and the
+  data's classes)."""
+  import jax
+  import psutil
+  from absl import flags
+
+  from input_pipeline import pipeline
+  from lanser_jax import train
+
+  if not flags.FLAGS.is_parsed():  # Grain's worker processes read absl flags (as main.py's app.run parses them)
+    flags.FLAGS.mark_as_parsed()
+  me = psutil.Process()
+  before = {c.pid for c in me.children(recursive=True)}
+
+  def cpu() -> tuple[float, float]:
+    t, workers = me.cpu_times(), 0.0
+    for c in me.children(recursive=True):
+      if c.pid not in before:
+        try:
+          ct = c.cpu_times()
+          workers += ct.user + ct.system
+        except psutil.Error:
+          pass
+    return t.user + t.system, workers
+
+  normalizer = pipeline.Normalizer.from_file(os.path.join(data_dir, "stats.json"))
+  if normalizer.mel_bins != args.mel_bins:
+    raise ValueError(f"{data_dir}: {normalizer.mel_bins} mel bins, the step was built for {args.mel_bins}")
+  t0 = time.perf_counter()
+  it = train.DevicePrefetch(iter(pipeline.train_dataset(
+      data_dir, "train", global_batch_size=args.batch, crop_frames=args.frames, normalizer=normalizer,
+      num_classes=args.num_classes, seed=seed, num_workers=num_workers, on_device=True)), step.data_sharding)
+  try:
+    for _ in range(warmup * max(1, num_workers)):  # every worker started and in its steady state
+      state, stats = step.compiled(state, next(it))
+    jax.block_until_ready((state, stats))
+    startup = time.perf_counter() - t0
+    c0, t = cpu(), time.perf_counter()
+    for _ in range(steps):
+      state, stats = step.compiled(state, next(it))
+    jax.block_until_ready((state, stats))
+    seconds, c1 = time.perf_counter() - t, cpu()
+  finally:
+    it.close()
+  return state, {"seconds_per_step": seconds / steps, "startup_s": startup, "steps": steps,
+                 "cpu_s_per_step_main": (c1[0] - c0[0]) / steps,
+                 "cpu_s_per_step_workers": (c1[1] - c0[1]) / steps}
+
+
+def count_flops_on_cpu(args, model: str, dtype: str) -> float:
+  """XLA:CPU's FLOP count of the project's step for `model` and `dtype` at the benchmark's shapes, lowered
+  (not compiled, not run) in a CPU-only process: what MFU divides by where the device's own cost analysis
+  misses the convolutions."""
+  argv = [sys.executable, os.path.abspath(__file__), f"--worker={'jax_bf16' if dtype == 'bfloat16' else 'jax_default'}",
+          "--count_flops", *shape_args(args, model)]
+  r = subprocess.run(argv, capture_output=True, text=True, cwd=REPO, timeout=600,
+                     env={**os.environ, "JAX_PLATFORMS": "cpu", "XLA_FLAGS": "", "CUDA_VISIBLE_DEVICES": ""})
+  lines = [l for l in r.stdout.splitlines() if l.startswith(MARK)]
+  if r.returncode or not lines:
+    raise RuntimeError(f"counting FLOPs on the CPU failed: {r.stderr[-1000:]}")
+  return float(json.loads(lines[-1][len(MARK):])["flops_per_step"])
 
 
 def jax_worker(args) -> None:
@@ -199,19 +287,25 @@ def jax_worker(args) -> None:
 
   variant = JAX_VARIANTS[args.worker]
   sys.path.insert(0, REPO)
+  if args.count_flops:
+    answer({"ok": True, "flops_per_step": build_jax_step(args.model, variant["dtype"], args.batch, args.frames,
+                                                          args.mel_bins, args.num_classes, args.specaugment,
+                                                          flops_only=True), "backend": jax.default_backend()})
+    return
   importlib.import_module("lanser_jax.train")  # first, so that import_rss counts the libraries alone
   import_rss = peak_rss_mib()  # (lanser_jax.train pulls in TensorFlow through clu)
   step, state, batch, info = build_jax_step(args.model, variant["dtype"], args.batch, args.frames,
                                             args.mel_bins, args.num_classes, args.specaugment)
 
   def run_steps(n: int) -> list[float]:
+    """n steps dispatched back to back and one wait at the end, as the training loop runs them (a wait after
+    each step would add the host's dispatch gap to every step on an accelerator); each step's share."""
     nonlocal state
-    seconds = []
+    t = time.perf_counter()
     for _ in range(n):
-      t = time.perf_counter()
-      state = step(state, batch)
-      seconds.append(time.perf_counter() - t)
-    return seconds
+      state, stats = step.compiled(state, batch)
+    jax.block_until_ready((state, stats))
+    return [(time.perf_counter() - t) / n] * n
 
   run_steps(args.warmup)
   device = jax.devices()[0]
@@ -222,11 +316,18 @@ def jax_worker(args) -> None:
     return {"peak_rss_mib": peak_rss_mib(),
             "device_peak_mib": None if peak is None else peak / 2**20}
 
+  def feed(cmd: dict) -> dict:
+    nonlocal state
+    state, figures = feed_steps(step, state, args, cmd["data_dir"], cmd["workers"], cmd["steps"],
+                                cmd.get("warmup", 2), cmd.get("seed", 0))
+    return figures
+
   answer({"ok": True, "framework": "jax", "version": jax.__version__, "backend": jax.default_backend(),
           "device_kind": device.device_kind, "device_count": jax.device_count(), "threads": threads,
           "xla_flags": os.environ.get("XLA_FLAGS", ""), "dtype": variant["dtype"], **info,
+          "default_matmul_precision": jax.config.jax_default_matmul_precision,  # None: XLA's (TF32 on GPUs)
           "import_rss_mib": import_rss})
-  serve(run_steps, stats)
+  serve(run_steps, stats, {"feed": feed})
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -277,8 +378,10 @@ def start_jax_worker(name: str, args) -> Worker:
   # XLA_FLAGS replaces the caller's (e.g. the tests' 8 fake devices). TensorFlow is imported (through clu)
   # but never computes: quiet its start-up log.
   variant, model = variant_of(name)
-  env = {**os.environ, "XLA_FLAGS": JAX_VARIANTS[variant]["xla_flags"], "TF_CPP_MIN_LOG_LEVEL": "2",
-         "TF_ENABLE_ONEDNN_OPTS": "0"}
+  # On a GPU several workers (and the PyTorch ones) share the device: JAX must not take 75% of its memory
+  # up front in each (XLA_PYTHON_CLIENT_PREALLOCATE); device_peak_mib still reads the allocator's peak.
+  env = {"XLA_PYTHON_CLIENT_PREALLOCATE": "false", **os.environ, "XLA_FLAGS": JAX_VARIANTS[variant]["xla_flags"],
+         "TF_CPP_MIN_LOG_LEVEL": "2", "TF_ENABLE_ONEDNN_OPTS": "0"}
   return Worker(name, [sys.executable, os.path.abspath(__file__), f"--worker={variant}",
                        *shape_args(args, model)], env)
 
@@ -376,7 +479,7 @@ def peak_flops(device_kind: str) -> float | None:
 
 
 def summarise(args, per_round, info, memory) -> dict[str, dict]:
-  model_flops = next((info[n]["flops_per_step"] for n in ("jax_ynn", "jax_default", "jax_ynn_bf16")
+  model_flops = next((info[n]["flops_per_step"] for n in ("jax_ynn", "jax_default", "jax_ynn_bf16", "jax_bf16")
                       if n in info and info[n]["flops_per_step"] > 0), 0.0)
   rows = {}
   for name, seconds in per_round.items():
@@ -384,9 +487,11 @@ def summarise(args, per_round, info, memory) -> dict[str, dict]:
     row = {**info[name], **memory[name], "seconds_per_step_rounds": seconds, "seconds_per_step": s,
            "examples_per_s": args.batch / s}
     flops = row.get("flops_per_step") or model_flops  # torch: XLA's count of the same network
-    row["flops_source"] = "own XLA cost analysis" if row.get("flops_per_step") else "jax variant's count"
+    row["flops_source"] = (("XLA:CPU's count of the same step, lowered (this device's misses convolutions)"
+                            if row.get("flops_counted_on") else "own XLA cost analysis")
+                           if row.get("flops_per_step") else "jax variant's count")
     row["achieved_flops_per_s"] = flops / s if flops else None
-    peak = peak_flops(row.get("device_kind", "")) if row["framework"] == "jax" else None
+    peak = peak_flops(row.get("device_kind", ""))  # torch on a GPU reports the device's name too
     row["mfu"] = row["achieved_flops_per_s"] / peak if peak and row["achieved_flops_per_s"] else None
     row["model"] = variant_of(name)[1] or args.model
     row["gflop_per_example"] = flops / args.batch / 1e9 if flops else None
@@ -400,15 +505,18 @@ def summarise(args, per_round, info, memory) -> dict[str, dict]:
 
 def print_table(rows: dict[str, dict]) -> None:
   print(f"\n{'variant':<26}{'s/step':>8}{'ex/s':>8}{'vs NCHW':>9}{'vs CL':>7}{'vs CL bf16':>11}{'RSS MiB':>9}"
-        f"{'GFLOP/ex':>9}{'GFLOP/s':>9}{'MFU':>7}  compile s")
+        f"{'dev MiB':>9}{'GFLOP/ex':>9}{'GFLOP/s':>9}{'MFU':>7}  compile s")
   for name, r in rows.items():
     vs = lambda k: f"{r[k]:.2f}" if k in r else "-"
     gf = f"{r['achieved_flops_per_s'] / 1e9:.1f}" if r["achieved_flops_per_s"] else "-"
     mfu = f"{r['mfu']:.1%}" if r["mfu"] is not None else "-"
     compile_s = f"{r['compile_s']:.1f}" if "compile_s" in r else "-"
     gfe = f"{r['gflop_per_example']:.2f}" if r.get("gflop_per_example") else "-"
-    print(f"{name:<26}{r['seconds_per_step']:>8.2f}{r['examples_per_s']:>8.2f}{vs('vs_torch_nchw'):>9}"
-          f"{vs('vs_torch_channels_last'):>7}{vs('vs_torch_channels_last_bf16'):>11}{r['peak_rss_mib']:>9.0f}{gfe:>9}{gf:>9}{mfu:>7}  {compile_s}")
+    dev = f"{r['device_peak_mib']:.0f}" if r.get("device_peak_mib") is not None else "-"
+    s_step = f"{r['seconds_per_step']:.4f}" if r["seconds_per_step"] < 0.1 else f"{r['seconds_per_step']:.2f}"
+    print(f"{name:<26}{s_step:>8}{r['examples_per_s']:>8.1f}{vs('vs_torch_nchw'):>9}"
+          f"{vs('vs_torch_channels_last'):>7}{vs('vs_torch_channels_last_bf16'):>11}{r['peak_rss_mib']:>9.0f}{dev:>9}"
+          f"{gfe:>9}{gf:>9}{mfu:>7}  {compile_s}")
 
 
 def setup_record(args) -> dict:
@@ -437,6 +545,17 @@ def main(argv=None) -> dict:
         f"{args.num_classes} classes, SGD momentum; {args.threads} threads on each side "
         f"(load average {setup['load_avg_start'][0]:.2f})", flush=True)
   workers, info, skipped = start_workers(names, args)
+  counted = {}
+  for name, i in info.items():
+    if i.get("framework") == "jax" and not i.get("flops_per_step"):  # e.g. on a GPU (build_jax_step says why)
+      key = (variant_of(name)[1] or args.model, i["dtype"])
+      try:
+        counted[key] = counted.get(key) or count_flops_on_cpu(args, *key)
+        i["flops_per_step"], i["flops_counted_on"] = counted[key], "cpu (lowered step, same shapes)"
+        print(f"  {name}: {i['backend']} counts no convolution FLOPs; counted on the CPU: "
+              f"{counted[key] / args.batch / 1e9:.2f} GFLOP per example", flush=True)
+      except RuntimeError as e:
+        print(f"  {name}: no FLOP count ({e}); no MFU", flush=True)
   try:
     per_round = run_rounds(workers, args.steps, args.rounds, args.batch, skipped)
     memory = {name: w.ask(op="stats") for name, w in workers.items()}

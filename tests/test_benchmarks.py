@@ -88,9 +88,17 @@ def test_input_pipeline_smoke_writes_figures(suite):
   assert result["benchmark"] == "input_pipeline" and result["data"]["records"] == 64
   rows = result["rows"]
   pipelines = {f"{k}_{w}_workers" for k in ("old", "new") for w in (0, 1)}
-  assert set(rows) == {"train_step_jax_default"} | pipelines
+  fed = {"fed_0_workers", "fed_1_workers"}
+  assert set(rows) == {"train_step_jax_default"} | pipelines | fed
   step = rows["train_step_jax_default"]
   assert step["kind"] == "train_step" and _positive(step["examples_per_s"])
+  for name in fed:  # the same compiled step fed by the pipeline through DevicePrefetch, in the step's worker
+    row = rows[name]
+    assert row["kind"] == "fed" and row["num_workers"] == int(name.split("_")[1]) and row["batch"] == 4
+    assert _positive(row["examples_per_s"]) and _positive(row["cpu_us_per_example_main"])
+    assert math.isclose(row["x_step_alone"], row["examples_per_s"] / step["examples_per_s"])
+  assert _positive(rows["fed_1_workers"]["cpu_us_per_example_workers"])  # its Grain worker's CPU is counted
+  assert rows["fed_0_workers"]["cpu_us_per_example_workers"] == 0
   for name in pipelines:  # old and new measured in the same rounds
     row = rows[name]
     assert row["pipeline"] == name.split("_")[0] and row["num_workers"] == int(name.split("_")[1])
@@ -115,6 +123,26 @@ def test_input_pipeline_smoke_writes_figures(suite):
   for c in cores.values():
     assert math.isclose(c["cores_new"], c["examples_per_s"] / rows["new_1_workers"]["examples_per_core_s"])
   assert "host cores to feed ResNet-50" in stdout and "goal:" in stdout
+
+
+def test_flops_counted_on_the_cpu_are_the_steps_own(suite):
+  """Where a device's cost analysis misses the convolutions (a GPU's: cuDNN calls), MFU divides by XLA:CPU's
+  count of the same step lowered in a CPU-only process. Here, on the CPU, that count must equal the worker's
+  own count of its lowered step, and be within 10% of the compiled step's (measured: ResNet-50 float32 140.0
+  vs 141.6 GFLOP at batch 16; the tiny model in bfloat16 26.3 vs 28.0 MFLOP, whose compiled program adds the
+  casts)."""
+  import importlib.util
+  spec = importlib.util.spec_from_file_location("bench_train_step_flops", os.path.join(REPO, "benchmarks",
+                                                                                         "train_step.py"))
+  bench = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(bench)
+  args = bench.parse_args(["--smoke"])
+  result, _ = _figure(suite, "train_step", "train_step/train_step.json")
+  for variant, dtype in (("jax_default", "float32"), ("jax_ynn_bf16", "bfloat16")):
+    row = result["variants"][variant]
+    flops = bench.count_flops_on_cpu(args, "tiny", dtype)
+    assert _positive(flops) and flops == row["flops_per_step"], (variant, flops, row["flops_per_step"])
+    assert math.isclose(flops, row["compiled_flops_per_step"], rel_tol=0.1), (variant, row)
 
 
 def test_train_step_skips_torch_with_a_reason(tmp_path):
