@@ -86,7 +86,7 @@ def worker_main(args) -> None:
           dtype=getattr(torch, cmd["dtype"]))
       pipe(cmd["texts"][:2], candidate_labels=cmd["labels"], hypothesis_template=TEMPLATE,
            batch_size=args.pipeline_batch_size)  # warm-up
-      answer = {"ok": True, "torch": torch.__version__}
+      answer = {"ok": True, "torch": torch.__version__, "float32_matmul": torch.get_float32_matmul_precision()}
     elif cmd["op"] == "run":
       start = time.perf_counter()
       results = pipes[cmd["dtype"]](cmd["texts"], candidate_labels=cmd["labels"], hypothesis_template=TEMPLATE,
@@ -182,7 +182,8 @@ def main(args) -> dict:
   if worker is not None:
     torch_dtypes = ["float32"] + [d for d in args.torch_dtype.split(",") if d and d != "float32"]
   for dtype in torch_dtypes:
-    torch_version = worker.ask(op="load", texts=texts, labels=labels, dtype=dtype)["torch"]
+    loaded = worker.ask(op="load", texts=texts, labels=labels, dtype=dtype)
+    torch_version, torch_float32_matmul = loaded["torch"], loaded["float32_matmul"]
     say(f"transformers pipeline loaded ({dtype})")
   ours = {}
   for dtype in args.dtype.split(","):
@@ -231,12 +232,15 @@ def main(args) -> dict:
       "threads": args.threads, "rounds": args.rounds, "cpus": os.cpu_count(),
       "jax_device": jax.devices()[0].device_kind, "torch_device": args.torch_device,
       "loadavg_at_end": list(os.getloadavg()), "xla_flags": os.environ.get("XLA_FLAGS", ""),
+      # float32 products: None is JAX's default (TF32 on recent GPUs); PyTorch's "highest" is full float32
+      "jax_default_matmul_precision": jax.config.jax_default_matmul_precision,
       "flax": {},
   }
   if worker is not None:
     # "torch" is the float32 pipeline (the reference); "torch_by_dtype" holds every measured dtype.
     result["torch_by_dtype"] = {
         dtype: {"version": torch_version, "pipeline_batch_size": args.pipeline_batch_size, "dtype": dtype,
+                "float32_matmul_precision": torch_float32_matmul,
                 "round_s": torch_s[dtype], "transcripts_per_s": len(texts) / statistics.median(torch_s[dtype]),
                 "best_transcripts_per_s": len(texts) / min(torch_s[dtype]),
                 "argmax_agreement_with_float32": float(np.mean(
