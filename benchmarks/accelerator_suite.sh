@@ -53,11 +53,18 @@ for arg in "$@"; do
     --asr_model=*) ASR_MODEL="${arg#*=}" ;;
     --figures=*) FIGURES="${arg#*=}" ;;
     --smoke) SMOKE=1 ;;
-    -h|--help) sed -n '2,40p' "$0"; exit 0 ;;
+    -h|--help) awk 'NR > 1 && /^#/ { print; next } NR > 1 { exit }' "$0"; exit 0 ;;
     *) echo "accelerator_suite.sh: unknown argument $arg (see --help)" >&2; exit 2 ;;
   esac
 done
 [ -n "$OUT" ] || { echo "accelerator_suite.sh: --out=DIR is required" >&2; exit 2; }
+for figure in ${FIGURES//,/ }; do  # before anything is installed or run
+  case "$figure" in
+    train_step|input_pipeline|entailment|asr) ;;
+    *) echo "accelerator_suite.sh: unknown figure $figure in --figures (train_step, input_pipeline, entailment, asr)" >&2
+       exit 2 ;;
+  esac
+done
 mkdir -p "$OUT"
 TORCH_PY="${TORCH_PY:-$PY}"
 export PYTHONPATH="$REPO${PYTHONPATH:+:$PYTHONPATH}"
@@ -168,12 +175,9 @@ print("" if n else "CTranslate2 " + ctranslate2.__version__ + " sees no CUDA dev
     fi
   }
 fi
-# --figures=a,b: these figures, in this order (default: all four).
+# --figures=a,b: these figures, in this order (default: all four; names checked above).
 for figure in ${FIGURES//,/ }; do
-  case "$figure" in
-    train_step|input_pipeline|entailment|asr) "fig_$figure" ;;
-    *) echo "accelerator_suite.sh: unknown figure $figure (train_step, input_pipeline, entailment, asr)" >&2; exit 2 ;;
-  esac
+  "fig_$figure"
 done
 
 {

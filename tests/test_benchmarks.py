@@ -253,3 +253,7 @@ def test_accelerator_suite_smoke_runs_every_figure(suite):
   bad = subprocess.run(["bash", os.path.join(REPO, "benchmarks", "accelerator_suite.sh")], capture_output=True,
                        text=True, cwd=REPO)
   assert bad.returncode == 2 and "--out=DIR is required" in bad.stderr
+  bad = subprocess.run(["bash", os.path.join(REPO, "benchmarks", "accelerator_suite.sh"), "--smoke",
+                        f"--out={tmp_path / 'bad'}", "--figures=entailment,bogus"], capture_output=True, text=True,
+                       cwd=REPO)
+  assert bad.returncode == 2 and "unknown figure bogus" in bad.stderr and not (tmp_path / "bad" / "suite.json").exists()
