@@ -220,8 +220,9 @@ def feed_steps(step, state, args, data_dir: str, num_workers: int, steps: int, w
   waiting, one wait at the end. Returns (state, figures): wall seconds per step and this process's and the
   Grain workers' CPU seconds per step. The batch must be the step's (--batch, --frames, --mel_bins and the
   data's classes)."""
+  import importlib.util
+
   import jax
-  import psutil
   from absl import flags
 
   from input_pipeline import pipeline
@@ -229,19 +230,13 @@ def feed_steps(step, state, args, data_dir: str, num_workers: int, steps: int, w
 
   if not flags.FLAGS.is_parsed():  # Grain's worker processes read absl flags (as main.py's app.run parses them)
     flags.FLAGS.mark_as_parsed()
-  me = psutil.Process()
-  before = {c.pid for c in me.children(recursive=True)}
-
-  def cpu() -> tuple[float, float]:
-    t, workers = me.cpu_times(), 0.0
-    for c in me.children(recursive=True):
-      if c.pid not in before:
-        try:
-          ct = c.cpu_times()
-          workers += ct.user + ct.system
-        except psutil.Error:
-          pass
-    return t.user + t.system, workers
+  # The input-pipeline benchmark's clock (this process + the Grain workers started after it), by file path as
+  # input_pipeline.py loads it.
+  spec = importlib.util.spec_from_file_location(
+      "lanser_bench_pipeline_stages", os.path.join(os.path.dirname(os.path.abspath(__file__)), "pipeline_stages.py"))
+  stages_lib = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(stages_lib)
+  clock = stages_lib.CpuClock()
 
   normalizer = pipeline.Normalizer.from_file(os.path.join(data_dir, "stats.json"))
   if normalizer.mel_bins != args.mel_bins:
@@ -255,11 +250,11 @@ def feed_steps(step, state, args, data_dir: str, num_workers: int, steps: int, w
       state, stats = step.compiled(state, next(it))
     jax.block_until_ready((state, stats))
     startup = time.perf_counter() - t0
-    c0, t = cpu(), time.perf_counter()
+    c0, t = clock.split(), time.perf_counter()
     for _ in range(steps):
       state, stats = step.compiled(state, next(it))
     jax.block_until_ready((state, stats))
-    seconds, c1 = time.perf_counter() - t, cpu()
+    seconds, c1 = time.perf_counter() - t, clock.split()
   finally:
     it.close()
   return state, {"seconds_per_step": seconds / steps, "startup_s": startup, "steps": steps,
