@@ -7,12 +7,13 @@ on every host with --distributed=auto (TPU pods, Slurm) or --distributed=explici
 """
 
 import logging as logging_std
+import sys
 
 from absl import app, flags, logging
 import jax
 from ml_collections import config_flags
 
-from lanser_jax import distributed, train
+from lanser_jax import checkpointing, distributed, train
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment file (experiments/*.py[:args]).",
                                           lock_config=True)
@@ -27,9 +28,12 @@ flags.mark_flags_as_required(["config", "workdir"])
 
 
 class _QuietLibraries(logging_std.Filter):
-  """Orbax and Grain log every save and read at INFO; keep their warnings, drop the chatter."""
+  """Orbax and Grain log every save and read at INFO; keep their warnings, drop the chatter. Orbax also
+  warns at each save without metrics (steps saved between evaluations), which is how this loop saves."""
 
   def filter(self, record):
+    if "/orbax/" in record.pathname and str(record.msg).startswith("Requested `tracked_metric`"):
+      return False
     return record.levelno >= logging_std.WARNING or not any(
         f"/{lib}/" in record.pathname for lib in ("orbax", "grain", "array_record"))
 
@@ -42,7 +46,12 @@ def main(argv):
                          _INIT_TIMEOUT.value)
   logging.info("JAX process %d/%d, local devices %s", jax.process_index(), jax.process_count(),
                jax.local_devices())
-  train.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
+  try:
+    train.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
+  except (checkpointing.CheckpointError, checkpointing.CheckpointMismatchError) as e:
+    # Each says what was found, what is safe and how to go on; its traceback would say nothing more.
+    logging.error("%s", e)
+    sys.exit(2)
 
 
 if __name__ == "__main__":

@@ -62,6 +62,10 @@ def from_confusion(cm: np.ndarray, label_names: Sequence[str] | None = None,
   }
 
 
+# The scalars every evaluation produces: what config.best_metric may name.
+SCALARS = ("wa", "ua", "macro_f1")
+
+
 def scalars(result: dict[str, Any]) -> dict[str, float]:
   """The scalar part of `from_confusion`, for metric writers."""
-  return {k: result[k] for k in ("wa", "ua", "macro_f1")}
+  return {k: result[k] for k in SCALARS}

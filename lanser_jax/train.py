@@ -355,12 +355,24 @@ def check_finite(steps: list[tuple[int, dict[str, jax.Array]]], manager) -> None
       "(the features stage rejects NaN audio, but not features written by other tools).")
 
 
+def choose_step(manager, c: ml_collections.ConfigDict, final_step: int) -> tuple[int, str]:
+  """The step the final evaluation uses, and why: the best evaluated checkpoint by config.best_metric on
+  the validation split (ties: the earlier step), else the final step."""
+  if not c.data.eval_split:
+    return final_step, "no validation split: the final step"
+  best = manager.best_step()
+  if best is None:
+    return final_step, "no checkpoint carries validation metrics: the final step"
+  return best, f"highest validation {c.best_metric} (ties: the earlier step)"
+
+
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   """Trains, evaluates and checkpoints; returns (and writes to `<workdir>/results.json`) the final metrics."""
   t_start = time.time()
+  c = config
+  checkpointing.check_best_metric(c.best_metric)  # before any work
   checkpointing.check_orbax_can_write(workdir)  # before anything is written
   fileio.makedirs(workdir)
-  c = config
 
   # ----- Data description ------------------------------------------------------------------------------
   if not c.data.dir:
@@ -371,7 +383,6 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   num_classes = len(label_names)
   stats_file = c.data.stats_file or os.path.join(c.data.dir, "stats.json")
   normalizer = pipeline.Normalizer.from_file(stats_file)
-  save_run_info(workdir, c, c.data.dir, stats_file, label_names)
 
   # ----- Mesh and shardings ----------------------------------------------------------------------------
   mesh = sharding.make_mesh(c.sharding.mesh)  # default "data=-1": 1-D data parallelism
@@ -425,10 +436,14 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   # ----- Checkpoint: resume, else init_from, else fresh ------------------------------------------------
   data_spec = data_spec_of(c, info, subset)
   iterator_spec = iterator_spec_of(c)
-  manager, latest, state, iterator_restored = checkpointing.restore_for_resume(
+  config_dict = json.loads(c.to_json_best_effort())
+  resumed = checkpointing.restore_for_resume(
       lambda: checkpointing.create_manager(workdir, c.keep_checkpoints, c.best_metric), abstract_state,
-      train_iter, data_spec, iterator_spec)
-  if latest is not None and not iterator_restored:
+      train_iter, data_spec, iterator_spec, config_dict)
+  manager, latest, state = resumed.manager, resumed.step, resumed.state
+  # Every validation evaluation so far (they travel with each checkpoint, so a resumed run knows them).
+  evaluations = [e for e in resumed.metadata.get("evaluations", []) if latest is not None and e["step"] <= latest]
+  if latest is not None and not resumed.iterator_restored:
     # Each batch is a function of its index, so the data position follows from the step whatever the
     # iterator's worker count, prefetching, Grain version or process count was.
     train_iter = make_train_iter(start_batch=int(state.step))
@@ -441,6 +456,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
                                                batch_stats=batch_stats, tx=tx), state_sharding)
       logging.info("initialised backbone from %s (%s)", c.init_from, c.init_from_step)
   logging.info("model %s: %s parameters", c.model.name, f"{models.param_count(state.params):,}")
+  save_run_info(workdir, c, c.data.dir, stats_file, label_names)  # after the checkpoint was found to fit
+  selection = {"metric": c.best_metric, "split": c.data.eval_split or None}
 
   # ----- Compiled steps ----------------------------------------------------------------------------------
   train_step = jax.jit(make_train_step(model, c, num_classes, normalizer, schedule), donate_argnums=(0,),
@@ -492,8 +509,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
       logging.info("step %d %s: WA %.4f UA %.4f macro-F1 %.4f", step, c.data.eval_split,
                    result["wa"], result["ua"], result["macro_f1"])
       last_eval = result
+      evaluations.append({"step": step, **metrics_now})
     if do_save:
-      checkpointing.save(manager, step, state, train_iter, metrics_now, data_spec, iterator_spec)
+      checkpointing.save(manager, step, state, train_iter, metrics_now,
+                         {"data": data_spec, "iterator": iterator_spec, "config": config_dict,
+                          "selection": selection, "evaluations": evaluations})
       if manager.reached_preemption(step):
         logging.warning("preemption signal: saved step %d and stopping", step)
         manager.wait_until_finished()
@@ -502,17 +522,19 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   manager.wait_until_finished()
 
   # ----- Final evaluation with the best checkpoint ------------------------------------------------------
-  results: dict[str, Any] = {"steps": step, "label_names": label_names, "train_wall_s": time.time() - t_start}
-  best_step = manager.best_step()
-  if best_step is not None and best_step != step:
+  best_step, rule = choose_step(manager, c, step)
+  logging.info("final evaluation at step %d: %s", best_step, rule)
+  if best_step != step:
     state = checkpointing.restore_state(manager, best_step, abstract_state)
-  results["best_step"] = best_step if best_step is not None else step
+  results: dict[str, Any] = {"steps": step, "best_step": best_step, "label_names": label_names,
+                             "selection": {**selection, "rule": rule, "evaluations": evaluations},
+                             "train_wall_s": time.time() - t_start}
   for split, eval_set in eval_sets.items():
-    result = (last_eval if split == c.data.eval_split and results["best_step"] == step and last_eval
+    result = (last_eval if split == c.data.eval_split and best_step == step and last_eval
               else evaluate(eval_step, state, eval_set, normalizer, c.eval_batch_size, data_sharding,
                             label_names, c.data.num_workers, c.data.worker_buffer_size))
-    results[split] = result
-    logging.info("final %s (step %d): WA %.4f UA %.4f macro-F1 %.4f", split, results["best_step"],
+    results[split] = {**result, "step": best_step}
+    logging.info("final %s (step %d): WA %.4f UA %.4f macro-F1 %.4f", split, best_step,
                  result["wa"], result["ua"], result["macro_f1"])
   if jax.process_index() == 0:
     records.write_json(os.path.join(workdir, "results.json"), results)

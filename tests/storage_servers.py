@@ -161,3 +161,61 @@ def s3_url(s3_server):
 def bucket_url(request):
   """A fresh prefix on each of the two servers in turn."""
   return request.getfixturevalue({"gs": "gcs_url", "s3": "s3_url"}[request.param])
+
+
+class FaultProxy:
+  """An HTTP proxy on 127.0.0.1 in front of a storage server that answers `status` instead of forwarding the
+  first `times` requests whose path matches `pattern` (a storage error injected for one request); every
+  other request goes through unchanged. `injected` lists the paths it failed."""
+
+  def __init__(self, upstream: str, pattern: str, status: int = 503, times: int = 1):
+    import http.server
+    import re
+    import threading
+    import urllib.error
+    self.injected: list[str] = []
+    proxy, regex, lock = self, re.compile(pattern), threading.Lock()
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+      protocol_version = "HTTP/1.1"
+
+      def _relay(self):
+        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        with lock:
+          fail = regex.search(self.path) is not None and len(proxy.injected) < times
+          if fail:
+            proxy.injected.append(self.path)
+        if fail:
+          self._answer(status, {"Content-Type": "application/json"},
+                       b'{"error": {"code": %d, "message": "injected by the test"}}' % status)
+          return
+        request = urllib.request.Request(upstream + self.path, data=body or None, method=self.command,
+                                         headers={k: v for k, v in self.headers.items() if k.lower() != "host"})
+        try:
+          with urllib.request.urlopen(request, timeout=60) as r:
+            self._answer(r.status, dict(r.headers.items()), r.read())
+        except urllib.error.HTTPError as e:
+          self._answer(e.code, dict(e.headers.items()), e.read())
+
+      def _answer(self, code, headers, payload):
+        self.send_response(code)
+        for k, v in headers.items():
+          if k.lower() not in ("content-length", "transfer-encoding", "connection", "date", "server"):
+            self.send_header(k, v)
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        if self.command != "HEAD":
+          self.wfile.write(payload)
+
+      do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = _relay
+
+      def log_message(self, *args):
+        pass
+
+    self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    self.url = f"http://127.0.0.1:{self.server.server_port}"
+    threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+  def stop(self):
+    self.server.shutdown()
+    self.server.server_close()

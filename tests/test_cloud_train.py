@@ -98,7 +98,7 @@ def test_bucket_workdir_kill_restart_load(scheme, synth_dir, unbroken, tmp_path,
   monkeypatch.chdir(cwd)
   train.train_and_evaluate(tiny_config(data, **RUN), workdir)
   monkeypatch.undo()
-  assert resumed[0][1] in (5, 10)  # resumed from the killed run's checkpoint, not started afresh
+  assert resumed[0].step in (5, 10)  # resumed from the killed run's checkpoint, not started afresh
   assert os.listdir(cwd) == []  # no ./gs:/..., ./s3:/... and no stray files
   jax.tree.map(np.testing.assert_array_equal, _params(workdir), _params(unbroken))
   assert checkpointing.resolve_state_path(workdir, "latest") == fileio.join(workdir, "checkpoints/10/state")
@@ -190,3 +190,31 @@ def test_unreadable_gs_data_dir_fails_at_start(gcs_url, tmp_path, monkeypatch):
   finally:
     server.shutdown()
   assert not (tmp_path / "run" / "checkpoints").exists()
+
+
+@pytest.mark.parametrize("status", [503, 404])
+def test_bucket_read_that_fails_once_keeps_the_step(status, synth_dir, gcs_url, monkeypatch, caplog):
+  """TensorStore reads the step from gs:// through a proxy that fails the first read of one of its arrays'
+  values: 503 (which the storage client retries itself) and 404 (which it does not: the restore's own retry
+  reads it again). Either way the run resumes from that step and nothing is moved aside."""
+  import logging
+  from conftest import tiny_config
+  from lanser_jax import train
+  from storage_servers import FaultProxy
+  workdir = fileio.join(gcs_url, "run")
+  train.train_and_evaluate(tiny_config(synth_dir, **RUN), workdir)
+  # The 10th and later steps' value files: `d/<hash>` objects of step 10's state.
+  proxy = FaultProxy(os.environ["TENSORSTORE_GCS_HTTP_URL"], r"checkpoints%2F10%2Fstate%2F.*%2Fd%2F",
+                     status=status)
+  monkeypatch.setenv("TENSORSTORE_GCS_HTTP_URL", proxy.url)
+  monkeypatch.setattr(checkpointing, "RETRY_WAITS_S", (0.2, 0.2))
+  try:
+    with caplog.at_level(logging.INFO):
+      results = train.train_and_evaluate(tiny_config(synth_dir, **RUN), workdir)
+  finally:
+    proxy.stop()
+  assert len(proxy.injected) == 1, proxy.injected
+  assert any("resuming from" in r.getMessage() and r.getMessage().endswith("checkpoints/10")
+             for r in caplog.records)
+  assert results["steps"] == 10
+  assert sorted(fileio.listdir(fileio.join(workdir, "checkpoints"))) == ["10", "5"]

@@ -30,7 +30,12 @@ def test_trains_on_eight_devices_and_writes_results(synth_dir, tmp_path):
   assert results["validation"]["num_examples"] == 21 and results["test"]["num_examples"] == 21
   assert results["validation"]["ua"] > 0.5  # chance is 0.25 on 4 balanced classes
   with open(os.path.join(workdir, "results.json")) as f:
-    assert json.load(f)["best_step"] in (10, 20)
+    written = json.load(f)
+  evals = written["selection"]["evaluations"]
+  assert [e["step"] for e in evals] == [10, 20]
+  best = max(evals, key=lambda e: (e["ua"], -e["step"]))  # the rule: highest UA, then the earlier step
+  assert written["best_step"] == best["step"] == written["validation"]["step"] == written["test"]["step"]
+  assert written["validation"]["ua"] == best["ua"]
   rows = writers.read_jsonl(os.path.join(workdir, "metrics.jsonl"))
   assert [r["step"] for r in rows if "train/loss" in r] == [5, 10, 15, 20]
   assert [r["step"] for r in rows if "validation/ua" in r] == [10, 20]
