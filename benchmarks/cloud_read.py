@@ -20,7 +20,7 @@ sys.path[:0] = [REPO, os.path.join(REPO, "tests")]
 
 
 def _read_all(data_dir):
-  from input_pipeline import pipeline
+  from lanser_jax.input_pipeline import pipeline
   src = pipeline.open_source(data_dir, "train")
   t = time.perf_counter()
   n_bytes = sum(len(src[i]) for i in range(len(src)))
@@ -43,7 +43,7 @@ def main():
   os.environ.update(STORAGE_EMULATOR_HOST=url, TENSORSTORE_GCS_HTTP_URL=url, CLOUD_STORAGE_EMULATOR_ENDPOINT=url,
                     GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT="false")
   try:
-    from input_pipeline import synthetic
+    from lanser_jax.input_pipeline import synthetic
     local = tempfile.mkdtemp()
     kw = dict(num_classes=4, mel_bins=64, num_train=a.records, num_eval=8, min_frames=100, max_frames=300,
               num_shards=4, seed=0)

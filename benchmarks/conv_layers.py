@@ -113,7 +113,7 @@ def main(argv=None) -> dict:
 
   os.environ["XLA_FLAGS"] = train_step.YNN_FLAG  # before jax is imported
   sys.path.insert(0, os.path.dirname(HERE))
-  from input_pipeline import records
+  from lanser_jax.input_pipeline import records
 
   result = {"benchmark": "conv_layers", "threads": threads, "xla_flags": os.environ["XLA_FLAGS"],
             "load_avg": os.getloadavg(), "jax": jax_rows(shapes, args.rounds), "torch": None}

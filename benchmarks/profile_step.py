@@ -131,7 +131,7 @@ def main(argv=None) -> dict:
   for thread, w in summary["workers"].items():
     print(f"{thread}: span {w['span_ms']:.0f} ms, kernel events {w['kernel_events_ms']:.0f} ms, "
           f"unattributed (Eigen convolution tasks, idle) {w['unattributed_ms']:.0f} ms")
-  from input_pipeline import records
+  from lanser_jax.input_pipeline import records
   path = os.path.join(args.out, "profile_step.json")
   records.write_json(path, result)
   print(f"wrote {path}")

@@ -154,7 +154,7 @@ def build_jax_step(model_name: str, dtype: str, batch_size: int, frames: int, me
   import numpy as np
   from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
-  from input_pipeline import pipeline
+  from lanser_jax.input_pipeline import pipeline
   from lanser_jax import config_lib, models, train
 
   c = config_lib.base_config()
@@ -225,13 +225,13 @@ def feed_steps(step, state, args, data_dir: str, num_workers: int, steps: int, w
   import jax
   from absl import flags
 
-  from input_pipeline import pipeline
+  from lanser_jax.input_pipeline import pipeline
   from lanser_jax import train
 
   if not flags.FLAGS.is_parsed():  # Grain's worker processes read absl flags (as main.py's app.run parses them)
     flags.FLAGS.mark_as_parsed()
   # The input-pipeline benchmark's clock (this process + the Grain workers started after it), by file path as
-  # input_pipeline.py loads it.
+  # input_throughput.py loads it.
   spec = importlib.util.spec_from_file_location(
       "lanser_bench_pipeline_stages", os.path.join(os.path.dirname(os.path.abspath(__file__)), "pipeline_stages.py"))
   stages_lib = importlib.util.module_from_spec(spec)
@@ -565,7 +565,7 @@ def main(argv=None) -> dict:
   print_table(rows)
   result = {"benchmark": "train_step", "setup": setup, "variants": rows, "skipped": skipped}
   sys.path.insert(0, REPO)
-  from input_pipeline import records  # the project's JSON writer (temp name, then rename)
+  from lanser_jax.input_pipeline import records  # the project's JSON writer (temp name, then rename)
   path = os.path.join(args.out, "train_step.json")
   records.write_json(path, result)
   print(f"\nwrote {path}")

@@ -1,4 +1,7 @@
-"""LanSER in JAX: `lanser_jax.load(workdir)` restores a trained run for prediction (see inference.py)."""
+"""LanSER in JAX: `lanser_jax.load(workdir)` restores a trained run for prediction (lanser_jax/serving/classifier.py)."""
 
 
-def load(*args, **kwargs): from lanser_jax import inference; return inference.load(*args, **kwargs)  # lazy: no jax import
+def load(*args, **kwargs):
+  """`lanser_jax.serving.classifier.load` (imported on first use, so `import lanser_jax` imports no JAX)."""
+  from lanser_jax.serving import classifier
+  return classifier.load(*args, **kwargs)

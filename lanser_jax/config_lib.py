@@ -69,7 +69,7 @@ def choose(table: dict[str, Any], key: str, argument: str) -> Any:
 
 def drop_args(arg: str | None, keys: Sequence[str]) -> str:
   """The argument string less the `key[=value]` tokens of `keys`: what a file that builds on another
-  experiment file (experiments/*_conformer.py on the ResNet-50 files) passes on to it."""
+  experiment file (lanser_jax/experiments/*_conformer.py on the ResNet-50 files) passes on to it."""
   return ",".join(t for t in (arg or "").split(",") if t and t.partition("=")[0] not in keys)
 
 
@@ -78,7 +78,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.seed = 0
 
   c.data = ml_collections.ConfigDict()
-  c.data.dir = ""  # a feature folder (input_pipeline/records.py)
+  c.data.dir = ""  # a feature folder (lanser_jax/input_pipeline/records.py)
   c.data.train_split = "train"
   c.data.eval_split = "validation"
   c.data.test_split = "test"  # "" for none; evaluated once at the end with the best checkpoint
@@ -92,14 +92,14 @@ def base_config() -> ml_collections.ConfigDict:
   c.data.worker_buffer_size = 2
 
   c.model = ml_collections.ConfigDict()
-  c.model.name = "resnet50"  # or conformer_s|conformer_m|ast (ViT-B/16) ...; lanser_jax/models.py
+  c.model.name = "resnet50"  # or conformer_s|conformer_m|ast (ViT-B/16) ...; lanser_jax/models/__init__.py
   c.model.width = 1.0  # ResNets only
   c.model.patch_size = 0  # ast* only: square patch side in frames/bins; 0 = the size's default (16)
   c.model.patch_stride = 0  # ast* only: 0 = the patch size (no overlap); AST (Gong et al. 2021) used 10
   c.model.dropout_rate = 0.0
   c.dtype = "float32"  # compute dtype: "bfloat16" keeps float32 parameters
 
-  c.sharding = ml_collections.ConfigDict()  # lanser_jax/sharding.py
+  c.sharding = ml_collections.ConfigDict()  # lanser_jax/engine/sharding.py
   c.sharding.mesh = "data=-1"  # e.g. "data=2,fsdp=4", "data=4,model=2"; -1: the remaining devices
   c.sharding.rules = "replicated"  # replicated | fsdp | tensor | "regex=spec;regex=spec"
 
@@ -175,7 +175,7 @@ def set_override(config: ml_collections.ConfigDict, key: str, value: Any, where:
 
 
 def load_python_file(path: str, kind: str = "experiment"):
-  """Runs a config-style Python file (experiments/*.py, sweeps) by path and returns it as a module."""
+  """Runs a config-style Python file (lanser_jax/experiments/*.py, sweeps) by path and returns it as a module."""
   if not os.path.exists(path):
     raise FileNotFoundError(f"{kind} file {path} not found")
   module_spec = importlib.util.spec_from_file_location(os.path.basename(path)[:-3], path)

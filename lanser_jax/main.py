@@ -1,6 +1,6 @@
 """Runs one experiment file: train, evaluate and checkpoint into a workdir.
 
-  python -m lanser_jax.main --config=experiments/<file>.py[:args] --workdir=DIR [--config.key=value ...]
+  python -m lanser_jax.main --config=lanser_jax/experiments/<file>.py[:args] --workdir=DIR [--config.key=value ...]
 
 Running it again on the same workdir resumes from the latest checkpoint. On many hosts, start the same command
 on every host with --distributed=auto (TPU pods, Slurm) or --distributed=explicit (see launch/).
@@ -13,9 +13,10 @@ from absl import app, flags, logging
 import jax
 from ml_collections import config_flags
 
-from lanser_jax import checkpointing, distributed, train
+from lanser_jax.engine import checkpointing, distributed
+from lanser_jax import train
 
-_CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment file (experiments/*.py[:args]).",
+_CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment file (lanser_jax/experiments/*.py[:args]).",
                                           lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Where checkpoints, metrics and results go.")
 _DISTRIBUTED = flags.DEFINE_enum("distributed", "off", distributed.MODES,

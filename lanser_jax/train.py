@@ -2,7 +2,7 @@
 
 One program for 1 CPU, 8 fake CPU devices, a GPU node, a TPU slice and many hosts: `jax.jit` over a 1-D
 `Mesh` named "data"; batches are sharded over it, parameters and optimiser state are replicated (or split
-over a 2-D mesh as config.sharding says: lanser_jax/sharding.py); BatchNorm
+over a 2-D mesh as config.sharding says: lanser_jax/engine/sharding.py); BatchNorm
 statistics are global because the compiler sees the whole batch.
 
 Resume order: (1) a checkpoint in `<workdir>/checkpoints` (state and data-iterator position); else
@@ -21,6 +21,7 @@ import time
 from typing import Any
 
 import flax
+import flax.linen as nn
 import grain
 import jax
 import jax.numpy as jnp
@@ -33,8 +34,10 @@ from flax.training import train_state
 from jax.experimental import multihost_utils
 from jax.sharding import NamedSharding, PartitionSpec as P
 
-from input_pipeline import pipeline, records, subsets
-from lanser_jax import checkpointing, fileio, metrics, models, sharding, writers
+from lanser_jax.input_pipeline import pipeline, records, subsets
+from lanser_jax.engine import checkpointing, metrics, sharding, writers
+from lanser_jax.utils import fileio
+from lanser_jax import models
 
 
 class TrainState(train_state.TrainState):
@@ -109,7 +112,7 @@ def cross_entropy(logits: jax.Array, batch: dict[str, jax.Array], num_classes: i
   return optax.softmax_cross_entropy(logits, targets)
 
 
-def make_train_step(model: models.ResNet, config: ml_collections.ConfigDict, num_classes: int,
+def make_train_step(model: nn.Module, config: ml_collections.ConfigDict, num_classes: int,
                     normalizer: pipeline.Normalizer, schedule: optax.Schedule):
   """The step takes the pipeline's float16 crops + lengths; `normalizer.device` finishes them inside it.
   `schedule` is the optimiser's own (make_optimizer's), so the logged learning rate is the one applied."""
@@ -140,7 +143,7 @@ def make_train_step(model: models.ResNet, config: ml_collections.ConfigDict, num
   return train_step
 
 
-def make_eval_step(model: models.ResNet, normalizer: pipeline.Normalizer):
+def make_eval_step(model: nn.Module, normalizer: pipeline.Normalizer):
   """Logits of a window batch: models.window_forward, the function serving (inference.py) applies too."""
   forward = models.window_forward(model, normalizer)
 
@@ -247,7 +250,7 @@ def utterance_logits(eval_fn, state: TrainState, eval_set: pipeline.EvalSet, nor
                      batch_size: int, sharding: NamedSharding, num_workers: int = 0,
                      worker_buffer_size: int = 2) -> np.ndarray:
   """float32 [local utterances, classes]: this process's utterances, logits averaged over their windows
-  (input_pipeline/windows.py, as serving averages them). Every process runs the same number of batches."""
+  (lanser_jax/input_pipeline/windows.py, as serving averages them). Every process runs the same number of batches."""
   local_batch = batch_size // jax.process_count()
   num_batches = global_max(eval_set.num_batches(local_batch))
   utts, logits = [], []

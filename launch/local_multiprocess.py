@@ -1,13 +1,13 @@
 """Starts N processes of one command on this machine, joined as one JAX job (for tests and laptops).
 
   python launch/local_multiprocess.py --num_processes=2 --devices_per_process=4 -- \
-      -m lanser_jax.main --config=experiments/synthetic.py:runlocal --workdir=/tmp/run2x4
+      -m lanser_jax.main --config=lanser_jax/experiments/synthetic.py:runlocal --workdir=/tmp/run2x4
 
 Each process gets --distributed=explicit with a free localhost coordinator port, its process id, and (on CPU)
 XLA_FLAGS=--xla_force_host_platform_device_count=<devices_per_process>. Its output lines are prefixed with
 [pK]. If one process fails, the others are stopped and the exit status is the first failure's.
 The labelling stages take the same launcher with their own flags (--num_processes/--process_index are set for
-them when --stage_flags is given; --shard_flags is its old name).
+them when --stage_flags is given).
 """
 
 from __future__ import annotations
@@ -75,13 +75,10 @@ def main():
   parser.add_argument("--stage_flags", action="store_true",
                       help="pass --num_processes/--process_index (the offline stages) instead of JAX distributed "
                            "flags")
-  parser.add_argument("--shard_flags", action="store_true", help="deprecated: --stage_flags")
   parser.add_argument("command", nargs=argparse.REMAINDER, help="-- then the python arguments")
   a = parser.parse_args()
   command = a.command[1:] if a.command[:1] == ["--"] else a.command
-  if a.shard_flags:
-    print("warning: --shard_flags is deprecated: use --stage_flags", file=sys.stderr, flush=True)
-  sys.exit(launch(command, a.num_processes, a.devices_per_process, a.stage_flags or a.shard_flags))
+  sys.exit(launch(command, a.num_processes, a.devices_per_process, a.stage_flags))
 
 
 if __name__ == "__main__":

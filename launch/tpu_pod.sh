@@ -3,9 +3,9 @@
 #
 #   launch/tpu_pod.sh TPU_NAME ZONE setup                      # clone-side setup on all workers, once
 #   launch/tpu_pod.sh TPU_NAME ZONE mount DATA_BUCKET /mnt/data  # gcsfuse mount of the feature bucket
-#   launch/tpu_pod.sh TPU_NAME ZONE train experiments/pretrain_peoples_speech.py:platform=tpu gs://bucket/runs/ps \
+#   launch/tpu_pod.sh TPU_NAME ZONE train lanser_jax/experiments/pretrain_peoples_speech.py:platform=tpu gs://bucket/runs/ps \
 #       --config.data.dir=/mnt/data/ps_features
-#   launch/tpu_pod.sh TPU_NAME ZONE label experiments/labeling/peoples_speech.py gs://bucket/ps_labels
+#   launch/tpu_pod.sh TPU_NAME ZONE label lanser_jax/experiments/labeling/peoples_speech.py gs://bucket/ps_labels
 #
 # `setup` makes .venv with Python 3.12 ($PYTHON to change it; 3.11 works with jax 0.10) and the jax[tpu] extra
 # at the jax version pyproject.toml resolves to (0.12.x on 3.12). The TPU VM image must have that Python
@@ -28,7 +28,7 @@ case "$WHAT" in
   train)
     ssh_all "cd $REPO && .venv/bin/python -m lanser_jax.main --config=$1 --workdir=$2 --distributed=auto ${*:3}" ;;
   label)
-    ssh_all "cd $REPO && .venv/bin/python -m lanser_jax.offline.main --config=$1 --workdir=$2 --stage=all --jax_distributed ${*:3}" ;;
+    ssh_all "cd $REPO && .venv/bin/python -m lanser_jax.stages.main --config=$1 --workdir=$2 --stage=all --jax_distributed ${*:3}" ;;
   *)
     echo "usage: $0 TPU_NAME ZONE setup|mount|train|label ..." >&2; exit 2 ;;
 esac

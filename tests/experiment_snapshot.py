@@ -1,4 +1,4 @@
-"""Resolves every experiment file (experiments/*.py) and sweep (experiments/sweeps/*.py) in many variants
+"""Resolves every experiment file (lanser_jax/experiments/*.py) and sweep (lanser_jax/experiments/sweeps/*.py) in many variants
 into one JSON-able dict, so that a restructuring of those files can be shown to change no resolved value.
 
   python tests/experiment_snapshot.py --out=/tmp/before.json            # full dump (configs and cells)
@@ -8,7 +8,7 @@ into one JSON-able dict, so that a restructuring of those files can be shown to 
 Every variant is resolved with LANSER_DATA_ROOT unset (the documented default root). A variant that raises
 is recorded as its error type and message, so the checks the files make are compared too. The sweeps'
 cells (name, axes, config spec, baseline flags) are recorded as well, and every cell's config spec is
-resolved like the experiment variants. tests/test_experiment_snapshot.py compares the digests (one sha256
+resolved like the experiment variants. tests/experiments/test_experiment_snapshot.py compares the digests (one sha256
 per file, over all its variants) with the committed ones.
 """
 
@@ -93,17 +93,18 @@ def snapshot() -> dict[str, Any]:
   """{"experiments": {spec: config dict or error}, "sweeps": {spec: cells or error}}."""
   os.environ.pop("LANSER_DATA_ROOT", None)
   sys.path.insert(0, ROOT)
-  from lanser_jax import config_lib, sweep
+  from lanser_jax import config_lib
+  from lanser_jax.tools import sweep
   specs = []
   for name, args in EXPERIMENTS.items():
     suffixes = PLATFORM_SUFFIXES if name in PLATFORM_FILES else ("", "runlocal")
     for arg in args:
       for suffix in suffixes:
-        specs.append(f"experiments/{name}:" + ",".join(a for a in (arg, suffix) if a))
+        specs.append(f"lanser_jax/experiments/{name}:" + ",".join(a for a in (arg, suffix) if a))
   sweeps = {}
   for name, args in SWEEP_ARGS.items():
     for arg in args:
-      spec = f"experiments/sweeps/{name}" + (f":{arg}" if arg else "")
+      spec = f"lanser_jax/experiments/sweeps/{name}" + (f":{arg}" if arg else "")
       result = _attempt(lambda: sweep.load_sweep(os.path.join(ROOT, spec)))
       sweeps[spec] = result
       specs += [c["config"] for c in result.get("ok", []) if "config" in c]

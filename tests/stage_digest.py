@@ -2,10 +2,10 @@ r"""Runs the offline stages on a small generated corpus and prints the sha256 of
 a restructuring can be checked byte for byte against the code before it (not a test: a tool).
 
   cd CHECKOUT && PYTHONPATH=$PWD python tests/stage_digest.py /tmp/stage_digest > digest.json
-  (once on the old checkout and once on the new, with the same output folder, emptied in between) then
+  (each checkout with its own copy of this script, into the same output folder emptied in between) then
   diff the two digests.
 
-The corpus is tests/test_stages.py's deliberately bad folder (good, resampled, stereo, cropped, silent, short,
+The corpus is tests/stages/stage_helpers.py's deliberately bad folder (good, resampled, stereo, cropped, silent, short,
 empty, garbage and truncated files) with its fake ASR and labeler, in three runs: weak labels over 3 pieces,
 weak labels over 4 pieces by 2 processes, and label_source="none" (manifest + features only). The config
 record (config.<stage>.json) is listed but not hashed: its key set is what a rename changes.
@@ -17,12 +17,9 @@ import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import test_stages  # noqa: E402  (FakeTranscriber, FakeLabeler, make_bad_folder, small_config)
+import stage_helpers  # noqa: E402  (FakeTranscriber, FakeLabeler, make_bad_folder, small_config)
 
-try:
-  from lanser_jax.offline.chain import run_stages
-except ImportError:  # the code before lanser_jax/offline/
-  from lanser_jax.labeling.run import run_stages
+from lanser_jax.stages.chain import run_stages  # noqa: E402
 
 
 def digest(workdir: str) -> dict[str, str]:
@@ -37,17 +34,17 @@ def digest(workdir: str) -> dict[str, str]:
 
 def main(base: str):
   root = os.path.join(base, "corpus")
-  test_stages.make_bad_folder(root)
+  stage_helpers.make_bad_folder(root)
   results = {}
   for name, num_pieces, num_processes, label_source in (("weak3", 3, 1, "weak"), ("weak4x2", 4, 2, "weak"),
                                                         ("none", 2, 1, "none")):
-    c = test_stages.small_config(root, num_pieces)
+    c = stage_helpers.small_config(root, num_pieces)
     if label_source != "weak":
       c.features.label_source, c.stages = label_source, ("manifest", "features")
     workdir = os.path.join(base, name)
     for i in list(range(num_processes)) + ([0] if num_processes > 1 else []):  # process 0 again: the merge
-      run_stages(c, workdir, "all", (i, num_processes), labeler=test_stages.FakeLabeler(),
-                 transcriber=test_stages.FakeTranscriber())
+      run_stages(c, workdir, "all", (i, num_processes), labeler=stage_helpers.FakeLabeler(),
+                 transcriber=stage_helpers.FakeTranscriber())
     results[name] = digest(workdir)
   json.dump(results, sys.stdout, indent=1, sort_keys=True)
 

@@ -6,7 +6,7 @@ The fixtures set the standard variables that point every client at them, and res
 afterwards: `STORAGE_EMULATOR_HOST` (google-cloud-storage, gcsfs), `TENSORSTORE_GCS_HTTP_URL` (TensorStore,
 Orbax's array writer), `CLOUD_STORAGE_EMULATOR_ENDPOINT` (ArrayRecord's C++ GCS reader), and
 `AWS_ENDPOINT_URL`, `AWS_DEFAULT_REGION` and dummy `AWS_ACCESS_KEY_ID`/`AWS_SECRET_ACCESS_KEY` (s3fs via
-botocore; TensorStore's s3 driver gets the endpoint and region through lanser_jax/orbax_s3.py and reads the
+botocore; TensorStore's s3 driver gets the endpoint and region through lanser_jax/engine/orbax_s3.py and reads the
 keys itself). Subprocesses started by a test inherit them.
 
 A missing server package skips the cloud tests on a developer's machine, but fails them in CI (`CI` set to
@@ -139,7 +139,7 @@ def s3_server(tmp_path_factory):
                   str(tmp_path_factory.mktemp("s3") / "server.log"))
   env = _Env({"AWS_ENDPOINT_URL": url, "AWS_DEFAULT_REGION": "us-east-1", "AWS_ACCESS_KEY_ID": "testing",
               "AWS_SECRET_ACCESS_KEY": "testing", "EPATH_USE_TF": "false"})
-  from lanser_jax import fileio
+  from lanser_jax.utils import fileio
   fileio.fs(f"s3://{S3_BUCKET}").mkdir(S3_BUCKET)
   yield url
   env.restore()

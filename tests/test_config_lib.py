@@ -38,7 +38,7 @@ def test_other_types_and_unknown_keys():
 
 def test_experiment_files_reject_a_misspelt_boolean():
   import os
-  path = os.path.join(os.path.dirname(__file__), "..", "experiments", "pretrain_peoples_speech.py")
+  path = os.path.join(os.path.dirname(__file__), "..", "lanser_jax", "experiments", "pretrain_peoples_speech.py")
   with pytest.raises(ValueError, match=r"soft='Ture'"):
     config_lib.load_experiment(path + ":soft=Ture")
   assert config_lib.load_experiment(path + ":soft=yes").data.target == "scores"

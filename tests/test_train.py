@@ -11,8 +11,9 @@ import jax
 import numpy as np
 import pytest
 
-from conftest import tiny_config, tiny_flags
-from lanser_jax import checkpointing, train, writers
+from helpers import tiny_config, tiny_flags
+from lanser_jax.engine import checkpointing, writers
+from lanser_jax import train
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -111,7 +112,7 @@ def test_checkpoint_of_other_architecture_is_refused(synth_dir, tmp_path):
 
 def test_unknown_override_names_the_key(synth_dir, tmp_path):
   out = subprocess.run(
-      [sys.executable, "-m", "lanser_jax.main", "--config=experiments/synthetic.py:runlocal",
+      [sys.executable, "-m", "lanser_jax.main", "--config=lanser_jax/experiments/synthetic.py:runlocal",
        f"--workdir={tmp_path}", "--config.optimizer.learnin_rate=0.1"],
       cwd=REPO, capture_output=True, text=True, env=dict(os.environ, PYTHONPATH=REPO))
   assert out.returncode != 0
@@ -122,7 +123,7 @@ def test_device_prefetch_runs_ahead_and_saves_the_consumed_position(synth_dir):
   """Two batches wait on the devices, sharded over the batch axis, while one is used; the state it reports
   (what a checkpoint stores) is the position after the batches handed out, so a restore resumes there."""
   from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
-  from input_pipeline import pipeline
+  from lanser_jax.input_pipeline import pipeline
   sharding = NamedSharding(Mesh(np.asarray(jax.devices()), ("data",)), P("data"))
   normalizer = pipeline.Normalizer.from_file(os.path.join(synth_dir, "stats.json"))
   make = lambda: iter(pipeline.train_dataset(synth_dir, "train", global_batch_size=8, crop_frames=32,

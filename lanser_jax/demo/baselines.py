@@ -1,4 +1,4 @@
-"""The demo's zero-shot and text-only baselines, scored by lanser_jax.baselines on the demo's own outputs.
+"""The demo's zero-shot and text-only baselines, scored by lanser_jax.tools.baselines on the demo's own outputs.
 
 zero-shot  the pre-trained model (work/pretrain, ekman7 weak labels) classifies each labelled test utterance
            without fine-tuning; its ekman7 prediction is mapped to the six CREMA-D classes
@@ -20,14 +20,14 @@ from typing import Any
 
 import numpy as np
 
-from input_pipeline import records
-from lanser_jax import fileio
+from lanser_jax.input_pipeline import records
+from lanser_jax.utils import fileio
 
 TAXONOMY, TARGET_SET = "ekman7", "cremad6"
 
 
 def labeler_config(kind: str, nli_model: str):
-  """The pre-training labelling's labeler config (experiments/labeling/demo.py), so both agree."""
+  """The pre-training labelling's labeler config (lanser_jax/experiments/labeling/demo.py), so both agree."""
   from lanser_jax import config_lib
   repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
   module = config_lib.load_python_file(os.path.join(repo, "experiments", "labeling", "demo.py"),
@@ -37,8 +37,8 @@ def labeler_config(kind: str, nli_model: str):
 
 def write_reference_text_labels(manifest_path: str, out_dir: str, labeler, split: str = "test") -> str:
   """Weak labels of the `split` rows' reference text, in the label stage's files (label_names.json,
-  labels-00000-of-00001.jsonl), so lanser_jax.baselines.text_only reads them like any labelling."""
-  from lanser_jax.labeling import labelers
+  labels-00000-of-00001.jsonl), so lanser_jax.tools.baselines.text_only reads them like any labelling."""
+  from lanser_jax import labelers
   rows = fileio.read_jsonl(manifest_path)
   rows = [r for r in rows if r.get("split") == split]
   if not rows or any(not r.get("text") for r in rows):
@@ -59,8 +59,8 @@ def write_reference_text_labels(manifest_path: str, out_dir: str, labeler, split
 
 def run(work: str, labeler_kind: str, nli_model: str, labeler=None) -> dict[str, Any]:
   """Scores both baselines into <work>/baselines/<kind>/results.json; returns their test metrics."""
-  from lanser_jax import baselines
-  from lanser_jax.labeling import labelers
+  from lanser_jax.tools import baselines
+  from lanser_jax import labelers
   lab_features = os.path.join(work, "labels_labelled", "features")
   if labeler is None:
     labeler = labelers.build_labeler(labeler_config(labeler_kind, nli_model))

@@ -32,8 +32,8 @@ import numpy as np
 import soundfile
 from scipy.io import wavfile
 
-from lanser_jax import fileio
-from lanser_jax import progress as progress_lib
+from lanser_jax.utils import fileio
+from lanser_jax.utils import progress as progress_lib
 from lanser_jax.demo import espeak
 
 EKMAN_EMOTIONS = ("anger", "disgust", "fear", "happiness", "sadness", "surprise", "neutral")

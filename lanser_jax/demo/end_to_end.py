@@ -49,7 +49,7 @@ def run_command(args: list[str]) -> list[str]:
 
 def choose_labeler(nli_model: str) -> tuple[str, str]:
   """('entailment', why) when the NLI checkpoint loads, else ('sentence_encoder', why)."""
-  from lanser_jax.labeling import hf
+  from lanser_jax.labelers import hf
   try:
     hf.load_tokenizer(nli_model)
     return "entailment", f"entailment with {nli_model}"
@@ -108,19 +108,19 @@ def main(argv):
     heldout = "+".join(corpus.speaker_id(v) for v in corpus.DEFAULT_VOICES[-_HELDOUT_VOICES:])
     arg = (f"corpus=pretrain,list={pre_corpus}/manifest.jsonl,labeler={kind},"
            f"nli_model={_NLI_MODEL.value},heldout={heldout}")
-    cmd = run_command(["-m", "lanser_jax.offline.main", f"--config=experiments/labeling/demo.py:{arg}",
+    cmd = run_command(["-m", "lanser_jax.stages.main", f"--config=lanser_jax/experiments/labeling/demo.py:{arg}",
                        "--stage=all", f"--workdir={work}/labels_pretrain"])
     return {"labeler": kind, "labeler_note": why, "command": cmd}
 
   weak = steps.run("3_asr_and_weak_labels", weak_labels)
   steps.run("4_features_labelled", lambda: {"command": run_command([
-      "-m", "lanser_jax.offline.main",
-      f"--config=experiments/labeling/demo.py:corpus=labelled,list={lab_corpus}/manifest.jsonl",
+      "-m", "lanser_jax.stages.main",
+      f"--config=lanser_jax/experiments/labeling/demo.py:corpus=labelled,list={lab_corpus}/manifest.jsonl",
       "--stage=all", f"--workdir={work}/labels_labelled"])})
 
   pre_features = os.path.join(work, "labels_pretrain", "features")
   lab_features = os.path.join(work, "labels_labelled", "features")
-  steps.run("5_pretrain", lambda: train_run("experiments/demo_pretrain.py", os.path.join(work, "pretrain"),
+  steps.run("5_pretrain", lambda: train_run("lanser_jax/experiments/demo_pretrain.py", os.path.join(work, "pretrain"),
                                              {"data.dir": pre_features, "seed": seed}))
 
   def finetune(step_prefix: str, root: str, fractions, config_args: str = ""):
@@ -134,7 +134,7 @@ def main(argv):
         run_dir = os.path.join(root, "finetune", f"{init}_{fraction}")
         steps.run(f"{step_prefix}_{init}_{fraction}",
                    lambda o=overrides, d=run_dir, f=fraction: train_run(
-                       f"experiments/demo_finetune.py:fraction={f}{config_args}", d, o))
+                       f"lanser_jax/experiments/demo_finetune.py:fraction={f}{config_args}", d, o))
 
   finetune("6_finetune", work, _FRACTIONS.value)
 
@@ -149,7 +149,7 @@ def main(argv):
   for backbone in extra_backbones:
     root = os.path.join(work, "backbones", backbone)
     steps.run(f"9_{backbone}_pretrain", lambda b=backbone, r=root: train_run(
-        f"experiments/demo_pretrain.py:backbone={b}", os.path.join(r, "pretrain"),
+        f"lanser_jax/experiments/demo_pretrain.py:backbone={b}", os.path.join(r, "pretrain"),
         {"data.dir": pre_features, "seed": seed}))
     finetune(f"9_{backbone}_finetune", root, BACKBONE_FRACTIONS, f",backbone={backbone}")
   out = report.write_report(work, steps.records(), weak)

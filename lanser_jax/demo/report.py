@@ -10,10 +10,10 @@ from typing import Any
 
 import numpy as np
 
-from input_pipeline import records, subsets
+from lanser_jax.input_pipeline import records, subsets
 from lanser_jax.demo import baselines as demo_baselines
 from lanser_jax.demo import representations
-from lanser_jax import fileio
+from lanser_jax.utils import fileio
 
 
 def _jsonl(pattern: str) -> list[dict[str, Any]]:
@@ -69,7 +69,7 @@ def asr_and_weak_label_summary(work: str) -> dict[str, Any]:
 
 def majority_baseline(features_dir: str, test_split: str = "test") -> dict[str, Any]:
   """Predict the most frequent training class everywhere: UA = 1 / classes present, WA = its test share."""
-  from lanser_jax import metrics
+  from lanser_jax.engine import metrics
   info = records.read_dataset_info(features_dir)
   train = subsets.split_labels(features_dir, "train")
   test = subsets.split_labels(features_dir, test_split)
@@ -153,7 +153,7 @@ def baseline_lines(work: str) -> list[str]:
   return lines
 
 
-# Row names of the analysis table: the audio measures (lanser_jax/analysis.py) and the planted settings.
+# Row names of the analysis table: the audio measures (lanser_jax/tools/analysis.py) and the planted settings.
 MEASURE_NAMES = {
     "f0_mean_hz": "F0 mean (Hz, pyin)", "f0_range_hz": "F0 range, 5-95% (Hz, pyin)",
     "energy_db": "energy (dB)", "speaking_rate": "speaking rate (syllable nuclei/s, estimated)",
@@ -265,7 +265,7 @@ def backbone_lines(rows: list[dict[str, Any]]) -> list[str]:
       if sizes.get("resnet50") else ""
   lines += ["Each backbone pre-trained on the same weak labels and fine-tuned (or trained from scratch) on the "
             "same subsets, with the same steps and crops; only the model and its optimiser recipe differ "
-            "(`experiments/demo_pretrain.py`, `backbone=`). resnet50 is the demo's narrow ResNet-18 standing in "
+            "(`lanser_jax/experiments/demo_pretrain.py`, `backbone=`). resnet50 is the demo's narrow ResNet-18 standing in "
             "for the paper's ResNet-50; the others run at the project's tiny sizes"
             f"{f' ({smaller} smaller than it)' if smaller else ''}, "
             "so this checks that every backbone runs the whole pipeline, not which backbone is better. Test UA (%):",

@@ -1,4 +1,4 @@
-"""The demo's representation analysis: lanser_jax.analysis on its pre-trained and scratch runs over the
+"""The demo's representation analysis: lanser_jax.tools.analysis on its pre-trained and scratch runs over the
 labelled corpus's test voices, with probes onto the prosody each utterance was synthesised with.
 
 On real speech the probes can only be checked against measures estimated from the audio (F0 by pyin,
@@ -22,7 +22,7 @@ from typing import Any
 
 from absl import logging
 
-from lanser_jax import fileio
+from lanser_jax.utils import fileio
 
 SPLITS = ("test",)
 KNOWN = "prosody"  # the manifest key of each utterance's planted eSpeak NG settings (corpus.py)
@@ -50,13 +50,13 @@ def compared_runs(work: str, fraction: str) -> list[tuple[str, str]]:
 def run(work: str, fraction: str, seed: int = 0, splits=SPLITS) -> dict[str, Any]:
   """Runs the analysis into <work>/analysis (analysis.md/.json, prosody.jsonl, the figures); returns the
   step's record: the command it equals, the utterance count and the probe table."""
-  from lanser_jax import analysis
+  from lanser_jax.tools import analysis
   out = os.path.join(work, "analysis")
   manifest = os.path.join(out, "manifest.jsonl")
   fileio.makedirs(out)
   write_manifest(os.path.join(work, "corpus", "labelled"), manifest, splits)
   runs = compared_runs(work, fraction)
-  command = ["-m", "lanser_jax.analysis", *[f"--workdir={n}={d}" for n, d in runs], f"--manifest={manifest}",
+  command = ["-m", "lanser_jax.tools.analysis", *[f"--workdir={n}={d}" for n, d in runs], f"--manifest={manifest}",
              f"--out={out}", f"--seed={seed}", f"--known={KNOWN}"]
   logging.info("$ python %s", " ".join(command))
   result = analysis.main(command[2:])  # the command itself, in this process (no second JAX start-up)

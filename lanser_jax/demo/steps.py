@@ -1,5 +1,5 @@
 """The demo's named steps, each run once: a step whose record exists is reused, so a rerun continues where it
-stopped. (Steps, not stages: the offline stages are lanser_jax/offline/.)"""
+stopped. (Steps, not stages: the offline stages are lanser_jax/stages/.)"""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from typing import Any, Callable
 
 from absl import logging
 
-from input_pipeline import records
-from lanser_jax import fileio
+from lanser_jax.input_pipeline import records
+from lanser_jax.utils import fileio
 
 
 class Steps:

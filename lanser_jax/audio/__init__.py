@@ -1,0 +1,1 @@
+"""The audio front end: decoding, resampling and validation of one clip; log-mel spectrograms."""

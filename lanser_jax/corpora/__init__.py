@@ -1,0 +1,29 @@
+"""Corpus adapters: each turns one corpus layout into manifest rows (lanser_jax/corpora/manifests.py).
+
+`rows(config)` picks the adapter named by `config.adapter` and passes it the other keys, so a
+labelling config says e.g. manifest.adapter="iemocap", manifest.root="/data/IEMOCAP_full_release".
+"""
+
+from __future__ import annotations
+
+from lanser_jax.corpora import emotion, generic, peoples_speech
+
+ADAPTERS = {
+    "peoples_speech": peoples_speech.rows,
+    "iemocap": emotion.iemocap_rows,
+    "crema_d": emotion.crema_d_rows,
+    "condensed_movies": generic.condensed_movies_rows,
+    "folder": generic.folder_rows,
+    "list": generic.list_rows,
+}
+
+
+def rows(config):
+  """Rows (and RejectedRows) of the corpus that `config` (a dict or ConfigDict) describes."""
+  kwargs = dict(config.to_dict() if hasattr(config, "to_dict") else config)
+  name = kwargs.pop("adapter")
+  if name not in ADAPTERS:
+    raise ValueError(f"unknown manifest adapter {name!r}; known: {sorted(ADAPTERS)}")
+  if name == "list":
+    kwargs["path"] = kwargs.pop("root", kwargs.get("path"))
+  return ADAPTERS[name](**kwargs)

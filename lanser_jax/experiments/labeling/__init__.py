@@ -1,0 +1,1 @@
+"""Labelling configs of the offline stages, one per corpus."""

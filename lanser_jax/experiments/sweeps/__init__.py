@@ -1,0 +1,1 @@
+"""Sweep files: the cells of each ablation, run with lanser_jax.tools.sweep."""

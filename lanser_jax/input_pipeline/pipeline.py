@@ -1,0 +1,320 @@
+"""Grain input pipelines over feature shards (see records.py for the format): the host half of the input.
+
+Training: batch b -> the record indices of this process's rows of global batch b, in Grain's seeded shuffle
+order computed for the whole batch (`ShuffledBatches`, shuffle.py) -> one map per batch that reads the
+batch's records one after another, decodes them (format 2: a view of the record's bytes) and copies a
+random `crop_frames` window of each into one preallocated float16 array, with each crop's length.
+Normalisation, the float32 cast and the padding mask are the device half (`Normalizer.device`, traced into
+the jitted train and eval steps), so the host does no per-frame arithmetic and hands over half the bytes.
+The crop of element i is drawn exactly as the earlier per-element pipeline (lanser_jax/input_pipeline/reference.py)
+drew it, so batches are the same for the same seed. The iterator is a Grain `DatasetIterator`, so its
+position is saved in checkpoints and a resumed run sees the same batches.
+
+Evaluation: every utterance of this process's slice exactly once and whole. Utterances longer than the crop are
+cut into overlapping windows; the model's logits are averaged over an utterance's windows (the windowing is
+lanser_jax/input_pipeline/windows.py's, which serving uses too). Batches are padded to
+a fixed size (weight 0) so the last partial batch is included without a recompile; Grain builds them (one map
+per batch, the training's worker options).
+
+`on_device=False` gives the finished float32 + mask batches on the host instead (the same values), for callers
+without a jitted step of their own.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+from typing import Any, Iterator, Sequence
+
+import grain
+import numpy as np
+
+from lanser_jax.input_pipeline import crop_draws, records, shuffle
+from lanser_jax.input_pipeline import windows as windows_lib
+
+
+def open_source(data_dir: str, split: str) -> grain.sources.ArrayRecordDataSource:
+  return grain.sources.ArrayRecordDataSource(records.list_shards(data_dir, split))
+
+
+def crop_or_pad(log_mel: np.ndarray, start: int, length: int) -> tuple[np.ndarray, np.ndarray]:
+  """Frames [start, start+length) of `log_mel`, zero-padded at the end; mask marks real frames."""
+  window = log_mel[start:start + length]
+  n = window.shape[0]
+  out = np.zeros((length, log_mel.shape[1]), np.float32)
+  out[:n] = window
+  mask = np.zeros((length,), bool)
+  mask[:n] = True
+  return out, mask
+
+
+@dataclasses.dataclass(frozen=True)
+class Normalizer:
+  """Per-mel-bin standardisation; padded frames stay 0 (the mean) after it."""
+  mean: np.ndarray
+  std: np.ndarray
+
+  @classmethod
+  def from_file(cls, path: str) -> "Normalizer":
+    mean, std = records.read_stats(path)
+    return cls(mean, std)
+
+  def __call__(self, log_mel: np.ndarray) -> np.ndarray:
+    if log_mel.shape[-1] != self.mean.shape[0]:
+      raise records.RecordError(f"features have {log_mel.shape[-1]} mel bins but the stats file has "
+                                f"{self.mean.shape[0]}")
+    return (log_mel.astype(np.float32) - self.mean) / self.std
+
+  @property
+  def mel_bins(self) -> int:
+    return self.mean.shape[0]
+
+  def check_bins(self, log_mel: np.ndarray, where: str = "features"):
+    if log_mel.shape[-1] != self.mean.shape[0]:
+      raise records.RecordError(f"{where} have {log_mel.shape[-1]} mel bins but the stats file has "
+                                f"{self.mean.shape[0]}")
+
+  def device(self, batch: dict[str, Any]) -> tuple[Any, Any]:
+    """The device half of the input, traced inside a jitted step: float16 crops [b, frames, bins] and their
+    `length` [b] -> normalised float32 features with padded frames 0 (the mean), and the frame mask. It is
+    elementwise, so it runs sharded as the batch is; float32 arithmetic as `host` does."""
+    import jax.numpy as jnp  # here, so that Grain worker processes never import JAX
+    x = batch["log_mel"]
+    mask = jnp.arange(x.shape[1])[None, :] < batch["length"][:, None]
+    normed = (x.astype(jnp.float32) - self.mean) / self.std
+    return jnp.where(mask[:, :, None], normed, 0.0), mask
+
+  def host(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """`device` in NumPy: a float16 + length batch -> the float32 `log_mel` + `mask` batch."""
+    out = {k: v for k, v in batch.items() if k != "length"}
+    frames = batch["log_mel"].shape[1]
+    mask = np.arange(frames)[None, :] < batch["length"][:, None]
+    normed = (batch["log_mel"].astype(np.float32) - self.mean) / self.std
+    normed[~mask] = 0.0
+    out["log_mel"], out["mask"] = normed, mask
+    return out
+
+
+def _targets(ex: records.Example, target: str, num_classes: int, where: str) -> dict[str, np.ndarray]:
+  if target == "scores":
+    if ex.scores is None or ex.scores.shape != (num_classes,):
+      got = None if ex.scores is None else ex.scores.shape
+      raise records.RecordError(f"{where} ({ex.utt_id}): soft-label training needs scores of shape "
+                                f"({num_classes},), record has {got}")
+    scores = np.asarray(ex.scores, np.float32)
+    return {"scores": scores, "label": np.int32(np.argmax(scores))}
+  if not 0 <= ex.label < num_classes:
+    raise records.RecordError(f"{where} ({ex.utt_id}): label {ex.label} is outside [0, {num_classes})")
+  return {"label": np.int32(ex.label)}
+
+
+class ShuffledBatches(grain.MapDataset):
+  """Batch b -> (element indices, record indices) of this process's rows of global batch b: what
+  `MapDataset.source(indices).shuffle(seed).repeat()`, then `reference.ProcessSlice` and `batch` gave,
+  computed for the whole batch at once (shuffle.py: Grain's permutation in NumPy, one epoch's order kept)
+  instead of through five Grain calls per element. The element index seeds the element's crop."""
+
+  def __init__(self, indices: np.ndarray, seed: int, global_batch: int, process_index: int = 0,
+               process_count: int = 1):
+    super().__init__()
+    self._indices = np.asarray(indices, np.int64)
+    self._order = shuffle.ShuffleOrder(len(self._indices), seed)
+    self._global, self._local = global_batch, global_batch // process_count
+    self._rows = np.arange(self._local, dtype=np.int64) + process_index * self._local
+
+  def __len__(self):
+    return sys.maxsize // self._global
+
+  def __getitem__(self, index):
+    if isinstance(index, slice):
+      return self.slice(index)
+    elements = index * self._global + self._rows
+    return elements, self._indices[self._order(elements)]
+
+  def __str__(self):
+    return (f"ShuffledBatches({len(self._indices)} records, rows {self._rows[0]}..{self._rows[-1] + 1} of "
+            f"{self._global})")
+
+
+class CropBatch(grain.transforms.Map):
+  """A batch of (element index, record index) -> float16 crops, lengths and targets, in one call: each crop
+  is copied once, from the decoded record's buffer straight into the batch array."""
+
+  def __init__(self, source, crop_frames: int, mel_bins: int, seed: int, target: str, num_classes: int):
+    self.source, self.crop_frames, self.mel_bins, self.seed = source, crop_frames, mel_bins, seed
+    self.target, self.num_classes = target, num_classes
+    self.key = crop_draws.generator_key(seed)
+
+  def map(self, element: tuple[np.ndarray, np.ndarray]) -> dict[str, np.ndarray]:
+    positions, keys = element
+    b, t = len(keys), self.crop_frames
+    draws = crop_draws.first_uint32s(self.key, positions).tolist()  # each element's crop draw, as random_map's
+    log_mel = np.empty((b, t, self.mel_bins), np.float16)  # not zeros: only padding needs zeroing
+    length = np.empty((b,), np.int32)
+    label = np.empty((b,), np.int32)
+    scores = np.empty((b, self.num_classes), np.float32) if self.target == "scores" else None
+    for r, key in enumerate(keys.tolist()):
+      # One record at a time: its buffer is freed before the next is read, so the allocator hands the same
+      # memory back. Reading the whole batch at once kept 256 x ~100 KB alive, fresh pages every batch,
+      # and paid a page fault per 4 KB (on this project's VMs ~4 µs each: more than the read itself).
+      ex = records.decode(self.source[key], where=f"train record {key}")
+      frames = ex.log_mel.shape[0]
+      if ex.log_mel.shape[1] != self.mel_bins:
+        raise records.RecordError(f"train record {key} ({ex.utt_id}): features have "
+                                  f"{ex.log_mel.shape[1]} mel bins but the stats file has {self.mel_bins}")
+      start = 0
+      if frames > t:
+        start = crop_draws.bounded(draws[r], frames - t + 1)
+        if start is None:  # Lemire's rare rejection: NumPy draws again
+          start = crop_draws.draw(self.seed, int(positions[r]), frames - t + 1)
+      n = min(frames, t)
+      log_mel[r, :n] = ex.log_mel[start:start + n]
+      if n < t:
+        log_mel[r, n:] = 0
+      length[r] = n
+      targets = _targets(ex, self.target, self.num_classes, "train record")
+      label[r] = targets["label"]
+      if scores is not None:
+        scores[r] = targets["scores"]
+    out = {"log_mel": log_mel, "length": length}
+    if scores is not None:
+      out["scores"] = scores
+    out["label"] = label
+    return out
+
+
+class HostFinish(grain.transforms.Map):
+  """The float32 + mask batch on the host (`Normalizer.host`), for `on_device=False`."""
+
+  def __init__(self, normalizer: Normalizer):
+    self.normalizer = normalizer
+
+  def map(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    return self.normalizer.host(batch)
+
+
+def train_dataset(data_dir: str, split: str, *, global_batch_size: int, crop_frames: int,
+                  normalizer: Normalizer, num_classes: int, seed: int, target: str = "label",
+                  subset: Sequence[int] | None = None, num_workers: int = 0,
+                  worker_buffer_size: int = 2, process_index: int = 0,
+                  process_count: int = 1, start_batch: int = 0, on_device: bool = False) -> grain.IterDataset:
+  """Infinite shuffled batches: this process's `global_batch_size // process_count` rows of each global
+  batch, which is the same for any number of processes. `start_batch` skips to a global batch index (every
+  element is a function of its index, so this equals iterating that far). `on_device=True`: batches hold
+  float16 `log_mel` and int32 `length`, to be finished by `normalizer.device` in the step; else float32
+  normalised `log_mel` and `mask`."""
+  if global_batch_size % process_count:
+    raise ValueError(f"global batch {global_batch_size} is not divisible by {process_count} processes")
+  source = open_source(data_dir, split)
+  indices = np.arange(len(source)) if subset is None else np.asarray(subset)
+  if len(indices) == 0:
+    raise records.RecordError(f"{data_dir}: split {split!r} has no training records")
+  ds = ShuffledBatches(indices, seed, global_batch_size, process_index, process_count)
+  ds = ds.map(CropBatch(source, crop_frames, normalizer.mel_bins, seed + 1, target, num_classes))
+  if not on_device:
+    ds = ds.map(HostFinish(normalizer))
+  if start_batch:
+    ds = ds[start_batch:]
+  return iterate(ds, num_workers, worker_buffer_size)
+
+
+def iterate(ds: grain.MapDataset, num_workers: int, worker_buffer_size: int) -> grain.IterDataset:
+  """The iterator every pipeline here ends in: a read thread, then `num_workers` worker processes. One
+  thread builds batches ahead while the step runs; a second only contended for the GIL (~20% more CPU time
+  per example and a lower rate, benchmarks/README.md)."""
+  it = ds.to_iter_dataset(grain.ReadOptions(num_threads=1, prefetch_buffer_size=4))
+  if num_workers > 0:
+    it = it.mp_prefetch(grain.MultiprocessingOptions(num_workers=num_workers,
+                                                     per_worker_buffer_size=worker_buffer_size))
+  return it
+
+
+# ---------------------------------------------------------------------------------------------------
+# Evaluation.
+
+
+@dataclasses.dataclass
+class EvalSet:
+  """This process's slice of an evaluation split: record indices, labels and windows."""
+  data_dir: str
+  split: str
+  indices: np.ndarray  # record index in the split, per local utterance
+  utt_ids: list[str]
+  labels: np.ndarray  # int32 [num_local_utterances]
+  windows: list[tuple[int, int]]  # (local utterance, start frame)
+  crop_frames: int
+
+  def num_batches(self, batch_size: int) -> int:
+    return windows_lib.num_batches(len(self.windows), batch_size)
+
+
+def make_eval_set(data_dir: str, split: str, *, crop_frames: int, hop_frames: int,
+                  num_classes: int, target: str = "label", subset: Sequence[int] | None = None,
+                  process_index: int = 0, process_count: int = 1) -> EvalSet:
+  """Reads this process's records once to lay out windows (lengths and labels only are kept)."""
+  source = open_source(data_dir, split)
+  indices = np.arange(len(source)) if subset is None else np.asarray(subset)
+  local = indices[process_index::process_count]
+  utt_ids, labels, windows = [], [], []
+  for u, i in enumerate(local.tolist()):  # one record at a time, as CropBatch reads (its buffer is reused)
+    ex = records.decode(source[i], where=f"{data_dir}:{split}[{i}]")
+    labels.append(_targets(ex, target, num_classes, f"{split} record {i}")["label"])
+    utt_ids.append(ex.utt_id)
+    windows.extend((u, s) for s in windows_lib.window_starts(ex.log_mel.shape[0], crop_frames, hop_frames))
+  return EvalSet(data_dir, split, np.asarray(local), utt_ids, np.asarray(labels, np.int32), windows,
+                 crop_frames)
+
+
+class EvalBatch(grain.transforms.Map):
+  """Batch index -> its windows as float16 crops + lengths, `utt` (-1: padding) and `weight`. Windows of an
+  utterance are consecutive, so each record is read and decoded once per batch it has windows in."""
+
+  def __init__(self, eval_set: EvalSet, batch_size: int, mel_bins: int):
+    self.source = open_source(eval_set.data_dir, eval_set.split)
+    self.where = f"{eval_set.data_dir}:{eval_set.split}"
+    self.indices = eval_set.indices
+    windows = np.asarray(eval_set.windows, np.int64).reshape(-1, 2)
+    self.utt, self.start = windows[:, 0], windows[:, 1]
+    self.batch_size, self.crop_frames, self.mel_bins = batch_size, eval_set.crop_frames, mel_bins
+
+  def map(self, b: int) -> dict[str, np.ndarray]:
+    bs = self.batch_size
+    utt, start = self.utt[b * bs:(b + 1) * bs], self.start[b * bs:(b + 1) * bs]
+    mels = {}
+    for u in np.unique(utt).tolist():
+      key = int(self.indices[u])
+      m = records.decode(self.source[key], where=f"{self.where}[{key}]").log_mel
+      if m.shape[1] != self.mel_bins:
+        raise records.RecordError(f"{self.where}[{key}]: features have {m.shape[1]} mel bins but the stats "
+                                  f"file has {self.mel_bins}")
+      mels[u] = m
+    return windows_lib.fill_batch(mels, utt, start, bs, self.crop_frames, self.mel_bins)
+
+
+def eval_dataset(eval_set: EvalSet, batch_size: int, normalizer: Normalizer, num_batches: int | None = None,
+                 *, on_device: bool = False, num_workers: int = 0,
+                 worker_buffer_size: int = 2) -> grain.IterDataset:
+  """Fixed-size window batches as a Grain dataset; `weight` 0 marks padding. `num_batches` pads with empty
+  batches so that every process runs the same number of steps (multi-host)."""
+  num_batches = eval_set.num_batches(batch_size) if num_batches is None else num_batches
+  ds = grain.MapDataset.range(num_batches).map(EvalBatch(eval_set, batch_size, normalizer.mel_bins))
+  if not on_device:
+    ds = ds.map(HostFinish(normalizer))
+  return iterate(ds, num_workers, worker_buffer_size)
+
+
+def eval_batches(eval_set: EvalSet, batch_size: int, normalizer: Normalizer,
+                 num_batches: int | None = None, **options) -> Iterator[dict[str, np.ndarray]]:
+  """Iterates `eval_dataset` (same arguments) and stops its worker processes at the end."""
+  it = iter(eval_dataset(eval_set, batch_size, normalizer, num_batches, **options))
+  try:
+    yield from it
+  finally:
+    close = getattr(it, "close", None)
+    if close:
+      close()
+
+
+def average_window_logits(eval_set: EvalSet, utt: np.ndarray, logits: np.ndarray) -> np.ndarray:
+  """Mean logits per local utterance from per-window rows (rows with utt == -1 are padding)."""
+  return windows_lib.average(utt, logits, len(eval_set.utt_ids), eval_set.utt_ids)

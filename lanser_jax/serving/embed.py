@@ -1,0 +1,178 @@
+r"""Pooled embeddings (and class probabilities) of every utterance of a manifest, from a trained run.
+
+  python -m lanser_jax.serving.embed --workdir=workdirs/pretrain --manifest=manifest.jsonl --output=emb.npz \
+      [--errors=emb.npz.errors.jsonl] [--batch_size=32] [--step=best|latest|N] [--overwrite]
+
+--output ending in .npz: arrays utt_id [N] (str), embedding float32 [N, dim], probabilities float32
+[N, classes], label_names [classes] (read with np.load(path), no pickle). Any other name: JSON lines
+{"utt_id", "embedding", "label", "probability"}. The manifest is the shared format
+(lanser_jax/corpora/manifests.py; offset/duration are honoured). An utterance that cannot be used is listed
+in the errors file ({"utt_id", "stage", "source", "reason"}) and the run goes on. Outputs are written
+under a temporary name and renamed at the end; a rerun with a finished output skips the work.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from typing import Iterator, Sequence
+
+import numpy as np
+
+from lanser_jax.utils import fileio
+
+
+def log(msg: str):
+  print(msg, file=sys.stderr, flush=True)
+
+
+class ManifestLineError(ValueError):
+  """A manifest line that is not a valid row; listed in the errors file."""
+
+
+def read_rows(path: str) -> Iterator[tuple[str, object]]:
+  """(utt_id or 'line N', Row or ManifestLineError) per non-empty line: a bad line never stops the run."""
+  from lanser_jax.corpora import manifests
+  seen = set()
+  for row in manifests.read_manifest(path, lenient=True):
+    if isinstance(row, manifests.RejectedRow):
+      yield row.utt_id, ManifestLineError(f"{row.source}: not a manifest row ({row.reason})")
+    elif row.utt_id in seen:
+      yield row.utt_id, ManifestLineError(f"{path}: duplicate utt_id {row.utt_id!r} (an earlier line "
+                                          "has it)")
+    else:
+      seen.add(row.utt_id)
+      yield row.utt_id, row
+
+
+def count_lines(path: str) -> int:
+  with fileio.open(path, encoding="utf-8") as f:
+    return sum(1 for line in f if line.strip())
+
+
+class Outputs:
+  """The output file (npz collected in memory, JSON lines streamed) and the errors file, both renamed
+  into place by `commit` only."""
+
+  def __init__(self, output: str, errors: str, label_names: Sequence[str]):
+    self.output, self.errors, self.label_names = output, errors, list(label_names)
+    self.npz = output.endswith(".npz")
+    # Temporary names beside the outputs, or in a local folder for outputs in a bucket (uploaded at commit);
+    # the errors file is named first, so the output, renamed last, means a finished run.
+    self._staged = fileio.StagedFiles("lanser_embed_")
+    self._errors_f = self._staged.open(errors, "w", encoding="utf-8")
+    self._out_f = None if self.npz else self._staged.open(output, "w", encoding="utf-8")
+    self.utt_ids, self.embeddings, self.probabilities = [], [], []
+    self.written = self.failed = 0
+
+  def add(self, utt_id: str, embedding: np.ndarray, prediction):
+    self.written += 1
+    if self.npz:
+      self.utt_ids.append(utt_id)
+      self.embeddings.append(embedding)
+      self.probabilities.append(prediction.probabilities)
+    else:
+      self._out_f.write(json.dumps({"utt_id": utt_id, "embedding": [float(x) for x in embedding],
+                                    "label": prediction.label,
+                                    "probability": round(prediction.probability, 6)}) + "\n")
+
+  def error(self, utt_id: str, source, reason: str):
+    self.failed += 1
+    self._errors_f.write(json.dumps({"utt_id": utt_id, "stage": "embed", "source": source,
+                                     "reason": reason}, ensure_ascii=False) + "\n")
+
+  def commit(self, dim: int):
+    self._errors_f.close()
+    if self.npz:
+      emb = np.stack(self.embeddings) if self.embeddings else np.zeros((0, dim), np.float32)
+      probs = (np.stack(self.probabilities) if self.probabilities
+               else np.zeros((0, len(self.label_names)), np.float32))
+      with self._staged.open(self.output, "wb", encoding=None) as f:  # a file object: np.savez would add .npz
+        np.savez(f, utt_id=np.asarray(self.utt_ids, dtype=str), embedding=emb.astype(np.float32),
+                 probabilities=probs.astype(np.float32), label_names=np.asarray(self.label_names, dtype=str))
+    else:
+      self._out_f.close()
+    self._staged.commit()
+
+
+def embed_manifest(clf, manifest: str, output: str, errors: str, chunk: int = 64,
+                   decode_workers: int = 2) -> dict:
+  """Embeds every row; returns {"written", "failed", "dim"}."""
+  from lanser_jax.audio import decode as audio_lib
+  from lanser_jax.utils import prefetch
+  from lanser_jax.utils import progress as progress_lib
+
+  def features_of(item):
+    utt_id, row = item
+    if isinstance(row, Exception):
+      raise row
+    clip = audio_lib.load(row.audio, row.offset, row.duration, clf.audio_options)
+    return clf.log_mel(clip.samples, clip.sample_rate)
+
+  clf.require_audio_front_end()  # fail before any work when the run has no audio front end
+  outputs = Outputs(output, errors, clf.label_names)
+  progress = progress_lib.Progress("embed", count_lines(manifest), stream=sys.stderr)
+  dim = 0
+  batch = []
+
+  def flush():
+    nonlocal dim
+    good = [(utt_id, row, m) for utt_id, row, m in batch if not isinstance(m, Exception)]
+    if good:
+      logits, emb = clf.forward_log_mel([m for _, _, m in good])
+      dim = emb.shape[1]
+      for (utt_id, _, _), e, p in zip(good, emb, clf.predictions_from_logits(logits)):
+        outputs.add(utt_id, e, p)
+    for utt_id, row, m in batch:
+      if isinstance(m, Exception):
+        outputs.error(utt_id, getattr(row, "audio", None),
+                      prefetch.describe_error(m, (audio_lib.AudioError, ManifestLineError)))
+    progress.update(len(batch))
+    batch.clear()
+
+  for (utt_id, row), mel in prefetch.map_ahead(features_of, read_rows(manifest), decode_workers):
+    batch.append((utt_id, row, mel))
+    if len(batch) >= chunk:
+      flush()
+  flush()
+  progress.close()
+  outputs.commit(dim)
+  return {"written": outputs.written, "failed": outputs.failed, "dim": dim}
+
+
+def parse_args(argv: Sequence[str] | None):
+  p = argparse.ArgumentParser(prog="python -m lanser_jax.serving.embed",
+                              description="Embeddings of a manifest's utterances from a trained run.")
+  p.add_argument("--workdir", required=True, help="the training workdir (or a checkpoint step folder)")
+  p.add_argument("--manifest", required=True, help="manifest JSONL (lanser_jax/corpora/manifests.py)")
+  p.add_argument("--output", required=True, help="*.npz, or JSON lines for any other name")
+  p.add_argument("--errors", default=None, help="errors JSONL (default: <output>.errors.jsonl)")
+  p.add_argument("--step", default=None, help="best (default; else latest), latest, or a step number")
+  p.add_argument("--batch_size", type=int, default=32, help="windows per model call")
+  p.add_argument("--max_seconds", type=float, default=600.0, help="longer audio is cropped")
+  p.add_argument("--decode_workers", type=int, default=2, help="threads decoding ahead of the model")
+  p.add_argument("--overwrite", action="store_true", help="redo the work although --output exists")
+  return p.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+  args = parse_args(argv)
+  errors = args.errors or args.output + ".errors.jsonl"
+  if fileio.exists(args.output) and not args.overwrite:
+    log(f"{args.output} exists: skipped (pass --overwrite to redo it)")
+    return 0
+  os.environ.setdefault("HF_HUB_OFFLINE", "1")
+  from lanser_jax.serving import classifier as inference
+  inference.quiet_orbax()
+  clf = inference.load(args.workdir, args.step, batch_size=args.batch_size, max_seconds=args.max_seconds)
+  log(f"model {clf.config.model.name} step {clf.step} from {clf.state_path}")
+  counts = embed_manifest(clf, args.manifest, args.output, errors, decode_workers=args.decode_workers)
+  log(f"{counts['written']} embedded (dim {counts['dim']}), {counts['failed']} failed -> {args.output}"
+      + (f"; reasons in {errors}" if counts["failed"] else ""))
+  return 0 if counts["written"] > 0 else 1
+
+
+if __name__ == "__main__":
+  sys.exit(main())

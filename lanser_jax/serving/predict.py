@@ -1,0 +1,175 @@
+r"""Classify audio files with a trained run: a table, CSV or JSON lines of labels and probabilities.
+
+  python -m lanser_jax.serving.predict --workdir=workdirs/iemocap clip.wav more_clips/ \
+      [--format=table|csv|jsonl] [--output=FILE] [--batch_size=32] [--step=best|latest|N]
+
+Folders are searched recursively for audio files. A file that cannot be decoded is reported with the
+reason and the run goes on; the exit status is non-zero only when nothing could be classified.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import sys
+from typing import Iterable, Iterator, Sequence
+
+from lanser_jax.corpora import manifests
+from lanser_jax.utils import fileio
+
+AUDIO_EXTENSIONS = manifests.MEDIA_EXTENSIONS  # audio and video files, one list for the whole project
+FORMATS = ("table", "csv", "jsonl")
+
+
+def log(msg: str):
+  print(msg, file=sys.stderr, flush=True)
+
+
+def expand_inputs(paths: Sequence[str]) -> list[str]:
+  """Files as given, and the audio files under given folders (sorted); missing paths are kept so that
+  they are reported as failures rather than silently dropped."""
+  out = []
+  for p in paths:
+    if os.path.isdir(p):
+      found = []
+      for root, dirs, files in os.walk(p):
+        dirs.sort()
+        found += [os.path.join(root, f) for f in files if f.lower().endswith(AUDIO_EXTENSIONS)]
+      if not found:
+        log(f"warning: no audio files ({', '.join(AUDIO_EXTENSIONS)}) under {p}")
+      out += sorted(found)
+    else:
+      out.append(p)
+  return out
+
+
+def classify_files(clf, files: Sequence[str], chunk: int = 64, decode_workers: int = 2,
+                   progress=None) -> Iterator[dict]:
+  """One row per file, in order: {"file", "label", "probability", "top", "probabilities"} or
+  {"file", "error"}. Decoding runs on threads ahead of the model; windows of `chunk` files at a time
+  share the fixed-size batches."""
+  from lanser_jax.audio import decode as audio_lib
+  from lanser_jax.utils import prefetch
+
+  def rows_of(batch):
+    good = [(f, m) for f, m in batch if not isinstance(m, Exception)]
+    preds = iter(clf.predict_log_mel([m for _, m in good]) if good else [])
+    for f, m in batch:
+      if isinstance(m, Exception):
+        yield {"file": f, "error": prefetch.describe_error(m, (audio_lib.AudioError, ValueError))}
+      else:
+        p = next(preds)
+        yield {"file": f, "label": p.label, "probability": p.probability, "top": p.top(3),
+               "probabilities": p.as_dict()}
+
+  batch = []
+  for f, mel in prefetch.map_ahead(clf.log_mel, files, decode_workers):
+    batch.append((f, mel))
+    if len(batch) >= chunk:
+      yield from rows_of(batch)
+      if progress:
+        progress.update(len(batch))
+      batch = []
+  if batch:
+    yield from rows_of(batch)
+    if progress:
+      progress.update(len(batch))
+
+
+# ---------------------------------------------------------------------------------------------------
+# Output formats.
+
+
+def _top_text(top) -> str:
+  return ", ".join(f"{name} {p:.3f}" for name, p in top)
+
+
+def format_table(rows: Sequence[dict]) -> str:
+  header = ("file", "label", "probability", "top 3")
+  lines = [(r["file"], r["label"], f"{r['probability']:.3f}", _top_text(r["top"])) if "error" not in r
+           else (r["file"], "FAILED", "", r["error"]) for r in rows]
+  widths = [max(len(header[i]), *(len(l[i]) for l in lines)) if lines else len(header[i])
+            for i in range(3)]
+  fmt = lambda cols: "  ".join(c.ljust(w) for c, w in zip(cols[:3], widths)) + "  " + cols[3]
+  return "\n".join([fmt(header)] + [fmt(l) for l in lines]) + "\n"
+
+
+def write_rows(rows: Iterable[dict], fmt: str, out, label_names: Sequence[str]) -> list[dict]:
+  """Streams CSV/JSONL rows as they come (a table needs all rows for its widths); returns the rows."""
+  seen = []
+  writer = None
+  if fmt == "csv":
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(["file", "label", "probability", "top3", *[f"p_{n}" for n in label_names], "error"])
+  for r in rows:
+    seen.append(r)
+    if fmt == "csv":
+      if "error" in r:
+        writer.writerow([r["file"], "", "", "", *[""] * len(label_names), r["error"]])
+      else:
+        writer.writerow([r["file"], r["label"], f"{r['probability']:.6f}", _top_text(r["top"]),
+                         *[f"{r['probabilities'][n]:.6f}" for n in label_names], ""])
+    elif fmt == "jsonl":
+      d = dict(r)
+      if "top" in d:
+        d["probability"] = round(d["probability"], 6)
+        d["top"] = [[n, round(p, 6)] for n, p in d["top"]]
+        d["probabilities"] = {n: round(p, 6) for n, p in d["probabilities"].items()}
+      out.write(json.dumps(d, ensure_ascii=False) + "\n")
+    out.flush()
+  if fmt == "table":
+    out.write(format_table(seen))
+  return seen
+
+
+# ---------------------------------------------------------------------------------------------------
+# Command line.
+
+
+def parse_args(argv: Sequence[str] | None):
+  p = argparse.ArgumentParser(prog="python -m lanser_jax.serving.predict",
+                              description="Classify audio files with a trained lanser-jax run.")
+  p.add_argument("inputs", nargs="+", metavar="FILE_OR_DIR", help="audio files or folders of them")
+  p.add_argument("--workdir", required=True, help="the training workdir (or a checkpoint step folder)")
+  p.add_argument("--step", default=None, help="best (default; else latest), latest, or a step number")
+  p.add_argument("--format", default="table", choices=FORMATS)
+  p.add_argument("--output", default=None, help="file to write (default: stdout)")
+  p.add_argument("--batch_size", type=int, default=32, help="windows per model call")
+  p.add_argument("--max_seconds", type=float, default=600.0, help="longer audio is cropped")
+  p.add_argument("--decode_workers", type=int, default=2, help="threads decoding ahead of the model")
+  return p.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+  args = parse_args(argv)
+  os.environ.setdefault("HF_HUB_OFFLINE", "1")
+  from lanser_jax.serving import classifier as inference
+  inference.quiet_orbax()
+  from lanser_jax.utils import progress as progress_lib
+  files = expand_inputs(args.inputs)
+  clf = inference.load(args.workdir, args.step, batch_size=args.batch_size, max_seconds=args.max_seconds)
+  clf.require_audio_front_end()  # a run trained on non-audio features fails here, not once per file
+  log(f"model {clf.config.model.name} step {clf.step} from {clf.state_path}; {len(files)} files; "
+      f"labels {list(clf.label_names)}")
+  progress = progress_lib.Progress("predict", len(files), stream=sys.stderr) if len(files) > 1 else None
+  if args.output:
+    with fileio.atomic_write(args.output) as out:  # appears when complete: never a partial output
+      rows = write_rows(classify_files(clf, files, decode_workers=args.decode_workers, progress=progress),
+                        args.format, out, clf.label_names)
+  else:
+    rows = write_rows(classify_files(clf, files, decode_workers=args.decode_workers, progress=progress),
+                      args.format, sys.stdout, clf.label_names)
+  if progress:
+    progress.close()
+  failed = [r for r in rows if "error" in r]
+  for r in failed:
+    log(f"failed: {r['file']}: {r['error']}")
+  ok = len(rows) - len(failed)
+  log(f"{ok} classified, {len(failed)} failed" + (f" -> {args.output}" if args.output else ""))
+  return 0 if ok > 0 else 1
+
+
+if __name__ == "__main__":
+  sys.exit(main())

@@ -1,0 +1,107 @@
+"""The list of offline stages and the chain that runs one of them or config.stages in order on this
+process, merging each stage's pieces and writing the end-to-end summary (utterances in = written + rejected).
+
+Adding a stage: a module with a `stage.Stage` subclass and its `STAGE`, and one entry in `STAGES`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+
+from lanser_jax.utils import fileio
+from lanser_jax.stages import features, manifest, pieces, stage
+from lanser_jax.stages import asr as transcribe
+from lanser_jax.stages import label as weak_labels
+
+STAGES: tuple[stage.Stage, ...] = (manifest.STAGE, transcribe.STAGE, weak_labels.STAGE, features.STAGE)
+BY_NAME = {s.name: s for s in STAGES}
+NAMES = tuple(BY_NAME)
+
+
+def log(msg: str):
+  print(msg, file=sys.stderr, flush=True)
+
+
+def _wait(path: str, seconds: float):
+  deadline = time.monotonic() + seconds
+  while not fileio.exists(path):
+    if time.monotonic() > deadline:
+      raise FileNotFoundError(f"{path}: not there after {seconds} s; run the manifest stage first")
+    time.sleep(10)
+  return pieces.read_json(path)
+
+
+def run_stages(config, workdir: str, stage_name: str, process: tuple[int, int], **models) -> dict | None:
+  """Runs one stage or config.stages in order; returns the end-to-end summary after `all`. `models`
+  (labeler=, transcriber=) are prebuilt models handed to the stages (tests pass fakes)."""
+  todo = list(config.stages) if stage_name == "all" else [stage_name]
+  unknown = [n for n in todo if n not in BY_NAME]
+  if unknown:
+    raise ValueError(f"unknown stage(s) {unknown}; the stages are {list(NAMES)}")
+  fileio.makedirs(workdir)
+  if process[0] == 0:
+    pieces.write_json(os.path.join(workdir, f"config.{stage_name}.json"), json.loads(config.to_json()))
+  for name in todo:
+    s = BY_NAME[name]
+    log(f"=== stage {name} (process {process[0]} of {process[1]}) ===")
+    if name != manifest.STAGE.name and process[0] != 0:
+      _wait(os.path.join(workdir, "manifest", "summary.json"), config.wait_seconds)
+    state = s.setup(config, workdir, log, **models)
+    stage.run_pieces(s, state, config, workdir, process, log)
+    if s.pieced and process[0] == 0:
+      stage_dir = s.out_dir(config, workdir)
+      if pieces.wait_for_pieces(stage_dir, config.num_pieces, config.wait_seconds, log=log):
+        s.finish(state)
+        merged = pieces.merge_stage(stage_dir, config.num_pieces)
+        log(f"[{name}] in {merged['in']} = written {merged['written']} + rejected {merged['rejected']} "
+            f"{merged['reasons']}")
+        note = pieces.crop_note(name, merged, config.audio.max_seconds)
+        if note:
+          log(note)
+        if stage_name != "all" and merged["in"] and not merged["written"]:
+          raise pieces.NothingSurvived(f"0 of {merged['in']} utterances survived the {name} stage; reasons "
+                                       f"in {os.path.join(stage_dir, 'errors.jsonl')}")
+  if stage_name == "all" and process[0] == 0:
+    summary = end_to_end_summary(config, workdir, todo)
+    if summary is not None and summary["in"] and not summary["written"]:
+      raise pieces.NothingSurvived(f"0 of {summary['in']} utterances survived the stages; reasons in "
+                                   f"{os.path.join(workdir, 'errors.jsonl')}")
+    return summary
+  return None
+
+
+def end_to_end_summary(config, workdir: str, todo) -> dict | None:
+  """Utterances in (corpus entries) = written (training records) + rejected (by any stage)."""
+  # With human labels the features come straight from the manifest; asr/label are side products.
+  side = ("asr", "label") if "features" in todo and config.features.label_source != "weak" else ()
+  chain = [s for s in todo if s not in side]
+  paths = {s: os.path.join(BY_NAME[s].out_dir(config, workdir), "summary.json") for s in chain}
+  missing = [p for p in paths.values() if not fileio.exists(p)]
+  if missing:
+    log(f"not finalised: {missing[0]} is missing while other processes work; rerun process 0 "
+        "(everything done is skipped) or set --config.wait_seconds")
+    return None
+  per_stage = {s: pieces.read_json(p) for s, p in paths.items()}
+  total_in = per_stage[chain[0]]["in"]
+  excluded = per_stage.get("features", {}).get("not_in_splits", 0)
+  written = per_stage[chain[-1]]["written"]
+  rejected = sum(s["rejected"] for s in per_stage.values())
+  # Cropping keeps an utterance but drops its audio past audio.max_seconds: counted per stage, and in
+  # total as the last stage that loads audio saw it (the features stage: what training gets).
+  cropping = [s for s in chain if "cropped" in per_stage[s]]
+  summary = {"in": total_in, "written": written, "rejected": rejected,
+             "excluded_by_split_map": excluded, "balanced": total_in == written + rejected + excluded,
+             "cropped": per_stage[cropping[-1]]["cropped"] if cropping else 0,
+             "cropped_seconds": round(per_stage[cropping[-1]].get("cropped_seconds", 0.0), 3) if cropping else 0.0,
+             "stages": {s: {k: v[k] for k in ("in", "written", "rejected", "reasons", "cropped",
+                                              "cropped_seconds") if k in v}
+                        for s, v in per_stage.items()}}
+  pieces.concat_files([os.path.join(BY_NAME[s].out_dir(config, workdir), "errors.jsonl") for s in chain],
+                      os.path.join(workdir, "errors.jsonl"))
+  pieces.write_json(os.path.join(workdir, "summary.json"), summary)
+  log(f"utterances in {total_in} = written {written} + rejected {rejected}"
+      + (f" + excluded {excluded}" if excluded else "") + f" -> {os.path.join(workdir, 'summary.json')}")
+  return summary

@@ -1,0 +1,67 @@
+r"""The command line of the offline stages, from a corpus on disk to weakly labelled training records.
+
+  python -m lanser_jax.stages.main --config=lanser_jax/experiments/labeling/local_tiny.py \
+      --stage=manifest|asr|label|features|all --workdir=DIR [--num_processes=N --process_index=I] \
+      [--jax_distributed] [--config.key=value ...]
+
+Stage     reads                                   writes (all under --workdir)
+manifest  the corpus (config.manifest)            manifest/manifest.jsonl, errors.jsonl, summary.json
+asr       manifest/manifest.jsonl + audio         asr/transcripts-*.jsonl
+label     asr/transcripts-*.jsonl (or, with         labels/labels-*.jsonl, labels/label_names.json
+          label.text_source=manifest, the
+          manifest's own `text`)
+features  manifest + audio (+ labels/ when        <features.dir_name>/<split>-*.array_record shard files +
+          features.label_source="weak")           stats sidecars, dataset.json, stats.json
+Each of asr, label and features also writes errors-*.jsonl and summary-*.json per piece and, once
+all pieces exist, errors.jsonl and summary.json; `all` adds <workdir>/summary.json and errors.jsonl
+over the chain of stages, where utterances in = written + rejected. One file per stage in this package
+(manifest.py, transcribe.py, weak_labels.py, features.py); chain.py lists them.
+
+Scale-out: the same command runs once per process (host or job); --num_processes/--process_index (else
+SLURM job-array variables, else --jax_distributed for jax.process_index/count) pick the pieces of each
+stage this process does (pieces.py). The manifest is written by process 0; the others wait for it.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from absl import app, flags
+from ml_collections import config_flags
+
+from lanser_jax.stages import chain, pieces
+
+_CONFIG = config_flags.DEFINE_config_file("config", None, "Labelling config file.", lock_config=True)
+_STAGE = flags.DEFINE_enum("stage", "all", chain.NAMES + ("all",), "Stage to run; all = config.stages.")
+_WORKDIR = flags.DEFINE_string("workdir", None, "Folder for every output of the stages.")
+_NUM_PROCESSES = flags.DEFINE_integer("num_processes", 0, "Processes sharing the work (0: from env).")
+_PROCESS_INDEX = flags.DEFINE_integer("process_index", 0, "This process's index in [0, num_processes).")
+_JAX_DISTRIBUTED = flags.DEFINE_bool("jax_distributed", False,
+                                     "Call jax.distributed.initialize() and use its process index.")
+
+
+def main(argv):
+  del argv
+  if _CONFIG.value.get("offline", False):
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")  # before transformers is imported
+  num_processes, process_index = _NUM_PROCESSES.value, _PROCESS_INDEX.value
+  if _JAX_DISTRIBUTED.value:
+    import jax
+    jax.distributed.initialize()
+    num_processes, process_index = jax.process_count(), jax.process_index()
+  process = pieces.resolve_process(num_processes, process_index)
+  try:
+    chain.run_stages(_CONFIG.value, _WORKDIR.value, _STAGE.value, process)
+  except pieces.NothingSurvived as e:  # a finding about the corpus, not a crash: no traceback
+    chain.log(f"error: {e}")
+    sys.exit(1)
+
+
+def run():
+  flags.mark_flags_as_required(["config", "workdir"])
+  app.run(main)
+
+
+if __name__ == "__main__":
+  run()

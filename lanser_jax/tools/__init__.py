@@ -1,0 +1,1 @@
+"""Research tools: sweeps, baselines, representation analysis, prompt search, labelling comparison."""

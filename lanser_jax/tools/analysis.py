@@ -1,0 +1,306 @@
+r"""What the representations learn: embedding maps and linear probes to prosody, run beside run.
+
+  python -m lanser_jax.tools.analysis --workdir=pretrained=RUN_A --workdir=scratch=RUN_B --manifest=M \
+      [--out=DIR] [--limit=2000] [--seed=0] [--test_fraction=0.3] [--known=prosody]
+
+Each --workdir is a training run (NAME=PATH, or PATH named by its folder); every run embeds the same
+utterances of the manifest (lanser_jax.load(run).embed: window-averaged pooled embeddings, the run's own
+front end). Writes to --out (default <first run>/analysis):
+  pca.png, tsne.png   2-D maps of each run's embeddings (rows), coloured by label and by speaker (columns);
+  probes.png          held-out R^2 of each prosodic measure, runs side by side;
+  analysis.md/.json   the probe table, and per utterance the measures (prosody.jsonl).
+Prosodic measures, from the audio at 16 kHz (librosa):
+  f0_mean_hz, f0_range_hz   mean and 5-95 percentile range of the voiced F0 from librosa.pyin (65-600 Hz,
+                            quarter-semitone bins);
+  energy_db                 mean frame RMS in dB (25 ms frames, 10 ms hop) over frames within 40 dB of the peak;
+  speaking_rate             syllable nuclei per second, estimated as in de Jong & Wempe (2009), simplified:
+                            peaks of the smoothed RMS envelope (dB) that stand >= 2 dB above the dips on
+                            both sides, lie within 25 dB of the loudest frame, fall in a voiced frame, and
+                            are >= 100 ms apart; divided by the clip's duration. An estimate, not a count.
+  words_per_second          (only where every row has `text`) words of the text / duration.
+Known values (--known=KEY): where each manifest row holds a dict of numbers under KEY (the demo corpora's
+`prosody`: the eSpeak NG settings each utterance was synthesised with), each number is probed too, as
+`KEY.name`, so a probe can be checked against ground truth; a row without it is left out of that probe.
+Probes: ridge regression (scikit-learn RidgeCV, alpha chosen by leave-one-out on the training part) from
+standardised frozen embeddings to each standardised measure, on a seeded random split of utterances
+(--test_fraction held out); R^2 on the held-out part. Utterances whose audio fails or has no voiced frame
+are listed in the JSON (`skipped`) and left out of the F0 probes only where F0 is undefined.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from typing import Any, Sequence
+
+import numpy as np
+
+from lanser_jax.corpora import manifests
+from lanser_jax.input_pipeline import records
+from lanser_jax.audio import decode as audio_lib
+from lanser_jax.utils import fileio
+
+SAMPLE_RATE = 16000
+FRAME, HOP = 400, 160  # 25 ms, 10 ms at 16 kHz
+MEASURES = ("f0_mean_hz", "f0_range_hz", "energy_db", "speaking_rate")
+
+
+# ---------------------------------------------------------------------------------------------------
+# Prosody.
+
+
+def speaking_rate(samples: np.ndarray, voiced: np.ndarray | None = None, sr: int = SAMPLE_RATE) -> float:
+  """Syllable nuclei per second: prominent peaks of the smoothed RMS envelope (see the module docstring)."""
+  import librosa
+  import scipy.signal
+
+  rms = librosa.feature.rms(y=samples, frame_length=FRAME, hop_length=HOP, center=True)[0]
+  db = 20 * np.log10(np.maximum(rms, 1e-10))
+  db = np.convolve(db, np.ones(5) / 5, mode="same")  # 50 ms smoothing: one peak per syllable
+  peaks, _ = scipy.signal.find_peaks(db, prominence=2.0, height=db.max() - 25.0, distance=10)
+  if voiced is not None and len(voiced):
+    n = min(len(voiced), len(db))
+    peaks = peaks[peaks < n]
+    peaks = peaks[voiced[peaks]]
+  return float(len(peaks) / (len(samples) / sr))
+
+
+def prosody(samples: np.ndarray, sr: int = SAMPLE_RATE) -> dict[str, float]:
+  """The measures of one mono clip; F0 values are NaN when pyin finds no voiced frame."""
+  import librosa
+
+  # Quarter-semitone pitch bins (default 0.1): 5x faster, F0 within 0.7%, far below speakers' variation.
+  f0, voiced, _ = librosa.pyin(samples, fmin=65.0, fmax=600.0, sr=sr, frame_length=1024, hop_length=HOP,
+                               resolution=0.25)
+  f0v = f0[voiced & np.isfinite(f0)]
+  rms = librosa.feature.rms(y=samples, frame_length=FRAME, hop_length=HOP, center=True)[0]
+  db = 20 * np.log10(np.maximum(rms, 1e-10))
+  loud = db[db >= db.max() - 40.0]
+  return {"f0_mean_hz": float(f0v.mean()) if len(f0v) else float("nan"),
+          "f0_range_hz": float(np.percentile(f0v, 95) - np.percentile(f0v, 5)) if len(f0v) else float("nan"),
+          "energy_db": float(loud.mean()),
+          "speaking_rate": speaking_rate(samples, voiced, sr),
+          "voiced_fraction": float(np.mean(voiced)) if len(voiced) else 0.0}
+
+
+# ---------------------------------------------------------------------------------------------------
+# Probes and maps.
+
+
+def probe_r2(x: np.ndarray, y: np.ndarray, seed: int = 0, test_fraction: float = 0.3) -> dict[str, Any]:
+  """Held-out R^2 of a ridge probe from x [n, d] to y [n]; rows with a non-finite y are left out."""
+  from sklearn.linear_model import RidgeCV
+  from sklearn.metrics import r2_score
+  from sklearn.preprocessing import StandardScaler
+
+  keep = np.isfinite(y)
+  x, y = np.asarray(x, np.float64)[keep], np.asarray(y, np.float64)[keep]
+  n_test = int(round(len(y) * test_fraction))
+  if n_test < 2 or len(y) - n_test < 3:
+    return {"r2": None, "n_train": len(y) - n_test, "n_test": n_test, "alpha": None}
+  order = np.random.default_rng(seed).permutation(len(y))
+  test, train = order[:n_test], order[n_test:]
+  sx = StandardScaler().fit(x[train])
+  mean, std = y[train].mean(), y[train].std() or 1.0
+  model = RidgeCV(alphas=np.logspace(-3, 4, 15)).fit(sx.transform(x[train]), (y[train] - mean) / std)
+  pred = model.predict(sx.transform(x[test])) * std + mean
+  return {"r2": float(r2_score(y[test], pred)), "n_train": len(train), "n_test": n_test,
+          "alpha": float(model.alpha_)}
+
+
+def maps(embeddings: np.ndarray, seed: int = 0) -> dict[str, np.ndarray]:
+  """2-D PCA and t-SNE coordinates (t-SNE perplexity capped for small sets)."""
+  import threadpoolctl
+  from sklearn.decomposition import PCA
+  from sklearn.manifold import TSNE
+
+  x = np.asarray(embeddings, np.float64)
+  x = (x - x.mean(0)) / (x.std(0) + 1e-8)
+  perplexity = float(min(30.0, max(2.0, (len(x) - 1) / 3.0)))
+  # One OpenMP thread: Barnes-Hut t-SNE synchronises its threads at each of its ~1,000 iterations, and on a
+  # busy 2-core machine each barrier waits for a descheduled thread (measured under load 8: 144 points took
+  # 81 s on 2 threads, 5.3 s on 1; 12 points 22.6 s and 1.0 s). The same coordinates either way.
+  with threadpoolctl.threadpool_limits(1, user_api="openmp"):
+    tsne = TSNE(n_components=2, perplexity=perplexity, init="pca", random_state=seed).fit_transform(x)
+  return {"pca": PCA(n_components=2, random_state=seed).fit_transform(x), "tsne": tsne}
+
+
+def plot_maps(coords: dict[str, dict[str, np.ndarray]], labels: Sequence[str], speakers: Sequence[str],
+              method: str, path: str) -> None:
+  import matplotlib
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt
+
+  runs = list(coords)
+  fig, axs = plt.subplots(len(runs), 2, figsize=(10, 4.2 * len(runs)), squeeze=False)
+  for row, run in zip(axs, runs):
+    xy = coords[run][method]
+    for ax, (what, values) in zip(row, (("label", labels), ("speaker", speakers))):
+      names = sorted(set(values))
+      cmap = plt.get_cmap("tab10" if len(names) <= 10 else "tab20")
+      for i, name in enumerate(names):
+        mask = np.asarray([v == name for v in values])
+        ax.scatter(xy[mask, 0], xy[mask, 1], s=10, color=cmap(i % cmap.N), label=name)
+      ax.set_title(f"{run}: {method.upper()} by {what}")
+      if len(names) <= 12:
+        ax.legend(fontsize=7, markerscale=1.5)
+  fig.tight_layout()
+  with fileio.atomic_write(path, "wb") as f:
+    fig.savefig(f, format="png", dpi=100)
+  plt.close(fig)
+
+
+def plot_probes(table: dict[str, dict[str, Any]], path: str) -> None:
+  import matplotlib
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt
+
+  runs = list(table)
+  measures = list(next(iter(table.values())))
+  fig, ax = plt.subplots(figsize=(1.6 * len(measures) + 2, 4))
+  width = 0.8 / len(runs)
+  for i, run in enumerate(runs):
+    r2 = [table[run][m]["r2"] if table[run][m]["r2"] is not None else 0.0 for m in measures]
+    ax.bar(np.arange(len(measures)) + i * width, r2, width, label=run)
+  ax.set_xticks(np.arange(len(measures)) + 0.4 - width / 2, measures, fontsize=8)
+  ax.set_ylabel("held-out R² (ridge probe)")
+  ax.axhline(0, color="k", lw=0.5)
+  ax.legend()
+  fig.tight_layout()
+  with fileio.atomic_write(path, "wb") as f:
+    fig.savefig(f, format="png", dpi=100)
+  plt.close(fig)
+
+
+# ---------------------------------------------------------------------------------------------------
+# The command.
+
+
+def parse_workdir(value: str) -> tuple[str, str]:
+  name, sep, path = value.partition("=")
+  if not sep:
+    path = value
+    name = os.path.basename(os.path.normpath(value))
+  return name, path
+
+
+def read_clips(manifest: str, limit: int = 0) -> tuple[list[manifests.Row], list[np.ndarray], list[dict]]:
+  options = audio_lib.AudioOptions(sample_rate=SAMPLE_RATE, max_seconds=600.0, min_seconds=0.1)
+  rows, clips, skipped = [], [], []
+  for row in manifests.read_manifest(manifest, lenient=True):
+    if isinstance(row, manifests.RejectedRow):
+      skipped.append({"utt_id": row.utt_id, "reason": row.reason})
+      continue
+    try:
+      clips.append(audio_lib.load(row.audio, row.offset, row.duration, options).samples)
+    except (audio_lib.AudioError, OSError, ValueError) as e:
+      skipped.append({"utt_id": row.utt_id, "reason": f"{type(e).__name__}: {e}"})
+      continue
+    rows.append(row)
+    if limit and len(rows) >= limit:
+      break
+  if len(rows) < 5:
+    raise ValueError(f"{manifest}: only {len(rows)} usable utterances (skipped {skipped[:3]}...); need >= 5")
+  return rows, clips, skipped
+
+
+def known_values(rows: Sequence[manifests.Row], key: str, where: str = "manifest") -> list[dict[str, float]]:
+  """Per row, the numbers under `key` as {'KEY.name': value}; names some rows lack are NaN there."""
+  values = []
+  for r in rows:
+    d = r.extra.get(key)
+    values.append({f"{key}.{k}": float(v) for k, v in (d.items() if isinstance(d, dict) else ())
+                   if isinstance(v, (int, float)) and not isinstance(v, bool)})
+  names = sorted({n for v in values for n in v})
+  if not names:
+    raise ValueError(f"{where}: no row holds a dict of numbers under {key!r} (--known)")
+  return [{n: v.get(n, float("nan")) for n in names} for v in values]
+
+
+def analyse(workdirs: Sequence[tuple[str, str]], manifest: str, out: str, seed: int = 0,
+            test_fraction: float = 0.3, limit: int = 0, batch_size: int = 32, log=print,
+            known: str = "") -> dict[str, Any]:
+  import lanser_jax
+  from lanser_jax.utils import progress as progress_lib
+
+  rows, clips, skipped = read_clips(manifest, limit)
+  planted = known_values(rows, known, manifest) if known else None
+  fileio.makedirs(out)
+  progress = progress_lib.Progress("prosody", len(clips))
+  measures = []
+  for samples in clips:
+    measures.append(prosody(samples))
+    progress.update()
+  progress.close()
+  names = list(MEASURES)
+  if all(isinstance(r.text, str) and r.text.strip() for r in rows):
+    for m, r, samples in zip(measures, rows, clips):
+      m["words_per_second"] = len(r.text.split()) / (len(samples) / SAMPLE_RATE)
+    names.append("words_per_second")
+  if planted:
+    for m, k in zip(measures, planted):
+      m.update(k)
+    names += list(planted[0])
+  labels = [r.label or "(none)" for r in rows]
+  speakers = [r.speaker or "(none)" for r in rows]
+  table, coords, dims = {}, {}, {}
+  for name, workdir in workdirs:
+    log(f"[analysis] embedding {len(clips)} utterances with {name} ({workdir})")
+    emb = lanser_jax.load(workdir, batch_size=batch_size).embed(clips, SAMPLE_RATE)
+    dims[name] = int(emb.shape[1])
+    table[name] = {m: probe_r2(emb, np.asarray([x[m] for x in measures]), seed, test_fraction) for m in names}
+    coords[name] = maps(emb, seed)
+  for method in ("pca", "tsne"):
+    plot_maps(coords, labels, speakers, method, os.path.join(out, f"{method}.png"))
+  plot_probes(table, os.path.join(out, "probes.png"))
+  result = {"manifest": fileio.absolute(manifest), "num_utterances": len(rows), "seed": seed,
+            "test_fraction": test_fraction, "known": known or None,
+            "workdirs": {n: fileio.absolute(w) for n, w in workdirs},
+            "embedding_dim": dims, "probes": table, "skipped": skipped,
+            "measure_means": {m: float(np.nanmean([x[m] for x in measures])) for m in names}}
+  fileio.write_text(os.path.join(out, "prosody.jsonl"), "".join(
+      json.dumps({"utt_id": r.utt_id, "label": r.label, "speaker": r.speaker, **m}, ensure_ascii=False) + "\n"
+      for r, m in zip(rows, measures)))
+  records.write_json(os.path.join(out, "analysis.json"), result)
+  fileio.write_text(os.path.join(out, "analysis.md"), markdown(result))
+  return result
+
+
+def markdown(result: dict[str, Any]) -> str:
+  runs = list(result["probes"])
+  measures = list(next(iter(result["probes"].values())))
+  fmt = lambda p: "-" if p["r2"] is None else f"{p['r2']:.3f}"  # noqa: E731
+  lines = [f"Held-out R² of ridge probes from frozen embeddings, {result['num_utterances']} utterances, "
+           f"{100 * result['test_fraction']:.0f}% held out (seed {result['seed']}).", "",
+           "| measure | " + " | ".join(runs) + " |", "|---|" + "---:|" * len(runs)]
+  for m in measures:
+    lines.append(f"| {m} | " + " | ".join(fmt(result["probes"][r][m]) for r in runs) + " |")
+  return "\n".join(lines) + "\n"
+
+
+def main(argv=None):
+  p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  p.add_argument("--workdir", action="append", required=True, help="NAME=RUN or RUN; repeat for each run")
+  p.add_argument("--manifest", required=True, help="utterances to analyse (audio, label, speaker)")
+  p.add_argument("--out", default=None)
+  p.add_argument("--seed", type=int, default=0)
+  p.add_argument("--test_fraction", type=float, default=0.3)
+  p.add_argument("--limit", type=int, default=0, help="first N usable utterances (0: all)")
+  p.add_argument("--batch_size", type=int, default=32)
+  p.add_argument("--known", default="", help="manifest key of per-utterance numbers to probe too (e.g. prosody)")
+  a = p.parse_args(argv)
+  workdirs = [parse_workdir(w) for w in a.workdir]
+  if len({n for n, _ in workdirs}) != len(workdirs):
+    p.error(f"--workdir names repeat: {[n for n, _ in workdirs]}")
+  out = a.out or os.path.join(workdirs[0][1], "analysis")
+  result = analyse(workdirs, a.manifest, out, a.seed, a.test_fraction, a.limit, a.batch_size,
+                   log=lambda m: print(m, file=sys.stderr, flush=True), known=a.known)
+  print(markdown(result))
+  print(f"wrote {out}/analysis.md, analysis.json, prosody.jsonl, pca.png, tsne.png, probes.png")
+  return result
+
+
+if __name__ == "__main__":
+  main()

@@ -1,0 +1,439 @@
+r"""Runs, prints or aggregates every cell of a sweep file (lanser_jax/experiments/sweeps/*.py).
+
+  python -m lanser_jax.tools.sweep --sweep=lanser_jax/experiments/sweeps/label_efficiency.py[:args] --root=DIR \
+      (--print [--count] | --run [--in_process] | --aggregate) [--only=key=value ...] [--cell=I]
+
+A sweep file's `get_sweep(arg)` returns a list of cells, each a dict:
+  name       workdir of the cell, relative to --root (unique)
+  axes       {axis: value}: what the cell varies (dataset, fold, pretrained, fraction, seed, ...)
+  config     a training cell: "lanser_jax/experiments/<file>.py:<args>", run by lanser_jax.main ...
+  overrides  ... with these --config.<key>=<value> (optional)
+  baseline   or a baseline cell: {"kind": ..., **flags} run by lanser_jax.tools.baselines
+Every cell writes <root>/<name>/results.json; a cell whose results.json exists is done and skipped, so a
+sweep is resumed by running it again (an interrupted training cell also resumes from its checkpoint).
+A failing cell does not stop the sweep: it is listed with its reason in <root>/sweep_errors.jsonl.
+
+On a cluster the sweep is a job array (launch/slurm_sweep.sbatch): `--print --count` gives the number of
+cells N (after --only, finished ones included), and task I of an array 0..N-1 runs `--run --cell=I` (or plain
+`--run` with SLURM_ARRAY_TASK_ID=I set), the I-th cell of the sweep file's order (`--print --all` lists them in
+that order). The index never depends on which cells are finished, so resubmitting the array is safe: finished
+cells exit at once. A cell that restores a pre-training run (config.init_from, a baseline's `pretrain`) whose
+workdir has no results.json fails before it starts, naming that run.
+
+--aggregate groups cells by every axis except seed and fold (so each protocol, an axis, has its own
+rows), and writes <root>/aggregate.{md,csv} (mean and sample std over seeds and folds of the test-split
+UA and WA), the per-fold tables (<root>/aggregate_folds.csv, and per dataset and protocol in
+aggregate.md: each fold's mean and std over seeds) and <root>/ua_vs_fraction.png.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import shlex
+import subprocess
+import sys
+import time
+import traceback
+from typing import Any, Iterable
+
+import numpy as np
+
+from lanser_jax import config_lib
+from lanser_jax.utils import fileio
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+RESULTS = "results.json"
+AVERAGED_AXES = ("seed", "fold")  # aggregated over; every other axis makes a row
+
+
+# ---------------------------------------------------------------------------------------------------
+# Loading a sweep.
+
+
+def resolve_path(path: str) -> str:
+  """A path as given, else relative to the repository (sweeps name experiment files repo-relative)."""
+  if fileio.exists(path) or os.path.isabs(path):
+    return path
+  return os.path.join(REPO_ROOT, path)
+
+
+def load_sweep(spec: str) -> list[dict[str, Any]]:
+  """`file.py[:args]` -> its get_sweep(args), checked: unique names, axes, one of config/baseline."""
+  path, _, arg = spec.partition(":")
+  path = resolve_path(path)
+  cells = list(config_lib.load_python_file(path, kind="sweep").get_sweep(arg or None))
+  names = set()
+  for i, cell in enumerate(cells):
+    where = f"{path} cell {i} ({cell.get('name')!r})"
+    if not cell.get("name") or cell["name"] in names:
+      raise ValueError(f"{where}: every cell needs a unique name")
+    if os.path.isabs(cell["name"]) or ".." in cell["name"].split("/"):
+      raise ValueError(f"{where}: name must be a relative path inside --root")
+    if ("config" in cell) == ("baseline" in cell):
+      raise ValueError(f"{where}: needs exactly one of 'config' (training) or 'baseline'")
+    if not isinstance(cell.get("axes"), dict):
+      raise ValueError(f"{where}: 'axes' must be a dict")
+    names.add(cell["name"])
+  return cells
+
+
+def parse_only(only: Iterable[str]) -> dict[str, set[str]]:
+  """['fraction=0.1', 'dataset=iemocap,crema_d'] -> {'fraction': {'0.1'}, 'dataset': {...}}."""
+  out: dict[str, set[str]] = {}
+  for item in only or ():
+    key, sep, values = item.partition("=")
+    if not sep:
+      raise ValueError(f"--only={item!r}: expected key=value[,value...]")
+    out.setdefault(key, set()).update(values.split(","))
+  return out
+
+
+def select(cells: list[dict[str, Any]], only: dict[str, set[str]]) -> list[dict[str, Any]]:
+  """Cells whose axes match every --only filter (values compared as strings)."""
+  if only:
+    known = set().union(*(c["axes"] for c in cells)) if cells else set()
+    unknown = set(only) - known
+    if unknown:
+      raise ValueError(f"--only axes {sorted(unknown)} are not axes of this sweep ({sorted(known)})")
+  return [c for c in cells if all(str(c["axes"].get(k)) in v for k, v in only.items())]
+
+
+def is_done(root: str, cell: dict[str, Any]) -> bool:
+  return fileio.exists(os.path.join(root, cell["name"], RESULTS))
+
+
+def pick_cell(cells: list[dict[str, Any]], index: int, source: str = "--cell") -> dict[str, Any]:
+  """The index-th cell of the (selected) sweep, in the sweep file's order; a clear error outside 0..N-1."""
+  if not 0 <= index < len(cells):
+    raise ValueError(f"{source}={index}: this sweep has {len(cells)} cells (0..{len(cells) - 1}) after --only; "
+                     f"size the array with --print --count")
+  return cells[index]
+
+
+def array_task_index(env=os.environ) -> int | None:
+  """SLURM_ARRAY_TASK_ID as a cell index (None outside a job array)."""
+  value = env.get("SLURM_ARRAY_TASK_ID", "")
+  if not value:
+    return None
+  if not value.isdigit():
+    raise ValueError(f"SLURM_ARRAY_TASK_ID={value!r}: expected a cell index 0..N-1")
+  return int(value)
+
+
+def load_cell_config(cell: dict[str, Any]):
+  """A training cell's experiment config with its overrides applied."""
+  path, sep, arg = cell["config"].partition(":")
+  config = config_lib.load_experiment(resolve_path(path) + sep + arg)
+  for key, value in (cell.get("overrides") or {}).items():
+    config_lib.set_override(config, key, value)
+  return config
+
+
+def pretraining_run(cell: dict[str, Any]) -> str | None:
+  """The pre-training workdir a cell restores (config.init_from, a baseline's `pretrain`), if it names a
+  workdir; a `checkpoints/` or step folder was chosen on purpose and is not checked."""
+  path = load_cell_config(cell).init_from if "config" in cell else cell["baseline"].get("pretrain", "")
+  if not path:
+    return None
+  last = os.path.basename(os.path.normpath(path))
+  if last in ("checkpoints", "state") or last.isdigit():
+    return None
+  return path
+
+
+def check_pretraining_finished(cell: dict[str, Any]):
+  """Fails at once, naming the run, instead of fine-tuning from a half-trained (or absent) backbone."""
+  run = pretraining_run(cell)
+  if run is not None and not fileio.exists(fileio.join(run, RESULTS)):
+    raise RuntimeError(f"cell {cell['name']}: its pre-training run {run} is not finished (no {RESULTS} "
+                       f"there); run that pre-training first (lanser_jax/experiments/sweeps/pretrain.py, same --root)")
+
+
+# ---------------------------------------------------------------------------------------------------
+# Commands.
+
+
+def _flag_value(value: Any) -> str:
+  return json.dumps(value) if isinstance(value, (list, tuple, dict)) else str(value)
+
+
+def command(root: str, cell: dict[str, Any], python: str = "python") -> list[str]:
+  """The argv that runs one cell."""
+  workdir = os.path.join(root, cell["name"])
+  if "config" in cell:
+    argv = [python, "-m", "lanser_jax.main", f"--config={cell['config']}", f"--workdir={workdir}"]
+    argv += [f"--config.{k}={_flag_value(v)}" for k, v in (cell.get("overrides") or {}).items()]
+    return argv
+  flags = dict(cell["baseline"])
+  argv = [python, "-m", "lanser_jax.tools.baselines", f"--kind={flags.pop('kind')}", f"--workdir={workdir}"]
+  return argv + [f"--{k}={_flag_value(v)}" for k, v in flags.items()]
+
+
+
+def run_in_process(root: str, cell: dict[str, Any]):
+  """Runs one cell in this process (tests, and many small cells on one host without re-importing JAX)."""
+  workdir = os.path.join(root, cell["name"])
+  if "config" in cell:
+    from lanser_jax import train
+    train.train_and_evaluate(load_cell_config(cell), workdir)
+  else:
+    from lanser_jax.tools import baselines
+    flags = dict(cell["baseline"])
+    baselines.run_baseline(flags.pop("kind"), workdir, **flags)
+  if not fileio.exists(os.path.join(workdir, RESULTS)):
+    raise RuntimeError(f"{workdir}: finished without writing {RESULTS} (preempted?)")
+
+
+def run_subprocess(root: str, cell: dict[str, Any]):
+  """Runs one cell as `python -m ...` with its output in <workdir>/sweep_log.txt."""
+  workdir = os.path.join(root, cell["name"])
+  fileio.makedirs(workdir)
+  log_path = os.path.join(workdir, "sweep_log.txt")
+  # A bucket cannot take the output as it comes: it goes to a local file, copied into the workdir after.
+  local_log = (os.path.join(fileio.local_staging_dir("lanser_sweep_"), "sweep_log.txt")
+               if fileio.is_url(workdir) else log_path)
+  with fileio.open(local_log, "ab") as log:
+    rc = subprocess.call(command(root, cell, sys.executable), stdout=log, stderr=subprocess.STDOUT,
+                         cwd=REPO_ROOT)
+  if local_log != log_path:
+    fileio.copy(local_log, log_path)
+  if rc != 0 or not fileio.exists(os.path.join(workdir, RESULTS)):
+    with fileio.open(local_log, "rb") as f:
+      f.seek(max(0, fileio.getsize(local_log) - 1500))
+      tail = f.read().decode(errors="replace")
+    raise RuntimeError(f"exit code {rc}, results.json {'missing' if rc == 0 else 'not written'}; "
+                       f"log {log_path} ends:\n{tail}")
+
+
+def run_cells(root: str, cells: list[dict[str, Any]], in_process: bool = False,
+              log=print) -> dict[str, int]:
+  """Runs the unfinished cells in order; failures go to <root>/sweep_errors.jsonl and the sweep goes on."""
+  fileio.makedirs(root)
+  todo = [c for c in cells if not is_done(root, c)]
+  counts = {"cells": len(cells), "skipped": len(cells) - len(todo), "ran": 0, "failed": 0}
+  log(f"sweep: {len(cells)} cells, {counts['skipped']} already done, {len(todo)} to run")
+  t0 = time.time()
+  for i, cell in enumerate(todo):
+    t_cell = time.time()
+    try:
+      check_pretraining_finished(cell)
+      (run_in_process if in_process else run_subprocess)(root, cell)
+      counts["ran"] += 1
+      status = "done"
+    except Exception as e:  # noqa: BLE001 -- one bad cell must not stop a night of runs
+      counts["failed"] += 1
+      status = f"FAILED ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})"
+      fileio.append_jsonl(os.path.join(root, "sweep_errors.jsonl"), [{
+          "name": cell["name"], "axes": cell["axes"], "time": time.time(),
+          "error": f"{type(e).__name__}: {e}", "traceback": traceback.format_exc(limit=5)}])
+    elapsed = time.time() - t0
+    eta = elapsed / (i + 1) * (len(todo) - i - 1)
+    log(f"[{i + 1}/{len(todo)}] {cell['name']}: {status} in {time.time() - t_cell:.0f} s; "
+        f"elapsed {elapsed / 60:.1f} min, ETA {eta / 60:.1f} min")
+  log(f"sweep: ran {counts['ran']}, failed {counts['failed']}, skipped {counts['skipped']}"
+      + (f"; see {os.path.join(root, 'sweep_errors.jsonl')}" if counts["failed"] else ""))
+  return counts
+
+
+# ---------------------------------------------------------------------------------------------------
+# Aggregation.
+
+
+def _sort_key(value: Any):
+  return (0, float(value), "") if isinstance(value, (int, float)) else (1, 0.0, str(value))
+
+
+def aggregate(root: str, cells: list[dict[str, Any]], split: str = "test",
+              averaged: tuple[str, ...] = AVERAGED_AXES) -> list[dict[str, Any]]:
+  """One row per group of cells that differ only in the `averaged` axes (seed and fold; seed alone for
+  the per-fold table): mean and sample std (ddof 1; 0 for a single run) of UA and WA on `split`, with
+  n (cells with results) and missing (without)."""
+  groups: dict[tuple, dict[str, Any]] = {}
+  for cell in cells:
+    axes = {k: v for k, v in cell["axes"].items() if k not in averaged}
+    key = tuple(sorted((k, str(v)) for k, v in axes.items()))
+    group = groups.setdefault(key, {"axes": axes, "ua": [], "wa": [], "missing": 0})
+    path = os.path.join(root, cell["name"], RESULTS)
+    result = None
+    if fileio.exists(path):
+      result = fileio.read_json(path).get(split)
+    if result is None:
+      group["missing"] += 1
+      continue
+    group["ua"].append(float(result["ua"]))
+    group["wa"].append(float(result["wa"]))
+  rows = []
+  for group in groups.values():
+    row = dict(group["axes"])
+    row["n"] = len(group["ua"])
+    row["missing"] = group["missing"]
+    for metric in ("ua", "wa"):
+      values = np.asarray(group[metric], np.float64)
+      row[f"{metric}_mean"] = float(values.mean()) if len(values) else float("nan")
+      row[f"{metric}_std"] = float(values.std(ddof=1)) if len(values) > 1 else (
+          0.0 if len(values) else float("nan"))
+    rows.append(row)
+  axis_names = _axis_names(rows)
+  rows.sort(key=lambda r: tuple(_sort_key(r.get(a, "")) for a in axis_names))
+  return rows
+
+
+def _axis_names(rows: list[dict[str, Any]]) -> list[str]:
+  stats = {"n", "missing", "ua_mean", "ua_std", "wa_mean", "wa_std"}
+  names: list[str] = []
+  for row in rows:
+    names += [k for k in row if k not in stats and k not in names]
+  return names
+
+
+def write_table(rows: list[dict[str, Any]], out_prefix: str, split: str = "test", over: str = "seeds and folds"):
+  """<out_prefix>.csv (fractions, 4 decimals) and <out_prefix>.md (percent, mean ± std)."""
+  axes = _axis_names(rows)
+  stats = ["ua_mean", "ua_std", "wa_mean", "wa_std", "n", "missing"]
+  with fileio.atomic_write(out_prefix + ".csv", "w", newline="") as f:
+    writer = csv.writer(f)
+    writer.writerow(axes + stats)
+    for r in rows:
+      writer.writerow([r.get(a, "") for a in axes]
+                      + [f"{r[s]:.4f}" if isinstance(r[s], float) else r[s] for s in stats])
+  pct = lambda m, s: "–" if np.isnan(m) else f"{100 * m:.1f} ± {100 * s:.1f}"  # noqa: E731
+  lines = [f"Test split `{split}`: mean ± sample std (%) over {over}; n = runs with results.", "",
+           "| " + " | ".join(axes + ["UA", "WA", "n", "missing"]) + " |",
+           "|" + "---|" * (len(axes) + 4)]
+  for r in rows:
+    lines.append("| " + " | ".join([str(r.get(a, "")) for a in axes]
+                                   + [pct(r["ua_mean"], r["ua_std"]), pct(r["wa_mean"], r["wa_std"]),
+                                      str(r["n"]), str(r["missing"])]) + " |")
+  fileio.write_text(out_prefix + ".md", "\n".join(lines) + "\n")
+
+
+def write_fold_tables(fold_rows: list[dict[str, Any]], out_prefix: str, split: str = "test") -> list[str]:
+  """<out_prefix>_folds.csv and Markdown lines: per protocol (each dataset x protocol), one table of
+  every fold (mean ± std over seeds), as peers report their fold results beside the average."""
+  write_table(fold_rows, out_prefix + "_folds", split, over="seeds")  # the CSV (and a plain .md)
+  if not any("fold" in r for r in fold_rows):
+    return []
+  axes = [a for a in _axis_names(fold_rows) if a not in ("dataset", "protocol")]
+  sections: dict[tuple, list[dict[str, Any]]] = {}
+  for r in fold_rows:
+    sections.setdefault((str(r.get("dataset", "")), str(r.get("protocol", ""))), []).append(r)
+  pct = lambda m, s: "–" if np.isnan(m) else f"{100 * m:.1f} ± {100 * s:.1f}"  # noqa: E731
+  lines = ["", "## Per fold", "",
+           f"Test split `{split}`: each fold's mean ± sample std (%) over seeds; the table above pools "
+           "every fold and seed.", ""]
+  for (dataset, protocol), rows in sections.items():
+    title = " · ".join(x for x in (dataset, f"protocol {protocol}" if protocol else "") if x)
+    lines += [f"### {title or 'all cells'}", "",
+              "| " + " | ".join(axes + ["UA", "WA", "n", "missing"]) + " |", "|" + "---|" * (len(axes) + 4)]
+    for r in rows:
+      lines.append("| " + " | ".join([str(r.get(a, "")) for a in axes]
+                                     + [pct(r["ua_mean"], r["ua_std"]), pct(r["wa_mean"], r["wa_std"]),
+                                        str(r["n"]), str(r["missing"])]) + " |")
+    lines.append("")
+  return lines
+
+
+def plot_ua_vs_fraction(rows: list[dict[str, Any]], path: str, line_axis: str = "pretrained") -> bool:
+  """UA vs label fraction, one line per `line_axis` value, one panel per value of the other axes.
+  Rows without a fraction (baselines) are left out. Returns False when nothing is plottable."""
+  rows = [r for r in rows if "fraction" in r and r["n"] > 0]
+  if not rows:
+    return False
+  import matplotlib
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt
+
+  panel_axes = [a for a in _axis_names(rows) if a not in ("fraction", line_axis)]
+  panels: dict[str, list[dict[str, Any]]] = {}
+  for r in rows:
+    panels.setdefault(", ".join(f"{a}={r.get(a)}" for a in panel_axes) or "all", []).append(r)
+  fig, axs = plt.subplots(1, len(panels), figsize=(5 * len(panels), 4), squeeze=False)
+  for ax, (title, panel_rows) in zip(axs[0], sorted(panels.items())):
+    lines: dict[str, list[dict[str, Any]]] = {}
+    for r in panel_rows:
+      lines.setdefault(str(r.get(line_axis, "all")), []).append(r)
+    for label, points in sorted(lines.items()):
+      points.sort(key=lambda r: float(r["fraction"]))
+      x = [float(r["fraction"]) * 100 for r in points]
+      ax.errorbar(x, [100 * r["ua_mean"] for r in points], yerr=[100 * r["ua_std"] for r in points],
+                  marker="o", capsize=3, label=label)
+    ax.set_title(title)
+    ax.set_xlabel("labelled training data (%)")
+    ax.set_ylabel("test UA (%)")
+    ax.grid(alpha=0.3)
+    ax.legend(title=line_axis)
+  fig.tight_layout()
+  with fileio.atomic_write(path, "wb") as f:
+    fig.savefig(f, format="png", dpi=120)
+  plt.close(fig)
+  return True
+
+
+# ---------------------------------------------------------------------------------------------------
+# Command line.
+
+
+def main(argv: list[str] | None = None) -> int:
+  p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  p.add_argument("--sweep", required=True, help="lanser_jax/experiments/sweeps/<file>.py[:args]")
+  p.add_argument("--root", required=True, help="every cell's workdir is <root>/<cell name>")
+  mode = p.add_mutually_exclusive_group(required=True)
+  mode.add_argument("--print", action="store_true", help="print the command of every unfinished cell")
+  mode.add_argument("--run", action="store_true", help="run the unfinished cells, one after another")
+  mode.add_argument("--aggregate", action="store_true", help="write aggregate.{md,csv} and the plot")
+  p.add_argument("--only", action="append", default=[], help="axis=value[,value]; repeatable")
+  p.add_argument("--in_process", action="store_true", help="--run without a subprocess per cell")
+  p.add_argument("--all", action="store_true", help="--print also the finished cells")
+  p.add_argument("--split", default="test", help="--aggregate: which results.json split")
+  p.add_argument("--cell", type=int, default=None,
+                 help="--run/--print only the I-th cell (0-based, sweep file order, after --only); "
+                      "--run reads SLURM_ARRAY_TASK_ID when this is not given")
+  p.add_argument("--count", action="store_true", help="--print: only the number of cells (array size)")
+  a = p.parse_args(argv)
+  if a.count and not a.print:
+    p.error("--count goes with --print")
+  if a.cell is not None and a.aggregate:
+    p.error("--cell goes with --run or --print")
+
+  cells = select(load_sweep(a.sweep), parse_only(a.only))
+  if a.print and a.count:
+    print(len(cells))
+    return 0
+  index, source = a.cell, "--cell"
+  try:
+    if index is None and a.run:
+      index, source = array_task_index(), "SLURM_ARRAY_TASK_ID"
+    if index is not None:
+      cells = [pick_cell(cells, index, source)]
+  except ValueError as e:
+    p.error(str(e))
+  if index is not None:
+    print(f"# {source}={index}: cell {cells[0]['name']}", file=sys.stderr)
+  if a.print:
+    shown = [c for c in cells if a.all or not is_done(a.root, c)]
+    for cell in shown:
+      print(shlex.join(command(a.root, cell)))
+    print(f"# {len(shown)} of {len(cells)} cells ({len(cells) - len(shown)} done or hidden)",
+          file=sys.stderr)
+    return 0
+  if a.run:
+    counts = run_cells(a.root, cells, in_process=a.in_process)
+    return 1 if counts["failed"] else 0
+  rows = aggregate(a.root, cells, a.split)
+  fileio.makedirs(a.root)
+  prefix = os.path.join(a.root, "aggregate")
+  write_table(rows, prefix, a.split)
+  fold_lines = write_fold_tables(aggregate(a.root, cells, a.split, averaged=("seed",)), prefix, a.split)
+  fileio.write_text(prefix + ".md", fileio.read_text(prefix + ".md") + "\n".join(fold_lines)
+                    + ("\n" if fold_lines else ""))
+  plotted = plot_ua_vs_fraction(rows, os.path.join(a.root, "ua_vs_fraction.png"))
+  print(fileio.read_text(prefix + ".md"))
+  print(f"wrote {prefix}.md, {prefix}.csv, {prefix}_folds.csv" + (f", {a.root}/ua_vs_fraction.png" if plotted else ""))
+  return 0
+
+
+if __name__ == "__main__":
+  sys.exit(main())

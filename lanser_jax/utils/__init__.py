@@ -1,0 +1,1 @@
+"""Utilities every part uses: file I/O for local and bucket paths, progress lines, thread prefetch, typed options."""

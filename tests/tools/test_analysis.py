@@ -1,0 +1,122 @@
+"""Representation analysis: ridge probes recover a planted linear relation (and not noise), the prosodic
+measures read known F0, level and syllable rate off synthetic clips, and the command runs end to end on a
+tiny trained run."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+import soundfile
+
+from helpers import tiny_config
+from lanser_jax.input_pipeline import records
+from lanser_jax.tools import analysis
+from lanser_jax.audio import decode as audio
+from lanser_jax.audio import log_mel as features
+from lanser_jax import train
+
+SR = 16000
+
+
+def test_probe_recovers_a_planted_linear_relation():
+  rng = np.random.default_rng(0)
+  x = rng.standard_normal((300, 24))
+  w = rng.standard_normal(24)
+  y = x @ w + 0.1 * rng.standard_normal(300)
+  planted = analysis.probe_r2(x, y, seed=1, test_fraction=0.3)
+  assert planted["r2"] > 0.97 and planted["n_test"] == 90 and planted["n_train"] == 210
+  noise = analysis.probe_r2(x, rng.standard_normal(300), seed=1)
+  assert noise["r2"] < 0.1
+  y_nan = y.copy()
+  y_nan[:50] = np.nan  # undefined F0: left out, not imputed
+  assert analysis.probe_r2(x, y_nan, seed=1)["n_train"] + analysis.probe_r2(x, y_nan, seed=1)["n_test"] == 250
+  assert analysis.probe_r2(x, y, seed=1) == planted  # the seed fixes the split
+  assert analysis.probe_r2(x[:4], y[:4])["r2"] is None  # too few to hold any out
+
+
+def _syllables(f0, rate, seconds=2.0, amp=0.3):
+  """A harmonic tone at f0 Hz, switched on and off `rate` times per second (syllable-like bursts)."""
+  t = np.arange(int(seconds * SR)) / SR
+  tone = sum(np.sin(2 * np.pi * k * f0 * t) / k for k in (1, 2, 3))
+  envelope = np.sin(np.pi * rate * t) ** 2  # `rate` bursts per second, silent between them
+  return (amp * tone * envelope / np.max(np.abs(tone))).astype(np.float32)
+
+
+@pytest.mark.parametrize("f0,rate", [(140.0, 3.0), (260.0, 5.0)])
+def test_prosody_measures_read_known_values(f0, rate):
+  m = analysis.prosody(_syllables(f0, rate))
+  assert m["f0_mean_hz"] == pytest.approx(f0, rel=0.03)
+  assert m["f0_range_hz"] < 0.1 * f0  # a flat pitch
+  assert m["speaking_rate"] == pytest.approx(rate, abs=0.5)
+  louder = analysis.prosody(2 * _syllables(f0, rate))
+  assert louder["energy_db"] - m["energy_db"] == pytest.approx(20 * np.log10(2), abs=0.3)
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+  """Clips with planted F0 (four pitches = four labels, two speakers) -> features -> a tiny trained model."""
+  root = tmp_path_factory.mktemp("analysis")
+  rng = np.random.default_rng(0)
+  options = features.LogMelOptions()
+  log_mel = features.LogMel(options)
+  pitches = {"low": 120.0, "mid": 180.0, "high": 260.0, "top": 380.0}
+  examples, manifest = {"train": [], "validation": []}, []
+  for split, n in (("train", 16), ("validation", 4)):
+    for i in range(n):
+      label = list(pitches)[i % 4]
+      utt = f"{split}-{i:03d}"
+      path = str(root / "wav" / f"{utt}.wav")
+      os.makedirs(os.path.dirname(path), exist_ok=True)
+      x = _syllables(pitches[label] * rng.uniform(0.95, 1.05), rng.uniform(2, 6), rng.uniform(1.0, 1.6),
+                     amp=rng.uniform(0.1, 0.5))
+      soundfile.write(path, x, SR, subtype="PCM_16")
+      mel = log_mel.one(audio.load(path).samples)
+      examples[split].append(records.Example(utt, mel.astype(np.float16), i % 4, speaker_id=f"s{i % 2}"))
+      manifest.append({"utt_id": utt, "audio": path, "label": label, "speaker": f"s{i % 2}"})
+  data_dir = str(root / "features")
+  records.write_split(data_dir, "train", examples["train"], 1, options.num_mel_bins)
+  records.write_split(data_dir, "validation", examples["validation"], 1, options.num_mel_bins)
+  records.write_dataset_info(data_dir, list(pitches), options.to_json(), ["train", "validation"], "train")
+  workdir = str(root / "run")
+  train.train_and_evaluate(tiny_config(data_dir, num_train_steps=6, eval_every_steps=6,
+                                       **{"data.test_split": ""}), workdir)
+  with open(root / "manifest.jsonl", "w") as f:
+    for row in manifest:
+      f.write(json.dumps(row) + "\n")
+    f.write(json.dumps({"utt_id": "missing", "audio": str(root / "nope.wav")}) + "\n")
+  return {"workdir": workdir, "manifest": str(root / "manifest.jsonl"), "root": root}
+
+
+def test_analysis_command_end_to_end(tiny_run, capsys):
+  out = str(tiny_run["root"] / "out")
+  # The same tiny run under two names stands in for pre-trained and scratch (training two is slower).
+  result = analysis.main([f"--workdir=pretrained={tiny_run['workdir']}", f"--workdir=scratch={tiny_run['workdir']}",
+                          f"--manifest={tiny_run['manifest']}", f"--out={out}", "--seed=3"])
+  assert result["num_utterances"] == 20 and [s["utt_id"] for s in result["skipped"]] == ["missing"]
+  assert set(result["probes"]) == {"pretrained", "scratch"}
+  for run in result["probes"].values():
+    assert set(run) == set(analysis.MEASURES)
+    assert all(isinstance(p["r2"], float) and p["n_test"] == 6 for p in run.values())
+  assert result["probes"]["pretrained"] == result["probes"]["scratch"]  # same run, same seed: same numbers
+  assert 120 < result["measure_means"]["f0_mean_hz"] < 380
+  for name in ("pca.png", "tsne.png", "probes.png"):
+    assert os.path.getsize(os.path.join(out, name)) > 5000
+  lines = open(os.path.join(out, "prosody.jsonl")).read().splitlines()
+  assert len(lines) == 20 and json.loads(lines[0])["f0_mean_hz"] > 100
+  assert "| f0_mean_hz |" in open(os.path.join(out, "analysis.md")).read()
+  assert "| measure | pretrained | scratch |" in capsys.readouterr().out
+
+
+def test_known_values_read_numbers_a_manifest_carries():
+  from lanser_jax.corpora import manifests
+  rows = [manifests.Row.from_json(d) for d in (
+      {"utt_id": "a", "audio": "a.wav", "prosody": {"rate": 120, "pitch": 40.5, "voice": "en", "on": True}},
+      {"utt_id": "b", "audio": "b.wav", "prosody": {"rate": 200}},
+      {"utt_id": "c", "audio": "c.wav"})]
+  got = analysis.known_values(rows, "prosody")
+  assert got[0] == {"prosody.pitch": 40.5, "prosody.rate": 120.0}  # strings and booleans are not measures
+  assert got[1]["prosody.rate"] == 200.0 and np.isnan(got[1]["prosody.pitch"])  # missing: left out of that probe
+  assert all(np.isnan(v) for v in got[2].values())
+  with pytest.raises(ValueError, match="m.jsonl: no row holds a dict of numbers under 'planted'"):
+    analysis.known_values(rows, "planted", "m.jsonl")
