@@ -186,7 +186,7 @@ def build_jax_step(model_name: str, dtype: str, batch_size: int, frames: int, me
                       "length": jax.ShapeDtypeStruct((batch_size,), jnp.int32),
                       "label": jax.ShapeDtypeStruct((batch_size,), jnp.int32)}
     return flops_of(step_fn.lower(abstract_state, abstract_batch).cost_analysis())
-  state = train.compile_init(init, state_sharding, c.seed)(jax.random.key(c.seed))
+  state = jax.jit(init, out_shardings=state_sharding)(jax.random.key(c.seed))
   rng = np.random.default_rng(0)
   # The input pipeline's batch: float16 crops + lengths, normalised and masked inside the step.
   batch = jax.device_put({

@@ -322,12 +322,15 @@ def iterator_spec_of(c: ml_collections.ConfigDict) -> dict[str, Any]:
           "process_count": jax.process_count(), "grain": grain.__version__}
 
 
-def compile_init(init, state_sharding, seed: int):
-  """The initialiser, compiled once. On XLA:CPU the many random initialisers take tens of seconds to
-  optimise for code that runs once, so there it is compiled without backend optimisation (same values)."""
-  lowered = jax.jit(init, out_shardings=state_sharding).lower(jax.random.key(seed))
-  options = {"xla_backend_optimization_level": 0} if jax.default_backend() == "cpu" else None
-  return lowered.compile(compiler_options=options)
+def log_overview(config: ml_collections.ConfigDict, params: Any):
+  """The resolved config and every parameter array (name, shape, count) in the log, once at start, as
+  big_vision does: what ran is readable from the log alone."""
+  logging.info("config:\n%s", config)
+  flat = jax.tree_util.tree_flatten_with_path(params)[0]
+  rows = [f"  {jax.tree_util.keystr(p, simple=True, separator='/'):<60} {str(tuple(v.shape)):<22} {v.size:>12,}"
+          for p, v in flat]
+  logging.info("parameters: %d arrays, %s values\n%s", len(rows), f"{models.param_count(params):,}",
+               "\n".join(rows))
 
 
 class NonFiniteError(FloatingPointError):
@@ -370,7 +373,11 @@ def choose_step(manager, c: ml_collections.ConfigDict, final_step: int) -> tuple
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
-  """Trains, evaluates and checkpoints; returns (and writes to `<workdir>/results.json`) the final metrics."""
+  """Trains, evaluates and checkpoints; returns (and writes to `<workdir>/results.json`) the final metrics.
+
+  On a preemption signal it saves the step and returns `{"preempted": True, "steps": ..., "selection":
+  ...}` without evaluating or writing results.json; the same call resumes. Finished runs say
+  `"preempted": False`."""
   t_start = time.time()
   c = config
   checkpointing.check_best_metric(c.best_metric)  # before any work
@@ -451,7 +458,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     # iterator's worker count, prefetching, Grain version or process count was.
     train_iter = make_train_iter(start_batch=int(state.step))
   elif latest is None:
-    state = compile_init(init, state_sharding, c.seed)(jax.random.key(c.seed))
+    state = jax.jit(init, out_shardings=state_sharding)(jax.random.key(c.seed))
     if c.init_from:
       params, batch_stats = checkpointing.init_backbone_from(
           c.init_from, c.init_from_step, flax.core.unfreeze(state.params), state.batch_stats)
@@ -459,6 +466,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
                                                batch_stats=batch_stats, tx=tx), state_sharding)
       logging.info("initialised backbone from %s (%s)", c.init_from, c.init_from_step)
   logging.info("model %s: %s parameters", c.model.name, f"{models.param_count(state.params):,}")
+  if latest is None:
+    log_overview(c, state.params)
   save_run_info(workdir, c, c.data.dir, stats_file, label_names)  # after the checkpoint was found to fit
   selection = {"metric": c.best_metric, "split": c.data.eval_split or None}
 
@@ -518,9 +527,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
                          {"data": data_spec, "iterator": iterator_spec, "config": config_dict,
                           "selection": selection, "evaluations": evaluations})
       if manager.reached_preemption(step):
-        logging.warning("preemption signal: saved step %d and stopping", step)
+        logging.warning("preemption signal: saved step %d and stopping; the same command resumes", step)
         manager.wait_until_finished()
-        return {}
+        manager.close()
+        return {"preempted": True, "steps": step, "label_names": label_names,
+                "selection": {**selection, "evaluations": evaluations}, "train_wall_s": time.time() - t_start}
     progress.exclude(time.time() - t_pause)
   manager.wait_until_finished()
 
@@ -529,7 +540,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   logging.info("final evaluation at step %d: %s", best_step, rule)
   if best_step != step:
     state = checkpointing.restore_state(manager, best_step, abstract_state)
-  results: dict[str, Any] = {"steps": step, "best_step": best_step, "label_names": label_names,
+  results: dict[str, Any] = {"preempted": False, "steps": step, "best_step": best_step, "label_names": label_names,
                              "selection": {**selection, "rule": rule, "evaluations": evaluations},
                              "train_wall_s": time.time() - t_start}
   for split, eval_set in eval_sets.items():

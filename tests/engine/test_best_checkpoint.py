@@ -132,3 +132,26 @@ def test_checksums_are_those_of_the_saved_arrays():
       y = flipped.copy().reshape(-1)
       y[i] ^= np.uint32(1 << bit)
       assert checkpointing.host_checksum(y.view(np.float32)) != device["f32"]
+
+
+def test_preempted_run_returns_what_it_did_and_resumes(synth_dir, tmp_path, monkeypatch, caplog):
+  """A preemption signal after step 20's save: the call returns a flagged partial result (no results.json);
+  the same call again finishes from step 20."""
+  import logging
+  import orbax.checkpoint as ocp
+  _scores_by_step(monkeypatch, PEAK_EARLY)
+  monkeypatch.setattr(ocp.CheckpointManager, "reached_preemption", lambda self, step: step == 20)
+  workdir = str(tmp_path / "run")
+  with caplog.at_level(logging.INFO):
+    partial = train.train_and_evaluate(tiny_config(synth_dir, **RUN), workdir)
+  assert partial["preempted"] is True and partial["steps"] == 20
+  assert [e["step"] for e in partial["selection"]["evaluations"]] == [10, 20]
+  assert not os.path.exists(os.path.join(workdir, "results.json"))
+  # The start of a run logs its resolved config and every parameter array.
+  overview = [r.getMessage() for r in caplog.records if r.getMessage().startswith("parameters: ")]
+  assert len(overview) == 1 and "stem_conv/kernel" in overview[0] and "head/bias" in overview[0]
+  assert any(r.getMessage().startswith("config:\n") and "best_metric: ua" in r.getMessage()
+             for r in caplog.records)
+  monkeypatch.setattr(ocp.CheckpointManager, "reached_preemption", lambda self, step: False)
+  results = train.train_and_evaluate(tiny_config(synth_dir, **RUN), workdir)
+  assert results["preempted"] is False and results["steps"] == 40 and results["best_step"] == 20
