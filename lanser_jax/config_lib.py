@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
-from typing import Any, Sequence
+from typing import Any
 
 import ml_collections
 
@@ -65,12 +65,6 @@ def choose(table: dict[str, Any], key: str, argument: str) -> Any:
   if key not in table:
     raise ValueError(f"{argument}={key!r}: expected one of {sorted(table)}")
   return table[key]
-
-
-def drop_args(arg: str | None, keys: Sequence[str]) -> str:
-  """The argument string less the `key[=value]` tokens of `keys`: what a file that builds on another
-  experiment file (lanser_jax/experiments/*_conformer.py on the ResNet-50 files) passes on to it."""
-  return ",".join(t for t in (arg or "").split(",") if t and t.partition("=")[0] not in keys)
 
 
 def base_config() -> ml_collections.ConfigDict:

@@ -10,17 +10,13 @@ Arguments: fraction (of the training labels; nested stratified subsets), seed, r
 Steps scale with the fraction (at least 60) so small subsets are not over-trained.
 """
 
-import os
-
 from lanser_jax import config_lib
-
-# The backbone choice (model and optimiser recipe) is demo_pretrain.py's, written there once.
-PRETRAIN = config_lib.load_python_file(os.path.join(os.path.dirname(os.path.abspath(__file__)),
-                                                    "demo_pretrain.py"))
+from lanser_jax.experiments import common
 
 
 def get_config(arg=None):
   arg = config_lib.parse_arg(arg, fraction=1.0, seed=0, backbone="resnet50")
+  model = config_lib.choose(common.DEMO_BACKBONES, arg.backbone, "backbone")
   c = config_lib.base_config()
   c.seed = arg.seed
   c.data.label_fraction = arg.fraction
@@ -39,4 +35,5 @@ def get_config(arg=None):
   c.eval_every_steps = max(20, c.num_train_steps // 4)
   c.checkpoint_every_steps = c.eval_every_steps
   c.keep_checkpoints = 1
-  return PRETRAIN.with_backbone(config_lib.finalize(c, arg), arg.backbone)
+  c = config_lib.finalize(c, arg)
+  return common.with_backbone(c, model) if model else c
