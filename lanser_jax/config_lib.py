@@ -86,10 +86,10 @@ def base_config() -> ml_collections.ConfigDict:
   c.data.worker_buffer_size = 2
 
   c.model = ml_collections.ConfigDict()
-  c.model.name = "resnet50"  # or conformer_s|conformer_m|ast (ViT-B/16) ...; lanser_jax/models/__init__.py
+  c.model.name = "resnet50"  # or conformer_s|m, spectrogram_transformer_b16 ...; lanser_jax/models/__init__.py
   c.model.width = 1.0  # ResNets only
-  c.model.patch_size = 0  # ast* only: square patch side in frames/bins; 0 = the size's default (16)
-  c.model.patch_stride = 0  # ast* only: 0 = the patch size (no overlap); AST (Gong et al. 2021) used 10
+  c.model.patch_size = 0  # spectrogram_transformer_* only: square patch side; 0 = the size's default
+  c.model.patch_stride = 0  # spectrogram_transformer_* only: 0 = the patch size; AST (Gong et al. 2021) used 10
   c.model.dropout_rate = 0.0
   c.dtype = "float32"  # compute dtype: "bfloat16" keeps float32 parameters
 

@@ -206,7 +206,7 @@ FINETUNE_ARGS = dict(fraction=1.0, seed=0, pretrained="none", **WEAK_LABEL_ARGS,
 # size argument -> config.model.name (lanser_jax/models/); "tiny" is what runlocal and the demo use.
 BACKBONE_SIZES = {
     "conformer": {"s": "conformer_s", "m": "conformer_m", "tiny": "conformer_tiny"},
-    "ast": {"b16": "ast", "tiny": "ast_tiny"},
+    "spectrogram_transformer": {"b16": "spectrogram_transformer_b16", "tiny": "spectrogram_transformer_tiny"},
 }
 # Ours (untuned), relative to the ResNet-50 recipe of the same file: the peak learning rate and warmup as
 # factors of the ResNet's, decoupled weight decay 0.05 as ViTs use (Dosovitskiy et al. 2021 used 0.1 with
@@ -215,12 +215,12 @@ BACKBONE_SIZES = {
 # tests/experiments/test_experiments.py checks that the two agree.
 BACKBONE_RECIPES = {
     "conformer": dict(lr_factor=0.5, weight_decay=0.05, grad_clip_norm=1.0, warmup_factor=2.0),
-    "ast": dict(lr_factor=0.25, weight_decay=0.05, grad_clip_norm=1.0, warmup_factor=2.0),
+    "spectrogram_transformer": dict(lr_factor=0.25, weight_decay=0.05, grad_clip_norm=1.0, warmup_factor=2.0),
 }
 
 # The demo's `backbone` argument (demo_pretrain.py, demo_finetune.py; lanser_jax/demo --backbones) -> the
 # model that replaces its narrow ResNet-18 through with_backbone ("" for the ResNet itself).
-DEMO_BACKBONES = {"resnet50": "", "conformer": "conformer_tiny", "ast": "ast_tiny"}
+DEMO_BACKBONES = {"resnet50": "", "conformer": "conformer_tiny", "ast": "spectrogram_transformer_tiny"}
 
 
 def backbone_model(family: str, size: str) -> str:

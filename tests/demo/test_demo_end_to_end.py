@@ -110,7 +110,7 @@ def test_backbones_flag():
     end_to_end.chosen_backbones(["resnet", "ast"])
   # Each backbone's demo runs: its tiny size, its file's optimiser recipe; data, steps and crops the ResNet's.
   resnet = config_lib.load_experiment(f"{end_to_end.REPO}/lanser_jax/experiments/demo_finetune.py:fraction=0.1")
-  for backbone, model, lr_factor in (("conformer", "conformer_tiny", 0.5), ("ast", "ast_tiny", 0.25)):
+  for backbone, model, lr_factor in (("conformer", "conformer_tiny", 0.5), ("ast", "spectrogram_transformer_tiny", 0.25)):
     c = config_lib.load_experiment(f"{end_to_end.REPO}/lanser_jax/experiments/demo_finetune.py:fraction=0.1,backbone={backbone}")
     assert (c.model.name, c.model.width, c.sharding.rules) == (model, 1.0, "replicated")
     assert c.optimizer.learning_rate == pytest.approx(resnet.optimizer.learning_rate * lr_factor)

@@ -1,4 +1,4 @@
-"""Backbones x label fractions: ResNet-50, Conformer-S and the ViT-B/16-like spectrogram transformer,
+"""Backbones x label fractions: ResNet-50, Conformer-S and the spectrogram transformer (ViT-B/16 encoder),
 each pre-trained on People's Speech weak labels and fine-tuned (or trained from scratch) on 10%..100% of
 the IEMOCAP (5 folds) and CREMA-D labels. The paper's open question: does a higher-capacity backbone use
 the weak labels better?
@@ -25,7 +25,8 @@ FRACTIONS = (0.1, 0.2, 0.3, 0.5, 1.0)
 SEEDS = (0,)
 SOURCES = ("none", "peoples_speech")
 # backbone (a model name) -> its family and its size argument; resnet50 runs the ResNet-50 files.
-BACKBONES = {"resnet50": ("", ""), "conformer_s": ("conformer", "s"), "ast": ("ast", "b16")}
+BACKBONES = {"resnet50": ("", ""), "conformer_s": ("conformer", "s"),
+             "spectrogram_transformer_b16": ("spectrogram_transformer", "b16")}
 VARIANT = common.weak_variant()
 
 

@@ -1,17 +1,17 @@
-"""LanSER fine-tuning (IEMOCAP leave-one-session-out or CREMA-D) with a patch spectrogram transformer (ViT-B/16-like; size=b16).
+"""LanSER fine-tuning (IEMOCAP leave-one-session-out or CREMA-D) with a spectrogram transformer (size=b16).
 
   python -m lanser_jax.main \
-      --config=lanser_jax/experiments/finetune_ast.py:dataset=iemocap,fold=1,fraction=0.1,pretrained=peoples_speech \
-      --workdir=/data/lanser/runs/ast/iemocap/f1/ps/0.1/s0
-  ...finetune_ast.py:dataset=crema_d,fraction=1.0,seed=1          # from scratch
-  python -m lanser_jax.main --config=lanser_jax/experiments/finetune_ast.py:runlocal,platform=cpu,fold=1 \
-      --workdir=/tmp/ft_ast_local --config.data.dir=/tmp/lanser_synth
+      --config=lanser_jax/experiments/finetune_spectrogram_transformer.py:dataset=iemocap,fold=1,fraction=0.1,pretrained=peoples_speech \
+      --workdir=/data/lanser/runs/spectrogram_transformer/iemocap/f1/ps/0.1/s0
+  ...finetune_spectrogram_transformer.py:dataset=crema_d,fraction=1.0,seed=1          # from scratch
+  python -m lanser_jax.main --config=lanser_jax/experiments/finetune_spectrogram_transformer.py:runlocal,platform=cpu,fold=1 \
+      --workdir=/tmp/ft_st_local --config.data.dir=/tmp/lanser_synth
 
 Arguments: those of lanser_jax/experiments/finetune_iemocap.py (fold, fraction, seed, pretrained, taxonomy,
 template, labeler, soft, probe, platform, runlocal, data_root, runs_root) plus dataset (iemocap|crema_d) and
 size (b16); the default protocols only (IEMOCAP loso, CREMA-D actor_seeded). pretrained=... restores this
-backbone's pre-training run (lanser_jax/experiments/pretrain_ast.py: the ResNet-50 run's workdir name with
-the model name appended). Data, steps, crops, label fractions and platform sizes are the ResNet-50
+backbone's pre-training run (lanser_jax/experiments/pretrain_spectrogram_transformer.py: the ResNet-50 run's
+workdir name with the model name appended). Data, steps, crops, label fractions and platform sizes are the ResNet-50
 fine-tuning's (finetune_<dataset>.py), so a backbone comparison changes the backbone and its optimiser only;
 the optimiser recipe is ours, untuned (common.BACKBONE_RECIPES states it as factors of the ResNet-50's).
 Expected cost: not measured on an accelerator (its step: 4.2x ResNet-50's arithmetic per example,
@@ -21,9 +21,10 @@ benchmarks/README.md "Other backbones").
 from lanser_jax import config_lib
 from lanser_jax.experiments import common
 
-FAMILY = "ast"
+FAMILY = "spectrogram_transformer"
 # ViT-B's AdamW state (~1 GB) fits replicated; it is split over fsdp on GPU/TPU anyway, so that larger
-# sizes fit too and the sharded path is exercised (as pretrain_ast.py). (mesh, rules): engine/sharding.py.
+# sizes fit too and the sharded path is exercised (as pretrain_spectrogram_transformer.py).
+# (mesh, rules): lanser_jax/engine/sharding.py.
 MESH = {"cpu": ("data=-1", "replicated"), "gpu": ("data=-1,fsdp=8", "fsdp"), "tpu": ("data=-1,fsdp=4", "fsdp")}
 
 

@@ -1,10 +1,11 @@
-"""LanSER pre-training with a patch spectrogram transformer (ViT-B/16-like; size=b16) instead of ResNet-50.
+"""LanSER pre-training with a spectrogram transformer (ViT-B/16's encoder over log-mel patches; size=b16)
+instead of ResNet-50 (lanser_jax/models/spectrogram_transformer.py says why it is not called AST).
 
-  python -m lanser_jax.main --config=lanser_jax/experiments/pretrain_ast.py:platform=gpu \
-      --workdir=/data/lanser/runs/pretrain_peoples_speech_fine40-conversation-entailment_hard_ast
-  ...pretrain_ast.py:platform=tpu,source=condensed_movies,size=b16
-  python -m lanser_jax.main --config=lanser_jax/experiments/pretrain_ast.py:runlocal,platform=cpu \
-      --workdir=/tmp/pt_ast_local --config.data.dir=/tmp/lanser_synth
+  python -m lanser_jax.main --config=lanser_jax/experiments/pretrain_spectrogram_transformer.py:platform=gpu \
+      --workdir=/data/lanser/runs/pretrain_peoples_speech_fine40-conversation-entailment_hard_spectrogram_transformer_b16
+  ...pretrain_spectrogram_transformer.py:platform=tpu,source=condensed_movies,size=b16
+  python -m lanser_jax.main --config=lanser_jax/experiments/pretrain_spectrogram_transformer.py:runlocal,platform=cpu \
+      --workdir=/tmp/pt_st_local --config.data.dir=/tmp/lanser_synth
 
 Arguments: those of lanser_jax/experiments/pretrain_peoples_speech.py (platform, runlocal, data_root, taxonomy,
 template, labeler, soft) plus source (peoples_speech|condensed_movies) and size (b16). Data, steps, crops
@@ -18,7 +19,7 @@ example (37.50 vs 8.85 GFLOP, XLA's count; benchmarks/README.md "Other backbones
 from lanser_jax import config_lib
 from lanser_jax.experiments import common
 
-FAMILY = "ast"
+FAMILY = "spectrogram_transformer"
 # ViT-B's AdamW state (85M parameters x 3 x 4 bytes, ~1 GB) fits replicated on one accelerator; it is
 # split over fsdp anyway on GPU/TPU, so that the larger sizes a user adds fit too and the sharded path
 # is the one that is exercised. CPU stays replicated. (mesh, rules): lanser_jax/engine/sharding.py.
