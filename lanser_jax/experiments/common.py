@@ -218,9 +218,11 @@ BACKBONE_RECIPES = {
     "spectrogram_transformer": dict(lr_factor=0.25, weight_decay=0.05, grad_clip_norm=1.0, warmup_factor=2.0),
 }
 
-# The demo's `backbone` argument (demo_pretrain.py, demo_finetune.py; lanser_jax/demo --backbones) -> the
-# model that replaces its narrow ResNet-18 through with_backbone ("" for the ResNet itself).
-DEMO_BACKBONES = {"resnet50": "", "conformer": "conformer_tiny", "ast": "spectrogram_transformer_tiny"}
+# The demo's backbones (demo_pretrain.py / demo_finetune.py `backbone=`, lanser_jax/demo --backbones), named for
+# what they run: its own ResNet-18 at width 0.25, and the tiny Conformer and spectrogram transformer that
+# demo_backbone puts in its place.
+DEMO_RESNET = "resnet18_w0.25"
+DEMO_BACKBONES = (DEMO_RESNET, "conformer_tiny", "spectrogram_transformer_tiny")
 
 
 def backbone_model(family: str, size: str) -> str:
@@ -262,6 +264,13 @@ def with_backbone(c: ml_collections.ConfigDict, model: str) -> ml_collections.Co
   c.optimizer.warmup_steps = int(c.optimizer.warmup_steps * recipe["warmup_factor"])
   c.sharding.mesh, c.sharding.rules = "data=-1", "replicated"
   return c
+
+
+def demo_backbone(c: ml_collections.ConfigDict, backbone: str) -> ml_collections.ConfigDict:
+  """The demo config `c` (its ResNet-18 at width 0.25) with `backbone`, one of DEMO_BACKBONES."""
+  if backbone not in DEMO_BACKBONES:
+    raise ValueError(f"backbone={backbone!r}: expected one of {DEMO_BACKBONES}")
+  return c if backbone == DEMO_RESNET else with_backbone(c, backbone)
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -6,7 +6,8 @@
       --config.data.dir=WORK/labels_labelled/features
 
 Arguments: fraction (of the training labels; nested stratified subsets), seed, runlocal, backbone
-(resnet50 | conformer | ast, as in lanser_jax/experiments/demo_pretrain.py; init_from must be that backbone's run).
+(resnet18_w0.25 | conformer_tiny | spectrogram_transformer_tiny, as in lanser_jax/experiments/demo_pretrain.py;
+init_from must be that backbone's run).
 Steps scale with the fraction (at least 60) so small subsets are not over-trained.
 """
 
@@ -15,8 +16,7 @@ from lanser_jax.experiments import common
 
 
 def get_config(arg=None):
-  arg = config_lib.parse_arg(arg, fraction=1.0, seed=0, backbone="resnet50")
-  model = config_lib.choose(common.DEMO_BACKBONES, arg.backbone, "backbone")
+  arg = config_lib.parse_arg(arg, fraction=1.0, seed=0, backbone=common.DEMO_RESNET)
   c = config_lib.base_config()
   c.seed = arg.seed
   c.data.label_fraction = arg.fraction
@@ -36,4 +36,4 @@ def get_config(arg=None):
   c.checkpoint_every_steps = c.eval_every_steps
   c.keep_checkpoints = 1
   c = config_lib.finalize(c, arg)
-  return common.with_backbone(c, model) if model else c
+  return common.demo_backbone(c, arg.backbone)

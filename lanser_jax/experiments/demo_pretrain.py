@@ -5,8 +5,9 @@
 
 Run by lanser_jax/demo/end_to_end.py. Same trainer as the full-scale pre-training; only the sizes differ so
 that the whole demo fits in 15 minutes on 2 CPU cores. Arguments: runlocal, soft (train on score vectors),
-backbone (resnet50: the narrow ResNet above, the demo's own; conformer | ast: their tiny sizes with their
-family's optimiser recipe, common.with_backbone, for `--backbones` of the demo).
+backbone (resnet18_w0.25: the narrow ResNet above, the demo's own | conformer_tiny |
+spectrogram_transformer_tiny: the tiny sizes in its place, with their family's optimiser recipe,
+common.demo_backbone, for `--backbones` of the demo).
 """
 
 from lanser_jax import config_lib
@@ -14,8 +15,7 @@ from lanser_jax.experiments import common
 
 
 def get_config(arg=None):
-  arg = config_lib.parse_arg(arg, soft=False, backbone="resnet50")
-  model = config_lib.choose(common.DEMO_BACKBONES, arg.backbone, "backbone")
+  arg = config_lib.parse_arg(arg, soft=False, backbone=common.DEMO_RESNET)
   c = config_lib.base_config()
   c.data.target = "scores" if arg.soft else "label"
   c.data.crop_frames = 200  # 2 s: most demo utterances fit whole
@@ -36,4 +36,4 @@ def get_config(arg=None):
   c = config_lib.finalize(c, arg)
   # Data, steps and crops stay the ResNet's: only the backbone and its optimiser differ between the rows
   # of the demo report's backbone table.
-  return common.with_backbone(c, model) if model else c
+  return common.demo_backbone(c, arg.backbone)

@@ -94,11 +94,11 @@ def test_backbone_files_write_out_their_family_recipe(family, platform):
       assert other.init_from == (resnet.init_from and f"{resnet.init_from}_{other.model.name}")
 
 
-@pytest.mark.parametrize("backbone", sorted(b for b, model in common.DEMO_BACKBONES.items() if model))
+@pytest.mark.parametrize("backbone", [b for b in common.DEMO_BACKBONES if b != common.DEMO_RESNET])
 def test_demo_backbones_derive_from_the_demo_resnet(backbone):
   for name in ("demo_pretrain.py", "demo_finetune.py"):
     resnet, other = load(name, ""), load(name, f"backbone={backbone}")
-    family = common.family_of(common.DEMO_BACKBONES[backbone])
+    family = common.family_of(backbone)
     assert other.model.name == common.BACKBONE_SIZES[family]["tiny"] and other.model.width == 1.0
     resnet.model.width = 1.0
     _check_recipe(resnet, other, family)
