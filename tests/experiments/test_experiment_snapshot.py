@@ -1,6 +1,6 @@
 """Every experiment and sweep file resolves, in every variant tests/experiment_snapshot.py lists, to the
-configs, cells and errors it resolved to when the digests were written (before the files were rewritten to
-show their hyperparameters inline); a change to one value is caught."""
+configs, cells and errors recorded in tests/experiment_digests.json; a change to one value is caught, and a
+listed rename (--renames) excuses only what it renames."""
 
 import copy
 import json
