@@ -4,8 +4,8 @@ the spectrogram transformer beside it) against torchvision's ResNet-50.
   . .venv/bin/activate
   python benchmarks/train_step.py --out=/tmp/lanser_bench                  # ~10 min on 2 shared cores
   python benchmarks/train_step.py --smoke --out=/tmp/lanser_bench_smoke    # seconds: tiny model, no torch
-  python benchmarks/train_step.py --model=conformer_s,ast --variants=jax_default,jax_ynn_bf16 \
-      --out=/tmp/lanser_bench_backbones     # ResNet-50 (always first), Conformer-S and ViT-B/16 AST side by side
+  python benchmarks/train_step.py --model=conformer_s,spectrogram_transformer_b16 \
+      --variants=jax_default,jax_ynn_bf16 --out=/tmp/lanser_bench_backbones   # beside ResNet-50 (always first)
 
 Each variant runs in its own worker process, started once and kept alive, so XLA flags are set before jax
 is imported and every worker's RSS high-water mark is its own. Rounds are interleaved (each round runs every
@@ -59,7 +59,7 @@ def parse_args(argv=None):
   p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   p.add_argument("--out", default="/tmp/lanser_bench", help="folder for train_step.json")
   p.add_argument("--model", default="resnet50", help="comma-separated lanser_jax.models names, e.g. "
-                 "conformer_s,ast; ResNet-50 is always run beside them (the first model is the reference)")
+                 "conformer_s,spectrogram_transformer_b16; ResNet-50 is always run beside them (the first model is the reference)")
   p.add_argument("--batch", type=int, default=16)
   p.add_argument("--frames", type=int, default=300)
   p.add_argument("--mel_bins", type=int, default=64)
@@ -86,7 +86,8 @@ def parse_args(argv=None):
   elif "resnet50" not in args.models and "tiny" not in args.models:
     args.models.insert(0, "resnet50")
   if args.smoke:  # each family at its tiny size
-    tiny = lambda m: "conformer_tiny" if m.startswith("conformer") else "ast_tiny" if m.startswith("ast") else "tiny"
+    tiny = lambda m: ("conformer_tiny" if m.startswith("conformer") else "spectrogram_transformer_tiny"
+                      if m.startswith("spectrogram_transformer") else "tiny")
     args.models = list(dict.fromkeys(tiny(m) for m in args.models))
     args.batch, args.frames, args.mel_bins = 4, 64, 32
     args.steps, args.rounds, args.warmup = 2, 1, 1

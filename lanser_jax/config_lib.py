@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
-from typing import Any, Sequence
+from typing import Any
 
 import ml_collections
 
@@ -67,12 +67,6 @@ def choose(table: dict[str, Any], key: str, argument: str) -> Any:
   return table[key]
 
 
-def drop_args(arg: str | None, keys: Sequence[str]) -> str:
-  """The argument string less the `key[=value]` tokens of `keys`: what a file that builds on another
-  experiment file (lanser_jax/experiments/*_conformer.py on the ResNet-50 files) passes on to it."""
-  return ",".join(t for t in (arg or "").split(",") if t and t.partition("=")[0] not in keys)
-
-
 def base_config() -> ml_collections.ConfigDict:
   c = ml_collections.ConfigDict()
   c.seed = 0
@@ -92,10 +86,10 @@ def base_config() -> ml_collections.ConfigDict:
   c.data.worker_buffer_size = 2
 
   c.model = ml_collections.ConfigDict()
-  c.model.name = "resnet50"  # or conformer_s|conformer_m|ast (ViT-B/16) ...; lanser_jax/models/__init__.py
+  c.model.name = "resnet50"  # or conformer_s|m, spectrogram_transformer_b16 ...; lanser_jax/models/__init__.py
   c.model.width = 1.0  # ResNets only
-  c.model.patch_size = 0  # ast* only: square patch side in frames/bins; 0 = the size's default (16)
-  c.model.patch_stride = 0  # ast* only: 0 = the patch size (no overlap); AST (Gong et al. 2021) used 10
+  c.model.patch_size = 0  # spectrogram_transformer_* only: square patch side; 0 = the size's default
+  c.model.patch_stride = 0  # spectrogram_transformer_* only: 0 = the patch size; AST (Gong et al. 2021) used 10
   c.model.dropout_rate = 0.0
   c.dtype = "float32"  # compute dtype: "bfloat16" keeps float32 parameters
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The main job: LanSER end to end on a fresh machine (installs ./.venv first).
 #   bash launch/demo.sh [--workdir=workdirs/demo] [--num_pretrain=800] [--nli_model=roberta-large-mnli] \
-#       [--backbones=resnet50,conformer,ast]
+#       [--backbones=resnet18_w0.25,conformer_tiny,spectrogram_transformer_tiny]
 # Rerunning on the same workdir reuses finished stages. Report: <workdir>/report/report.md
 set -euo pipefail
 cd "$(dirname "$0")/.."

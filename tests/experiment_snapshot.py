@@ -3,6 +3,7 @@ into one JSON-able dict, so that a restructuring of those files can be shown to 
 
   python tests/experiment_snapshot.py --out=/tmp/before.json            # full dump (configs and cells)
   python tests/experiment_snapshot.py --compare=/tmp/before.json        # exit 1 and list what differs
+  python tests/experiment_snapshot.py --compare=/tmp/before.json --renames=renames.json  # renames excepted
   python tests/experiment_snapshot.py --write_digest                    # refresh tests/experiment_digests.json
 
 Every variant is resolved with LANSER_DATA_ROOT unset (the documented default root). A variant that raises
@@ -10,6 +11,11 @@ is recorded as its error type and message, so the checks the files make are comp
 cells (name, axes, config spec, baseline flags) are recorded as well, and every cell's config spec is
 resolved like the experiment variants. tests/experiments/test_experiment_snapshot.py compares the digests (one sha256
 per file, over all its variants) with the committed ones.
+
+A change that renames things (a model, an experiment file) moves the digests of every variant that names
+them. `--renames` takes a JSON list of [regex, replacement] pairs, applied in order to every string (dict keys
+included) of the --compare snapshot before comparing: "identical" then shows that the renames listed are the
+only differences, and --write_digest may record the new digests.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ import argparse
 import hashlib
 import json
 import os
+import re
 import sys
 from typing import Any
 
@@ -51,9 +58,9 @@ EXPERIMENTS = {
     "finetune_iemocap.py": FINETUNE_IEMOCAP_ARGS,
     "finetune_crema_d.py": FINETUNE_CREMA_ARGS,
     "pretrain_conformer.py": BACKBONE_PRETRAIN_ARGS + ("size=m", "size=l"),
-    "pretrain_ast.py": BACKBONE_PRETRAIN_ARGS + ("size=b16", "size=l"),
+    "pretrain_spectrogram_transformer.py": BACKBONE_PRETRAIN_ARGS + ("size=b16", "size=l"),
     "finetune_conformer.py": BACKBONE_FINETUNE_ARGS + ("fold=1,size=s",),
-    "finetune_ast.py": BACKBONE_FINETUNE_ARGS + ("fold=1,size=b16", "fold=1,size=s"),
+    "finetune_spectrogram_transformer.py": BACKBONE_FINETUNE_ARGS + ("fold=1,size=b16", "fold=1,size=s"),
     "demo_pretrain.py": ("", "soft=True"),
     "demo_finetune.py": ("", "fraction=0.1", "fraction=0.5,seed=2"),
     "synthetic.py": ("", "soft=True"),
@@ -143,11 +150,25 @@ def differences(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
   return out
 
 
+def renamed(value: Any, pairs: list[tuple[str, str]]) -> Any:
+  """`value` with every string in it (dict keys included) rewritten by the [regex, replacement] pairs."""
+  if isinstance(value, str):
+    for pattern, replacement in pairs:
+      value = re.sub(pattern, replacement, value)
+    return value
+  if isinstance(value, dict):
+    return {renamed(k, pairs): renamed(v, pairs) for k, v in value.items()}
+  if isinstance(value, list):
+    return [renamed(v, pairs) for v in value]
+  return value
+
+
 def main(argv=None) -> int:
   p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
   p.add_argument("--out", help="write the full snapshot here")
   p.add_argument("--compare", help="compare with a full snapshot written by --out")
   p.add_argument("--write_digest", action="store_true", help=f"write {DIGESTS}")
+  p.add_argument("--renames", help="JSON list of [regex, replacement] pairs applied to the --compare snapshot")
   a = p.parse_args(argv)
   snap = snapshot()
   n = sum(len(v) for v in snap.values())
@@ -163,8 +184,13 @@ def main(argv=None) -> int:
       f.write("\n")
   if a.compare:
     with open(a.compare) as f:
-      diff = differences(json.load(f), snap)
-    print("\n".join(diff) or "identical: every variant resolves to the same config, cells and errors")
+      before = json.load(f)
+    if a.renames:
+      with open(a.renames) as f:
+        before = renamed(before, [tuple(pair) for pair in json.load(f)])
+    diff = differences(before, snap)
+    print("\n".join(diff) or "identical: every variant resolves to the same config, cells and errors"
+          + (" once the renames are applied" if a.renames else ""))
     return 1 if diff else 0
   return 0
 

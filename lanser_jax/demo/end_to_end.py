@@ -2,7 +2,7 @@
 fine-tuning at 10/30/100% of the labels (pre-trained and from scratch) -> zero-shot and text-only baselines
 -> representation analysis (prosody probes with ground truth) -> [other backbones] -> a report.
 
-  python -m lanser_jax.demo.end_to_end --workdir=workdirs/demo [--backbones=resnet50,conformer,ast]
+  python -m lanser_jax.demo.end_to_end --workdir=workdirs/demo [--backbones=resnet18_w0.25,conformer_tiny,spectrogram_transformer_tiny]
 
 Each step runs the project's real commands (the labelling CLI, the trainer with experiment files) and
 records `<workdir>/stages/<name>.json` when done (demo/steps.py); a second run on the same workdir reuses
@@ -29,11 +29,14 @@ _NLI_MODEL = flags.DEFINE_string("nli_model", "roberta-large-mnli",
                                  "Entailment checkpoint for the weak labels; when it cannot be loaded the "
                                  "sentence-encoder labeler (MiniLM) is used instead, and the report says so.")
 _FRACTIONS = flags.DEFINE_list("fractions", ["0.1", "0.3", "1.0"], "Label fractions for fine-tuning.")
+# The demo's backbones, named for what they run (lanser_jax/experiments/common.py DEMO_BACKBONES): its own
+# ResNet-18 at width 0.25 (standing in for the paper's ResNet-50; always run) and the tiny Conformer and
+# spectrogram transformer.
+BACKBONES = ("resnet18_w0.25", "conformer_tiny", "spectrogram_transformer_tiny")
 _BACKBONES = flags.DEFINE_list(
-    "backbones", ["resnet50"], "Backbones to compare: resnet50 (the demo's narrow ResNet-18 standing in for the "
-    "paper's ResNet-50; always run), conformer, ast (their tiny sizes). Each extra one is pre-trained on the "
+    "backbones", [BACKBONES[0]], f"Backbones to compare, of {', '.join(BACKBONES)}: {BACKBONES[0]} (the demo's "
+    "narrow ResNet-18 standing in for the paper's ResNet-50) always runs; each other one is pre-trained on the "
     "same weak labels and fine-tuned with and without it at 10% and 100% of the labels (5 more runs).")
-BACKBONES = ("resnet50", "conformer", "ast")
 BACKBONE_FRACTIONS = ("0.1", "1.0")  # the report's backbone table
 _HELDOUT_VOICES = 2  # pre-training voices kept out for validation of the weak-label classifier
 
@@ -59,11 +62,11 @@ def choose_labeler(nli_model: str) -> tuple[str, str]:
 
 
 def chosen_backbones(names: list[str]) -> list[str]:
-  """The extra backbones of --backbones (resnet50 always runs), in the order given; unknown names fail."""
+  """The extra backbones of --backbones (the ResNet always runs), in the order given; unknown names fail."""
   unknown = [n for n in names if n not in BACKBONES]
   if unknown:
     raise app.UsageError(f"--backbones: {unknown} not among {list(BACKBONES)}")
-  return [n for n in dict.fromkeys(names) if n != "resnet50"]
+  return [n for n in dict.fromkeys(names) if n != BACKBONES[0]]
 
 
 def train_run(config_file: str, workdir: str, overrides: dict[str, Any]) -> dict[str, Any]:

@@ -228,17 +228,23 @@ def analysis_lines(work: str, out_dir: str) -> tuple[list[str], dict[str, Any]]:
   return lines, summary
 
 
+# The backbone of the main runs (steps 5 and 6): the demo's ResNet-18 at width 0.25, as end_to_end.BACKBONES
+# names it; the --backbones steps are 9_<backbone>_pretrain and 9_<backbone>_finetune_<init>_<fraction>.
+MAIN_BACKBONE = "resnet18_w0.25"
+_FINETUNE_STEP = re.compile(r"(?:6|9_(?P<b>[a-z0-9_.]+?))_finetune_(?P<init>pretrained|scratch)_(?P<f>[\d.]+)$")
+_PRETRAIN_STEP = re.compile(r"(?:5|9_(?P<b>[a-z0-9_.]+?))_pretrain$")
+
+
 def backbone_rows(stage_records: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
-  """One row per backbone that ran: its model, size, weak-label pre-training and test UA per fraction and init
-  (resnet50 from the main runs, others from the --backbones steps)."""
+  """One row per backbone that ran: its size, weak-label pre-training and test UA per fraction and init
+  (the demo's ResNet from the main runs, the others from the --backbones steps)."""
   found: dict[str, dict[str, Any]] = {}
   for name, rec in stage_records.items():
-    m = (re.match(r"6_finetune_(?P<init>pretrained|scratch)_(?P<f>[\d.]+)$", name)
-         or re.match(r"9_(?P<b>[a-z0-9]+)_finetune_(?P<init>pretrained|scratch)_(?P<f>[\d.]+)$", name))
-    p = re.match(r"(?:5_pretrain|9_(?P<b>[a-z0-9]+)_pretrain)$", name)
+    m = _FINETUNE_STEP.match(name)
+    p = _PRETRAIN_STEP.match(name)
     if not (m or p):
       continue
-    backbone = (m or p).groupdict().get("b") or "resnet50"
+    backbone = (m or p)["b"] or MAIN_BACKBONE
     row = found.setdefault(backbone, {"backbone": backbone, "ua": {}})
     results_path = os.path.join(rec["workdir"], "results.json")
     if not fileio.exists(results_path):
@@ -250,29 +256,29 @@ def backbone_rows(stage_records: dict[str, dict[str, Any]]) -> list[dict[str, An
     row["ua"][f"{m['init']}_{float(m['f'])}"] = res["test"]["ua"]
     row.setdefault("model", rec.get("model"))
     row.setdefault("num_params", rec.get("num_params"))
-  order = {"resnet50": 0, "conformer": 1, "ast": 2}
-  return sorted(found.values(), key=lambda r: order.get(r["backbone"], 9))
+  return sorted(found.values(), key=lambda r: (r["backbone"] != MAIN_BACKBONE, r["backbone"]))
 
 
 def backbone_lines(rows: list[dict[str, Any]]) -> list[str]:
   lines = ["## 6. Backbones: pre-trained vs scratch", ""]
-  if not any(r["backbone"] != "resnet50" for r in rows):
-    return lines + ["Only resnet50 ran (section 3). `--backbones=resnet50,conformer,ast` adds the tiny Conformer "
-                    "and spectrogram transformer here, pre-trained vs scratch at 10% and 100% of the labels.", ""]
+  if not any(r["backbone"] != MAIN_BACKBONE for r in rows):
+    return lines + [f"Only {MAIN_BACKBONE} ran (section 3). `--backbones={MAIN_BACKBONE},conformer_tiny,"
+                    "spectrogram_transformer_tiny` adds the tiny Conformer and spectrogram transformer here, "
+                    "pre-trained vs scratch at 10% and 100% of the labels.", ""]
   head = [f"{int(f * 100)}% {init}" for f in (0.1, 1.0) for init in ("pre-trained", "scratch")]
   sizes = {r["backbone"]: r.get("num_params") for r in rows}
-  smaller = ", ".join(f"{sizes['resnet50'] / n:.0f}x" for b, n in sizes.items() if b != "resnet50" and n) \
-      if sizes.get("resnet50") else ""
+  smaller = ", ".join(f"{sizes[MAIN_BACKBONE] / n:.0f}x" for b, n in sizes.items() if b != MAIN_BACKBONE and n) \
+      if sizes.get(MAIN_BACKBONE) else ""
   lines += ["Each backbone pre-trained on the same weak labels and fine-tuned (or trained from scratch) on the "
             "same subsets, with the same steps and crops; only the model and its optimiser recipe differ "
-            "(`lanser_jax/experiments/demo_pretrain.py`, `backbone=`). resnet50 is the demo's narrow ResNet-18 standing in "
-            "for the paper's ResNet-50; the others run at the project's tiny sizes"
+            f"(`lanser_jax/experiments/demo_pretrain.py`, `backbone=`). {MAIN_BACKBONE} is the demo's narrow "
+            "ResNet-18 (width 0.25) standing in for the paper's ResNet-50; the others run at the project's tiny sizes"
             f"{f' ({smaller} smaller than it)' if smaller else ''}, "
             "so this checks that every backbone runs the whole pipeline, not which backbone is better. Test UA (%):",
-            "", "| backbone (model, parameters) | weak-label pre-training, validation UA | " + " | ".join(head)
+            "", "| backbone (parameters) | weak-label pre-training, validation UA | " + " | ".join(head)
             + " |", "|---|" + "---:|" * (1 + len(head))]
   for r in rows:
-    size = ", ".join(x for x in (r.get("model"), f"{r['num_params']:,}" if r.get("num_params") else None) if x)
+    size = f"{r['num_params']:,}" if r.get("num_params") else ""
     cells = [_pct(r["ua"][k]) if k in r["ua"] else "–"
              for k in (f"{init}_{f}" for f in (0.1, 1.0) for init in ("pretrained", "scratch"))]
     pre = _pct(r["pretrain_val_ua"]) if r.get("pretrain_val_ua") is not None else "–"
@@ -282,8 +288,8 @@ def backbone_lines(rows: list[dict[str, Any]]) -> list[str]:
 
 def _run_order(step: str) -> tuple:
   """Steps grouped by number and backbone, each backbone's pre-training before its fine-tunings."""
-  parts = step.split("_")
-  return (parts[0], parts[1] if parts[0] == "9" else "", not step.endswith("_pretrain"), step)
+  backbone = (_FINETUNE_STEP.match(step) or _PRETRAIN_STEP.match(step) or {"b": None})["b"] or ""
+  return (step.split("_")[0], backbone, not step.endswith("_pretrain"), step)
 
 
 def write_report(work: str, stage_records: dict[str, dict[str, Any]], weak: dict[str, Any]) -> str:

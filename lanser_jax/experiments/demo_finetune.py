@@ -6,21 +6,17 @@
       --config.data.dir=WORK/labels_labelled/features
 
 Arguments: fraction (of the training labels; nested stratified subsets), seed, runlocal, backbone
-(resnet50 | conformer | ast, as in lanser_jax/experiments/demo_pretrain.py; init_from must be that backbone's run).
+(resnet18_w0.25 | conformer_tiny | spectrogram_transformer_tiny, as in lanser_jax/experiments/demo_pretrain.py;
+init_from must be that backbone's run).
 Steps scale with the fraction (at least 60) so small subsets are not over-trained.
 """
 
-import os
-
 from lanser_jax import config_lib
-
-# The backbone choice (model and optimiser recipe) is demo_pretrain.py's, written there once.
-PRETRAIN = config_lib.load_python_file(os.path.join(os.path.dirname(os.path.abspath(__file__)),
-                                                    "demo_pretrain.py"))
+from lanser_jax.experiments import common
 
 
 def get_config(arg=None):
-  arg = config_lib.parse_arg(arg, fraction=1.0, seed=0, backbone="resnet50")
+  arg = config_lib.parse_arg(arg, fraction=1.0, seed=0, backbone=common.DEMO_RESNET)
   c = config_lib.base_config()
   c.seed = arg.seed
   c.data.label_fraction = arg.fraction
@@ -39,4 +35,5 @@ def get_config(arg=None):
   c.eval_every_steps = max(20, c.num_train_steps // 4)
   c.checkpoint_every_steps = c.eval_every_steps
   c.keep_checkpoints = 1
-  return PRETRAIN.with_backbone(config_lib.finalize(c, arg), arg.backbone)
+  c = config_lib.finalize(c, arg)
+  return common.demo_backbone(c, arg.backbone)

@@ -5,21 +5,17 @@
 
 Run by lanser_jax/demo/end_to_end.py. Same trainer as the full-scale pre-training; only the sizes differ so
 that the whole demo fits in 15 minutes on 2 CPU cores. Arguments: runlocal, soft (train on score vectors),
-backbone (resnet50: the narrow ResNet above, the demo's own; conformer | ast: their tiny sizes with the
-optimiser recipe of lanser_jax/experiments/pretrain_conformer.py / pretrain_ast.py, for `--backbones` of the demo).
+backbone (resnet18_w0.25: the narrow ResNet above, the demo's own | conformer_tiny |
+spectrogram_transformer_tiny: the tiny sizes in its place, with their family's optimiser recipe,
+common.demo_backbone, for `--backbones` of the demo).
 """
 
-import os
-
 from lanser_jax import config_lib
-
-HERE = os.path.dirname(os.path.abspath(__file__))
-BACKBONE_FILES = {"conformer": "pretrain_conformer.py", "ast": "pretrain_ast.py"}
-BACKBONES = ("resnet50",) + tuple(BACKBONE_FILES)
+from lanser_jax.experiments import common
 
 
 def get_config(arg=None):
-  arg = config_lib.parse_arg(arg, soft=False, backbone="resnet50")
+  arg = config_lib.parse_arg(arg, soft=False, backbone=common.DEMO_RESNET)
   c = config_lib.base_config()
   c.data.target = "scores" if arg.soft else "label"
   c.data.crop_frames = 200  # 2 s: most demo utterances fit whole
@@ -37,21 +33,7 @@ def get_config(arg=None):
   c.eval_every_steps = 125
   c.checkpoint_every_steps = 125
   c.best_metric = "ua"
-  return with_backbone(config_lib.finalize(c, arg), arg.backbone)
-
-
-def with_backbone(c, backbone: str):
-  """The demo config with `backbone` at its tiny size (conformer_tiny, ast_tiny: lanser_jax/models/conformer.py,
-  spectrogram_transformer.py) and its file's optimiser recipe (peak learning rate and warmup as factors of
-  the ResNet's, weight decay, clipping), replicated on CPU; data, steps and crops stay the ResNet's, so only
-  the backbone and its optimiser differ between the rows of the report's backbone table. demo_finetune.py
-  uses it too."""
-  if backbone not in BACKBONES:
-    raise ValueError(f"backbone={backbone!r}: expected one of {BACKBONES}")
-  if backbone == "resnet50":
-    return c
-  # The combining steps live in pretrain_conformer.py; each backbone's recipe in its own file.
-  combine = config_lib.load_python_file(os.path.join(HERE, BACKBONE_FILES["conformer"]))
-  recipe = config_lib.load_python_file(os.path.join(HERE, BACKBONE_FILES[backbone])).BACKBONE
-  c.model.width = 1.0  # a ResNet knob: the transformers' sizes are fixed
-  return combine.with_backbone(c, recipe, "tiny", "cpu", False)
+  c = config_lib.finalize(c, arg)
+  # Data, steps and crops stay the ResNet's: only the backbone and its optimiser differ between the rows
+  # of the demo report's backbone table.
+  return common.demo_backbone(c, arg.backbone)

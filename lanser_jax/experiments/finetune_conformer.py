@@ -7,43 +7,62 @@
   python -m lanser_jax.main --config=lanser_jax/experiments/finetune_conformer.py:runlocal,platform=cpu,fold=1 \
       --workdir=/tmp/ft_conformer_local --config.data.dir=/tmp/lanser_synth
 
-Arguments: those of lanser_jax/experiments/finetune_iemocap.py (fold, fraction, seed, pretrained, taxonomy, template,
-labeler, soft, probe, platform, runlocal, data_root, runs_root) plus dataset (iemocap|crema_d) and size
-(s|m). pretrained=... restores this backbone's pre-training run (lanser_jax/experiments/pretrain_conformer.py, the
-workdir name with the model name appended). Everything but backbone, optimiser and sharding as the ResNet-50
-fine-tuning (lanser_jax/experiments/finetune_<dataset>.py, loaded and then changed). Expected cost: not measured on an accelerator.
+Arguments: those of lanser_jax/experiments/finetune_iemocap.py (fold, fraction, seed, pretrained, taxonomy,
+template, labeler, soft, probe, platform, runlocal, data_root, runs_root) plus dataset (iemocap|crema_d) and
+size (s|m); the default protocols only (IEMOCAP loso, CREMA-D actor_seeded). pretrained=... restores this
+backbone's pre-training run (lanser_jax/experiments/pretrain_conformer.py: the ResNet-50 run's workdir name
+with the model name appended). Data, steps, crops, label fractions and platform sizes are the ResNet-50
+fine-tuning's (finetune_<dataset>.py), so a backbone comparison changes the backbone and its optimiser only;
+the optimiser recipe is ours, untuned (common.BACKBONE_RECIPES states it as factors of the ResNet-50's).
+Expected cost: not measured on an accelerator (a Conformer-S step: 0.6x ResNet-50's arithmetic per example,
+benchmarks/README.md "Other backbones").
 """
 
-import os
-
 from lanser_jax import config_lib
-from lanser_jax.experiments import common as layout
+from lanser_jax.experiments import common
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-# The ResNet-50 fine-tuning of each dataset (default protocol): data, steps, crops, label fractions and
-# platform sizes come from it unchanged, so a backbone comparison changes the backbone and its optimiser only.
-RESNET_FILES = {"iemocap": "finetune_iemocap.py", "crema_d": "finetune_crema_d.py"}
-# Backbone, optimiser and sharding: lanser_jax/experiments/pretrain_conformer.py's values, written there once.
-PRETRAIN = config_lib.load_python_file(os.path.join(HERE, "pretrain_conformer.py"))
+FAMILY = "conformer"
 
 
 def get_config(arg=None):
-  return finetune(arg, PRETRAIN.BACKBONE)
-
-
-def finetune(arg, backbone: dict):
-  """The ResNet-50 fine-tuning of `dataset` with `backbone` (lanser_jax/experiments/finetune_ast.py runs it with its
-  own); pretrained=... restores the same backbone's pre-training run."""
-  parsed = config_lib.parse_arg(arg, **layout.common_args(
-      fraction=1.0, seed=0, pretrained="none", taxonomy="fine40", template="conversation",
-      labeler="entailment", soft=False, probe=False, fold=0, dataset="iemocap", size=backbone["default_size"]))
-  if parsed.dataset not in layout.FINETUNE_DATASETS:
-    raise ValueError(f"dataset={parsed.dataset!r}: expected one of {layout.FINETUNE_DATASETS}")
-  drop = ("dataset", "size", "runlocal") + (("fold",) if parsed.dataset == "crema_d" else ())
-  if parsed.dataset == "crema_d" and parsed.fold:
+  arg = config_lib.parse_arg(arg, **common.common_args(**common.FINETUNE_ARGS, fold=0, dataset="iemocap",
+                                                        size="s"))
+  if arg.dataset not in common.FINETUNE_DATASETS:
+    raise ValueError(f"dataset={arg.dataset!r}: expected one of {common.FINETUNE_DATASETS}")
+  if arg.dataset == "crema_d" and arg.fold:
     raise ValueError("dataset=crema_d has no folds: leave fold unset")
-  resnet = os.path.join(HERE, RESNET_FILES[parsed.dataset])
-  c = config_lib.load_experiment(f"{resnet}:{config_lib.drop_args(arg, drop)}")
-  if c.init_from:  # this backbone's pre-training run: the ResNet-50 run's name + _<model name>
-    c.init_from += f"_{PRETRAIN.model_name(backbone, parsed.size)}"
-  return PRETRAIN.with_backbone(c, backbone, parsed.size, parsed.platform, parsed.runlocal)
+  c = config_lib.base_config()
+  c.seed = arg.seed
+  c.data.dir = common.finetune_data_dir(arg.dataset, arg.data_root, arg.fold)  # the default protocol
+  c.data.label_fraction = arg.fraction  # of the train split only
+  c.data.subset_seed = arg.seed  # the seed also draws the label subset: seeds average over both
+  c.data.crop_frames = 300  # ours: 3-s crops; utterance logits averaged over 1.5-s-hop windows
+  c.data.eval_hop_frames = 150
+  c.model.dropout_rate = 0.2  # ours: the labelled sets are small
+  c.optimizer.name = "adamw"
+  c.optimizer.weight_decay = 0.05  # ours: decoupled weight decay as ViTs use
+  c.optimizer.grad_clip_norm = 1.0  # ours: global-norm clipping
+  c.log_every_steps = 50
+  c.keep_checkpoints = 1
+  if arg.probe:  # linear probe: frozen backbone, the head alone trains
+    if arg.pretrained == "none":
+      raise ValueError("probe=True (linear probe) needs a pretrained backbone: set pretrained=...")
+    c.freeze_backbone = True
+    c.model.dropout_rate = 0.0
+    c.specaugment.enabled = False
+  common.set_platform(c, common.FINETUNE_PLATFORMS, arg.platform)  # batch 32 / 64 / 64, dtype, workers
+  # Ours: ~30 epochs of the labelled subset, at least 600 steps so that 10% subsets are not under-trained.
+  c.num_train_steps = max(600, int(30 * common.NUM_TRAIN_UTTS[arg.dataset] * arg.fraction / c.batch_size))
+  c.optimizer.warmup_steps = 2 * (c.num_train_steps // 20)  # ours: twice the ResNet-50's
+  c.eval_every_steps = max(100, c.num_train_steps // 15)
+  c.checkpoint_every_steps = c.eval_every_steps
+  # Ours: half the ResNet-50's peak (3e-4 at batch 64, 1e-2 for a linear probe, scaled with the batch).
+  c.optimizer.learning_rate = (1e-2 if arg.probe else 3e-4) * (c.batch_size / 64) * 0.5
+  c.model.name = common.backbone_model(FAMILY, arg.size)  # conformer_s | conformer_m (lanser_jax/models/)
+  # This backbone's own pre-training run ("" for pretrained=none).
+  c.init_from = common.pretrained_init(arg, c.model.name)
+  # A Conformer's state is small: replicated everywhere (lanser_jax/engine/sharding.py).
+  c.sharding.mesh, c.sharding.rules = "data=-1", "replicated"
+  if arg.runlocal:  # the tiny size, sharded code path
+    common.runlocal_backbone(c, FAMILY)
+  return c

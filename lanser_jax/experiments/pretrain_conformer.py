@@ -6,72 +6,52 @@
   python -m lanser_jax.main --config=lanser_jax/experiments/pretrain_conformer.py:runlocal,platform=cpu \
       --workdir=/tmp/pt_conformer_local --config.data.dir=/tmp/lanser_synth
 
-Arguments: those of lanser_jax/experiments/pretrain_peoples_speech.py (platform, runlocal, data_root, taxonomy, template,
-labeler, soft) plus source (peoples_speech|condensed_movies) and size (s|m). Data, steps and crops are
-the ResNet-50 run's (lanser_jax/experiments/pretrain_<source>.py, loaded and then changed); backbone,
-optimiser and sharding are set below (ours, untuned). runlocal: the tiny size, sharded code path.
-Expected cost: not measured on an accelerator (see README "Backbones" for the benchmark command).
+Arguments: those of lanser_jax/experiments/pretrain_peoples_speech.py (platform, runlocal, data_root, taxonomy,
+template, labeler, soft) plus source (peoples_speech|condensed_movies) and size (s|m). Data, steps, crops
+and platform sizes are the ResNet-50 run's of the source (pretrain_<source>.py), so a backbone comparison
+changes the backbone and its optimiser only; the optimiser recipe is ours, untuned (common.BACKBONE_RECIPES
+states it as factors of the ResNet-50's). runlocal: the tiny size, sharded code path.
+Expected cost: not measured on an accelerator. A Conformer-S train step costs 0.6x ResNet-50's arithmetic
+per example (5.30 vs 8.85 GFLOP, XLA's count; benchmarks/README.md "Other backbones").
 """
 
-import os
-
 from lanser_jax import config_lib
-from lanser_jax.experiments import common as layout
+from lanser_jax.experiments import common
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-# The ResNet-50 pre-training of each source: data, steps, crops and platform sizes come from it unchanged,
-# so a backbone comparison changes the backbone and its optimiser only.
-RESNET_FILES = {"peoples_speech": "pretrain_peoples_speech.py", "condensed_movies": "pretrain_condensed_movies.py"}
-# Ours (untuned): transformer recipes take a smaller peak learning rate than the ResNet-50's (lr_factor: the
-# ResNet file has already scaled it with the platform's batch), decoupled weight decay 0.05 as ViTs use
-# (Dosovitskiy et al. 2021 used 0.1 with Adam), global-norm clipping at 1, and a warmup twice as long.
-# mesh: mesh and sharding rules per platform (lanser_jax/engine/sharding.py).
-BACKBONE = dict(
-    family="conformer",
-    sizes={"s": "conformer_s", "m": "conformer_m", "tiny": "conformer_tiny"},  # tiny: what runlocal uses
-    default_size="s",
-    lr_factor=0.5, weight_decay=0.05, grad_clip_norm=1.0, warmup_factor=2.0,
-    # A Conformer's state is small: replicated everywhere.
-    mesh={"cpu": ("data=-1", "replicated"), "gpu": ("data=-1", "replicated"), "tpu": ("data=-1", "replicated")},
-)
+FAMILY = "conformer"
 
 
 def get_config(arg=None):
-  return pretrain(arg, BACKBONE)
-
-
-def pretrain(arg, backbone: dict):
-  """The ResNet-50 pre-training of `source` with `backbone`'s model, optimiser and sharding
-  (lanser_jax/experiments/pretrain_ast.py runs it with its own)."""
-  parsed = config_lib.parse_arg(arg, **layout.common_args(
-      taxonomy="fine40", template="conversation", labeler="entailment", soft=False, source="peoples_speech",
-      size=backbone["default_size"]))
-  if parsed.source not in layout.PRETRAIN_SOURCES:
-    raise ValueError(f"source={parsed.source!r}: expected one of {layout.PRETRAIN_SOURCES}")
-  resnet = os.path.join(HERE, RESNET_FILES[parsed.source])
-  c = config_lib.load_experiment(f"{resnet}:{config_lib.drop_args(arg, ('source', 'size', 'runlocal'))}")
-  return with_backbone(c, backbone, parsed.size, parsed.platform, parsed.runlocal)
-
-
-def with_backbone(c, backbone: dict, size: str, platform: str, runlocal: bool):
-  """A finished ResNet-50 config with `backbone` at `size`: model, optimiser (peak learning rate and warmup
-  as factors of the ResNet's), mesh and rules (the fine-tuning files use it too)."""
-  c.model.name = model_name(backbone, size)
-  c.optimizer.learning_rate *= backbone["lr_factor"]
-  c.optimizer.weight_decay = backbone["weight_decay"]
-  c.optimizer.grad_clip_norm = backbone["grad_clip_norm"]
-  c.optimizer.warmup_steps = int(c.optimizer.warmup_steps * backbone["warmup_factor"])
-  c.sharding.mesh, c.sharding.rules = backbone["mesh"][platform]
-  if runlocal:
-    # The runlocal shrink sets model.name = "tiny" (a ResNet): keep the family, at its tiny size, and take
-    # the sharded code path on however many devices there are (fsdp=1 splits nothing but runs the rules).
-    config_lib.runlocal(c)
-    c.model.name = backbone["sizes"]["tiny"]
-    c.sharding.mesh, c.sharding.rules = "data=-1,fsdp=1", "fsdp"
+  arg = config_lib.parse_arg(arg, **common.common_args(**common.WEAK_LABEL_ARGS, source="peoples_speech",
+                                                        size="s"))
+  if arg.source not in common.PRETRAIN_SOURCES:
+    raise ValueError(f"source={arg.source!r}: expected one of {common.PRETRAIN_SOURCES}")
+  variant = common.weak_variant(arg.taxonomy, arg.template, arg.labeler)  # the labelling's folder name
+  c = config_lib.base_config()
+  c.data.dir = common.pretrain_data_dir(arg.source, arg.data_root, variant)
+  c.data.target = "scores" if arg.soft else "label"
+  # As the ResNet-50 run of the source: People's Speech's validation split picks the best checkpoint;
+  # Condensed Movies has no held-out split (the last checkpoint is used) and is ~25x smaller.
+  c.data.eval_split = {"peoples_speech": "validation", "condensed_movies": ""}[arg.source]
+  c.data.test_split = ""  # weak labels are no test: fine-tuning and zero-shot are the evaluations
+  c.data.crop_frames = 300  # ours: 3 s random crops
+  c.data.eval_hop_frames = 150
+  c.num_train_steps = {"peoples_speech": 100_000, "condensed_movies": 30_000}[arg.source]
+  c.optimizer.name = "adamw"
+  c.optimizer.warmup_steps = 4000  # ours: twice the ResNet-50's
+  c.optimizer.weight_decay = 0.05  # ours: decoupled weight decay as ViTs use
+  c.optimizer.grad_clip_norm = 1.0  # ours: global-norm clipping
+  c.label_smoothing = 0.0 if arg.soft else 0.1  # ours: weak hard labels are noisy
+  c.log_every_steps = 100
+  c.eval_every_steps = 5000
+  c.checkpoint_every_steps = 2500
+  c.keep_checkpoints = 2
+  common.set_platform(c, common.PRETRAIN_PLATFORMS, arg.platform)  # batch 32 / 512 / 1024, dtype, workers
+  # Ours: half the ResNet-50's peak (1e-3 at batch 256, scaled linearly with the global batch).
+  c.optimizer.learning_rate = 1e-3 * (c.batch_size / 256) * 0.5
+  c.model.name = common.backbone_model(FAMILY, arg.size)  # conformer_s | conformer_m (lanser_jax/models/)
+  # A Conformer's state is small: replicated everywhere (lanser_jax/engine/sharding.py).
+  c.sharding.mesh, c.sharding.rules = "data=-1", "replicated"
+  if arg.runlocal:  # the tiny size, sharded code path
+    common.runlocal_backbone(c, FAMILY)
   return c
-
-
-def model_name(backbone: dict, size: str) -> str:
-  if size not in backbone["sizes"]:
-    raise ValueError(f"size={size!r}: expected one of {sorted(backbone['sizes'])} for {backbone['family']}")
-  return backbone["sizes"][size]

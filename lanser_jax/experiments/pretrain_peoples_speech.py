@@ -17,31 +17,24 @@ Arguments: platform (cpu|gpu|tpu; default gpu), runlocal, data_root, taxonomy (f
 (conversation|speaker|i_feel|bare), labeler (entailment|sentence_encoder), soft.
 Ours, not the paper's: 100k steps at global batch 512 (GPU) / 1024 (TPU), i.e. ~51M / 102M 3-s crops,
 a few passes over the ~30k h of People's Speech that survive the transcript filters.
-Expected cost: not measured on an accelerator yet. From PERF_NOTES (6 examples/s for a ResNet-50 step
-on 2 CPU cores) a GPU is assumed to do ~3,000 examples/s: ~5 h on one 8-GPU node; budget a day.
-On CPU (platform=cpu) the full run is out of reach (months): use it only with runlocal.
+Expected cost: 51.2M crops (platform=gpu) at the measured 14,620 examples/s (ResNet-50, bfloat16, batch
+256, one H200; benchmarks/README.md) are ~1.0 H200-hour of train steps, evaluation not included; the rate
+at platform=gpu's 64 examples per device of an 8-GPU node was not measured. platform=cpu (3.2M crops of
+batch 32) at the measured 8.22 examples/s (ResNet-50, float32, batch 16, 2 CPU cores; benchmarks/README.md)
+would take ~4.5 days: use it only with runlocal.
 """
 
 from lanser_jax import config_lib
-from lanser_jax.experiments import common as layout
+from lanser_jax.experiments import common
 
 SOURCE = "peoples_speech"
-# Per platform (ours): global batch, evaluation batch, compute dtype, Grain workers per host. GPU = one
-# 8 x 80 GB node, TPU = a v4-32 slice (16 chips, 4 hosts), CPU = a workstation. Global batches are
-# multiples of the device count.
-PLATFORMS = {
-    "cpu": dict(batch_size=32, eval_batch_size=64, dtype="float32", num_workers=1),
-    "gpu": dict(batch_size=512, eval_batch_size=256, dtype="bfloat16", num_workers=8),
-    "tpu": dict(batch_size=1024, eval_batch_size=512, dtype="bfloat16", num_workers=16),
-}
 
 
 def get_config(arg=None):
-  arg = config_lib.parse_arg(arg, **layout.common_args(taxonomy="fine40", template="conversation",
-                                                        labeler="entailment", soft=False))
-  variant = layout.weak_variant(arg.taxonomy, arg.template, arg.labeler)  # the labelling's folder name
+  arg = config_lib.parse_arg(arg, **common.common_args(**common.WEAK_LABEL_ARGS))
+  variant = common.weak_variant(arg.taxonomy, arg.template, arg.labeler)  # the labelling's folder name
   c = config_lib.base_config()
-  c.data.dir = f"{arg.data_root}/{SOURCE}/{variant}/features"
+  c.data.dir = common.pretrain_data_dir(SOURCE, arg.data_root, variant)
   c.data.target = "scores" if arg.soft else "label"
   # People's Speech ships train/validation/test: agreement with the held-out weak labels of validation
   # picks the best checkpoint.
@@ -59,11 +52,7 @@ def get_config(arg=None):
   c.eval_every_steps = 5000
   c.checkpoint_every_steps = 2500
   c.keep_checkpoints = 2
-  platform = config_lib.choose(PLATFORMS, arg.platform, "platform")
-  c.batch_size = platform["batch_size"]
-  c.eval_batch_size = platform["eval_batch_size"]
-  c.dtype = platform["dtype"]
-  c.data.num_workers = platform["num_workers"]
+  common.set_platform(c, common.PRETRAIN_PLATFORMS, arg.platform)  # batch 32 / 512 / 1024, dtype, workers
   # Ours: 1e-3 at batch 256, scaled linearly with the global batch (Goyal et al. 2017).
   c.optimizer.learning_rate = 1e-3 * (c.batch_size / 256)
   return config_lib.finalize(c, arg)

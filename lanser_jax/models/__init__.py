@@ -21,8 +21,8 @@ REFERENCES = {
     "resnet50": "torchvision ImageNet ResNet-50: 25,557,032 with a 1000-class head",
     "conformer_s": "Gulati et al. 2020 Table 1: 10.3M with the RNN-T decoder (1 LSTM layer, 320)",
     "conformer_m": "Gulati et al. 2020 Table 1: 30.7M with the RNN-T decoder (1 LSTM layer, 640)",
-    "ast": "timm vit_base_patch16_224: 86,567,656 with 3 input channels, 197 learned positions, "
-           "[CLS] and a 1000-class head",
+    "spectrogram_transformer_b16": "timm vit_base_patch16_224: 86,567,656 with 3 input channels, 197 learned "
+                                   "positions, [CLS] and a 1000-class head",
 }
 
 
@@ -36,7 +36,8 @@ def create_model(name: str, num_classes: int, width: float = 1.0, dropout_rate: 
                        f"(pick another size, e.g. one of {ARCHITECTURES})")
     if name in conformer.SIZES:
       if patch_size or patch_stride:
-        raise ValueError(f"config.model.patch_size/patch_stride apply to 'ast*' models, not {name!r}")
+        raise ValueError(f"config.model.patch_size/patch_stride apply to spectrogram_transformer_* models, "
+                         f"not {name!r}")
       return conformer.create(name, num_classes, dropout_rate, jnp.dtype(dtype))
     return spectrogram_transformer.create(name, num_classes, dropout_rate, jnp.dtype(dtype),
                                           patch_size, patch_stride)

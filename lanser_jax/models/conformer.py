@@ -150,7 +150,6 @@ SIZES: dict[str, dict[str, int]] = {
     "conformer_m": dict(dim=256, layers=16, heads=4, kernel_size=32),
     "conformer_tiny": dict(dim=32, layers=2, heads=2, kernel_size=7),
 }
-SIZES["conformer"] = SIZES["conformer_s"]
 
 
 def create(name: str, num_classes: int, dropout_rate: float = 0.0, dtype: Any = jnp.float32) -> Conformer:

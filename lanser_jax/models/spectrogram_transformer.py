@@ -1,4 +1,4 @@
-"""A patch-based audio spectrogram transformer (AST-like) with a classification head, in Flax Linen.
+"""A patch-based spectrogram transformer (a ViT over log-mel patches) with a classification head, in Flax Linen.
 
 Gong et al. 2021 ("AST: Audio Spectrogram Transformer") cut the log-mel spectrogram into 16x16 patches and
 run a ViT over them (Dosovitskiy et al. 2021). The default here is ViT-B/16's encoder (dim 768, 12 layers,
@@ -7,6 +7,13 @@ Ours, not AST's: fixed 2-D sinusoidal position encodings instead of learned ones
 the same checkpoint) and a mean over the real patches instead of a [CLS] token (so padding can be left
 out of the pool). Same interface as lanser_jax/models/__init__.py's ResNet:
 `model.apply(variables, x [batch, frames, mel_bins], mask [batch, frames]) -> (logits, embedding)`.
+
+Why the names `spectrogram_transformer_b16` and `spectrogram_transformer_tiny`: this is neither the
+published AST (ImageNet-initialised by default, overlapping 16x16 patches at stride 10, learned positions, [CLS] and
+distillation tokens) nor ViT-B/16 (an image model on 3-channel 224x224 inputs, learned positions, [CLS]),
+so neither "ast" nor "vit_b16" names it; the family is this module's, and the size suffix says which
+encoder it runs, as conformer_s / conformer_m name the Conformer's sizes: b16 = ViT-Base's encoder over
+16x16 patches, tiny = ours, for tests and the CPU demo.
 
 Padding never reaches a real patch: patches are VALID (one that would overlap a padded frame is itself
 padded), attention masks padded keys and the pool skips them.
@@ -86,11 +93,12 @@ class SpectrogramTransformer(nn.Module):
     return logits, embedding
 
 
-# "ast" is ViT-B/16's encoder (Dosovitskiy et al. 2021, Table 1: ViT-Base, 12 layers, dim 768, MLP 3072,
-# 12 heads); "ast_tiny" is ours, for tests and the CPU demo.
+# "spectrogram_transformer_b16" is ViT-B/16's encoder (Dosovitskiy et al. 2021, Table 1: ViT-Base, 12 layers,
+# dim 768, MLP 3072, 12 heads) over 16x16 patches; "spectrogram_transformer_tiny" is ours, for tests and the
+# CPU demo.
 SIZES: dict[str, dict[str, int]] = {
-    "ast": dict(dim=768, layers=12, heads=12, patch_size=16, patch_stride=16),
-    "ast_tiny": dict(dim=32, layers=2, heads=2, patch_size=8, patch_stride=8),
+    "spectrogram_transformer_b16": dict(dim=768, layers=12, heads=12, patch_size=16, patch_stride=16),
+    "spectrogram_transformer_tiny": dict(dim=32, layers=2, heads=2, patch_size=8, patch_stride=8),
 }
 
 

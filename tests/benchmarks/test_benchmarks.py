@@ -71,16 +71,18 @@ def test_train_step_smoke_writes_figures(suite):
 
 
 def test_train_step_backbones_beside_resnet(tmp_path):
-  """--model=conformer_s,ast runs each backbone (tiny in --smoke) beside the ResNet, with GFLOP/example."""
-  stdout = _run("train_step.py", str(tmp_path), "--model=conformer_s,ast", "--variants=jax_default")
+  """--model=conformer_s,spectrogram_transformer_b16 runs each backbone (tiny in --smoke) beside the ResNet,
+  with GFLOP/example."""
+  stdout = _run("train_step.py", str(tmp_path), "--model=conformer_s,spectrogram_transformer_b16",
+                "--variants=jax_default")
   rows = json.load(open(tmp_path / "train_step.json"))["variants"]
-  assert set(rows) == {"jax_default", "jax_default@conformer_tiny", "jax_default@ast_tiny"}
-  assert [rows[n]["model"] for n in sorted(rows)] == ["tiny", "ast_tiny", "conformer_tiny"]
+  assert set(rows) == {"jax_default", "jax_default@conformer_tiny", "jax_default@spectrogram_transformer_tiny"}
+  assert [rows[n]["model"] for n in sorted(rows)] == ["tiny", "conformer_tiny", "spectrogram_transformer_tiny"]
   for name, row in rows.items():
     assert _positive(row["examples_per_s"]) and _positive(row["gflop_per_example"]), name
     assert math.isclose(row["gflop_per_example"], row["flops_per_step"] / 4 / 1e9)
   assert len({row["params"] for row in rows.values()}) == 3  # three different networks
-  assert "GFLOP/ex" in stdout and "jax_default@ast_tiny" in stdout
+  assert "GFLOP/ex" in stdout and "jax_default@spectrogram_transformer_tiny" in stdout
 
 
 def test_input_pipeline_smoke_writes_figures(suite):

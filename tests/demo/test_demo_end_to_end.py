@@ -68,7 +68,7 @@ class KeywordLabeler:
 
 
 def _backbone_runs(work):
-  """Step records and results of a --backbones=conformer demo (the conformer's pre-training and four
+  """Step records and results of a --backbones=conformer_tiny demo (the conformer's pre-training and four
   fine-tunings), as constructed files."""
   import json
   import os
@@ -76,11 +76,11 @@ def _backbone_runs(work):
   uas = {"pretrain": 0.4, "finetune_pretrained_0.1": 0.3, "finetune_scratch_0.1": 0.2,
          "finetune_pretrained_1.0": 0.6, "finetune_scratch_1.0": 0.55}
   for step, ua in uas.items():
-    d = os.path.join(work, "backbones", "conformer", *step.split("_", 1))
+    d = os.path.join(work, "backbones", "conformer_tiny", *step.split("_", 1))
     os.makedirs(d)
     json.dump({"validation": {"ua": ua}} if step == "pretrain" else {"test": {"ua": ua}},
               open(os.path.join(d, "results.json"), "w"))
-    out[f"9_conformer_{step}"] = {"workdir": d, "wall_s": 1.0, "model": "conformer_tiny", "num_params": 76806}
+    out[f"9_conformer_tiny_{step}"] = {"workdir": d, "wall_s": 1.0, "model": "conformer_tiny", "num_params": 76806}
   return out
 
 
@@ -104,18 +104,24 @@ def test_backbones_flag():
   from absl import app
   from lanser_jax import config_lib
   from lanser_jax.demo import end_to_end
-  assert end_to_end.chosen_backbones(["resnet50"]) == []
-  assert end_to_end.chosen_backbones(["ast", "resnet50", "conformer", "ast"]) == ["ast", "conformer"]
-  with pytest.raises(app.UsageError, match=r"\['resnet'\] not among"):
-    end_to_end.chosen_backbones(["resnet", "ast"])
+  from lanser_jax.demo import report
+  from lanser_jax.experiments import common
+  # One set of names: the flag's, the experiment files' and the report's.
+  assert end_to_end.BACKBONES == common.DEMO_BACKBONES and end_to_end.BACKBONES[0] == report.MAIN_BACKBONE
+  st, conformer = "spectrogram_transformer_tiny", "conformer_tiny"
+  assert end_to_end.chosen_backbones(["resnet18_w0.25"]) == []
+  assert end_to_end.chosen_backbones([st, "resnet18_w0.25", conformer, st]) == [st, conformer]
+  with pytest.raises(app.UsageError, match=r"\['resnet50'\] not among"):
+    end_to_end.chosen_backbones(["resnet50", st])
   # Each backbone's demo runs: its tiny size, its file's optimiser recipe; data, steps and crops the ResNet's.
   resnet = config_lib.load_experiment(f"{end_to_end.REPO}/lanser_jax/experiments/demo_finetune.py:fraction=0.1")
-  for backbone, model, lr_factor in (("conformer", "conformer_tiny", 0.5), ("ast", "ast_tiny", 0.25)):
-    c = config_lib.load_experiment(f"{end_to_end.REPO}/lanser_jax/experiments/demo_finetune.py:fraction=0.1,backbone={backbone}")
+  for model, lr_factor in ((conformer, 0.5), (st, 0.25)):  # the backbone names the model it runs
+    c = config_lib.load_experiment(f"{end_to_end.REPO}/lanser_jax/experiments/demo_finetune.py:fraction=0.1,"
+                                   f"backbone={model}")
     assert (c.model.name, c.model.width, c.sharding.rules) == (model, 1.0, "replicated")
     assert c.optimizer.learning_rate == pytest.approx(resnet.optimizer.learning_rate * lr_factor)
     assert (c.num_train_steps, c.data.crop_frames, c.data.label_fraction) == (60, 200, 0.1)
-    pre = config_lib.load_experiment(f"{end_to_end.REPO}/lanser_jax/experiments/demo_pretrain.py:backbone={backbone}")
+    pre = config_lib.load_experiment(f"{end_to_end.REPO}/lanser_jax/experiments/demo_pretrain.py:backbone={model}")
     assert pre.model.name == model and pre.num_train_steps == 500
   with pytest.raises(ValueError, match="backbone='vgg'"):
     config_lib.load_experiment(f"{end_to_end.REPO}/lanser_jax/experiments/demo_pretrain.py:backbone=vgg")
@@ -123,7 +129,7 @@ def test_backbones_flag():
 
 def test_report_has_zero_shot_and_text_only_rows(tmp_path, gcs_url):
   """The report's baseline rows on a constructed demo workdir (no synthesis, ASR or training); the same
-  report written into a bucket workdir (the GCS emulator). The workdir also holds a --backbones=conformer
+  report written into a bucket workdir (the GCS emulator). The workdir also holds a --backbones=conformer_tiny
   demo's runs and the analysis step's outputs, so the backbone table and the analysis section are checked."""
   import json
   import os
@@ -179,14 +185,14 @@ def test_report_has_zero_shot_and_text_only_rows(tmp_path, gcs_url):
   summary = json.load(open(os.path.join(work, "report", "report.json")))
   assert summary["baselines"]["zero_shot"]["restricted"]["wa"] == pytest.approx(2 / 8)
   assert set(summary["baselines"]) == {"zero_shot", "text_only"}
-  # --backbones: a row per backbone, pre-trained vs scratch at 10% and 100% (resnet50's 100% did not run here).
-  assert "| backbone (model, parameters) | weak-label pre-training, validation UA | 10% pre-trained |" in text
-  assert "| conformer (conformer_tiny, 76,806) | 40.0 | 30.0 | 20.0 | 60.0 | 55.0 |" in text
+  # --backbones: a row per backbone, pre-trained vs scratch at 10% and 100% (the ResNet's 100% did not run here).
+  assert "| backbone (parameters) | weak-label pre-training, validation UA | 10% pre-trained |" in text
+  assert "| conformer_tiny (76,806) | 40.0 | 30.0 | 20.0 | 60.0 | 55.0 |" in text
   resnet = report._pct(summary["label_efficiency"][0]["ua"])
-  assert f"| resnet50 | – | {resnet} | {resnet} | – | – |" in text
-  assert [b["backbone"] for b in summary["backbones"]] == ["resnet50", "conformer"]
+  assert f"| resnet18_w0.25 | – | {resnet} | {resnet} | – | – |" in text
+  assert [b["backbone"] for b in summary["backbones"]] == ["resnet18_w0.25", "conformer_tiny"]
   walls = [line.split(" | ")[0][2:] for line in text.split("## 7. Wall time")[1].splitlines() if "_" in line]
-  assert walls[2:4] == ["9_conformer_pretrain", "9_conformer_finetune_pretrained_0.1"]  # pre-training first
+  assert walls[2:4] == ["9_conformer_tiny_pretrain", "9_conformer_tiny_finetune_pretrained_0.1"]  # pre-training first
   # The representation analysis: its R² table, the measure-vs-planted check and the figures, copied.
   assert "## 5. What the representations learn" in text and "| planted: pitch (0-100) | 0.70 | 0.20 |" in text
   assert "| F0 mean (Hz, pyin) | pitch (0-100) | 1.00 |" in text

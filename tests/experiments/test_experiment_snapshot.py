@@ -1,6 +1,6 @@
 """Every experiment and sweep file resolves, in every variant tests/experiment_snapshot.py lists, to the
-configs, cells and errors it resolved to when the digests were written (before the files were rewritten to
-show their hyperparameters inline); a change to one value is caught."""
+configs, cells and errors recorded in tests/experiment_digests.json; a change to one value is caught, and a
+listed rename (--renames) excuses only what it renames."""
 
 import copy
 import json
@@ -45,3 +45,15 @@ def test_the_data_root_comes_from_the_environment(monkeypatch):
   assert c.init_from == "/elsewhere/runs/pretrain_peoples_speech_fine40-conversation-entailment_hard"
   c = config_lib.load_experiment(path + ":fold=1,data_root=/arg")  # the argument wins over the environment
   assert c.data.dir == "/arg/iemocap/features_fold1"
+
+
+def test_renames_excuse_only_what_they_rename(snap):
+  spec = "lanser_jax/experiments/finetune_conformer.py:fold=1"
+  before = {"experiments": {spec: snap["experiments"][spec]}}
+  after = copy.deepcopy(before)
+  after["experiments"][spec]["ok"]["model"]["name"] = "conformer_small"
+  pairs = [(r"\bconformer_s\b", "conformer_small")]
+  assert snapshot_lib.differences(before, after) == [f"experiments {spec}: differs"]
+  assert snapshot_lib.differences(snapshot_lib.renamed(before, pairs), after) == []
+  after["experiments"][spec]["ok"]["num_train_steps"] += 1  # a change that is no rename still shows
+  assert snapshot_lib.differences(snapshot_lib.renamed(before, pairs), after) == [f"experiments {spec}: differs"]

@@ -207,13 +207,13 @@ def test_finetune_protocol_arguments():
 
 
 # ---------------------------------------------------------------------------------------------------
-# The other backbones (lanser_jax/experiments/{pretrain,finetune}_{conformer,ast}.py).
+# The other backbones (lanser_jax/experiments/{pretrain,finetune}_{conformer,spectrogram_transformer}.py).
 
 BACKBONE_FILES = {
     "pretrain_conformer.py": ("", "conformer_s"),
-    "pretrain_ast.py": ("source=condensed_movies,", "ast"),
+    "pretrain_spectrogram_transformer.py": ("source=condensed_movies,", "spectrogram_transformer_b16"),
     "finetune_conformer.py": ("fold=2,size=m,", "conformer_m"),
-    "finetune_ast.py": ("dataset=crema_d,", "ast"),
+    "finetune_spectrogram_transformer.py": ("dataset=crema_d,", "spectrogram_transformer_b16"),
 }
 
 
@@ -226,12 +226,12 @@ def test_backbone_files_load_in_every_platform(name, platform, runlocal):
   base = config_lib.base_config()
   assert set(c.keys()) == set(base.keys()) and set(c.data.keys()) == set(base.data.keys())
   if runlocal:
-    assert c.model.name == model.split("_")[0] + "_tiny" and c.num_train_steps <= 40
+    assert c.model.name == model.rsplit("_", 1)[0] + "_tiny" and c.num_train_steps <= 40
     assert c.sharding.rules == "fsdp" and c.sharding.mesh == "data=-1,fsdp=1"
   else:
     assert c.model.name == model
     assert c.dtype == ("float32" if platform == "cpu" else "bfloat16")
-    sharded = model == "ast" and platform != "cpu"
+    sharded = model == "spectrogram_transformer_b16" and platform != "cpu"
     assert (c.sharding.rules == "fsdp") == sharded
   assert c.optimizer.grad_clip_norm == 1.0 and c.optimizer.weight_decay == 0.05
 
@@ -240,16 +240,16 @@ def test_backbone_finetune_restores_its_own_pretraining_run():
   ps = "pretrain_peoples_speech_fine40-conversation-entailment_hard"
   c = load("finetune_conformer.py", "fold=1,pretrained=peoples_speech,runs_root=/r")
   assert c.init_from == f"/r/{ps}_conformer_s"
-  assert load("finetune_ast.py", "dataset=crema_d,pretrained=peoples_speech,runs_root=/r").init_from == \
-      f"/r/{ps}_ast"
+  assert load("finetune_spectrogram_transformer.py", "dataset=crema_d,pretrained=peoples_speech,runs_root=/r"
+              ).init_from == f"/r/{ps}_spectrogram_transformer_b16"
   resnet = load("finetune_iemocap.py", "fold=1,pretrained=peoples_speech,runs_root=/r")
   assert resnet.init_from == f"/r/{ps}"  # the ResNet-50 files are unchanged
   with pytest.raises(ValueError, match="fold must be 1..5"):
     load("finetune_conformer.py", "")
   with pytest.raises(ValueError, match="no folds"):
-    load("finetune_ast.py", "dataset=crema_d,fold=2")
+    load("finetune_spectrogram_transformer.py", "dataset=crema_d,fold=2")
   with pytest.raises(ValueError, match="size"):
-    load("pretrain_ast.py", "size=l")
+    load("pretrain_spectrogram_transformer.py", "size=l")
 
 
 def test_backbone_sweep_crosses_backbones_with_fractions():
@@ -258,7 +258,7 @@ def test_backbone_sweep_crosses_backbones_with_fractions():
   finetune = [c for c in cells if c["axes"]["stage"] == "finetune"]
   assert len(cells) == 3 + len(finetune) and len(finetune) == 3 * 2 * 5 * 6
   grid = {(c["axes"]["backbone"], c["axes"]["fraction"]) for c in finetune}
-  assert grid == {(b, f) for b in ("resnet50", "conformer_s", "ast") for f in (0.1, 0.2, 0.3, 0.5, 1.0)}
+  assert grid == {(b, f) for b in ("resnet50", "conformer_s", "spectrogram_transformer_b16") for f in (0.1, 0.2, 0.3, 0.5, 1.0)}
   for cell in cells:  # every cell's spec resolves, and names the backbone it says
     c = config_lib.load_experiment(os.path.join(ROOT, cell["config"]))
     assert c.model.name == cell["axes"]["backbone"]
@@ -268,7 +268,7 @@ def test_backbone_sweep_crosses_backbones_with_fractions():
     assert not init_from or os.path.basename(init_from) in pretrained
 
 
-@pytest.mark.parametrize("name", ["pretrain_conformer.py", "finetune_ast.py"])
+@pytest.mark.parametrize("name", ["pretrain_conformer.py", "finetune_spectrogram_transformer.py"])
 def test_backbone_runlocal_runs(synth_dir, tmp_path, name):
   """`:runlocal` trains end to end on the synthetic features (cut to 2 steps)."""
   from lanser_jax import train

@@ -35,11 +35,11 @@ def test_conformer_counts(name, d, paper_total):
   assert counts["batch_stats"] == 16 * 2 * d  # mean and variance of each block's conv-module BatchNorm
 
 
-def test_ast_count_is_vit_b16_encoder():
+def test_spectrogram_transformer_b16_count_is_vit_b16_encoder():
   """timm's vit_base_patch16_224 has 86,567,656 parameters; ours lacks its 1000-class head, two of its
   three input channels, its 197 learned position embeddings and its [CLS] token (sinusoidal positions,
   masked mean pool instead)."""
-  counts = models.count_params(models.create_model("ast", num_classes=7), frames=300, mel_bins=128)
+  counts = models.count_params(models.create_model("spectrogram_transformer_b16", num_classes=7), frames=300, mel_bins=128)
   vit_b16 = 86_567_656
   expected = vit_b16 - (768 * 1000 + 1000) - 2 * 16 * 16 * 768 - 197 * 768 - 768
   assert counts["body"] == expected
@@ -47,7 +47,7 @@ def test_ast_count_is_vit_b16_encoder():
   assert counts["head"] == 768 * 7 + 7
 
 
-@pytest.mark.parametrize("name,dim", [("conformer_tiny", 32), ("ast_tiny", 32)])
+@pytest.mark.parametrize("name,dim", [("conformer_tiny", 32), ("spectrogram_transformer_tiny", 32)])
 def test_tiny_forward_shapes_and_bf16_compute(name, dim):
   model = models.create_model(name, num_classes=5, dtype="bfloat16")
   x = jnp.ones((2, 50, 32))
@@ -59,7 +59,7 @@ def test_tiny_forward_shapes_and_bf16_compute(name, dim):
   assert embedding.shape == (2, dim)
 
 
-@pytest.mark.parametrize("name", ["conformer_tiny", "ast_tiny"])
+@pytest.mark.parametrize("name", ["conformer_tiny", "spectrogram_transformer_tiny"])
 def test_padding_does_not_change_the_embedding(name):
   """An utterance of 41 frames alone, and padded to 96 with garbage (mask False), embeds the same; the
   same garbage without the mask does change it (the check can fail)."""
@@ -78,17 +78,17 @@ def test_padding_does_not_change_the_embedding(name):
 
 
 def test_patch_size_and_stride_are_configurable():
-  model = models.create_model("ast_tiny", 3, patch_size=4, patch_stride=2)
+  model = models.create_model("spectrogram_transformer_tiny", 3, patch_size=4, patch_stride=2)
   assert (model.patch_size, model.patch_stride) == (4, 2)
   params = jax.eval_shape(lambda: model.init(jax.random.key(0), jnp.zeros((1, 20, 16))))["params"]
   assert params["patch_embed"]["kernel"].shape == (4, 4, 1, 32)
   with pytest.raises(ValueError, match="patch_size"):
     models.create_model("conformer_tiny", 3, patch_size=4)
   with pytest.raises(ValueError, match="width"):
-    models.create_model("ast_tiny", 3, width=0.5)
+    models.create_model("spectrogram_transformer_tiny", 3, width=0.5)
 
 
-@pytest.mark.parametrize("name", ["conformer_tiny", "ast_tiny"])
+@pytest.mark.parametrize("name", ["conformer_tiny", "spectrogram_transformer_tiny"])
 def test_one_training_run_on_8_devices_and_load(synth_dir, tmp_path, name):
   """The real trainer (8 fake devices, checkpoint, eval) and then lanser_jax.load on the checkpoint."""
   assert jax.device_count() == 8

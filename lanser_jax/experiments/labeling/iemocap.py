@@ -30,12 +30,8 @@ import ml_collections
 from lanser_jax.corpora import protocols
 from lanser_jax.corpora import emotion
 from lanser_jax import config_lib
+from lanser_jax.experiments import common
 from lanser_jax.stages import defaults as offline_config
-
-
-def features_dir_name(protocol: str, fold: int) -> str:
-  """features_foldK for loso (the default protocol), features_<protocol>_foldK for the others."""
-  return f"features_fold{fold}" if protocol == "loso" else f"features_{protocol}_fold{fold}"
 
 
 def get_config(arg=None):
@@ -57,7 +53,7 @@ def get_config(arg=None):
     num_folds = protocols.IEMOCAP_PROTOCOLS[arg.protocol]
     if not 1 <= arg.fold <= num_folds:
       raise ValueError(f"protocol={arg.protocol} has folds 1..{num_folds}, got fold={arg.fold}")
-    c.features.dir_name = features_dir_name(arg.protocol, arg.fold)
+    c.features.dir_name = common.iemocap_features_name(arg.protocol, arg.fold)
     c.features.protocol = ml_collections.ConfigDict({
         "corpus": "iemocap", "name": arg.protocol, "fold": arg.fold, "seed": arg.seed,
         "valid_ratio": arg.valid_ratio, "emobox_dir": arg.emobox_dir})

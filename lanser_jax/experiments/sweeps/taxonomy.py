@@ -16,12 +16,12 @@ platform, runlocal, data_root, runs_root as in every sweep. The fine-tuning cell
 and plot with one line per pre-training taxonomy, averaged over 3 seeds and the 6 dataset/folds.
 The from-scratch cells have the same names as label_efficiency.py's: with the same --root they run once.
 Defaults: 2 pre-training runs, then (2 taxonomies + scratch) x 3 fractions x 3 seeds x 6 = 162 fine-tuning
-runs (see label_efficiency.py for their cost; not measured on an accelerator).
+runs, 11.6M examples in all: ~13 H200-minutes of train steps at the measured 14,620 examples/s (ResNet-50,
+bfloat16, batch 256, one H200; benchmarks/README.md), plus each run's start-up, compilation and evaluation
+(see label_efficiency.py; not measured).
 """
 
-from lanser_jax import config_lib
-from lanser_jax.tools import sweep
-from lanser_jax.experiments import common as layout
+from lanser_jax.experiments import common
 
 SEEDS = (0, 1, 2)
 TEMPLATE, LABELER = "conversation", "entailment"
@@ -32,35 +32,35 @@ def _list(value: str) -> list[str]:
 
 
 def get_sweep(arg=None):
-  arg = layout.sweep_args(arg, taxonomies="fine40+ekman7", sources="peoples_speech",
+  arg = common.sweep_args(arg, taxonomies="fine40+ekman7", sources="peoples_speech",
                                   fractions="0.1+0.3+1.0", stage="finetune")
   taxonomies, sources = _list(arg.taxonomies), _list(arg.sources)
   fractions = [float(f) for f in _list(arg.fractions)]
-  names = [layout.taxonomy_name(t) for t in taxonomies]
+  names = [common.taxonomy_name(t) for t in taxonomies]
   if len(set(names)) != len(names):
     raise ValueError(f"taxonomies={arg.taxonomies!r}: two have the same name {names}")
   if arg.stage == "pretrain":
-    pretrain = config_lib.load_python_file(sweep.resolve_path("lanser_jax/experiments/sweeps/pretrain.py"), kind="sweep")
     cells = []
     for source in sources:
       for taxonomy in taxonomies:
-        cell = pretrain.pretrain_cell(source, {"taxonomy": taxonomy}, arg)
-        cell["axes"]["taxonomy"] = layout.taxonomy_name(taxonomy)
+        cell = common.pretrain_cell(source, {"taxonomy": taxonomy}, arg)
+        cell["axes"]["taxonomy"] = common.taxonomy_name(taxonomy)
         cells.append(cell)
     return cells
   if arg.stage != "finetune":
     raise ValueError(f"stage={arg.stage!r}: expected finetune or pretrain")
   cells = []
-  for dataset, fold, exp_file, _ in layout.dataset_folds():
+  for dataset, fold, exp_file, _ in common.dataset_folds():
     for fraction in fractions:
       for seed in SEEDS:
-        cells.append(layout.finetune_cell(dataset, fold, exp_file, "none", fraction, seed, arg))
+        cells.append(common.finetune_cell(dataset, fold, exp_file, "none", fraction, seed, arg))
         for source in sources:
           for taxonomy in taxonomies:
-            variant = layout.weak_variant(taxonomy, TEMPLATE, LABELER)
-            cell = layout.finetune_cell(
+            variant = common.weak_variant(taxonomy, TEMPLATE, LABELER)
+            cell = common.finetune_cell(
                 dataset, fold, exp_file, source, fraction, seed, arg,
-                extra=f"taxonomy={taxonomy},template={TEMPLATE},labeler={LABELER}", tag=f"taxonomy/{variant}")
-            cell["axes"]["pretrained"] = f"{source}:{layout.taxonomy_name(taxonomy)}"
+                extra={"taxonomy": taxonomy, "template": TEMPLATE, "labeler": LABELER},
+                tag=f"taxonomy/{variant}")
+            cell["axes"]["pretrained"] = f"{source}:{common.taxonomy_name(taxonomy)}"
             cells.append(cell)
   return cells
