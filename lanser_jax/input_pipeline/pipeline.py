@@ -34,6 +34,8 @@ from lanser_jax.input_pipeline import windows as windows_lib
 
 
 def open_source(data_dir: str, split: str) -> grain.sources.ArrayRecordDataSource:
+  """The split's records in shard order; fails naming a shard of another record format (records.check_format)."""
+  records.check_format(data_dir)
   return grain.sources.ArrayRecordDataSource(records.list_shards(data_dir, split))
 
 

@@ -1,5 +1,11 @@
-import os
+"""The training and evaluation pipelines and the record format: batches against what they must hold, worker
+processes, resume, process slices, label subsets, and format-1 folders refused."""
 
+import json
+import os
+import re
+
+import msgpack
 import numpy as np
 import pytest
 
@@ -24,55 +30,90 @@ def test_record_roundtrip_and_validation():
   assert data[:4] == b"LJR2" and back.log_mel.dtype == np.float16 and not back.log_mel.flags.writeable
   with pytest.raises(records.RecordError, match="shard-8.*bytes, the header says"):
     records.decode(data[:-2], where="shard-8")
-  # Format 1 (msgpack of the whole dict) still reads, to the same example.
-  old = records.decode(records.encode_v1(ex))
-  assert (old.utt_id, old.label, old.speaker_id) == ("u1", 2, "spk")
-  np.testing.assert_array_equal(old.log_mel, back.log_mel)
-  np.testing.assert_array_equal(old.scores, back.scores)
   assert records.decode(records.encode(records.Example("u3", ex.log_mel))).scores is None
+  with pytest.raises(records.RecordError, match="shard-9: a format-1 record, which this lanser-jax no longer "
+                     "reads; write the folder again with the offline features stage"):
+    records.decode(_format1_record(ex), where="shard-9")
 
 
-def test_compressed_format_1_shards_read_as_the_new_uncompressed_ones(tmp_path):
-  """A folder as this project wrote it before format 2 (format-1 records, ArrayRecord's default zstd
-  compression, sidecars without format keys) gives the same records and training batches as the same
-  examples written today (format 2, uncompressed); dataset.json says which is which."""
+def _format1_record(ex: records.Example) -> bytes:
+  """A record as early versions wrote it: msgpack of the whole dict (a map), log-mels included."""
+  return msgpack.packb({"v": 1, "utt_id": ex.utt_id, "speaker_id": ex.speaker_id, "label": ex.label,
+                        "log_mel": np.asarray(ex.log_mel, np.float16).tobytes(), "scores": None})
+
+
+def _format1_folder(folder: str, exs: list, shards: int, format2_shards: tuple[int, ...] = ()):
+  """A feature folder as early versions wrote it: format-1 records in ArrayRecord's default zstd shards, stats
+  sidecars without format keys, dataset.json version 1; the shards in `format2_shards` as written today
+  (dataset.json then says version 2 with record formats [1, 2], as a merge over both kinds wrote it)."""
   from array_record.python import array_record_module
-  rng = np.random.default_rng(0)
-  exs = [records.Example(f"u{i}", rng.normal(size=(int(rng.integers(5, 40)), 4)).astype(np.float16), i % 2,
-                         speaker_id="s") for i in range(12)]
-  new_dir, old_dir = str(tmp_path / "new"), str(tmp_path / "old")
-  records.write_split(new_dir, "train", exs, 2, 4)
-  os.makedirs(old_dir)
-  for shard in range(2):
-    path = os.path.join(old_dir, records.shard_name("train", shard, 2))
-    writer = array_record_module.ArrayRecordWriter(path, records.LEGACY_WRITER_OPTIONS)
+  os.makedirs(folder)
+  for shard in range(shards):
+    mine = exs[shard::shards]
+    if shard in format2_shards:
+      with records.ShardWriter(folder, "train", shard, shards, 4) as w:
+        for ex in mine:
+          w.write(ex)
+      continue
+    path = os.path.join(folder, records.shard_name("train", shard, shards))
+    writer = array_record_module.ArrayRecordWriter(path, "group_size:1")
     stats = records.RunningStats(4)
-    for ex in exs[shard::2]:
-      writer.write(records.encode_v1(ex))
+    for ex in mine:
+      writer.write(_format1_record(ex))
       stats.add(ex)
     writer.close()
     records.write_json(path.removesuffix(".array_record") + ".stats.json", stats.to_json())
-  infos = {d: records.write_dataset_info(d, ["a", "b"], {}, ["train"]) for d in (new_dir, old_dir)}
-  assert infos[new_dir]["version"] == 2
-  assert infos[new_dir]["splits"]["train"]["record_versions"] == [2]
-  assert infos[new_dir]["splits"]["train"]["writer_options"] == [records.WRITER_OPTIONS]
-  assert infos[old_dir]["splits"]["train"]["record_versions"] == [1]
-  assert infos[old_dir]["splits"]["train"]["writer_options"] == [records.LEGACY_WRITER_OPTIONS]
-  written = {d: array_record_module.ArrayRecordReader(records.list_shards(d, "train")[0],
-                                                      "readahead_buffer_size:0").writer_options_string()
-             for d in (new_dir, old_dir)}
-  assert "uncompressed" in written[new_dir] and "zstd" in written[old_dir]
-  new_src, old_src = pipeline.open_source(new_dir, "train"), pipeline.open_source(old_dir, "train")
-  for i in range(len(exs)):
-    a, b = records.decode(new_src[i]), records.decode(old_src[i])
-    assert (a.utt_id, a.label, a.speaker_id) == (b.utt_id, b.label, b.speaker_id)
-    np.testing.assert_array_equal(a.log_mel, b.log_mel)
-  kwargs = dict(global_batch_size=4, crop_frames=16, normalizer=_normalizer(new_dir), num_classes=2, seed=0)
-  new_it, old_it = (iter(pipeline.train_dataset(d, "train", **kwargs)) for d in (new_dir, old_dir))
-  for _ in range(4):
-    a, b = next(new_it), next(old_it)
-    for key in b:
-      np.testing.assert_array_equal(a[key], b[key], err_msg=key)
+  versions = sorted({2 if s in format2_shards else 1 for s in range(shards)})
+  records.write_json(os.path.join(folder, "dataset.json"), {
+      "version": 2 if format2_shards else 1, "label_names": ["a", "b"], "feature": {},
+      "splits": {"train": {"num_shards": shards, "num_examples": len(exs),
+                           **({"record_versions": versions} if format2_shards else {})}}})
+
+
+@pytest.mark.parametrize("format2_shards", [(), (0,)])
+def test_a_folder_of_format_1_shards_is_refused_naming_the_shard(tmp_path, format2_shards):
+  """Whole format-1 folders and folders mixing both formats fail when opened, in one line that names a
+  format-1 shard and what to do; a record read anyway fails at decode the same way."""
+  rng = np.random.default_rng(0)
+  exs = [records.Example(f"u{i}", rng.normal(size=(12, 4)).astype(np.float16), i % 2) for i in range(6)]
+  folder = str(tmp_path / "old")
+  _format1_folder(folder, exs, 2, format2_shards)
+  first_old = min(set(range(2)) - set(format2_shards))
+  shard = os.path.join(folder, records.shard_name("train", first_old, 2))
+  message = (f"^{re.escape(shard)}: a shard of format-1 records, which this lanser-jax does not read \\(it reads format 2\\); "
+             "write the folder again with the offline features stage \\(--stage=features\\), in a new workdir or "
+             "after removing its shards$")
+  normalizer = pipeline.Normalizer(np.zeros(4, np.float32), np.ones(4, np.float32))
+  for read in (lambda: records.read_dataset_info(folder), lambda: pipeline.open_source(folder, "train"),
+               lambda: pipeline.train_dataset(folder, "train", global_batch_size=2, crop_frames=4,
+                                              normalizer=normalizer, num_classes=2, seed=0),
+               lambda: pipeline.make_eval_set(folder, "train", crop_frames=4, hop_frames=2, num_classes=2),
+               lambda: records.write_dataset_info(folder, ["a", "b"], {}, ["train"])):
+    with pytest.raises(records.RecordError, match=message):
+      read()
+  os.remove(os.path.join(folder, "dataset.json"))  # no dataset.json to say so: the record itself does
+  source = pipeline.open_source(folder, "train")
+  with pytest.raises(records.RecordError, match="a format-1 record, which this lanser-jax no longer reads"):
+    records.decode(source[len(source) - 1])
+
+
+def test_dataset_info_records_the_format_and_writer_options(tmp_path):
+  from array_record.python import array_record_module
+  exs = [records.Example(f"u{i}", np.ones((5, 4), np.float16), i % 2) for i in range(4)]
+  records.write_split(str(tmp_path), "train", exs, 2, 4)
+  info = records.write_dataset_info(str(tmp_path), ["a", "b"], {}, ["train"])
+  assert info["version"] == 2 and info["splits"]["train"]["record_versions"] == [2]
+  assert info["splits"]["train"]["writer_options"] == [records.WRITER_OPTIONS]
+  reader = array_record_module.ArrayRecordReader(records.list_shards(str(tmp_path), "train")[0],
+                                                 "readahead_buffer_size:0")
+  assert "uncompressed" in reader.writer_options_string()
+  reader.close()
+  with open(tmp_path / "dataset.json") as f:
+    newer = {**json.load(f), "version": 3}
+  records.write_json(str(tmp_path / "dataset.json"), newer)
+  with pytest.raises(records.RecordError, match="format version 3, this lanser-jax reads 2 \\(written by a newer "
+                     "version: update lanser-jax\\)"):
+    records.read_dataset_info(str(tmp_path))
 
 
 def test_missing_shard_is_named(tmp_path):
