@@ -332,7 +332,8 @@ def read_dataset_info(data_dir: str) -> dict[str, Any]:
   """dataset.json, checked: its keys, and that every split's shards hold records of this format."""
   path = os.path.join(data_dir, "dataset.json")
   if not fileio.exists(path):
-    raise RecordError(f"{path}: missing; a feature folder needs dataset.json (see lanser_jax/input_pipeline/records.py)")
+    raise RecordError(f"{path}: missing; a feature folder needs dataset.json "
+                      "(see lanser_jax/input_pipeline/records.py)")
   info = read_json(path)
   for key in ("label_names", "feature", "splits"):
     if key not in info:

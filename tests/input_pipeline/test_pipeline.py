@@ -80,9 +80,9 @@ def test_a_folder_of_format_1_shards_is_refused_naming_the_shard(tmp_path, forma
   _format1_folder(folder, exs, 2, format2_shards)
   first_old = min(set(range(2)) - set(format2_shards))
   shard = os.path.join(folder, records.shard_name("train", first_old, 2))
-  message = (f"^{re.escape(shard)}: a shard of format-1 records, which this lanser-jax does not read \\(it reads format 2\\); "
-             "write the folder again with the offline features stage \\(--stage=features\\), in a new workdir or "
-             "after removing its shards$")
+  message = (f"^{re.escape(shard)}: a shard of format-1 records, which this lanser-jax does not read \\(it reads "
+             "format 2\\); write the folder again with the offline features stage \\(--stage=features\\), in a new "
+             "workdir or after removing its shards$")
   normalizer = pipeline.Normalizer(np.zeros(4, np.float32), np.ones(4, np.float32))
   for read in (lambda: records.read_dataset_info(folder), lambda: pipeline.open_source(folder, "train"),
                lambda: pipeline.train_dataset(folder, "train", global_batch_size=2, crop_frames=4,
