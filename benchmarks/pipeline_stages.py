@@ -1,7 +1,9 @@
-"""Where the input pipeline's time goes: per-stage microtimings of the old and the new path, the new map's
+"""Where the input pipeline's time goes: per-stage microtimings of the training map and its sampler, the map's
 split in place, and the worker hand-over's cost and page faults (benchmarks/input_throughput.py prints them).
 
-Imported by input_throughput.py (by file path: benchmarks/ is a folder of scripts, not a package).
+Imported by input_throughput.py and train_step.py (by file path: benchmarks/ is a folder of scripts, not a
+package), also in a process whose `lanser_jax` is an older checkout (input_throughput.py's baseline rows,
+which use only `CpuClock`): the current pipeline's modules are imported where they are timed.
 All timings are CPU time: on a shared machine the wall clock counts other jobs' turns.
 """
 
@@ -14,9 +16,6 @@ import time
 import grain
 import numpy as np
 import psutil
-from grain._src.python.experimental.index_shuffle.python import index_shuffle_module
-
-from lanser_jax.input_pipeline import crop_draws, pipeline, records, shuffle
 
 
 class CpuClock:
@@ -105,133 +104,87 @@ def page_fault_us(pages: int = 4096, repeats: int = 3) -> float:
   return 1e6 * best / pages
 
 
-def stage_costs(args) -> dict[str, dict[str, float | None]]:
-  """Each stage of the old path (on the format-1 copy) and of the new one (on the format-2 folder), per
-  example. Records are read and dropped one at a time, as both pipelines read them."""
-  sources = {"old": pipeline.open_source(args.format1_dir, "train"),
-             "new": pipeline.open_source(args.data_dir, "train")}
-  normalizer = pipeline.Normalizer.from_file(os.path.join(args.data_dir, "stats.json"))
-  length = len(sources["new"])
+def stage_costs(args) -> dict[str, dict[str, float]]:
+  """Each stage of the training map and its sampler, per example (`us`). Records are read and dropped one at a
+  time, as the pipeline reads them; rows in parentheses are alternatives not taken, or costs inside another."""
+  from lanser_jax.input_pipeline import pipeline, records, sampler
+  source = pipeline.open_source(args.data_dir, "train")
+  length = len(source)
   n = min(args.stage_examples, length)
   keys = [int(k) for k in np.random.default_rng(0).choice(length, n, replace=False)]
   t_, bins = args.frames, args.mel_bins
-  raw = {k: [src[i] for i in keys] for k, src in sources.items()}
-  exs = [records.decode(r) for r in raw["new"]]
+  raw = [source[i] for i in keys]
+  exs = [records.decode(r) for r in raw]
   frames = np.asarray([e.log_mel.shape[0] for e in exs])
-  key = crop_draws.generator_key(1)
-  starts = crop_draws.crop_starts(1, np.arange(n), frames, t_)
   lengths = [min(int(f), t_) for f in frames]
-  floats = [e.log_mel.astype(np.float32) for e in exs]
-  normed = [normalizer(e.log_mel) for e in exs]
+  order = sampler.Sampler(length, 3, args.batch)
+  words = np.concatenate([order.crop_words(b) for b in range(-(-n // args.batch))])[:n].tolist()
+  starts = [sampler.crop_start(w, f - t_ + 1) if f > t_ else 0 for w, f in zip(words, frames.tolist())]
 
-  def read(kind):
-    def fn():
-      for i in keys:
-        sources[kind][i]
-    return fn
+  def read():
+    for i in keys:
+      source[i]
 
-  def decode(kind):
-    def fn():
-      for r in raw[kind]:
-        records.decode(r)
-    return fn
+  def decode():
+    for r in raw:
+      records.decode(r)
 
-  def old_order():
-    for i in range(n):
-      index_shuffle_module.index_shuffle(i % length, max_index=length - 1, seed=3, rounds=4)
+  def epoch_order():  # a whole epoch from a fresh sampler: its argsort included
+    fresh = sampler.Sampler(length, 3, args.batch)
+    for b in range(-(-length // args.batch)):
+      fresh.positions(b)
 
-  def new_order():  # a whole epoch from a fresh ShuffleOrder: its epoch table (or chunks) included
-    order = shuffle.ShuffleOrder(length, 3)
-    for lo in range(0, length, args.batch):
-      order(np.arange(lo, min(lo + args.batch, length)))
-
-  def old_draw():
-    gen = np.random.Generator(np.random.Philox(1))
-    for i, f in enumerate(frames.tolist()):
-      if f > t_:
-        crop_draws.reset_generator(gen, i)
-        gen.integers(0, f - t_ + 1)
-
-  def new_draw():
+  def crop_draws():
     for lo in range(0, n, args.batch):
-      u32 = crop_draws.first_uint32s(key, np.arange(lo, min(lo + args.batch, n))).tolist()
+      words = order.crop_words(lo // args.batch).tolist()
       for r, f in enumerate(frames[lo:lo + args.batch].tolist()):
         if f > t_:
-          crop_draws.bounded(u32[r], f - t_ + 1)
+          sampler.crop_start(words[r], f - t_ + 1)
 
-  def old_crop():
-    for x, s, m in zip(normed, starts, lengths):
-      out = np.zeros((t_, bins), np.float32)
-      out[:m] = x[s:s + m]
-
-  def new_crop():
+  def crop():
     out = np.empty((n, t_, bins), np.float16)
     for r, (e, s, m) in enumerate(zip(exs, starts, lengths)):
       out[r, :m] = e.log_mel[s:s + m]
       if m < t_:
         out[r, m:] = 0
 
-  def masks():
-    for m in lengths:
-      mask = np.zeros((t_,), bool)
-      mask[:m] = True
-
-  crops = [np.zeros((t_, bins), np.float32) for _ in range(n)]
-  masks_ = [np.zeros((t_,), bool) for _ in range(n)]
-  rows = {
-      "record read, one at a time (old: format 1, zstd:3 shards; new: format 2, uncompressed)":
-          (read("old"), read("new")),
-      "decode (old: format 1, msgpack of the whole record; new: format 2, msgpack header + np.frombuffer)":
-          (decode("old"), decode("new")),
-      "shuffle order (old: Grain's index_shuffle per element; new: shuffle.py per batch)": (old_order, new_order),
-      "crop draw (old: Generator reset + integers per element; new: crop_draws.py per batch)":
-          (old_draw, new_draw),
-      "float16 -> float32 cast (old: whole utterance)": (lambda: [e.log_mel.astype(np.float32) for e in exs],
-                                                         None),
-      "normalisation (old: whole utterance)": (lambda: [(x - normalizer.mean) / normalizer.std
-                                                       for x in floats], None),
-      "padding + crop copy (old: float32 per element; new: float16 into the batch)": (old_crop, new_crop),
-      "mask (new: lengths only)": (masks, None),
-      "batch stacking (new: none, preallocated)": (lambda: (np.stack(crops), np.stack(masks_)), None),
+  table = {
+      "record read, one at a time (format 2, uncompressed shards)": {"us": _us_per_example(read, n)},
+      "decode (msgpack header + np.frombuffer)": {"us": _us_per_example(decode, n)},
+      "epoch order (sampler: Philox words + stable argsort, positions per batch)":
+          {"us": _us_per_example(epoch_order, length)},
+      "crop draw (sampler: Philox words per batch, multiply-shift per row)": {"us": _us_per_example(crop_draws, n)},
+      "crop copy + padding (float16, into the batch)": {"us": _us_per_example(crop, n)},
+      "(record read, batched: __getitems__, the batch's records alive at once)":
+          {"us": _us_per_example(lambda: source.__getitems__(keys), n)},
   }
-  table = {}
-  for name, (old, new) in rows.items():
-    table[name] = {"old_us": _us_per_example(old, n) if old else None,
-                   "new_us": _us_per_example(new, length if new is new_order else n) if new else None}
-  table["(record read, batched: __getitems__, the batch's records alive at once)"] = {
-      "old_us": _us_per_example(lambda: sources["old"].__getitems__(keys), n),
-      "new_us": _us_per_example(lambda: sources["new"].__getitems__(keys), n)}
   b = min(args.batch, n)
-  old_batch = {"log_mel": np.zeros((b, t_, bins), np.float32), "mask": np.zeros((b, t_), bool),
-               "label": np.zeros((b,), np.int32)}
-  new_batch = {"log_mel": np.zeros((b, t_, bins), np.float16), "length": np.zeros((b,), np.int32),
-               "label": np.zeros((b,), np.int32)}
-  ipc_batches = max(4, 2048 // b)
-  (old_ipc, old_faults), (new_ipc, new_faults) = (ipc_us_per_example(old_batch, ipc_batches),
-                                                  ipc_us_per_example(new_batch, ipc_batches))
-  table["worker IPC (shared memory, per example)"] = {"old_us": old_ipc, "new_us": new_ipc}
+  batch = {"log_mel": np.zeros((b, t_, bins), np.float16), "length": np.zeros((b,), np.int32),
+           "label": np.zeros((b,), np.int32)}
+  ipc, faults = ipc_us_per_example(batch, max(4, 2048 // b))
+  table["worker IPC (shared memory, per example)"] = {"us": ipc}
   fault = page_fault_us()
   table["(worker IPC: page faults per example, x the cost of one below)"] = {
-      "old_us": old_faults * fault, "new_us": new_faults * fault,
-      "old_faults": old_faults, "new_faults": new_faults, "fault_us": fault}
+      "us": faults * fault, "faults": faults, "fault_us": fault}
   return table
 
 
 def in_place_costs(args, batches: int = 6, repeats: int = 3) -> dict[str, float]:
-  """The new map's time per example split where it goes inside the map, on batch loops as training runs
+  """The training map's time per example split where it goes inside the map, on batch loops as training runs
   them (records of shuffled shards, a batch array filled between reads): loops that do the map's first k
   steps (the same calls in the same order as pipeline.CropBatch.map, label target), then CropBatch.map
   itself, each over the same batches, process CPU time, best of `repeats` interleaved runs; each step's
   cost is the difference to the loop before (so timers cost nothing per element)."""
+  from lanser_jax.input_pipeline import pipeline, records, sampler
   source = pipeline.open_source(args.data_dir, "train")
-  order = pipeline.ShuffledBatches(np.arange(len(source)), 5, args.batch)
-  crop = pipeline.CropBatch(source, args.frames, args.mel_bins, 6, "label", args.num_classes)
+  order = pipeline.SampledBatches(np.arange(len(source)), 5, args.batch)
+  crop = pipeline.CropBatch(source, args.frames, args.mel_bins, "label", args.num_classes)
   t_ = args.frames
 
   def loop(steps: int):
     def run(element):
-      positions, keys = element
-      draws = crop_draws.first_uint32s(crop.key, positions).tolist()
+      keys, words = element
+      words = words.tolist()
       log_mel = np.empty((len(keys), t_, args.mel_bins), np.float16)
       for r, key in enumerate(keys.tolist()):
         data = source[key]
@@ -240,11 +193,8 @@ def in_place_costs(args, batches: int = 6, repeats: int = 3) -> dict[str, float]
         ex = records.decode(data, where=f"train record {key}")
         if steps < 3:
           continue
-        frames, start = ex.log_mel.shape[0], 0
-        if frames > t_:
-          start = crop_draws.bounded(draws[r], frames - t_ + 1)
-          if start is None:
-            start = crop_draws.draw(6, int(positions[r]), frames - t_ + 1)
+        frames = ex.log_mel.shape[0]
+        start = sampler.crop_start(words[r], frames - t_ + 1) if frames > t_ else 0
         if steps < 4:
           continue
         n = min(frames, t_)
@@ -253,7 +203,7 @@ def in_place_costs(args, batches: int = 6, repeats: int = 3) -> dict[str, float]
           log_mel[r, n:] = 0
     return run
 
-  steps = {"record read (+ batch setup, crop-draw uint32s)": loop(1), "decode": loop(2), "crop start": loop(3),
+  steps = {"record read (+ batch setup)": loop(1), "decode": loop(2), "crop start": loop(3),
            "crop copy + padding": loop(4), "the rest of CropBatch.map (lengths, targets, checks)": crop.map}
   elements = [order[b] for b in range(batches)]
   best = dict.fromkeys(steps, float("inf"))

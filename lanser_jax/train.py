@@ -34,7 +34,7 @@ from flax.training import train_state
 from jax.experimental import multihost_utils
 from jax.sharding import NamedSharding, PartitionSpec as P
 
-from lanser_jax.input_pipeline import pipeline, records, subsets
+from lanser_jax.input_pipeline import pipeline, records, sampler, subsets
 from lanser_jax.engine import checkpointing, metrics, sharding, writers
 from lanser_jax.utils import fileio
 from lanser_jax import models
@@ -317,9 +317,10 @@ def data_spec_of(c: ml_collections.ConfigDict, info: dict[str, Any], subset) -> 
 
 
 def iterator_spec_of(c: ml_collections.ConfigDict) -> dict[str, Any]:
-  """How the data iterator was built: a saved Grain state is only loaded into the same kind."""
+  """How the data iterator was built: a saved Grain state is only loaded into the same kind. `sampler` names
+  the order a position indexes: a checkpoint of another order is resumed from its step in this one."""
   return {"num_workers": int(c.data.num_workers), "worker_buffer_size": int(c.data.worker_buffer_size),
-          "process_count": jax.process_count(), "grain": grain.__version__}
+          "process_count": jax.process_count(), "grain": grain.__version__, "sampler": sampler.SAMPLER}
 
 
 def log_overview(config: ml_collections.ConfigDict, params: Any):

@@ -1,14 +1,14 @@
 """Grain input pipelines over feature shards (see records.py for the format): the host half of the input.
 
-Training: batch b -> the record indices of this process's rows of global batch b, in Grain's seeded shuffle
-order computed for the whole batch (`ShuffledBatches`, shuffle.py) -> one map per batch that reads the
-batch's records one after another, decodes them (format 2: a view of the record's bytes) and copies a
-random `crop_frames` window of each into one preallocated float16 array, with each crop's length.
-Normalisation, the float32 cast and the padding mask are the device half (`Normalizer.device`, traced into
-the jitted train and eval steps), so the host does no per-frame arithmetic and hands over half the bytes.
-The crop of element i is drawn exactly as the earlier per-element pipeline (lanser_jax/input_pipeline/reference.py)
-drew it, so batches are the same for the same seed. The iterator is a Grain `DatasetIterator`, so its
-position is saved in checkpoints and a resumed run sees the same batches.
+Training: batch b -> the record indices of this process's rows of global batch b and a random word per row
+(`SampledBatches`: the project's sampler, sampler.py: one seeded permutation per epoch, every record once per
+epoch) -> one map per batch that reads the batch's records one after another, decodes them (a view of the
+record's bytes) and copies a random `crop_frames` window of each, placed by the row's word, into one
+preallocated float16 array, with each crop's length. Normalisation, the float32 cast and the padding mask are
+the device half (`Normalizer.device`, traced into the jitted train and eval steps), so the host does no
+per-frame arithmetic and hands over half the bytes. A batch is a function of (seed, batch index) alone, so
+`start_batch` resumes anywhere; the iterator is a Grain `DatasetIterator`, so its position is also saved in
+checkpoints.
 
 Evaluation: every utterance of this process's slice exactly once and whole. Utterances longer than the crop are
 cut into overlapping windows; the model's logits are averaged over an utterance's windows (the windowing is
@@ -29,23 +29,14 @@ from typing import Any, Iterator, Sequence
 import grain
 import numpy as np
 
-from lanser_jax.input_pipeline import crop_draws, records, shuffle
+from lanser_jax.input_pipeline import records, sampler
 from lanser_jax.input_pipeline import windows as windows_lib
 
 
 def open_source(data_dir: str, split: str) -> grain.sources.ArrayRecordDataSource:
+  """The split's records in shard order; fails naming a shard of another record format (records.check_format)."""
+  records.check_format(data_dir)
   return grain.sources.ArrayRecordDataSource(records.list_shards(data_dir, split))
-
-
-def crop_or_pad(log_mel: np.ndarray, start: int, length: int) -> tuple[np.ndarray, np.ndarray]:
-  """Frames [start, start+length) of `log_mel`, zero-padded at the end; mask marks real frames."""
-  window = log_mel[start:start + length]
-  n = window.shape[0]
-  out = np.zeros((length, log_mel.shape[1]), np.float32)
-  out[:n] = window
-  mask = np.zeros((length,), bool)
-  mask[:n] = True
-  return out, mask
 
 
 @dataclasses.dataclass(frozen=True)
@@ -59,20 +50,9 @@ class Normalizer:
     mean, std = records.read_stats(path)
     return cls(mean, std)
 
-  def __call__(self, log_mel: np.ndarray) -> np.ndarray:
-    if log_mel.shape[-1] != self.mean.shape[0]:
-      raise records.RecordError(f"features have {log_mel.shape[-1]} mel bins but the stats file has "
-                                f"{self.mean.shape[0]}")
-    return (log_mel.astype(np.float32) - self.mean) / self.std
-
   @property
   def mel_bins(self) -> int:
     return self.mean.shape[0]
-
-  def check_bins(self, log_mel: np.ndarray, where: str = "features"):
-    if log_mel.shape[-1] != self.mean.shape[0]:
-      raise records.RecordError(f"{where} have {log_mel.shape[-1]} mel bins but the stats file has "
-                                f"{self.mean.shape[0]}")
 
   def device(self, batch: dict[str, Any]) -> tuple[Any, Any]:
     """The device half of the input, traced inside a jitted step: float16 crops [b, frames, bins] and their
@@ -108,47 +88,43 @@ def _targets(ex: records.Example, target: str, num_classes: int, where: str) -> 
   return {"label": np.int32(ex.label)}
 
 
-class ShuffledBatches(grain.MapDataset):
-  """Batch b -> (element indices, record indices) of this process's rows of global batch b: what
-  `MapDataset.source(indices).shuffle(seed).repeat()`, then `reference.ProcessSlice` and `batch` gave,
-  computed for the whole batch at once (shuffle.py: Grain's permutation in NumPy, one epoch's order kept)
-  instead of through five Grain calls per element. The element index seeds the element's crop."""
+class SampledBatches(grain.MapDataset):
+  """Batch b -> (record indices, crop words) of this process's rows of global batch b (sampler.Sampler over
+  `indices`: all records, or a label subset)."""
 
   def __init__(self, indices: np.ndarray, seed: int, global_batch: int, process_index: int = 0,
                process_count: int = 1):
     super().__init__()
     self._indices = np.asarray(indices, np.int64)
-    self._order = shuffle.ShuffleOrder(len(self._indices), seed)
-    self._global, self._local = global_batch, global_batch // process_count
-    self._rows = np.arange(self._local, dtype=np.int64) + process_index * self._local
+    self._sampler = sampler.Sampler(len(self._indices), seed, global_batch, process_index, process_count)
 
   def __len__(self):
-    return sys.maxsize // self._global
+    return sys.maxsize // self._sampler.global_batch
 
   def __getitem__(self, index):
     if isinstance(index, slice):
       return self.slice(index)
-    elements = index * self._global + self._rows
-    return elements, self._indices[self._order(elements)]
+    positions, words = self._sampler(index)
+    return self._indices[positions], words
 
   def __str__(self):
-    return (f"ShuffledBatches({len(self._indices)} records, rows {self._rows[0]}..{self._rows[-1] + 1} of "
-            f"{self._global})")
+    rows = self._sampler.rows
+    return (f"SampledBatches({len(self._indices)} records, rows {rows[0]}..{rows[-1] + 1} of "
+            f"{self._sampler.global_batch})")
 
 
 class CropBatch(grain.transforms.Map):
-  """A batch of (element index, record index) -> float16 crops, lengths and targets, in one call: each crop
+  """A batch of (record indices, crop words) -> float16 crops, lengths and targets, in one call: each crop
   is copied once, from the decoded record's buffer straight into the batch array."""
 
-  def __init__(self, source, crop_frames: int, mel_bins: int, seed: int, target: str, num_classes: int):
-    self.source, self.crop_frames, self.mel_bins, self.seed = source, crop_frames, mel_bins, seed
+  def __init__(self, source, crop_frames: int, mel_bins: int, target: str, num_classes: int):
+    self.source, self.crop_frames, self.mel_bins = source, crop_frames, mel_bins
     self.target, self.num_classes = target, num_classes
-    self.key = crop_draws.generator_key(seed)
 
   def map(self, element: tuple[np.ndarray, np.ndarray]) -> dict[str, np.ndarray]:
-    positions, keys = element
+    keys, words = element
     b, t = len(keys), self.crop_frames
-    draws = crop_draws.first_uint32s(self.key, positions).tolist()  # each element's crop draw, as random_map's
+    words = words.tolist()
     log_mel = np.empty((b, t, self.mel_bins), np.float16)  # not zeros: only padding needs zeroing
     length = np.empty((b,), np.int32)
     label = np.empty((b,), np.int32)
@@ -162,11 +138,7 @@ class CropBatch(grain.transforms.Map):
       if ex.log_mel.shape[1] != self.mel_bins:
         raise records.RecordError(f"train record {key} ({ex.utt_id}): features have "
                                   f"{ex.log_mel.shape[1]} mel bins but the stats file has {self.mel_bins}")
-      start = 0
-      if frames > t:
-        start = crop_draws.bounded(draws[r], frames - t + 1)
-        if start is None:  # Lemire's rare rejection: NumPy draws again
-          start = crop_draws.draw(self.seed, int(positions[r]), frames - t + 1)
+      start = sampler.crop_start(words[r], frames - t + 1) if frames > t else 0
       n = min(frames, t)
       log_mel[r, :n] = ex.log_mel[start:start + n]
       if n < t:
@@ -209,8 +181,8 @@ def train_dataset(data_dir: str, split: str, *, global_batch_size: int, crop_fra
   indices = np.arange(len(source)) if subset is None else np.asarray(subset)
   if len(indices) == 0:
     raise records.RecordError(f"{data_dir}: split {split!r} has no training records")
-  ds = ShuffledBatches(indices, seed, global_batch_size, process_index, process_count)
-  ds = ds.map(CropBatch(source, crop_frames, normalizer.mel_bins, seed + 1, target, num_classes))
+  ds = SampledBatches(indices, seed, global_batch_size, process_index, process_count)
+  ds = ds.map(CropBatch(source, crop_frames, normalizer.mel_bins, target, num_classes))
   if not on_device:
     ds = ds.map(HostFinish(normalizer))
   if start_batch:

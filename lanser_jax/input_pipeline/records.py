@@ -7,20 +7,19 @@ A feature dataset is a folder:
   <dir>/<split>-SSSSS-of-NNNNN.array_record  records, one serialised `Example` each
   <dir>/<split>-SSSSS-of-NNNNN.stats.json    the shard's running sums, merged into stats.json
 
-A record (format 2, what `encode` writes) is a small header and the raw log-mel bytes:
+A record (format 2) is a small header and the raw log-mel bytes:
   b"LJR2", uint32 little-endian n, n bytes of msgpack {utt_id: str, speaker_id: str, label: int (-1 when
   unknown), frames: int, mel_bins: int, scores: float32 little-endian bytes [num_scores] or nil (soft weak
   label)}, zero bytes up to the next multiple of 16, then log_mel: float16 little-endian [frames, mel_bins].
-`decode` views the log-mels in the record's buffer (np.frombuffer, no copy): a crop is the first copy.
-Format 1 records (what this project wrote before format 2; msgpack via `flax.serialization` of the whole dict,
-log_mel included) are still read: `decode` tells them apart by the first byte (a format-1 record is a
-msgpack map; 'L' is a msgpack integer). No pickle in either.
+`decode` views the log-mels in the record's buffer (np.frombuffer, no copy): a crop is the first copy. No
+pickle. Format 1 (msgpack of the whole dict, which early versions wrote) is not read: a folder of it fails at
+`read_dataset_info` naming a shard, a record of it at `decode`; the features stage rewrites the folder.
 
 Shards are ArrayRecord files of one record per chunk (`group_size:1`, what random access needs), written
 uncompressed (WRITER_OPTIONS): float16 log-mels shrink only ~20% under array_record's default zstd:3 while
-a random read of a ~100 KB record costs ~4x the CPU time (benchmarks/input_throughput.py, stage table).
-Compression is recorded per chunk, so shards written compressed earlier read unchanged. dataset.json
-records the format version and, per split, the record formats and writer options of its shards.
+a random read of a ~100 KB record costs ~4x the CPU time (benchmarks/README.md).
+dataset.json records the format version and, per split, the record formats and writer options of its shards
+(from each shard's stats sidecar).
 
 Shards are written under a temporary name and renamed when complete, so a shard that exists is whole. The
 folder may be a gs:// or s3:// URL (lanser_jax.utils.fileio): shards are then written locally and uploaded whole;
@@ -39,14 +38,13 @@ from typing import Any, Iterable, Sequence
 import msgpack
 import numpy as np
 from array_record.python import array_record_module
-from flax import serialization
 
 from lanser_jax.utils import fileio
 
-FORMAT_VERSION = 2  # of the records `encode` writes and of dataset.json
-READABLE_VERSIONS = (1, 2)
+FORMAT_VERSION = 2  # of the records `encode` writes and of dataset.json; the only one read
 WRITER_OPTIONS = "group_size:1,uncompressed"
-LEGACY_WRITER_OPTIONS = "group_size:1"  # format-1 shards: array_record's default compression (zstd:3)
+REWRITE = ("write the folder again with the offline features stage (--stage=features), in a new workdir or "
+           "after removing its shards")
 NO_LABEL = -1
 _MAGIC = b"LJR2"
 _PREFIX = struct.Struct("<4sI")
@@ -90,10 +88,12 @@ def encode(example: Example) -> bytes:
 
 
 def decode(data: bytes, where: str = "record") -> Example:
-  """Inverse of `encode`, for both record formats; `where` names the shard and index in error messages.
-  The log-mels (and scores) of a format-2 record are read-only views of `data`."""
+  """Inverse of `encode`; `where` names the shard and index in error messages. The log-mels (and scores) are
+  read-only views of `data`."""
   if data[:4] != _MAGIC:
-    return _decode_v1(data, where)
+    if data[:1] and (0x80 <= data[0] <= 0x8F or data[0] in (0xDE, 0xDF)):  # a msgpack map: format 1
+      raise RecordError(f"{where}: a format-1 record, which this lanser-jax no longer reads; {REWRITE}")
+    raise RecordError(f"{where}: not a lanser-jax record (it starts {bytes(data[:4])!r}, not {_MAGIC!r})")
   try:
     _, n = _PREFIX.unpack_from(data)
     h = msgpack.unpackb(data[_PREFIX.size:_PREFIX.size + n])
@@ -108,26 +108,6 @@ def decode(data: bytes, where: str = "record") -> Example:
                    scores=scores)
   except Exception as e:  # a short record, a corrupt header or a missing key
     raise RecordError(f"{where}: not a lanser-jax record ({type(e).__name__}: {e})") from e
-
-
-def _decode_v1(data: bytes, where: str) -> Example:
-  """Format 1: msgpack (flax.serialization) of the whole dict, with "v": 1."""
-  try:
-    d = serialization.msgpack_restore(data)
-  except Exception as e:  # msgpack raises several types on corrupt input
-    raise RecordError(f"{where}: not a lanser-jax record ({type(e).__name__}: {e})") from e
-  if not isinstance(d, dict) or d.get("v") != 1:
-    raise RecordError(f"{where}: unknown record version {d.get('v') if isinstance(d, dict) else d!r}")
-  return Example(utt_id=d["utt_id"], speaker_id=d["speaker_id"], label=int(d["label"]),
-                 log_mel=d["log_mel"], scores=d["scores"])
-
-
-def encode_v1(example: Example) -> bytes:
-  """A format-1 record, as this project wrote them before format 2 (for tests of the format-1 reader)."""
-  return serialization.msgpack_serialize({
-      "v": 1, "utt_id": str(example.utt_id), "speaker_id": str(example.speaker_id),
-      "label": int(example.label), "log_mel": np.asarray(example.log_mel).astype(np.float16),
-      "scores": None if example.scores is None else np.asarray(example.scores, np.float32)})
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -292,14 +272,21 @@ def check_readable(data_dir: str, split: str):
                       f"could not reach it, or it is empty); {mount}")
 
 
+def _sidecar(path: str) -> dict[str, Any]:
+  """A shard's stats sidecar, which also names its record format (format-1 sidecars named none)."""
+  sidecar = path.removesuffix(".array_record") + ".stats.json"
+  if not fileio.exists(sidecar):
+    raise RecordError(f"{sidecar}: missing stats sidecar of shard {path}")
+  d = read_json(sidecar)
+  version = d.get("record_version", 1)
+  if version != FORMAT_VERSION:
+    raise RecordError(f"{path}: a shard of format-{version} records, which this lanser-jax does not read "
+                      f"(it reads format {FORMAT_VERSION}); {REWRITE}")
+  return d
+
+
 def _sidecars(data_dir: str, split: str) -> list[dict[str, Any]]:
-  out = []
-  for path in list_shards(data_dir, split):
-    sidecar = path.removesuffix(".array_record") + ".stats.json"
-    if not fileio.exists(sidecar):
-      raise RecordError(f"{sidecar}: missing stats sidecar of shard {path}")
-    out.append(read_json(sidecar))
-  return out
+  return [_sidecar(path) for path in list_shards(data_dir, split)]
 
 
 def merge_split_stats(data_dir: str, split: str, sidecars: list[dict[str, Any]] | None = None) -> RunningStats:
@@ -327,9 +314,8 @@ def write_dataset_info(data_dir: str, label_names: Sequence[str], feature: dict[
     st = merge_split_stats(data_dir, split, sidecars)
     info["splits"][split] = {
         "num_shards": len(sidecars), "num_examples": st.num_examples, "num_frames": st.num_frames,
-        # Sidecars written before format 2 name neither: their shards are format 1, default compression.
-        "record_versions": sorted({d.get("record_version", 1) for d in sidecars}),
-        "writer_options": sorted({d.get("writer_options", LEGACY_WRITER_OPTIONS) for d in sidecars})}
+        "record_versions": sorted({d["record_version"] for d in sidecars}),
+        "writer_options": sorted({d["writer_options"] for d in sidecars})}
   info.update(extra or {})
   write_json(os.path.join(data_dir, "dataset.json"), info)
   st = merge_split_stats(data_dir, stats_split)
@@ -343,17 +329,36 @@ def write_dataset_info(data_dir: str, label_names: Sequence[str], feature: dict[
 
 
 def read_dataset_info(data_dir: str) -> dict[str, Any]:
+  """dataset.json, checked: its keys, and that every split's shards hold records of this format."""
   path = os.path.join(data_dir, "dataset.json")
   if not fileio.exists(path):
-    raise RecordError(f"{path}: missing; a feature folder needs dataset.json (see lanser_jax/input_pipeline/records.py)")
+    raise RecordError(f"{path}: missing; a feature folder needs dataset.json "
+                      "(see lanser_jax/input_pipeline/records.py)")
   info = read_json(path)
   for key in ("label_names", "feature", "splits"):
     if key not in info:
       raise RecordError(f"{path}: missing key {key!r}")
-  if info.get("version", 1) not in READABLE_VERSIONS:
-    raise RecordError(f"{path}: format version {info.get('version')}, this lanser-jax reads "
-                      f"{list(READABLE_VERSIONS)} (written by a newer version?)")
+  check_format(data_dir, info)
   return info
+
+
+def check_format(data_dir: str, info: dict[str, Any] | None = None):
+  """Raises RecordError naming a shard this version cannot read, and what to do, where dataset.json (`info`,
+  read here when not given; nothing to check without one) says a split holds records of another format."""
+  path = os.path.join(data_dir, "dataset.json")
+  if info is None:
+    if not fileio.exists(path):
+      return
+    info = read_json(path)
+  version = info.get("version", 1)
+  if version > FORMAT_VERSION:
+    raise RecordError(f"{path}: format version {version}, this lanser-jax reads {FORMAT_VERSION} (written by a "
+                      "newer version: update lanser-jax)")
+  for split, d in info.get("splits", {}).items():
+    if version != FORMAT_VERSION or d.get("record_versions", [1]) != [FORMAT_VERSION]:
+      _sidecars(data_dir, split)  # names the first shard of another format
+      raise RecordError(f"{path}: split {split!r} is recorded as record formats {d.get('record_versions', [1])} "
+                        f"(format version {version}), which this lanser-jax does not read; {REWRITE}")
 
 
 def read_stats(path: str) -> tuple[np.ndarray, np.ndarray]:

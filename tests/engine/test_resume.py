@@ -123,6 +123,27 @@ def test_unreadable_iterator_state_is_rebuilt_from_the_step(synth_dir, unbroken,
   _assert_same_params(broken, unbroken)
 
 
+def test_checkpoint_of_the_grain_order_is_resumed_from_its_step_in_the_sampler_order(synth_dir, unbroken,
+                                                                                   tmp_path, caplog):
+  """A checkpoint written before the project's sampler (iterator settings without `sampler`; its Grain state
+  a position in Grain's order) does not restore that state: the position is rebuilt from the step in the
+  sampler's order, with a warning saying why, and the run ends as the unbroken one does."""
+  import json
+  from lanser_jax.input_pipeline import sampler
+  broken = _copy_until(unbroken, str(tmp_path / "broken"), 6)
+  meta_path = os.path.join(broken, "checkpoints", "6", "_CHECKPOINT_METADATA")
+  with open(meta_path) as f:
+    meta = json.load(f)
+  del meta["custom_metadata"]["iterator"]["sampler"]  # as the Grain-order pipeline wrote it
+  with open(meta_path, "w") as f:
+    json.dump(meta, f)
+  with caplog.at_level(logging.INFO):
+    train.train_and_evaluate(_config(synth_dir), broken)
+  assert any("data position rebuilt from step 6" in r.getMessage()
+             and f"sampler None -> {sampler.SAMPLER}" in r.getMessage() for r in caplog.records)
+  _assert_same_params(broken, unbroken)
+
+
 @pytest.mark.parametrize("override, message", [
     ({"batch_size": 16}, r"global batch size: checkpoint 8, this run 16"),
     ({"data.label_fraction": 0.5}, r"label subset: checkpoint None, this run \{'label_fraction': 0.5"),

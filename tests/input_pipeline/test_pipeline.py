@@ -1,9 +1,15 @@
-import os
+"""The training and evaluation pipelines and the record format: batches against what they must hold, worker
+processes, resume, process slices, label subsets, and format-1 folders refused."""
 
+import json
+import os
+import re
+
+import msgpack
 import numpy as np
 import pytest
 
-from lanser_jax.input_pipeline import pipeline, records, subsets
+from lanser_jax.input_pipeline import pipeline, records, sampler, subsets
 
 
 def _normalizer(d):
@@ -24,55 +30,90 @@ def test_record_roundtrip_and_validation():
   assert data[:4] == b"LJR2" and back.log_mel.dtype == np.float16 and not back.log_mel.flags.writeable
   with pytest.raises(records.RecordError, match="shard-8.*bytes, the header says"):
     records.decode(data[:-2], where="shard-8")
-  # Format 1 (msgpack of the whole dict) still reads, to the same example.
-  old = records.decode(records.encode_v1(ex))
-  assert (old.utt_id, old.label, old.speaker_id) == ("u1", 2, "spk")
-  np.testing.assert_array_equal(old.log_mel, back.log_mel)
-  np.testing.assert_array_equal(old.scores, back.scores)
   assert records.decode(records.encode(records.Example("u3", ex.log_mel))).scores is None
+  with pytest.raises(records.RecordError, match="shard-9: a format-1 record, which this lanser-jax no longer "
+                     "reads; write the folder again with the offline features stage"):
+    records.decode(_format1_record(ex), where="shard-9")
 
 
-def test_compressed_format_1_shards_read_as_the_new_uncompressed_ones(tmp_path):
-  """A folder as this project wrote it before format 2 (format-1 records, ArrayRecord's default zstd
-  compression, sidecars without format keys) gives the same records and training batches as the same
-  examples written today (format 2, uncompressed); dataset.json says which is which."""
+def _format1_record(ex: records.Example) -> bytes:
+  """A record as early versions wrote it: msgpack of the whole dict (a map), log-mels included."""
+  return msgpack.packb({"v": 1, "utt_id": ex.utt_id, "speaker_id": ex.speaker_id, "label": ex.label,
+                        "log_mel": np.asarray(ex.log_mel, np.float16).tobytes(), "scores": None})
+
+
+def _format1_folder(folder: str, exs: list, shards: int, format2_shards: tuple[int, ...] = ()):
+  """A feature folder as early versions wrote it: format-1 records in ArrayRecord's default zstd shards, stats
+  sidecars without format keys, dataset.json version 1; the shards in `format2_shards` as written today
+  (dataset.json then says version 2 with record formats [1, 2], as a merge over both kinds wrote it)."""
   from array_record.python import array_record_module
-  rng = np.random.default_rng(0)
-  exs = [records.Example(f"u{i}", rng.normal(size=(int(rng.integers(5, 40)), 4)).astype(np.float16), i % 2,
-                         speaker_id="s") for i in range(12)]
-  new_dir, old_dir = str(tmp_path / "new"), str(tmp_path / "old")
-  records.write_split(new_dir, "train", exs, 2, 4)
-  os.makedirs(old_dir)
-  for shard in range(2):
-    path = os.path.join(old_dir, records.shard_name("train", shard, 2))
-    writer = array_record_module.ArrayRecordWriter(path, records.LEGACY_WRITER_OPTIONS)
+  os.makedirs(folder)
+  for shard in range(shards):
+    mine = exs[shard::shards]
+    if shard in format2_shards:
+      with records.ShardWriter(folder, "train", shard, shards, 4) as w:
+        for ex in mine:
+          w.write(ex)
+      continue
+    path = os.path.join(folder, records.shard_name("train", shard, shards))
+    writer = array_record_module.ArrayRecordWriter(path, "group_size:1")
     stats = records.RunningStats(4)
-    for ex in exs[shard::2]:
-      writer.write(records.encode_v1(ex))
+    for ex in mine:
+      writer.write(_format1_record(ex))
       stats.add(ex)
     writer.close()
     records.write_json(path.removesuffix(".array_record") + ".stats.json", stats.to_json())
-  infos = {d: records.write_dataset_info(d, ["a", "b"], {}, ["train"]) for d in (new_dir, old_dir)}
-  assert infos[new_dir]["version"] == 2
-  assert infos[new_dir]["splits"]["train"]["record_versions"] == [2]
-  assert infos[new_dir]["splits"]["train"]["writer_options"] == [records.WRITER_OPTIONS]
-  assert infos[old_dir]["splits"]["train"]["record_versions"] == [1]
-  assert infos[old_dir]["splits"]["train"]["writer_options"] == [records.LEGACY_WRITER_OPTIONS]
-  written = {d: array_record_module.ArrayRecordReader(records.list_shards(d, "train")[0],
-                                                      "readahead_buffer_size:0").writer_options_string()
-             for d in (new_dir, old_dir)}
-  assert "uncompressed" in written[new_dir] and "zstd" in written[old_dir]
-  new_src, old_src = pipeline.open_source(new_dir, "train"), pipeline.open_source(old_dir, "train")
-  for i in range(len(exs)):
-    a, b = records.decode(new_src[i]), records.decode(old_src[i])
-    assert (a.utt_id, a.label, a.speaker_id) == (b.utt_id, b.label, b.speaker_id)
-    np.testing.assert_array_equal(a.log_mel, b.log_mel)
-  kwargs = dict(global_batch_size=4, crop_frames=16, normalizer=_normalizer(new_dir), num_classes=2, seed=0)
-  new_it, old_it = (iter(pipeline.train_dataset(d, "train", **kwargs)) for d in (new_dir, old_dir))
-  for _ in range(4):
-    a, b = next(new_it), next(old_it)
-    for key in b:
-      np.testing.assert_array_equal(a[key], b[key], err_msg=key)
+  versions = sorted({2 if s in format2_shards else 1 for s in range(shards)})
+  records.write_json(os.path.join(folder, "dataset.json"), {
+      "version": 2 if format2_shards else 1, "label_names": ["a", "b"], "feature": {},
+      "splits": {"train": {"num_shards": shards, "num_examples": len(exs),
+                           **({"record_versions": versions} if format2_shards else {})}}})
+
+
+@pytest.mark.parametrize("format2_shards", [(), (0,)])
+def test_a_folder_of_format_1_shards_is_refused_naming_the_shard(tmp_path, format2_shards):
+  """Whole format-1 folders and folders mixing both formats fail when opened, in one line that names a
+  format-1 shard and what to do; a record read anyway fails at decode the same way."""
+  rng = np.random.default_rng(0)
+  exs = [records.Example(f"u{i}", rng.normal(size=(12, 4)).astype(np.float16), i % 2) for i in range(6)]
+  folder = str(tmp_path / "old")
+  _format1_folder(folder, exs, 2, format2_shards)
+  first_old = min(set(range(2)) - set(format2_shards))
+  shard = os.path.join(folder, records.shard_name("train", first_old, 2))
+  message = (f"^{re.escape(shard)}: a shard of format-1 records, which this lanser-jax does not read \\(it reads "
+             "format 2\\); write the folder again with the offline features stage \\(--stage=features\\), in a new "
+             "workdir or after removing its shards$")
+  normalizer = pipeline.Normalizer(np.zeros(4, np.float32), np.ones(4, np.float32))
+  for read in (lambda: records.read_dataset_info(folder), lambda: pipeline.open_source(folder, "train"),
+               lambda: pipeline.train_dataset(folder, "train", global_batch_size=2, crop_frames=4,
+                                              normalizer=normalizer, num_classes=2, seed=0),
+               lambda: pipeline.make_eval_set(folder, "train", crop_frames=4, hop_frames=2, num_classes=2),
+               lambda: records.write_dataset_info(folder, ["a", "b"], {}, ["train"])):
+    with pytest.raises(records.RecordError, match=message):
+      read()
+  os.remove(os.path.join(folder, "dataset.json"))  # no dataset.json to say so: the record itself does
+  source = pipeline.open_source(folder, "train")
+  with pytest.raises(records.RecordError, match="a format-1 record, which this lanser-jax no longer reads"):
+    records.decode(source[len(source) - 1])
+
+
+def test_dataset_info_records_the_format_and_writer_options(tmp_path):
+  from array_record.python import array_record_module
+  exs = [records.Example(f"u{i}", np.ones((5, 4), np.float16), i % 2) for i in range(4)]
+  records.write_split(str(tmp_path), "train", exs, 2, 4)
+  info = records.write_dataset_info(str(tmp_path), ["a", "b"], {}, ["train"])
+  assert info["version"] == 2 and info["splits"]["train"]["record_versions"] == [2]
+  assert info["splits"]["train"]["writer_options"] == [records.WRITER_OPTIONS]
+  reader = array_record_module.ArrayRecordReader(records.list_shards(str(tmp_path), "train")[0],
+                                                 "readahead_buffer_size:0")
+  assert "uncompressed" in reader.writer_options_string()
+  reader.close()
+  with open(tmp_path / "dataset.json") as f:
+    newer = {**json.load(f), "version": 3}
+  records.write_json(str(tmp_path / "dataset.json"), newer)
+  with pytest.raises(records.RecordError, match="format version 3, this lanser-jax reads 2 \\(written by a newer "
+                     "version: update lanser-jax\\)"):
+    records.read_dataset_info(str(tmp_path))
 
 
 def test_missing_shard_is_named(tmp_path):
@@ -196,57 +237,86 @@ def test_nested_stratified_subsets():
 
 
 # ---------------------------------------------------------------------------------------------------
-# The batched pipeline against the per-element one it replaced (lanser_jax/input_pipeline/reference.py).
+# Batches against what they must hold, computed here from the records and the sampler.
+
+
+def _expected_train_batch(data_dir, batch, *, global_batch_size, crop_frames, seed, num_classes, target="label",
+                          subset=None, process_index=0, process_count=1):
+  """This process's rows of global batch `batch`, from the records the sampler picks and the crop starts its
+  words give: float16 crops zero-padded, lengths, labels (and scores)."""
+  source = pipeline.open_source(data_dir, "train")
+  indices = np.arange(len(source)) if subset is None else np.asarray(subset)
+  s = sampler.Sampler(len(indices), seed, global_batch_size, process_index, process_count)
+  positions, words = s(batch)
+  rows = []
+  for key, word in zip(indices[positions].tolist(), words.tolist()):
+    ex = records.decode(source[key])
+    frames = ex.log_mel.shape[0]
+    start = sampler.crop_start(word, frames - crop_frames + 1) if frames > crop_frames else 0
+    crop = np.zeros((crop_frames, ex.log_mel.shape[1]), np.float16)
+    n = min(frames, crop_frames)
+    crop[:n] = ex.log_mel[start:start + n]
+    rows.append((crop, n, ex))
+  out = {"log_mel": np.stack([r[0] for r in rows]), "length": np.asarray([r[1] for r in rows], np.int32)}
+  if target == "scores":
+    out["scores"] = np.stack([r[2].scores for r in rows]).astype(np.float32)
+    out["label"] = out["scores"].argmax(1).astype(np.int32)
+  else:
+    out["label"] = np.asarray([r[2].label for r in rows], np.int32)
+  return out
 
 
 @pytest.mark.parametrize("options", [{}, {"target": "scores", "start_batch": 5},
                                      {"process_index": 1, "process_count": 2}, {"subset": list(range(0, 96, 3))}])
-def test_batched_pipeline_gives_the_reference_batches(synth_dir, options):
-  """Same seed, same batches, bit for bit (host finish): crops, padding, mask, labels, scores, order."""
-  from lanser_jax.input_pipeline import reference
+def test_train_batches_hold_the_sampled_records_crops(synth_dir, options):
+  """Every row is its sampled record's crop at the start its word gives, bit for bit, with its length and
+  targets, across an epoch boundary; the host finish (on_device=False) is `Normalizer.host` of that batch."""
+  start = options.get("start_batch", 0)
   kwargs = dict(global_batch_size=8, crop_frames=64, normalizer=_normalizer(synth_dir), num_classes=4, seed=5,
                 **options)
-  new = iter(pipeline.train_dataset(synth_dir, "train", **kwargs))
-  old = iter(reference.train_dataset(synth_dir, "train", **kwargs))
-  for _ in range(14):  # past an epoch boundary
-    a, b = next(new), next(old)
-    assert sorted(a) == sorted(b)
-    for key in b:
-      assert a[key].dtype == b[key].dtype, key
-      np.testing.assert_array_equal(a[key], b[key], err_msg=key)
+  device = iter(pipeline.train_dataset(synth_dir, "train", on_device=True, **kwargs))
+  host = iter(pipeline.train_dataset(synth_dir, "train", **kwargs))
+  expect_kwargs = {k: v for k, v in kwargs.items() if k not in ("normalizer", "start_batch")}
+  for b in range(start, start + 14):  # past an epoch boundary (96 or 32 records, 8 or 4 rows a batch)
+    a, h = next(device), next(host)
+    want = _expected_train_batch(synth_dir, b, **expect_kwargs)
+    assert sorted(a) == sorted(want)
+    for key in want:
+      assert a[key].dtype == want[key].dtype, key
+      np.testing.assert_array_equal(a[key], want[key], err_msg=f"batch {b} {key}")
+    finished = kwargs["normalizer"].host(a)
+    assert sorted(h) == sorted(finished)
+    for key in finished:
+      np.testing.assert_array_equal(h[key], finished[key], err_msg=key)
 
 
-def test_an_iterator_state_of_the_reference_pipeline_resumes_the_batched_one(synth_dir):
-  """A checkpoint's data position saved by the earlier pipeline (the same Grain iterator state) resumes the
-  batched pipeline at the same batch."""
-  from lanser_jax.input_pipeline import reference
-  kwargs = dict(global_batch_size=8, crop_frames=64, normalizer=_normalizer(synth_dir), num_classes=4, seed=9)
-  old = iter(reference.train_dataset(synth_dir, "train", **kwargs))
+def test_start_batch_equals_iterating_that_far(synth_dir):
+  kwargs = dict(global_batch_size=8, crop_frames=32, normalizer=_normalizer(synth_dir), num_classes=4, seed=4,
+                on_device=True)
+  it = iter(pipeline.train_dataset(synth_dir, "train", **kwargs))
   for _ in range(13):
-    next(old)
-  new = iter(pipeline.train_dataset(synth_dir, "train", **kwargs))
-  new.set_state(old.get_state())
-  for _ in range(2):
-    a, b = next(new), next(old)
-    for key in b:
+    next(it)
+  later = iter(pipeline.train_dataset(synth_dir, "train", start_batch=13, **kwargs))
+  for _ in range(3):
+    a, b = next(it), next(later)
+    for key in a:
       np.testing.assert_array_equal(a[key], b[key], err_msg=key)
 
 
-def test_device_half_equals_the_host_normalisation_within_one_float32_rounding(synth_dir):
+def test_device_half_equals_the_host_finish_within_one_float32_rounding(synth_dir):
   """float16 crops + lengths, finished inside a jitted function over 8 devices under the batch's
-  NamedSharding, equal the reference's float32 batch: mask and padding exactly, values to within a relative
-  2**-22 (XLA may divide by the per-bin std as a multiply by its reciprocal: one more float32 rounding)."""
+  NamedSharding, equal `Normalizer.host`: mask and padding exactly, values to within a relative 2**-22 (XLA
+  may divide by the per-bin std as a multiply by its reciprocal: one more float32 rounding)."""
   import jax
   from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
-  from lanser_jax.input_pipeline import reference
   normalizer = _normalizer(synth_dir)
   sharding = NamedSharding(Mesh(np.asarray(jax.devices()), ("data",)), P("data"))
   finish = jax.jit(normalizer.device, in_shardings=(sharding,), out_shardings=sharding)
   kwargs = dict(global_batch_size=8, crop_frames=64, normalizer=normalizer, num_classes=4, seed=2)
-  new = iter(pipeline.train_dataset(synth_dir, "train", on_device=True, **kwargs))
-  old = iter(reference.train_dataset(synth_dir, "train", **kwargs))
+  it = iter(pipeline.train_dataset(synth_dir, "train", on_device=True, **kwargs))
   for _ in range(6):
-    a, b = next(new), next(old)
+    a = next(it)
+    b = normalizer.host(a)
     assert a["log_mel"].dtype == np.float16 and a["log_mel"].nbytes * 2 == b["log_mel"].nbytes
     assert a["length"].dtype == np.int32 and "mask" not in a
     assert np.all(a["log_mel"][~b["mask"]] == 0)  # the float16 padding itself (the batch starts uninitialised)
@@ -256,24 +326,36 @@ def test_device_half_equals_the_host_normalisation_within_one_float32_rounding(s
     x = np.asarray(x)
     assert np.all(x[~b["mask"]] == 0)
     np.testing.assert_allclose(x, b["log_mel"], rtol=2.0**-22, atol=0)
-    np.testing.assert_array_equal(a["label"], b["label"])
 
 
-def test_eval_batches_equal_the_reference_loop_with_and_without_workers(synth_dir):
-  from lanser_jax.input_pipeline import reference
+def test_eval_batches_hold_each_window_with_and_without_workers(synth_dir):
+  """Every window row is its utterance's frames from its start, zero-padded, normalised by the stats; padding
+  rows (utt -1) are all zero with weight 0; worker processes deliver the same batches."""
   normalizer = _normalizer(synth_dir)
   eval_set = pipeline.make_eval_set(synth_dir, "validation", crop_frames=48, hop_frames=16, num_classes=4)
+  source = pipeline.open_source(synth_dir, "validation")
+  mels = [records.decode(source[int(i)]).log_mel.astype(np.float32) for i in eval_set.indices]
   n = eval_set.num_batches(8) + 1  # one padding batch, as another host may need
-  expected = list(reference.eval_batches(eval_set, 8, normalizer, n))
   plain = list(pipeline.eval_batches(eval_set, 8, normalizer, n))
   workers = list(pipeline.eval_batches(eval_set, 8, normalizer, n, on_device=True, num_workers=2))
-  assert len(plain) == len(workers) == len(expected) == n
-  for a, w, b in zip(plain, workers, expected):
-    for key in b:
-      assert a[key].dtype == b[key].dtype
-      np.testing.assert_array_equal(a[key], b[key], err_msg=key)
-    np.testing.assert_array_equal(normalizer.host(w)["log_mel"], b["log_mel"])
-    np.testing.assert_array_equal(w["utt"], b["utt"])
+  assert len(plain) == len(workers) == n
+  windows = iter(eval_set.windows)
+  for a, w in zip(plain, workers):
+    assert a["log_mel"].dtype == np.float32 and a["log_mel"].shape == (8, 48, 32)
+    for r in range(8):
+      if a["utt"][r] < 0:
+        assert a["weight"][r] == 0 and not a["mask"][r].any() and not a["log_mel"][r].any()
+        continue
+      u, start = next(windows)
+      assert a["utt"][r] == u and a["weight"][r] == 1
+      m = mels[u][start:start + 48]
+      want = np.zeros((48, 32), np.float32)
+      want[:len(m)] = (m - normalizer.mean) / normalizer.std
+      np.testing.assert_array_equal(a["mask"][r], np.arange(48) < len(m))
+      np.testing.assert_array_equal(a["log_mel"][r], want)
+    np.testing.assert_array_equal(normalizer.host(w)["log_mel"], a["log_mel"])
+    np.testing.assert_array_equal(w["utt"], a["utt"])
+  assert next(windows, None) is None  # every window, once
 
 
 def test_a_record_of_other_mel_bins_is_named(tmp_path):
@@ -286,47 +368,3 @@ def test_a_record_of_other_mel_bins_is_named(tmp_path):
   with pytest.raises(records.RecordError, match=r"train record \d \(u\d\): features have 2 mel bins but the "
                      r"stats file has 3"):
     next(iter(ds))
-
-
-@pytest.mark.parametrize("length", [1, 97, 2048, 65537, 2**20 + 3, 2**33 + 5])
-def test_vectorised_shuffle_equals_grains_index_shuffle(length):
-  """shuffle.py's NumPy cipher gives Grain's C++ `index_shuffle` bit for bit (sizes with 16-bit and wider
-  blocks, an exact power of two as max_index, more than 32 bits), whole epochs and element by element."""
-  from grain._src.python.experimental.index_shuffle.python import index_shuffle_module
-  from lanser_jax.input_pipeline import shuffle
-  rng = np.random.default_rng(length)
-  n = 8 if length < 1000 else 40  # a small dataset costs the C++ ~65536 / length cipher passes per call
-  idx = rng.choice(length, min(length, n), replace=False) if length < 2**31 else rng.integers(0, length, n)
-  for seed in (0, 12345, 2**32 - 1):
-    want = [index_shuffle_module.index_shuffle(int(i), max_index=length - 1, seed=seed, rounds=4) for i in idx]
-    np.testing.assert_array_equal(shuffle.index_shuffle(idx, length - 1, seed), want)
-  # Across epochs (seed + epoch), through whole-epoch tables (up to 2**20) or chunks of elements (beyond),
-  # as ShuffleMapDataset orders them; epoch 3 starts inside the elements asked for.
-  order = shuffle.ShuffleOrder(length, seed=7)
-  elements = np.concatenate([np.arange(4), 3 * length + np.arange(-3, 3), rng.integers(0, 4 * length, 4)])
-  elements = elements[elements >= 0]
-  want = [index_shuffle_module.index_shuffle(int(g % length), max_index=length - 1, seed=7 + int(g // length),
-                                             rounds=4) for g in elements]
-  np.testing.assert_array_equal(order(elements), want)
-
-
-def test_batched_crop_draws_equal_numpys_generator():
-  """crop_draws.py's Philox and Lemire arithmetic gives the starts NumPy's generator draws for each element
-  (reset as Grain's random_map resets it), for element indices up to 2**63 - 1, records shorter than the
-  crop (no draw), and spans near 2**31 where Lemire rejects about one draw in four (NumPy redraws)."""
-  from grain._src.python.dataset.transformations.map import _reset_rng_state  # random_map's own reset
-  from lanser_jax.input_pipeline import crop_draws
-  rng = np.random.default_rng(1)
-  cases = [(np.concatenate([np.arange(40), rng.integers(0, 2**40, 60), [2**63 - 1]]), None),
-           (np.arange(64), 2**31 + 300)]
-  for seed in (1, 2**31 + 7):
-    for elements, frames in cases:
-      frames = rng.integers(10, 4000, len(elements)) if frames is None else np.full(len(elements), frames)
-      want, gen = [], np.random.Generator(np.random.Philox(seed))
-      for g, f in zip(elements.tolist(), frames.tolist()):
-        _reset_rng_state(gen, op_seed=0, index=g)
-        want.append(int(gen.integers(0, f - 300 + 1)) if f > 300 else 0)
-      np.testing.assert_array_equal(crop_draws.crop_starts(seed, elements, frames, 300), want)
-  u32 = crop_draws.first_uint32s(crop_draws.generator_key(5), np.arange(64))
-  span = 2**31 + 1
-  assert any(crop_draws.bounded(int(u), span) is None for u in u32)  # the rejection path was taken
