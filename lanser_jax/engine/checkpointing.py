@@ -543,7 +543,9 @@ def _restore_verified(manager, step: int, step_dir: str, abstract_state) -> Any:
 
 def _with_iterator(manager, step, step_dir, state, custom, data_iter, iterator_spec) -> Resumed:
   saved_iterator = custom.get("iterator")
-  if saved_iterator is not None and saved_iterator != iterator_spec:
+  if saved_iterator is None:  # a step that does not say how its iterator was built: its state may not fit
+    why = "the step records no data iterator settings"
+  elif saved_iterator != iterator_spec:
     changed = {k: (saved_iterator.get(k), iterator_spec.get(k)) for k in iterator_spec
                if saved_iterator.get(k) != iterator_spec.get(k)}
     why = "data iterator settings changed (" + ", ".join(

@@ -104,22 +104,32 @@ def test_resume_without_workers_from_a_two_worker_checkpoint(synth_dir, unbroken
 
 
 def test_unreadable_iterator_state_is_rebuilt_from_the_step(synth_dir, unbroken, tmp_path, caplog):
-  """A Grain state this version cannot read (here: an old checkpoint without iterator settings in its
-  metadata, whose iterator file holds another format) is not fatal."""
+  """A Grain state this version cannot read (its iterator file holds another format) is not fatal."""
   broken = _copy_until(unbroken, str(tmp_path / "broken"), 6)
   step_dir = os.path.join(broken, "checkpoints", "6")
   with open(os.path.join(step_dir, "data_iter", "process_0-of-1.json"), "w") as f:
     f.write('{"format_of_another_grain": 3}')
-  meta_path = os.path.join(step_dir, "_CHECKPOINT_METADATA")
+  with caplog.at_level(logging.INFO):
+    train.train_and_evaluate(_config(synth_dir), broken)
+  assert any("Grain iterator state does not load here" in r.getMessage() for r in caplog.records)
+  _assert_same_params(broken, unbroken)
+
+
+def test_step_without_iterator_settings_is_rebuilt_from_the_step(synth_dir, unbroken, tmp_path, caplog):
+  """A step whose metadata does not say how its iterator was built (sampler, workers...) is not trusted to
+  hold a state this run's iterator reads the same way: the position is rebuilt from the step."""
   import json
+  broken = _copy_until(unbroken, str(tmp_path / "broken"), 6)
+  meta_path = os.path.join(broken, "checkpoints", "6", "_CHECKPOINT_METADATA")
   with open(meta_path) as f:
     meta = json.load(f)
-  meta["custom_metadata"] = {}  # as written before iterator settings were recorded
+  del meta["custom_metadata"]["iterator"]
   with open(meta_path, "w") as f:
     json.dump(meta, f)
   with caplog.at_level(logging.INFO):
     train.train_and_evaluate(_config(synth_dir), broken)
-  assert any("Grain iterator state does not load here" in r.getMessage() for r in caplog.records)
+  assert any("data position rebuilt from step 6: the step records no data iterator settings" in r.getMessage()
+             for r in caplog.records)
   _assert_same_params(broken, unbroken)
 
 
