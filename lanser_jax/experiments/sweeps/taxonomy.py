@@ -20,7 +20,6 @@ runs (see label_efficiency.py for their cost; not measured on an accelerator).
 """
 
 from lanser_jax import config_lib
-from lanser_jax.tools import sweep
 from lanser_jax.experiments import common as layout
 
 SEEDS = (0, 1, 2)
@@ -40,7 +39,7 @@ def get_sweep(arg=None):
   if len(set(names)) != len(names):
     raise ValueError(f"taxonomies={arg.taxonomies!r}: two have the same name {names}")
   if arg.stage == "pretrain":
-    pretrain = config_lib.load_python_file(sweep.resolve_path("lanser_jax/experiments/sweeps/pretrain.py"), kind="sweep")
+    pretrain = config_lib.load_python_file("lanser_jax/experiments/sweeps/pretrain.py", kind="sweep")
     cells = []
     for source in sources:
       for taxonomy in taxonomies:
