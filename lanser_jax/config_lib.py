@@ -1,10 +1,14 @@
-"""The defaults every experiment file starts from, the `:runlocal` shrink, and how experiment arguments
-(`file.py:key=value,...`) are read.
+"""The defaults every experiment file starts from, the `:runlocal` shrink, and how an experiment spec
+(`lanser_jax/experiments/file.py:key=value,...`) is found and read.
 
 An experiment file's `get_config(arg)` reads its arguments with `parse_arg`, calls `base_config()`, sets what its
 setting needs, and ends with `finalize(config, arg)`, which applies `runlocal` (a seconds-long CPU run of the
 same code path) when asked. Keys that only exist here are the full list of what `--config.key=value` may
 override: an unknown key fails.
+
+A spec's file is a path as given when it exists; else a path that starts with `lanser_jax/` names the file in
+the imported package (`resolve_path`), so `--config=lanser_jax/experiments/finetune_iemocap.py:fold=1` means the
+same file in a checkout and from an installed wheel, whatever the working directory.
 """
 
 from __future__ import annotations
@@ -13,7 +17,9 @@ import importlib.util
 import os
 from typing import Any
 
+from absl import flags
 import ml_collections
+from ml_collections import config_flags
 
 
 # Spellings a boolean argument may take (any case); a bare key (`runlocal`) means true. Anything else is an
@@ -168,11 +174,34 @@ def set_override(config: ml_collections.ConfigDict, key: str, value: Any, where:
   target[leaf] = value
 
 
+PACKAGE = "lanser_jax"
+PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))  # this module sits at the package's root
+
+
+def resolve_path(path: str) -> str:
+  """`path` when it exists (or is absolute); else, for `lanser_jax/<rest>`, that file of the imported package
+  when it exists there; else `path` unchanged, for the caller's error to name."""
+  if os.path.isabs(path) or os.path.exists(path):
+    return path
+  head, _, rest = os.path.normpath(path).partition(os.sep)
+  if head == PACKAGE and rest and os.path.exists(os.path.join(PACKAGE_DIR, rest)):
+    return os.path.join(PACKAGE_DIR, rest)
+  return path
+
+
+def _not_found(path: str, kind: str) -> str:
+  where = f" nor in the installed package ({PACKAGE_DIR})" if path.startswith(PACKAGE + "/") else ""
+  return (f"{kind} file {path} not found, neither from the working directory ({os.getcwd()}){where}; "
+          f"name it by a path that exists or as lanser_jax/experiments/<file>.py")
+
+
 def load_python_file(path: str, kind: str = "experiment"):
-  """Runs a config-style Python file (lanser_jax/experiments/*.py, sweeps) by path and returns it as a module."""
-  if not os.path.exists(path):
-    raise FileNotFoundError(f"{kind} file {path} not found")
-  module_spec = importlib.util.spec_from_file_location(os.path.basename(path)[:-3], path)
+  """Runs a config-style Python file (lanser_jax/experiments/*.py, sweeps) and returns it as a module; the path
+  is resolved by `resolve_path`."""
+  resolved = resolve_path(path)
+  if not os.path.exists(resolved):
+    raise FileNotFoundError(_not_found(path, kind))
+  module_spec = importlib.util.spec_from_file_location(os.path.basename(resolved)[:-3], resolved)
   module = importlib.util.module_from_spec(module_spec)
   module_spec.loader.exec_module(module)
   return module
@@ -182,3 +211,29 @@ def load_experiment(spec: str) -> ml_collections.ConfigDict:
   """`path/to/file.py[:args]` -> that file's get_config(args), as --config= resolves it."""
   path, _, arg = spec.partition(":")
   return load_python_file(path).get_config(arg or None)
+
+
+class _ResolvingParser(flags.ArgumentParser):
+  """ml_collections' config-file parser, given the spec with its file resolved by `resolve_path`."""
+
+  def __init__(self, inner: flags.ArgumentParser, kind: str):
+    self.inner, self.kind = inner, kind
+
+  def parse(self, spec: str):
+    path, sep, arg = spec.partition(":")
+    resolved = resolve_path(path)
+    if not os.path.exists(resolved):  # ml_collections would defer this to the first use of the config
+      raise ValueError(_not_found(path, self.kind))
+    return self.inner.parse(resolved + sep + arg)
+
+  def flag_type(self) -> str:
+    return self.inner.flag_type()
+
+
+def define_config_flag(name: str, help_string: str, flag_values: flags.FlagValues,
+                       kind: str = "experiment") -> flags.FlagHolder:
+  """An ml_collections config-file flag (`--<name>=file.py[:args]`, `--<name>.key=value` overrides, the config
+  locked) whose file is found as `load_experiment` finds it."""
+  holder = config_flags.DEFINE_config_file(name, None, help_string, flag_values=flag_values, lock_config=True)
+  flag_values[name].parser = _ResolvingParser(flag_values[name].parser, kind)
+  return holder

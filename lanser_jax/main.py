@@ -1,6 +1,7 @@
 """Runs one experiment file: train, evaluate and checkpoint into a workdir.
 
-  python -m lanser_jax.main --config=lanser_jax/experiments/<file>.py[:args] --workdir=DIR [--config.key=value ...]
+  lanser-train --config=lanser_jax/experiments/<file>.py[:args] --workdir=DIR [--config.key=value ...]
+  (or python -m lanser_jax.main ...)
 
 Running it again on the same workdir resumes from the latest checkpoint. On many hosts, start the same command
 on every host with --distributed=auto (TPU pods, Slurm) or --distributed=explicit (see launch/).
@@ -11,21 +12,26 @@ import sys
 
 from absl import app, flags, logging
 import jax
-from ml_collections import config_flags
 
+from lanser_jax import config_lib, train
 from lanser_jax.engine import checkpointing, distributed
-from lanser_jax import train
+from lanser_jax.utils import cli
 
-_CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment file (lanser_jax/experiments/*.py[:args]).",
-                                          lock_config=True)
-_WORKDIR = flags.DEFINE_string("workdir", None, "Where checkpoints, metrics and results go.")
+FLAGS = flags.FlagValues()  # this command's own (lanser_jax/utils/cli.py says why)
+_CONFIG = config_lib.define_config_flag("config", "Experiment file: lanser_jax/experiments/<file>.py[:args], "
+                                        "then --config.key=value overrides.", FLAGS)
+_WORKDIR = flags.DEFINE_string("workdir", None, "Where checkpoints, metrics and results go.", flag_values=FLAGS)
 _DISTRIBUTED = flags.DEFINE_enum("distributed", "off", distributed.MODES,
-                                  "off: one process; auto: TPU pod / Slurm detection; explicit: the flags below.")
-_COORDINATOR = flags.DEFINE_string("coordinator_address", None, "host:port of process 0 (explicit mode).")
-_NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "Processes in the job (explicit mode).")
-_PROCESS_ID = flags.DEFINE_integer("process_id", None, "This process's id (explicit mode).")
-_INIT_TIMEOUT = flags.DEFINE_integer("distributed_timeout_s", 300, "How long to wait for every process.")
-flags.mark_flags_as_required(["config", "workdir"])
+                                  "off: one process; auto: TPU pod / Slurm detection; explicit: the flags below.",
+                                  flag_values=FLAGS)
+_COORDINATOR = flags.DEFINE_string("coordinator_address", None, "host:port of process 0 (explicit mode).",
+                                   flag_values=FLAGS)
+_NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "Processes in the job (explicit mode).",
+                                      flag_values=FLAGS)
+_PROCESS_ID = flags.DEFINE_integer("process_id", None, "This process's id (explicit mode).", flag_values=FLAGS)
+_INIT_TIMEOUT = flags.DEFINE_integer("distributed_timeout_s", 300, "How long to wait for every process.",
+                                     flag_values=FLAGS)
+flags.mark_flags_as_required(["config", "workdir"], flag_values=FLAGS)
 
 
 class _QuietLibraries(logging_std.Filter):
@@ -55,5 +61,10 @@ def main(argv):
     sys.exit(2)
 
 
+def run():
+  """The `lanser-train` entry point."""
+  cli.run(main, FLAGS)
+
+
 if __name__ == "__main__":
-  app.run(main)
+  run()

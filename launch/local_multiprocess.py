@@ -12,7 +12,6 @@ them when --stage_flags is given).
 
 from __future__ import annotations
 
-import argparse
 import os
 import re
 import socket
@@ -20,6 +19,17 @@ import subprocess
 import sys
 import threading
 import time
+
+from absl import app, flags
+
+from lanser_jax.utils import cli
+
+FLAGS = flags.FlagValues()  # this command's own (lanser_jax/utils/cli.py says why)
+_NUM_PROCESSES = flags.DEFINE_integer("num_processes", 2, "Processes to start.", flag_values=FLAGS)
+_DEVICES_PER_PROCESS = flags.DEFINE_integer("devices_per_process", 4, "Fake CPU devices per process (0: leave "
+                                            "the platform's devices alone).", flag_values=FLAGS)
+_STAGE_FLAGS = flags.DEFINE_bool("stage_flags", False, "Pass --num_processes/--process_index (the offline stages) "
+                                 "instead of JAX distributed flags.", flag_values=FLAGS)
 
 
 def free_port() -> int:
@@ -67,19 +77,12 @@ def launch(args: list[str], num_processes: int, devices_per_process: int, stage_
   return status or next((p.returncode for p in procs if p.returncode), 0)
 
 
-def main():
-  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  parser.add_argument("--num_processes", type=int, default=2)
-  parser.add_argument("--devices_per_process", type=int, default=4,
-                      help="fake CPU devices per process (0: leave the platform's devices alone)")
-  parser.add_argument("--stage_flags", action="store_true",
-                      help="pass --num_processes/--process_index (the offline stages) instead of JAX distributed "
-                           "flags")
-  parser.add_argument("command", nargs=argparse.REMAINDER, help="-- then the python arguments")
-  a = parser.parse_args()
-  command = a.command[1:] if a.command[:1] == ["--"] else a.command
-  sys.exit(launch(command, a.num_processes, a.devices_per_process, a.stage_flags))
+def main(argv: list[str]) -> int:
+  command = argv[1:]  # everything after `--`
+  if not command:
+    raise app.UsageError("give the command after --, e.g. -- -m lanser_jax.main --config=... --workdir=...")
+  return launch(command, _NUM_PROCESSES.value, _DEVICES_PER_PROCESS.value, _STAGE_FLAGS.value)
 
 
 if __name__ == "__main__":
-  main()
+  cli.run(main, FLAGS)

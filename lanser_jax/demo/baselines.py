@@ -26,13 +26,14 @@ from lanser_jax.utils import fileio
 TAXONOMY, TARGET_SET = "ekman7", "cremad6"
 
 
+LABELLING_CONFIG = "lanser_jax/experiments/labeling/demo.py"  # the demo's labelling (end_to_end.py runs it)
+
+
 def labeler_config(kind: str, nli_model: str):
-  """The pre-training labelling's labeler config (lanser_jax/experiments/labeling/demo.py), so both agree."""
+  """The pre-training labelling's labeler config (LABELLING_CONFIG), so both agree."""
   from lanser_jax import config_lib
-  repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-  module = config_lib.load_python_file(os.path.join(repo, "experiments", "labeling", "demo.py"),
-                                       kind="labelling config")
-  return module.get_config(f"corpus=pretrain,labeler={kind},nli_model={nli_model}").labeler
+  spec = f"{LABELLING_CONFIG}:corpus=pretrain,labeler={kind},nli_model={nli_model}"
+  return config_lib.load_experiment(spec).labeler
 
 
 def write_reference_text_labels(manifest_path: str, out_dir: str, labeler, split: str = "test") -> str:

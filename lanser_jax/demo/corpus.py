@@ -11,13 +11,13 @@ paths relative to the folder), errors.jsonl (utterances that could not be made, 
 corpus.json (the settings and a summary). Everything follows from the seed: the plan (texts, voices, prosody)
 is drawn up front, and each utterance's audio depends only on its own plan entry.
 
-  python -m lanser_jax.demo.corpus --out=/tmp/demo/pretrain --which=pretrain --num=2000 --seed=0
-  python -m lanser_jax.demo.corpus --out=/tmp/demo/labelled --which=labelled --seed=0
+  lanser-demo-corpus --out=/tmp/demo/pretrain --which=pretrain --num=2000 --seed=0
+  lanser-demo-corpus --out=/tmp/demo/labelled --which=labelled --seed=0
+  (or python -m lanser_jax.demo.corpus ...)
 """
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import multiprocessing
@@ -28,11 +28,12 @@ import time
 from importlib import resources
 from typing import Any, Sequence
 
+from absl import app, flags
 import numpy as np
 import soundfile
 from scipy.io import wavfile
 
-from lanser_jax.utils import fileio
+from lanser_jax.utils import cli, fileio
 from lanser_jax.utils import progress as progress_lib
 from lanser_jax.demo import espeak
 
@@ -327,26 +328,40 @@ def build_labelled_corpus(out_dir: str, seed: int, voices: Sequence[str] | None 
   return _build(out_dir, "labelled", plan, settings, num_workers)
 
 
-def main(argv: Sequence[str] | None = None):
-  parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-  parser.add_argument("--out", required=True, help="output folder (wavs/, manifest.jsonl, ...)")
-  parser.add_argument("--which", choices=("pretrain", "labelled"), required=True)
-  parser.add_argument("--num", type=int, default=2000, help="pretrain: number of utterances")
-  parser.add_argument("--seed", type=int, default=0)
-  parser.add_argument("--voices", default="", help="comma-separated eSpeak NG voices (default: 12 built in)")
-  parser.add_argument("--p_match", type=float, default=0.8, help="pretrain: P(prosody follows the text)")
-  parser.add_argument("--repeats", type=int, default=1, help="labelled: takes per voice/sentence/emotion")
-  parser.add_argument("--sentences", type=int, default=None, help="labelled: use the first N of the 12")
-  parser.add_argument("--workers", type=int, default=2)
-  args = parser.parse_args(argv)
-  voices = [v.strip() for v in args.voices.split(",") if v.strip()] or None
-  if args.which == "pretrain":
-    path = build_pretrain_corpus(args.out, args.num, args.seed, voices, args.p_match, args.workers)
+# ---------------------------------------------------------------------------------------------------
+# Command line.
+
+FLAGS = flags.FlagValues()  # this command's own (lanser_jax/utils/cli.py says why)
+_OUT = flags.DEFINE_string("out", None, "Output folder (wavs/, manifest.jsonl, ...).", flag_values=FLAGS)
+_WHICH = flags.DEFINE_enum("which", None, ("pretrain", "labelled"), "Which corpus.", flag_values=FLAGS)
+_NUM = flags.DEFINE_integer("num", 2000, "pretrain: number of utterances.", flag_values=FLAGS)
+_SEED = flags.DEFINE_integer("seed", 0, "Seed of the plan (texts, voices, prosody).", flag_values=FLAGS)
+_VOICES = flags.DEFINE_string("voices", "", "Comma-separated eSpeak NG voices (default: 12 built in).",
+                              flag_values=FLAGS)
+_P_MATCH = flags.DEFINE_float("p_match", 0.8, "pretrain: P(prosody follows the text).", flag_values=FLAGS)
+_REPEATS = flags.DEFINE_integer("repeats", 1, "labelled: takes per voice/sentence/emotion.", flag_values=FLAGS)
+_SENTENCES = flags.DEFINE_integer("sentences", None, "labelled: use the first N of the 12.", flag_values=FLAGS)
+_WORKERS = flags.DEFINE_integer("workers", 2, "Processes synthesising speech.", flag_values=FLAGS)
+flags.mark_flags_as_required(["out", "which"], flag_values=FLAGS)
+
+
+def main(argv: Sequence[str]) -> int:
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments {argv[1:]}")
+  voices = [v.strip() for v in _VOICES.value.split(",") if v.strip()] or None
+  if _WHICH.value == "pretrain":
+    path = build_pretrain_corpus(_OUT.value, _NUM.value, _SEED.value, voices, _P_MATCH.value, _WORKERS.value)
   else:
-    path = build_labelled_corpus(args.out, args.seed, voices, args.repeats, num_sentences=args.sentences,
-                                 num_workers=args.workers)
+    path = build_labelled_corpus(_OUT.value, _SEED.value, voices, _REPEATS.value, num_sentences=_SENTENCES.value,
+                                 num_workers=_WORKERS.value)
   print(path)
+  return 0
+
+
+def run():
+  """The `lanser-demo-corpus` entry point."""
+  cli.run(main, FLAGS)
 
 
 if __name__ == "__main__":
-  main()
+  run()

@@ -2,7 +2,8 @@
 fine-tuning at 10/30/100% of the labels (pre-trained and from scratch) -> zero-shot and text-only baselines
 -> representation analysis (prosody probes with ground truth) -> [other backbones] -> a report.
 
-  python -m lanser_jax.demo.end_to_end --workdir=workdirs/demo [--backbones=resnet18_w0.25,conformer_tiny,spectrogram_transformer_tiny]
+  lanser-demo --workdir=workdirs/demo [--backbones=resnet18_w0.25,conformer_tiny,spectrogram_transformer_tiny]
+  (or python -m lanser_jax.demo.end_to_end ...)
 
 Each step runs the project's real commands (the labelling CLI, the trainer with experiment files) and
 records `<workdir>/stages/<name>.json` when done (demo/steps.py); a second run on the same workdir reuses
@@ -20,15 +21,20 @@ from typing import Any
 from absl import app, flags, logging
 
 from lanser_jax.demo.steps import Steps
+from lanser_jax.utils import cli
 
-_WORKDIR = flags.DEFINE_string("workdir", "workdirs/demo", "Where every output of the demo goes.")
+FLAGS = flags.FlagValues()  # this command's own (lanser_jax/utils/cli.py says why)
+_WORKDIR = flags.DEFINE_string("workdir", "workdirs/demo", "Where every output of the demo goes.",
+                               flag_values=FLAGS)
 _NUM_PRETRAIN = flags.DEFINE_integer("num_pretrain", 800, "Utterances in the pre-training corpus (Whisper tiny.en "
-                                     "takes ~0.4 s each on 2 cores: the demo's largest cost).")
-_SEED = flags.DEFINE_integer("seed", 0, "Seed of the corpora, subsets and training.")
+                                     "takes ~0.4 s each on 2 cores: the demo's largest cost).", flag_values=FLAGS)
+_SEED = flags.DEFINE_integer("seed", 0, "Seed of the corpora, subsets and training.", flag_values=FLAGS)
 _NLI_MODEL = flags.DEFINE_string("nli_model", "roberta-large-mnli",
                                  "Entailment checkpoint for the weak labels; when it cannot be loaded the "
-                                 "sentence-encoder labeler (MiniLM) is used instead, and the report says so.")
-_FRACTIONS = flags.DEFINE_list("fractions", ["0.1", "0.3", "1.0"], "Label fractions for fine-tuning.")
+                                 "sentence-encoder labeler (MiniLM) is used instead, and the report says so.",
+                                 flag_values=FLAGS)
+_FRACTIONS = flags.DEFINE_list("fractions", ["0.1", "0.3", "1.0"], "Label fractions for fine-tuning.",
+                               flag_values=FLAGS)
 # The demo's backbones, named for what they run (lanser_jax/experiments/common.py DEMO_BACKBONES): its own
 # ResNet-18 at width 0.25 (standing in for the paper's ResNet-50; always run) and the tiny Conformer and
 # spectrogram transformer.
@@ -36,17 +42,18 @@ BACKBONES = ("resnet18_w0.25", "conformer_tiny", "spectrogram_transformer_tiny")
 _BACKBONES = flags.DEFINE_list(
     "backbones", [BACKBONES[0]], f"Backbones to compare, of {', '.join(BACKBONES)}: {BACKBONES[0]} (the demo's "
     "narrow ResNet-18 standing in for the paper's ResNet-50) always runs; each other one is pre-trained on the "
-    "same weak labels and fine-tuned with and without it at 10% and 100% of the labels (5 more runs).")
+    "same weak labels and fine-tuned with and without it at 10% and 100% of the labels (5 more runs).",
+    flag_values=FLAGS)
 BACKBONE_FRACTIONS = ("0.1", "1.0")  # the report's backbone table
 _HELDOUT_VOICES = 2  # pre-training voices kept out for validation of the weak-label classifier
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
 
 def run_command(args: list[str]) -> list[str]:
-  """Runs one of the project's commands as a user would, streaming its output."""
+  """Runs one of the project's commands as a user would (`python -m ...` of this interpreter, in the working
+  directory; experiment specs name files as lanser_jax/experiments/..., found in the installed package),
+  streaming its output."""
   logging.info("$ %s", " ".join(args))
-  subprocess.run([sys.executable, *args], cwd=REPO, check=True)
+  subprocess.run([sys.executable, *args], check=True)
   return args
 
 
@@ -72,7 +79,7 @@ def chosen_backbones(names: list[str]) -> list[str]:
 def train_run(config_file: str, workdir: str, overrides: dict[str, Any]) -> dict[str, Any]:
   """Trains in this process with an experiment file, as `python -m lanser_jax.main` would."""
   from lanser_jax import config_lib, models, train
-  config = config_lib.load_experiment(os.path.join(REPO, config_file))
+  config = config_lib.load_experiment(config_file)
   for key, value in overrides.items():
     config_lib.set_override(config, key, value)
   command = ["-m", "lanser_jax.main", f"--config={config_file}", f"--workdir={workdir}",
@@ -86,7 +93,8 @@ def train_run(config_file: str, workdir: str, overrides: dict[str, Any]) -> dict
 
 
 def main(argv):
-  del argv
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments {argv[1:]}")
   import jax
   from lanser_jax.demo import baselines as demo_baselines
   from lanser_jax.demo import corpus, report, representations
@@ -160,5 +168,10 @@ def main(argv):
   print(f"\nLanSER demo finished. Report: {out}")
 
 
+def run():
+  """The `lanser-demo` entry point."""
+  cli.run(main, FLAGS)
+
+
 if __name__ == "__main__":
-  app.run(main)
+  run()

@@ -51,6 +51,7 @@ def run(work: str, fraction: str, seed: int = 0, splits=SPLITS) -> dict[str, Any
   """Runs the analysis into <work>/analysis (analysis.md/.json, prosody.jsonl, the figures); returns the
   step's record: the command it equals, the utterance count and the probe table."""
   from lanser_jax.tools import analysis
+  from lanser_jax.utils import cli
   out = os.path.join(work, "analysis")
   manifest = os.path.join(out, "manifest.jsonl")
   fileio.makedirs(out)
@@ -59,7 +60,8 @@ def run(work: str, fraction: str, seed: int = 0, splits=SPLITS) -> dict[str, Any
   command = ["-m", "lanser_jax.tools.analysis", *[f"--workdir={n}={d}" for n, d in runs], f"--manifest={manifest}",
              f"--out={out}", f"--seed={seed}", f"--known={KNOWN}"]
   logging.info("$ python %s", " ".join(command))
-  result = analysis.main(command[2:])  # the command itself, in this process (no second JAX start-up)
+  cli.call(analysis, command[2:])  # the command itself, in this process (no second JAX start-up)
+  result = read_result(work)
   return {"command": command, "num_utterances": result["num_utterances"], "probes": {
       run: {m: p["r2"] for m, p in table.items()} for run, table in result["probes"].items()}}
 

@@ -4,16 +4,19 @@ Each class raises a band of mel bins and modulates it at its own rate over time,
 CNN separates the classes within a few dozen steps while a constant predictor stays at chance. Utterance
 lengths vary, so cropping, padding and sliding-window evaluation are all exercised.
 
-  python -m lanser_jax.input_pipeline.synthetic --out=/tmp/synth --num_train=512
+  lanser-synthetic --out=/tmp/synth --num_train=512
+  (or python -m lanser_jax.input_pipeline.synthetic ...)
 """
 
 from __future__ import annotations
 
-import argparse
+from typing import Sequence
 
+from absl import app, flags
 import numpy as np
 
 from lanser_jax.input_pipeline import records
+from lanser_jax.utils import cli
 
 
 def _example(rng: np.random.Generator, utt_id: str, label: int, num_classes: int, mel_bins: int,
@@ -54,20 +57,31 @@ def write_synthetic(out_dir: str, *, num_classes: int = 4, mel_bins: int = 64,
                                     score_names=label_names if soft else None)
 
 
-def main():
-  p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  p.add_argument("--out", required=True)
-  p.add_argument("--num_classes", type=int, default=4)
-  p.add_argument("--mel_bins", type=int, default=64)
-  p.add_argument("--num_train", type=int, default=256)
-  p.add_argument("--num_eval", type=int, default=64)
-  p.add_argument("--num_shards", type=int, default=2)
-  p.add_argument("--seed", type=int, default=0)
-  a = p.parse_args()
-  info = write_synthetic(a.out, num_classes=a.num_classes, mel_bins=a.mel_bins, num_train=a.num_train,
-                         num_eval=a.num_eval, num_shards=a.num_shards, seed=a.seed)
-  print(f"wrote {a.out}: {info['splits']}")
+FLAGS = flags.FlagValues()  # this command's own (lanser_jax/utils/cli.py says why)
+_OUT = flags.DEFINE_string("out", None, "Output feature folder.", flag_values=FLAGS)
+_NUM_CLASSES = flags.DEFINE_integer("num_classes", 4, "Classes (class0, class1, ...).", flag_values=FLAGS)
+_MEL_BINS = flags.DEFINE_integer("mel_bins", 64, "Mel bins per frame.", flag_values=FLAGS)
+_NUM_TRAIN = flags.DEFINE_integer("num_train", 256, "Utterances in the train split.", flag_values=FLAGS)
+_NUM_EVAL = flags.DEFINE_integer("num_eval", 64, "Utterances in each of validation and test.", flag_values=FLAGS)
+_NUM_SHARDS = flags.DEFINE_integer("num_shards", 2, "Shard files of the train split.", flag_values=FLAGS)
+_SEED = flags.DEFINE_integer("seed", 0, "Seed of the generated data.", flag_values=FLAGS)
+flags.mark_flags_as_required(["out"], flag_values=FLAGS)
+
+
+def main(argv: Sequence[str]) -> int:
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments {argv[1:]}")
+  info = write_synthetic(_OUT.value, num_classes=_NUM_CLASSES.value, mel_bins=_MEL_BINS.value,
+                         num_train=_NUM_TRAIN.value, num_eval=_NUM_EVAL.value, num_shards=_NUM_SHARDS.value,
+                         seed=_SEED.value)
+  print(f"wrote {_OUT.value}: {info['splits']}")
+  return 0
+
+
+def run():
+  """The `lanser-synthetic` entry point."""
+  cli.run(main, FLAGS)
 
 
 if __name__ == "__main__":
-  main()
+  run()

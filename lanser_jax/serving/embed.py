@@ -1,7 +1,8 @@
 r"""Pooled embeddings (and class probabilities) of every utterance of a manifest, from a trained run.
 
-  python -m lanser_jax.serving.embed --workdir=workdirs/pretrain --manifest=manifest.jsonl --output=emb.npz \
+  lanser-embed --workdir=workdirs/pretrain --manifest=manifest.jsonl --output=emb.npz \
       [--errors=emb.npz.errors.jsonl] [--batch_size=32] [--step=best|latest|N] [--overwrite]
+  (or python -m lanser_jax.serving.embed ...)
 
 --output ending in .npz: arrays utt_id [N] (str), embedding float32 [N, dim], probabilities float32
 [N, classes], label_names [classes] (read with np.load(path), no pickle). Any other name: JSON lines
@@ -13,19 +14,31 @@ under a temporary name and renamed at the end; a rerun with a finished output sk
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
 from typing import Iterator, Sequence
 
+from absl import app, flags
 import numpy as np
 
-from lanser_jax.utils import fileio
+from lanser_jax.utils import cli, fileio
 
-
-def log(msg: str):
-  print(msg, file=sys.stderr, flush=True)
+FLAGS = flags.FlagValues()  # this command's own (lanser_jax/utils/cli.py says why)
+_WORKDIR = flags.DEFINE_string("workdir", None, "The training workdir (or a checkpoint step folder).",
+                               flag_values=FLAGS)
+_MANIFEST = flags.DEFINE_string("manifest", None, "Manifest JSONL (lanser_jax/corpora/manifests.py).",
+                                flag_values=FLAGS)
+_OUTPUT = flags.DEFINE_string("output", None, "*.npz, or JSON lines for any other name.", flag_values=FLAGS)
+_ERRORS = flags.DEFINE_string("errors", None, "Errors JSONL (default: <output>.errors.jsonl).", flag_values=FLAGS)
+_STEP = flags.DEFINE_string("step", None, "best (default; else latest), latest, or a step number.",
+                            flag_values=FLAGS)
+_BATCH_SIZE = flags.DEFINE_integer("batch_size", 32, "Windows per model call.", flag_values=FLAGS)
+_MAX_SECONDS = flags.DEFINE_float("max_seconds", 600.0, "Longer audio is cropped.", flag_values=FLAGS)
+_DECODE_WORKERS = flags.DEFINE_integer("decode_workers", 2, "Threads decoding ahead of the model.",
+                                       flag_values=FLAGS)
+_OVERWRITE = flags.DEFINE_bool("overwrite", False, "Redo the work although --output exists.", flag_values=FLAGS)
+flags.mark_flags_as_required(["workdir", "manifest", "output"], flag_values=FLAGS)
 
 
 class ManifestLineError(ValueError):
@@ -142,37 +155,29 @@ def embed_manifest(clf, manifest: str, output: str, errors: str, chunk: int = 64
   return {"written": outputs.written, "failed": outputs.failed, "dim": dim}
 
 
-def parse_args(argv: Sequence[str] | None):
-  p = argparse.ArgumentParser(prog="python -m lanser_jax.serving.embed",
-                              description="Embeddings of a manifest's utterances from a trained run.")
-  p.add_argument("--workdir", required=True, help="the training workdir (or a checkpoint step folder)")
-  p.add_argument("--manifest", required=True, help="manifest JSONL (lanser_jax/corpora/manifests.py)")
-  p.add_argument("--output", required=True, help="*.npz, or JSON lines for any other name")
-  p.add_argument("--errors", default=None, help="errors JSONL (default: <output>.errors.jsonl)")
-  p.add_argument("--step", default=None, help="best (default; else latest), latest, or a step number")
-  p.add_argument("--batch_size", type=int, default=32, help="windows per model call")
-  p.add_argument("--max_seconds", type=float, default=600.0, help="longer audio is cropped")
-  p.add_argument("--decode_workers", type=int, default=2, help="threads decoding ahead of the model")
-  p.add_argument("--overwrite", action="store_true", help="redo the work although --output exists")
-  return p.parse_args(argv)
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-  args = parse_args(argv)
-  errors = args.errors or args.output + ".errors.jsonl"
-  if fileio.exists(args.output) and not args.overwrite:
-    log(f"{args.output} exists: skipped (pass --overwrite to redo it)")
+def main(argv: Sequence[str]) -> int:
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments {argv[1:]}: the utterances come from --manifest")
+  output = _OUTPUT.value
+  errors = _ERRORS.value or output + ".errors.jsonl"
+  if fileio.exists(output) and not _OVERWRITE.value:
+    cli.log(f"{output} exists: skipped (pass --overwrite to redo it)")
     return 0
   os.environ.setdefault("HF_HUB_OFFLINE", "1")
   from lanser_jax.serving import classifier as inference
   inference.quiet_orbax()
-  clf = inference.load(args.workdir, args.step, batch_size=args.batch_size, max_seconds=args.max_seconds)
-  log(f"model {clf.config.model.name} step {clf.step} from {clf.state_path}")
-  counts = embed_manifest(clf, args.manifest, args.output, errors, decode_workers=args.decode_workers)
-  log(f"{counts['written']} embedded (dim {counts['dim']}), {counts['failed']} failed -> {args.output}"
-      + (f"; reasons in {errors}" if counts["failed"] else ""))
+  clf = inference.load(_WORKDIR.value, _STEP.value, batch_size=_BATCH_SIZE.value, max_seconds=_MAX_SECONDS.value)
+  cli.log(f"model {clf.config.model.name} step {clf.step} from {clf.state_path}")
+  counts = embed_manifest(clf, _MANIFEST.value, output, errors, decode_workers=_DECODE_WORKERS.value)
+  cli.log(f"{counts['written']} embedded (dim {counts['dim']}), {counts['failed']} failed -> {output}"
+          + (f"; reasons in {errors}" if counts["failed"] else ""))
   return 0 if counts["written"] > 0 else 1
 
 
+def run():
+  """The `lanser-embed` entry point."""
+  cli.run(main, FLAGS)
+
+
 if __name__ == "__main__":
-  sys.exit(main())
+  run()

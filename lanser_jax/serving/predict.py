@@ -1,7 +1,8 @@
 r"""Classify audio files with a trained run: a table, CSV or JSON lines of labels and probabilities.
 
-  python -m lanser_jax.serving.predict --workdir=workdirs/iemocap clip.wav more_clips/ \
+  lanser-predict --workdir=workdirs/iemocap clip.wav more_clips/ \
       [--format=table|csv|jsonl] [--output=FILE] [--batch_size=32] [--step=best|latest|N]
+  (or python -m lanser_jax.serving.predict ...)
 
 Folders are searched recursively for audio files. A file that cannot be decoded is reported with the
 reason and the run goes on; the exit status is non-zero only when nothing could be classified.
@@ -9,22 +10,32 @@ reason and the run goes on; the exit status is non-zero only when nothing could 
 
 from __future__ import annotations
 
-import argparse
 import csv
 import json
 import os
 import sys
 from typing import Iterable, Iterator, Sequence
 
+from absl import app, flags
+
 from lanser_jax.corpora import manifests
-from lanser_jax.utils import fileio
+from lanser_jax.utils import cli, fileio
 
 AUDIO_EXTENSIONS = manifests.MEDIA_EXTENSIONS  # audio and video files, one list for the whole project
 FORMATS = ("table", "csv", "jsonl")
 
-
-def log(msg: str):
-  print(msg, file=sys.stderr, flush=True)
+FLAGS = flags.FlagValues()  # this command's own (lanser_jax/utils/cli.py says why)
+_WORKDIR = flags.DEFINE_string("workdir", None, "The training workdir (or a checkpoint step folder).",
+                               flag_values=FLAGS)
+_STEP = flags.DEFINE_string("step", None, "best (default; else latest), latest, or a step number.",
+                            flag_values=FLAGS)
+_FORMAT = flags.DEFINE_enum("format", "table", FORMATS, "Output format.", flag_values=FLAGS)
+_OUTPUT = flags.DEFINE_string("output", None, "File to write (default: stdout).", flag_values=FLAGS)
+_BATCH_SIZE = flags.DEFINE_integer("batch_size", 32, "Windows per model call.", flag_values=FLAGS)
+_MAX_SECONDS = flags.DEFINE_float("max_seconds", 600.0, "Longer audio is cropped.", flag_values=FLAGS)
+_DECODE_WORKERS = flags.DEFINE_integer("decode_workers", 2, "Threads decoding ahead of the model.",
+                                       flag_values=FLAGS)
+flags.mark_flags_as_required(["workdir"], flag_values=FLAGS)
 
 
 def expand_inputs(paths: Sequence[str]) -> list[str]:
@@ -38,7 +49,7 @@ def expand_inputs(paths: Sequence[str]) -> list[str]:
         dirs.sort()
         found += [os.path.join(root, f) for f in files if f.lower().endswith(AUDIO_EXTENSIONS)]
       if not found:
-        log(f"warning: no audio files ({', '.join(AUDIO_EXTENSIONS)}) under {p}")
+        cli.log(f"warning: no audio files ({', '.join(AUDIO_EXTENSIONS)}) under {p}")
       out += sorted(found)
     else:
       out.append(p)
@@ -128,48 +139,41 @@ def write_rows(rows: Iterable[dict], fmt: str, out, label_names: Sequence[str]) 
 # Command line.
 
 
-def parse_args(argv: Sequence[str] | None):
-  p = argparse.ArgumentParser(prog="python -m lanser_jax.serving.predict",
-                              description="Classify audio files with a trained lanser-jax run.")
-  p.add_argument("inputs", nargs="+", metavar="FILE_OR_DIR", help="audio files or folders of them")
-  p.add_argument("--workdir", required=True, help="the training workdir (or a checkpoint step folder)")
-  p.add_argument("--step", default=None, help="best (default; else latest), latest, or a step number")
-  p.add_argument("--format", default="table", choices=FORMATS)
-  p.add_argument("--output", default=None, help="file to write (default: stdout)")
-  p.add_argument("--batch_size", type=int, default=32, help="windows per model call")
-  p.add_argument("--max_seconds", type=float, default=600.0, help="longer audio is cropped")
-  p.add_argument("--decode_workers", type=int, default=2, help="threads decoding ahead of the model")
-  return p.parse_args(argv)
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-  args = parse_args(argv)
+def main(argv: Sequence[str]) -> int:
+  """Classifies the files and folders named after the flags (argv[1:])."""
+  inputs = list(argv[1:])
+  if not inputs:
+    raise app.UsageError("name at least one audio file or folder after the flags")
   os.environ.setdefault("HF_HUB_OFFLINE", "1")
   from lanser_jax.serving import classifier as inference
   inference.quiet_orbax()
   from lanser_jax.utils import progress as progress_lib
-  files = expand_inputs(args.inputs)
-  clf = inference.load(args.workdir, args.step, batch_size=args.batch_size, max_seconds=args.max_seconds)
+  files = expand_inputs(inputs)
+  clf = inference.load(_WORKDIR.value, _STEP.value, batch_size=_BATCH_SIZE.value, max_seconds=_MAX_SECONDS.value)
   clf.require_audio_front_end()  # a run trained on non-audio features fails here, not once per file
-  log(f"model {clf.config.model.name} step {clf.step} from {clf.state_path}; {len(files)} files; "
+  cli.log(f"model {clf.config.model.name} step {clf.step} from {clf.state_path}; {len(files)} files; "
       f"labels {list(clf.label_names)}")
   progress = progress_lib.Progress("predict", len(files), stream=sys.stderr) if len(files) > 1 else None
-  if args.output:
-    with fileio.atomic_write(args.output) as out:  # appears when complete: never a partial output
-      rows = write_rows(classify_files(clf, files, decode_workers=args.decode_workers, progress=progress),
-                        args.format, out, clf.label_names)
+  rows_in = classify_files(clf, files, decode_workers=_DECODE_WORKERS.value, progress=progress)
+  if _OUTPUT.value:
+    with fileio.atomic_write(_OUTPUT.value) as out:  # appears when complete: never a partial output
+      rows = write_rows(rows_in, _FORMAT.value, out, clf.label_names)
   else:
-    rows = write_rows(classify_files(clf, files, decode_workers=args.decode_workers, progress=progress),
-                      args.format, sys.stdout, clf.label_names)
+    rows = write_rows(rows_in, _FORMAT.value, sys.stdout, clf.label_names)
   if progress:
     progress.close()
   failed = [r for r in rows if "error" in r]
   for r in failed:
-    log(f"failed: {r['file']}: {r['error']}")
+    cli.log(f"failed: {r['file']}: {r['error']}")
   ok = len(rows) - len(failed)
-  log(f"{ok} classified, {len(failed)} failed" + (f" -> {args.output}" if args.output else ""))
+  cli.log(f"{ok} classified, {len(failed)} failed" + (f" -> {_OUTPUT.value}" if _OUTPUT.value else ""))
   return 0 if ok > 0 else 1
 
 
+def run():
+  """The `lanser-predict` entry point."""
+  cli.run(main, FLAGS)
+
+
 if __name__ == "__main__":
-  sys.exit(main())
+  run()

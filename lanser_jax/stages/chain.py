@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 import time
 
 from lanser_jax.utils import fileio
+from lanser_jax.utils.cli import log
 from lanser_jax.stages import features, manifest, pieces, stage
 from lanser_jax.stages import asr as transcribe
 from lanser_jax.stages import label as weak_labels
@@ -19,10 +19,6 @@ from lanser_jax.stages import label as weak_labels
 STAGES: tuple[stage.Stage, ...] = (manifest.STAGE, transcribe.STAGE, weak_labels.STAGE, features.STAGE)
 BY_NAME = {s.name: s for s in STAGES}
 NAMES = tuple(BY_NAME)
-
-
-def log(msg: str):
-  print(msg, file=sys.stderr, flush=True)
 
 
 def _wait(path: str, seconds: float):

@@ -1,8 +1,9 @@
 r"""The command line of the offline stages, from a corpus on disk to weakly labelled training records.
 
-  python -m lanser_jax.stages.main --config=lanser_jax/experiments/labeling/local_tiny.py \
+  lanser-label --config=lanser_jax/experiments/labeling/local_tiny.py \
       --stage=manifest|asr|label|features|all --workdir=DIR [--num_processes=N --process_index=I] \
       [--jax_distributed] [--config.key=value ...]
+  (or python -m lanser_jax.stages.main ...)
 
 Stage     reads                                   writes (all under --workdir)
 manifest  the corpus (config.manifest)            manifest/manifest.jsonl, errors.jsonl, summary.json
@@ -15,7 +16,7 @@ features  manifest + audio (+ labels/ when        <features.dir_name>/<split>-*.
 Each of asr, label and features also writes errors-*.jsonl and summary-*.json per piece and, once
 all pieces exist, errors.jsonl and summary.json; `all` adds <workdir>/summary.json and errors.jsonl
 over the chain of stages, where utterances in = written + rejected. One file per stage in this package
-(manifest.py, transcribe.py, weak_labels.py, features.py); chain.py lists them.
+(manifest.py, asr.py, label.py, features.py); chain.py lists them.
 
 Scale-out: the same command runs once per process (host or job); --num_processes/--process_index (else
 SLURM job-array variables, else --jax_distributed for jax.process_index/count) pick the pieces of each
@@ -27,18 +28,26 @@ from __future__ import annotations
 import os
 import sys
 
-from absl import app, flags
-from ml_collections import config_flags
+from absl import flags
 
+from lanser_jax import config_lib
 from lanser_jax.stages import chain, pieces
+from lanser_jax.utils import cli
 
-_CONFIG = config_flags.DEFINE_config_file("config", None, "Labelling config file.", lock_config=True)
-_STAGE = flags.DEFINE_enum("stage", "all", chain.NAMES + ("all",), "Stage to run; all = config.stages.")
-_WORKDIR = flags.DEFINE_string("workdir", None, "Folder for every output of the stages.")
-_NUM_PROCESSES = flags.DEFINE_integer("num_processes", 0, "Processes sharing the work (0: from env).")
-_PROCESS_INDEX = flags.DEFINE_integer("process_index", 0, "This process's index in [0, num_processes).")
+FLAGS = flags.FlagValues()  # this command's own (lanser_jax/utils/cli.py says why)
+_CONFIG = config_lib.define_config_flag("config", "Labelling config: lanser_jax/experiments/labeling/<file>.py"
+                                        "[:args], then --config.key=value overrides.", FLAGS, kind="labelling config")
+_STAGE = flags.DEFINE_enum("stage", "all", chain.NAMES + ("all",), "Stage to run; all = config.stages.",
+                           flag_values=FLAGS)
+_WORKDIR = flags.DEFINE_string("workdir", None, "Folder for every output of the stages.", flag_values=FLAGS)
+_NUM_PROCESSES = flags.DEFINE_integer("num_processes", 0, "Processes sharing the work (0: from env).",
+                                      flag_values=FLAGS)
+_PROCESS_INDEX = flags.DEFINE_integer("process_index", 0, "This process's index in [0, num_processes).",
+                                      flag_values=FLAGS)
 _JAX_DISTRIBUTED = flags.DEFINE_bool("jax_distributed", False,
-                                     "Call jax.distributed.initialize() and use its process index.")
+                                     "Call jax.distributed.initialize() and use its process index.",
+                                     flag_values=FLAGS)
+flags.mark_flags_as_required(["config", "workdir"], flag_values=FLAGS)
 
 
 def main(argv):
@@ -54,13 +63,13 @@ def main(argv):
   try:
     chain.run_stages(_CONFIG.value, _WORKDIR.value, _STAGE.value, process)
   except pieces.NothingSurvived as e:  # a finding about the corpus, not a crash: no traceback
-    chain.log(f"error: {e}")
+    cli.log(f"error: {e}")
     sys.exit(1)
 
 
 def run():
-  flags.mark_flags_as_required(["config", "workdir"])
-  app.run(main)
+  """The `lanser-label` entry point."""
+  cli.run(main, FLAGS)
 
 
 if __name__ == "__main__":

@@ -1,7 +1,8 @@
 r"""What the representations learn: embedding maps and linear probes to prosody, run beside run.
 
-  python -m lanser_jax.tools.analysis --workdir=pretrained=RUN_A --workdir=scratch=RUN_B --manifest=M \
+  lanser-analysis --workdir=pretrained=RUN_A --workdir=scratch=RUN_B --manifest=M \
       [--out=DIR] [--limit=2000] [--seed=0] [--test_fraction=0.3] [--known=prosody]
+  (or python -m lanser_jax.tools.analysis ...)
 
 Each --workdir is a training run (NAME=PATH, or PATH named by its folder); every run embeds the same
 utterances of the manifest (lanser_jax.load(run).embed: window-averaged pooled embeddings, the run's own
@@ -29,18 +30,17 @@ are listed in the JSON (`skipped`) and left out of the F0 probes only where F0 i
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
-import sys
 from typing import Any, Sequence
 
+from absl import app, flags
 import numpy as np
 
 from lanser_jax.corpora import manifests
 from lanser_jax.input_pipeline import records
 from lanser_jax.audio import decode as audio_lib
-from lanser_jax.utils import fileio
+from lanser_jax.utils import cli, fileio
 
 SAMPLE_RATE = 16000
 FRAME, HOP = 400, 160  # 25 ms, 10 ms at 16 kHz
@@ -280,27 +280,42 @@ def markdown(result: dict[str, Any]) -> str:
   return "\n".join(lines) + "\n"
 
 
-def main(argv=None):
-  p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  p.add_argument("--workdir", action="append", required=True, help="NAME=RUN or RUN; repeat for each run")
-  p.add_argument("--manifest", required=True, help="utterances to analyse (audio, label, speaker)")
-  p.add_argument("--out", default=None)
-  p.add_argument("--seed", type=int, default=0)
-  p.add_argument("--test_fraction", type=float, default=0.3)
-  p.add_argument("--limit", type=int, default=0, help="first N usable utterances (0: all)")
-  p.add_argument("--batch_size", type=int, default=32)
-  p.add_argument("--known", default="", help="manifest key of per-utterance numbers to probe too (e.g. prosody)")
-  a = p.parse_args(argv)
-  workdirs = [parse_workdir(w) for w in a.workdir]
+# ---------------------------------------------------------------------------------------------------
+# Command line.
+
+FLAGS = flags.FlagValues()  # this command's own (lanser_jax/utils/cli.py says why)
+_WORKDIRS = flags.DEFINE_multi_string("workdir", None, "NAME=RUN or RUN; repeat for each run.", flag_values=FLAGS)
+_MANIFEST = flags.DEFINE_string("manifest", None, "Utterances to analyse (audio, label, speaker).",
+                                flag_values=FLAGS)
+_OUT = flags.DEFINE_string("out", None, "Output folder (default: <first run>/analysis).", flag_values=FLAGS)
+_SEED = flags.DEFINE_integer("seed", 0, "Seed of the held-out split and of t-SNE.", flag_values=FLAGS)
+_TEST_FRACTION = flags.DEFINE_float("test_fraction", 0.3, "Utterances held out of the probes' training.",
+                                    flag_values=FLAGS)
+_LIMIT = flags.DEFINE_integer("limit", 0, "First N usable utterances (0: all).", flag_values=FLAGS)
+_BATCH_SIZE = flags.DEFINE_integer("batch_size", 32, "Windows per model call.", flag_values=FLAGS)
+_KNOWN = flags.DEFINE_string("known", "", "Manifest key of per-utterance numbers to probe too (e.g. prosody).",
+                             flag_values=FLAGS)
+flags.mark_flags_as_required(["workdir", "manifest"], flag_values=FLAGS)
+
+
+def main(argv: Sequence[str]) -> int:
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments {argv[1:]}")
+  workdirs = [parse_workdir(w) for w in _WORKDIRS.value]
   if len({n for n, _ in workdirs}) != len(workdirs):
-    p.error(f"--workdir names repeat: {[n for n, _ in workdirs]}")
-  out = a.out or os.path.join(workdirs[0][1], "analysis")
-  result = analyse(workdirs, a.manifest, out, a.seed, a.test_fraction, a.limit, a.batch_size,
-                   log=lambda m: print(m, file=sys.stderr, flush=True), known=a.known)
+    raise app.UsageError(f"--workdir names repeat: {[n for n, _ in workdirs]}")
+  out = _OUT.value or os.path.join(workdirs[0][1], "analysis")
+  result = analyse(workdirs, _MANIFEST.value, out, _SEED.value, _TEST_FRACTION.value, _LIMIT.value,
+                   _BATCH_SIZE.value, log=cli.log, known=_KNOWN.value)
   print(markdown(result))
   print(f"wrote {out}/analysis.md, analysis.json, prosody.jsonl, pca.png, tsne.png, probes.png")
-  return result
+  return 0
+
+
+def run():
+  """The `lanser-analysis` entry point."""
+  cli.run(main, FLAGS)
 
 
 if __name__ == "__main__":
-  main()
+  run()

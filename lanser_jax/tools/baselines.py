@@ -1,10 +1,11 @@
 r"""Baselines of the LanSER tables, scored like training runs (a results.json with the test split's metrics).
 
-  python -m lanser_jax.tools.baselines --kind=majority  --workdir=W --data_dir=FEATURES [--label_fraction=0.1]
-  python -m lanser_jax.tools.baselines --kind=text_only --workdir=W --data_dir=FEATURES --labels_dir=LABELS \
+  lanser-baselines --kind=majority  --workdir=W --data_dir=FEATURES [--label_fraction=0.1]
+  lanser-baselines --kind=text_only --workdir=W --data_dir=FEATURES --labels_dir=LABELS \
       --target_set=iemocap4 [--taxonomy=fine40] [--argmax=restricted|all]
-  python -m lanser_jax.tools.baselines --kind=zero_shot --workdir=W --data_dir=FEATURES --pretrain=PRETRAIN_RUN \
+  lanser-baselines --kind=zero_shot --workdir=W --data_dir=FEATURES --pretrain=PRETRAIN_RUN \
       --target_set=iemocap4 [--taxonomy=fine40] [--step=best] [--argmax=restricted|all]
+  (or python -m lanser_jax.tools.baselines ...)
 
 majority   the most frequent class of the (subset of the) training labels, predicted for every test utterance.
 text_only  the labelling stage's weak scores of each test utterance (labels/ of the target corpus labelled
@@ -28,15 +29,15 @@ From scratch and the linear probe are training runs: see lanser_jax/experiments/
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 from typing import Any, Sequence
 
+from absl import app, flags
 import numpy as np
 
 from lanser_jax.input_pipeline import records
-from lanser_jax.utils import fileio
+from lanser_jax.utils import cli, fileio
 from lanser_jax.engine import metrics
 
 NO_PREDICTION = "(no prediction)"
@@ -287,24 +288,39 @@ def run_baseline(kind: str, workdir: str, **kwargs) -> dict[str, Any]:
   return result
 
 
-def main(argv: list[str] | None = None):
-  p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  p.add_argument("--kind", required=True, choices=sorted(KINDS))
-  p.add_argument("--workdir", required=True)
-  p.add_argument("--data_dir", required=True, help="the target corpus's feature folder (human labels)")
-  p.add_argument("--test_split", default="test")
-  p.add_argument("--label_fraction", type=float, help="majority: of the training labels")
-  p.add_argument("--subset_seed", type=int, help="majority: seed of the label subset")
-  p.add_argument("--labels_dir", help="text_only: the target corpus's labels/ folder (fine taxonomy)")
-  p.add_argument("--pretrain", help="zero_shot: the pre-training run's workdir")
-  p.add_argument("--step", help="zero_shot: best | latest | a step number")
-  p.add_argument("--target_set", help="text_only, zero_shot: iemocap4 | cremad6 | ekman7")
-  p.add_argument("--taxonomy", help="fine taxonomy of the weak labels (default: inferred from the names)")
-  p.add_argument("--argmax", choices=ARGMAX_RULES,
-                 help="text_only, zero_shot: restricted (default: over the labels that map) | all")
-  a = vars(p.parse_args(argv))
-  kind, workdir = a.pop("kind"), a.pop("workdir")
-  kwargs = {k: v for k, v in a.items() if v is not None}
+# ---------------------------------------------------------------------------------------------------
+# Command line.
+
+FLAGS = flags.FlagValues()  # this command's own (lanser_jax/utils/cli.py says why)
+_KIND = flags.DEFINE_enum("kind", None, sorted(KINDS), "Which baseline.", flag_values=FLAGS)
+_WORKDIR = flags.DEFINE_string("workdir", None, "Where results.json goes.", flag_values=FLAGS)
+_DATA_DIR = flags.DEFINE_string("data_dir", None, "The target corpus's feature folder (human labels).",
+                                flag_values=FLAGS)
+_TEST_SPLIT = flags.DEFINE_string("test_split", "test", "The split scored.", flag_values=FLAGS)
+_LABEL_FRACTION = flags.DEFINE_float("label_fraction", None, "majority: of the training labels.",
+                                     flag_values=FLAGS)
+_SUBSET_SEED = flags.DEFINE_integer("subset_seed", None, "majority: seed of the label subset.", flag_values=FLAGS)
+_LABELS_DIR = flags.DEFINE_string("labels_dir", None, "text_only: the target corpus's labels/ folder (fine "
+                                  "taxonomy).", flag_values=FLAGS)
+_PRETRAIN = flags.DEFINE_string("pretrain", None, "zero_shot: the pre-training run's workdir.", flag_values=FLAGS)
+_STEP = flags.DEFINE_string("step", None, "zero_shot: best | latest | a step number.", flag_values=FLAGS)
+_TARGET_SET = flags.DEFINE_string("target_set", None, "text_only, zero_shot: iemocap4 | cremad6 | ekman7.",
+                                  flag_values=FLAGS)
+_TAXONOMY = flags.DEFINE_string("taxonomy", None, "Fine taxonomy of the weak labels (default: inferred from the "
+                                "names).", flag_values=FLAGS)
+_ARGMAX = flags.DEFINE_enum("argmax", None, ARGMAX_RULES, "text_only, zero_shot: restricted (default: over the "
+                            "labels that map) | all.", flag_values=FLAGS)
+flags.mark_flags_as_required(["kind", "workdir", "data_dir"], flag_values=FLAGS)
+# The keyword arguments of the baseline functions, passed on when given.
+_KWARGS = (_DATA_DIR, _TEST_SPLIT, _LABEL_FRACTION, _SUBSET_SEED, _LABELS_DIR, _PRETRAIN, _STEP, _TARGET_SET,
+           _TAXONOMY, _ARGMAX)
+
+
+def main(argv: list[str]) -> int:
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments {argv[1:]}")
+  kind, workdir = _KIND.value, _WORKDIR.value
+  kwargs = {f.name: f.value for f in _KWARGS if f.value is not None}
   result = run_baseline(kind, workdir, **kwargs)
   test = result[kwargs.get("test_split", "test")]
   for rule, t in (result.get("by_argmax") or {"": test}).items():
@@ -312,7 +328,13 @@ def main(argv: list[str] | None = None):
           f"{t['macro_f1']:.4f} over {t['num_examples']} utterances, {t['num_without_prediction']} without "
           f"a prediction")
   print(f"wrote {os.path.join(workdir, 'results.json')}")
+  return 0
+
+
+def run():
+  """The `lanser-baselines` entry point."""
+  cli.run(main, FLAGS)
 
 
 if __name__ == "__main__":
-  main()
+  run()

@@ -1,7 +1,8 @@
 r"""Two labellings of one corpus side by side: how far the transcripts and the weak labels differ.
 
-  python -m lanser_jax.tools.compare_labellings --workdir_a=/data/lanser/iemocap_ref --workdir_b=/data/lanser/iemocap \
+  lanser-compare-labellings --workdir_a=/data/lanser/iemocap_ref --workdir_b=/data/lanser/iemocap \
       [--manifest=M] [--out=compare.json]
+  (or python -m lanser_jax.tools.compare_labellings ...)
 
 The usual pair is the same corpus labelled from its own transcripts (label.text_source=manifest) and from
 Whisper's (text_source=asr), so that the effect of ASR errors on the weak labels is one number. Reports
@@ -16,16 +17,16 @@ Both workdirs must use the same taxonomy (labels/label_names.json).
 
 from __future__ import annotations
 
-import argparse
 import os
 import re
 from typing import Any, Sequence
 
+from absl import app, flags
 import numpy as np
 
 from lanser_jax.corpora import manifests
 from lanser_jax.input_pipeline import records
-from lanser_jax.utils import fileio
+from lanser_jax.utils import cli, fileio
 
 
 def words(text: str) -> list[str]:
@@ -148,20 +149,35 @@ def report(result: dict[str, Any]) -> str:
   return "\n".join(lines)
 
 
-def main(argv=None):
-  p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  p.add_argument("--workdir_a", required=True)
-  p.add_argument("--workdir_b", required=True)
-  p.add_argument("--manifest", default=None, help="reference texts (default: workdir_a's manifest)")
-  p.add_argument("--out", default=None, help="JSON file (default: <workdir_b>/compare.json)")
-  args = p.parse_args(argv)
-  result = compare(args.workdir_a, args.workdir_b, args.manifest)
-  out = args.out or os.path.join(args.workdir_b, "compare.json")
+# ---------------------------------------------------------------------------------------------------
+# Command line.
+
+FLAGS = flags.FlagValues()  # this command's own (lanser_jax/utils/cli.py says why)
+_WORKDIR_A = flags.DEFINE_string("workdir_a", None, "The first labelling workdir (usually text_source=manifest).",
+                                 flag_values=FLAGS)
+_WORKDIR_B = flags.DEFINE_string("workdir_b", None, "The second labelling workdir (usually text_source=asr).",
+                                 flag_values=FLAGS)
+_MANIFEST = flags.DEFINE_string("manifest", None, "Reference texts (default: workdir_a's manifest).",
+                                flag_values=FLAGS)
+_OUT = flags.DEFINE_string("out", None, "JSON file (default: <workdir_b>/compare.json).", flag_values=FLAGS)
+flags.mark_flags_as_required(["workdir_a", "workdir_b"], flag_values=FLAGS)
+
+
+def main(argv: Sequence[str]) -> int:
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments {argv[1:]}")
+  result = compare(_WORKDIR_A.value, _WORKDIR_B.value, _MANIFEST.value)
+  out = _OUT.value or os.path.join(_WORKDIR_B.value, "compare.json")
   records.write_json(out, result)
   print(report(result))
   print(f"wrote {out}")
-  return result
+  return 0
+
+
+def run():
+  """The `lanser-compare-labellings` entry point."""
+  cli.run(main, FLAGS)
 
 
 if __name__ == "__main__":
-  main()
+  run()

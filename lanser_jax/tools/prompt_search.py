@@ -1,8 +1,9 @@
 r"""Prompt and taxonomy search: which (template, taxonomy) gives the best weak labels on a labelled corpus?
 
-  python -m lanser_jax.tools.prompt_search --config=lanser_jax/experiments/labeling/iemocap.py --templates=templates.txt \
+  lanser-prompt-search --config=lanser_jax/experiments/labeling/iemocap.py --templates=templates.txt \
       --taxonomies=ekman7,fine40 --eval=/data/lanser/iemocap/manifest/manifest.jsonl --out=/tmp/search \
       [--target=iemocap4] [--limit=500] [--config.labeler.model=...]
+  (or python -m lanser_jax.tools.prompt_search ...)
 
 Every candidate labels the `text` of each utterance of the --eval manifest (rows need `text` and a human
 `label`; IEMOCAP's and CREMA-D's manifests carry both) with the config's labeler (model loaded once), maps the
@@ -20,19 +21,33 @@ seconds, which include compiling the length buckets it used (each candidate is a
 from __future__ import annotations
 
 import os
-import sys
 import time
 from typing import Any, Callable, Sequence
 
+from absl import app, flags
 import numpy as np
 
+from lanser_jax import config_lib, labelers
 from lanser_jax.corpora import manifests
 from lanser_jax.input_pipeline import records
 from lanser_jax.tools import baselines
-from lanser_jax.utils import fileio
-from lanser_jax import labelers
+from lanser_jax.utils import cli, fileio
 
 ENSEMBLE_SEPARATOR = " | "
+
+FLAGS = flags.FlagValues()  # this command's own (lanser_jax/utils/cli.py says why)
+_CONFIG = config_lib.define_config_flag("config", "Labelling config (its labeler is used): lanser_jax/experiments/"
+                                        "labeling/<file>.py[:args], then --config.key=value overrides.", FLAGS,
+                                        kind="labelling config")
+_TEMPLATES = flags.DEFINE_string("templates", None, "File of templates, one candidate per line.", flag_values=FLAGS)
+_TAXONOMIES = flags.DEFINE_string("taxonomies", "ekman7,fine40", "Comma list: built-in names or files.",
+                                  flag_values=FLAGS)
+_EVAL = flags.DEFINE_string("eval", None, "Labelled manifest with transcripts (text, label).", flag_values=FLAGS)
+_TARGET = flags.DEFINE_string("target", "", "Target label set (default: inferred from the labels).",
+                              flag_values=FLAGS)
+_LIMIT = flags.DEFINE_integer("limit", 0, "Use only the first N usable rows (0: all).", flag_values=FLAGS)
+_OUT = flags.DEFINE_string("out", "search", "Output folder.", flag_values=FLAGS)
+flags.mark_flags_as_required(["config", "templates", "eval"], flag_values=FLAGS)
 
 
 def read_templates(path: str) -> list[tuple[str, ...]]:
@@ -196,8 +211,9 @@ def write_outputs(out_dir: str, rows, target: str, eval_path: str, num_texts: in
   return paths
 
 
-def main(argv):
-  del argv
+def main(argv: Sequence[str]) -> int:
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments {argv[1:]}")
   config = _CONFIG.value
   if config.get("offline", False):
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -206,25 +222,19 @@ def main(argv):
   target_labels = labelers.load_taxonomy(_TARGET.value) if _TARGET.value else None
   texts, labels, skipped = read_eval(_EVAL.value, target_labels, _LIMIT.value)
   target = _TARGET.value or infer_target(labels)
-  print(f"[search] {len(candidates)} template candidates x {len(taxonomies)} taxonomies on {len(texts)} "
-        f"utterances (skipped {skipped}), target {target}", file=sys.stderr)
-  rows = search(config.labeler, candidates, taxonomies, texts, labels, target,
-                log=lambda m: print(m, file=sys.stderr, flush=True))
+  cli.log(f"[search] {len(candidates)} template candidates x {len(taxonomies)} taxonomies on {len(texts)} "
+          f"utterances (skipped {skipped}), target {target}")
+  rows = search(config.labeler, candidates, taxonomies, texts, labels, target, log=cli.log)
   paths = write_outputs(_OUT.value, rows, target, _EVAL.value, len(texts), skipped)
   print(markdown_table(rows, target, len(texts)))
   print(f"wrote {paths['md']}, {paths['json']}, {paths['png']}")
+  return 0
+
+
+def run():
+  """The `lanser-prompt-search` entry point."""
+  cli.run(main, FLAGS)
 
 
 if __name__ == "__main__":
-  from absl import app, flags
-  from ml_collections import config_flags
-
-  _CONFIG = config_flags.DEFINE_config_file("config", None, "Labelling config (its labeler is used).")
-  _TEMPLATES = flags.DEFINE_string("templates", None, "File of templates, one candidate per line.")
-  _TAXONOMIES = flags.DEFINE_string("taxonomies", "ekman7,fine40", "Comma list: built-in names or files.")
-  _EVAL = flags.DEFINE_string("eval", None, "Labelled manifest with transcripts (text, label).")
-  _TARGET = flags.DEFINE_string("target", "", "Target label set (default: inferred from the labels).")
-  _LIMIT = flags.DEFINE_integer("limit", 0, "Use only the first N usable rows (0: all).")
-  _OUT = flags.DEFINE_string("out", "search", "Output folder.")
-  flags.mark_flags_as_required(["config", "templates", "eval"])
-  app.run(main)
+  run()

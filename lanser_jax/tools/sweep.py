@@ -1,12 +1,14 @@
 r"""Runs, prints or aggregates every cell of a sweep file (lanser_jax/experiments/sweeps/*.py).
 
-  python -m lanser_jax.tools.sweep --sweep=lanser_jax/experiments/sweeps/label_efficiency.py[:args] --root=DIR \
+  lanser-sweep --sweep=lanser_jax/experiments/sweeps/label_efficiency.py[:args] --root=DIR \
       (--print [--count] | --run [--in_process] | --aggregate) [--only=key=value ...] [--cell=I]
+  (or python -m lanser_jax.tools.sweep ...)
 
 A sweep file's `get_sweep(arg)` returns a list of cells, each a dict:
   name       workdir of the cell, relative to --root (unique)
   axes       {axis: value}: what the cell varies (dataset, fold, pretrained, fraction, seed, ...)
-  config     a training cell: "lanser_jax/experiments/<file>.py:<args>", run by lanser_jax.main ...
+  config     a training cell: "lanser_jax/experiments/<file>.py:<args>" (found as config_lib.resolve_path
+             says: from the working directory, else in the installed package), run by lanser_jax.main ...
   overrides  ... with these --config.<key>=<value> (optional)
   baseline   or a baseline cell: {"kind": ..., **flags} run by lanser_jax.tools.baselines
 Every cell writes <root>/<name>/results.json; a cell whose results.json exists is done and skipped, so a
@@ -28,7 +30,6 @@ aggregate.md: each fold's mean and std over seeds) and <root>/ua_vs_fraction.png
 
 from __future__ import annotations
 
-import argparse
 import csv
 import json
 import os
@@ -39,31 +40,40 @@ import time
 import traceback
 from typing import Any, Iterable
 
+from absl import app, flags
 import numpy as np
 
 from lanser_jax import config_lib
-from lanser_jax.utils import fileio
+from lanser_jax.utils import cli, fileio
 
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 RESULTS = "results.json"
 AVERAGED_AXES = ("seed", "fold")  # aggregated over; every other axis makes a row
+
+FLAGS = flags.FlagValues()  # this command's own (lanser_jax/utils/cli.py says why)
+_SWEEP = flags.DEFINE_string("sweep", None, "lanser_jax/experiments/sweeps/<file>.py[:args]", flag_values=FLAGS)
+_ROOT = flags.DEFINE_string("root", None, "Every cell's workdir is <root>/<cell name>.", flag_values=FLAGS)
+_PRINT = flags.DEFINE_bool("print", False, "Print the command of every unfinished cell.", flag_values=FLAGS)
+_RUN = flags.DEFINE_bool("run", False, "Run the unfinished cells, one after another.", flag_values=FLAGS)
+_AGGREGATE = flags.DEFINE_bool("aggregate", False, "Write aggregate.{md,csv} and the plot.", flag_values=FLAGS)
+_ONLY = flags.DEFINE_multi_string("only", [], "axis=value[,value]; repeatable.", flag_values=FLAGS)
+_IN_PROCESS = flags.DEFINE_bool("in_process", False, "--run without a subprocess per cell.", flag_values=FLAGS)
+_ALL = flags.DEFINE_bool("all", False, "--print also the finished cells.", flag_values=FLAGS)
+_SPLIT = flags.DEFINE_string("split", "test", "--aggregate: which results.json split.", flag_values=FLAGS)
+_CELL = flags.DEFINE_integer("cell", None, "--run/--print only the I-th cell (0-based, sweep file order, after "
+                             "--only); --run reads SLURM_ARRAY_TASK_ID when this is not given.", flag_values=FLAGS)
+_COUNT = flags.DEFINE_bool("count", False, "--print: only the number of cells (array size).", flag_values=FLAGS)
+flags.mark_flags_as_required(["sweep", "root"], flag_values=FLAGS)
+flags.mark_bool_flags_as_mutual_exclusive(["print", "run", "aggregate"], required=True, flag_values=FLAGS)
 
 
 # ---------------------------------------------------------------------------------------------------
 # Loading a sweep.
 
 
-def resolve_path(path: str) -> str:
-  """A path as given, else relative to the repository (sweeps name experiment files repo-relative)."""
-  if fileio.exists(path) or os.path.isabs(path):
-    return path
-  return os.path.join(REPO_ROOT, path)
-
-
 def load_sweep(spec: str) -> list[dict[str, Any]]:
-  """`file.py[:args]` -> its get_sweep(args), checked: unique names, axes, one of config/baseline."""
+  """`file.py[:args]` -> its get_sweep(args), checked: unique names, axes, one of config/baseline. The file is
+  found as config_lib.resolve_path says."""
   path, _, arg = spec.partition(":")
-  path = resolve_path(path)
   cells = list(config_lib.load_python_file(path, kind="sweep").get_sweep(arg or None))
   names = set()
   for i, cell in enumerate(cells):
@@ -125,8 +135,7 @@ def array_task_index(env=os.environ) -> int | None:
 
 def load_cell_config(cell: dict[str, Any]):
   """A training cell's experiment config with its overrides applied."""
-  path, sep, arg = cell["config"].partition(":")
-  config = config_lib.load_experiment(resolve_path(path) + sep + arg)
+  config = config_lib.load_experiment(cell["config"])
   for key, value in (cell.get("overrides") or {}).items():
     config_lib.set_override(config, key, value)
   return config
@@ -196,8 +205,7 @@ def run_subprocess(root: str, cell: dict[str, Any]):
   local_log = (os.path.join(fileio.local_staging_dir("lanser_sweep_"), "sweep_log.txt")
                if fileio.is_url(workdir) else log_path)
   with fileio.open(local_log, "ab") as log:
-    rc = subprocess.call(command(root, cell, sys.executable), stdout=log, stderr=subprocess.STDOUT,
-                         cwd=REPO_ROOT)
+    rc = subprocess.call(command(root, cell, sys.executable), stdout=log, stderr=subprocess.STDOUT)
   if local_log != log_path:
     fileio.copy(local_log, log_path)
   if rc != 0 or not fileio.exists(os.path.join(workdir, RESULTS)):
@@ -376,64 +384,60 @@ def plot_ua_vs_fraction(rows: list[dict[str, Any]], path: str, line_axis: str = 
 # Command line.
 
 
-def main(argv: list[str] | None = None) -> int:
-  p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  p.add_argument("--sweep", required=True, help="lanser_jax/experiments/sweeps/<file>.py[:args]")
-  p.add_argument("--root", required=True, help="every cell's workdir is <root>/<cell name>")
-  mode = p.add_mutually_exclusive_group(required=True)
-  mode.add_argument("--print", action="store_true", help="print the command of every unfinished cell")
-  mode.add_argument("--run", action="store_true", help="run the unfinished cells, one after another")
-  mode.add_argument("--aggregate", action="store_true", help="write aggregate.{md,csv} and the plot")
-  p.add_argument("--only", action="append", default=[], help="axis=value[,value]; repeatable")
-  p.add_argument("--in_process", action="store_true", help="--run without a subprocess per cell")
-  p.add_argument("--all", action="store_true", help="--print also the finished cells")
-  p.add_argument("--split", default="test", help="--aggregate: which results.json split")
-  p.add_argument("--cell", type=int, default=None,
-                 help="--run/--print only the I-th cell (0-based, sweep file order, after --only); "
-                      "--run reads SLURM_ARRAY_TASK_ID when this is not given")
-  p.add_argument("--count", action="store_true", help="--print: only the number of cells (array size)")
-  a = p.parse_args(argv)
-  if a.count and not a.print:
-    p.error("--count goes with --print")
-  if a.cell is not None and a.aggregate:
-    p.error("--cell goes with --run or --print")
-
-  cells = select(load_sweep(a.sweep), parse_only(a.only))
-  if a.print and a.count:
+def main(argv: list[str]) -> int:
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments {argv[1:]}")
+  if _COUNT.value and not _PRINT.value:
+    raise app.UsageError("--count goes with --print")
+  if _CELL.value is not None and _AGGREGATE.value:
+    raise app.UsageError("--cell goes with --run or --print")
+  root = _ROOT.value
+  try:
+    cells = select(load_sweep(_SWEEP.value), parse_only(_ONLY.value))
+  except (FileNotFoundError, KeyError, ValueError) as e:  # a sweep file, its arguments or --only: one line
+    cli.log(f"error: {e.args[0] if isinstance(e, KeyError) else e}")
+    return 2
+  if _PRINT.value and _COUNT.value:
     print(len(cells))
     return 0
-  index, source = a.cell, "--cell"
+  index, source = _CELL.value, "--cell"
   try:
-    if index is None and a.run:
+    if index is None and _RUN.value:
       index, source = array_task_index(), "SLURM_ARRAY_TASK_ID"
     if index is not None:
       cells = [pick_cell(cells, index, source)]
   except ValueError as e:
-    p.error(str(e))
+    raise app.UsageError(str(e)) from None
   if index is not None:
     print(f"# {source}={index}: cell {cells[0]['name']}", file=sys.stderr)
-  if a.print:
-    shown = [c for c in cells if a.all or not is_done(a.root, c)]
+  if _PRINT.value:
+    shown = [c for c in cells if _ALL.value or not is_done(root, c)]
     for cell in shown:
-      print(shlex.join(command(a.root, cell)))
+      print(shlex.join(command(root, cell)))
     print(f"# {len(shown)} of {len(cells)} cells ({len(cells) - len(shown)} done or hidden)",
           file=sys.stderr)
     return 0
-  if a.run:
-    counts = run_cells(a.root, cells, in_process=a.in_process)
+  if _RUN.value:
+    counts = run_cells(root, cells, in_process=_IN_PROCESS.value)
     return 1 if counts["failed"] else 0
-  rows = aggregate(a.root, cells, a.split)
-  fileio.makedirs(a.root)
-  prefix = os.path.join(a.root, "aggregate")
-  write_table(rows, prefix, a.split)
-  fold_lines = write_fold_tables(aggregate(a.root, cells, a.split, averaged=("seed",)), prefix, a.split)
+  split = _SPLIT.value
+  rows = aggregate(root, cells, split)
+  fileio.makedirs(root)
+  prefix = os.path.join(root, "aggregate")
+  write_table(rows, prefix, split)
+  fold_lines = write_fold_tables(aggregate(root, cells, split, averaged=("seed",)), prefix, split)
   fileio.write_text(prefix + ".md", fileio.read_text(prefix + ".md") + "\n".join(fold_lines)
                     + ("\n" if fold_lines else ""))
-  plotted = plot_ua_vs_fraction(rows, os.path.join(a.root, "ua_vs_fraction.png"))
+  plotted = plot_ua_vs_fraction(rows, os.path.join(root, "ua_vs_fraction.png"))
   print(fileio.read_text(prefix + ".md"))
-  print(f"wrote {prefix}.md, {prefix}.csv, {prefix}_folds.csv" + (f", {a.root}/ua_vs_fraction.png" if plotted else ""))
+  print(f"wrote {prefix}.md, {prefix}.csv, {prefix}_folds.csv" + (f", {root}/ua_vs_fraction.png" if plotted else ""))
   return 0
 
 
+def run():
+  """The `lanser-sweep` entry point."""
+  cli.run(main, FLAGS)
+
+
 if __name__ == "__main__":
-  sys.exit(main())
+  run()

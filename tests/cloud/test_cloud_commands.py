@@ -4,7 +4,7 @@ One tiny cell is trained by `lanser_jax.tools.sweep --run --in_process` straight
 cell is already finished there); the same root then takes `--aggregate`'s outputs, and the trained cell's
 bucket workdir is what `lanser_jax.serving.predict` and `lanser_jax.serving.embed` read, writing their outputs to the
 bucket too. On moto's S3 server, an `s3://` root's skip-if-done check and `--aggregate`, and a `predict`
-output. Every command is called in-process through its `main`, so the model is built once per command.
+output. Every command is called in-process (`cli.call`), so the model is built once per command.
 """
 
 import contextlib
@@ -19,7 +19,7 @@ import pytest
 
 from helpers import SYNTHETIC_RUNLOCAL, TINY_OVERRIDES
 from lanser_jax.serving import embed, predict
-from lanser_jax.utils import fileio
+from lanser_jax.utils import cli, fileio
 from lanser_jax.serving import classifier as inference
 from lanser_jax.tools import sweep
 from storage_servers import GCS_BUCKET
@@ -50,7 +50,7 @@ def swept(gcs_server, tmp_path_factory):
   try:
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
-      rc = sweep.main(["--sweep", str(spec), "--root", bucket, "--run", "--in_process"])
+      rc = cli.call(sweep, ["--sweep", str(spec), "--root", bucket, "--run", "--in_process"])
   finally:
     os.chdir(cwd)
   return {"root": root, "bucket": bucket, "spec": str(spec), "rc": rc, "log": out.getvalue(), "wavs": wavs,
@@ -69,13 +69,13 @@ def test_sweep_runs_skips_and_aggregates_in_a_bucket(swept, capsys):
   assert fileio.listdir(fileio.join(run, "checkpoints")) == ["4"]
 
   # The skip-if-done check sees both finished cells in the bucket: --print lists none, --run runs none.
-  assert sweep.main(["--sweep", swept["spec"], "--root", bucket, "--print"]) == 0
+  assert cli.call(sweep, ["--sweep", swept["spec"], "--root", bucket, "--print"]) == 0
   captured = capsys.readouterr()
   assert captured.out == "" and "0 of 2 cells (2 done or hidden)" in captured.err
-  assert sweep.main(["--sweep", swept["spec"], "--root", bucket, "--run", "--in_process"]) == 0
+  assert cli.call(sweep, ["--sweep", swept["spec"], "--root", bucket, "--run", "--in_process"]) == 0
   assert "2 cells, 2 already done, 0 to run" in capsys.readouterr().out
 
-  assert sweep.main(["--sweep", swept["spec"], "--root", bucket, "--aggregate"]) == 0
+  assert cli.call(sweep, ["--sweep", swept["spec"], "--root", bucket, "--aggregate"]) == 0
   names = fileio.listdir(bucket)
   for name in ("aggregate.csv", "aggregate.md", "aggregate_folds.csv", "ua_vs_fraction.png"):
     assert name in names, names
@@ -98,7 +98,7 @@ def test_predict_cli_reads_a_bucket_run_and_writes_to_the_bucket(swept, clf, cap
   val = swept["validation"]
   inputs = [swept["wavs"][ex.utt_id] for ex in val[:3]] + ["/nonexistent.wav"]
   out = fileio.join(swept["bucket"], "predictions", "pred.jsonl")
-  assert predict.main(["--workdir", swept["workdir"], "--format=jsonl", f"--output={out}", *inputs]) == 0
+  assert cli.call(predict, ["--workdir", swept["workdir"], "--format=jsonl", f"--output={out}", *inputs]) == 0
   assert "3 classified, 1 failed" in capsys.readouterr().err
   rows = list(fileio.read_jsonl(out))
   assert [r["file"] for r in rows] == inputs
@@ -115,7 +115,7 @@ def test_embed_cli_reads_a_bucket_manifest_and_run_and_writes_to_the_bucket(swep
   fileio.write_text(manifest, "".join(json.dumps({"utt_id": ex.utt_id, "audio": swept["wavs"][ex.utt_id]}) + "\n"
                                       for ex in val[:2]) + json.dumps({"utt_id": "gone", "audio": "/gone.wav"}) + "\n")
   out = fileio.join(swept["bucket"], "embed", "emb.npz")
-  assert embed.main([f"--workdir={swept['workdir']}", f"--manifest={manifest}", f"--output={out}"]) == 0
+  assert cli.call(embed, [f"--workdir={swept['workdir']}", f"--manifest={manifest}", f"--output={out}"]) == 0
   assert "2 embedded (dim 256), 1 failed" in capsys.readouterr().err
   with np.load(io.BytesIO(fileio.read_bytes(out))) as z:
     assert z["utt_id"].tolist() == [ex.utt_id for ex in val[:2]]
@@ -126,7 +126,7 @@ def test_embed_cli_reads_a_bucket_manifest_and_run_and_writes_to_the_bucket(swep
   assert [e["utt_id"] for e in errors] == ["gone"] and "file not found" in errors[0]["reason"]
   assert sorted(fileio.listdir(fileio.join(swept["bucket"], "embed"))) == [
       "emb.npz", "emb.npz.errors.jsonl", "manifest.jsonl"]
-  assert embed.main([f"--workdir={swept['workdir']}", f"--manifest={manifest}", f"--output={out}"]) == 0
+  assert cli.call(embed, [f"--workdir={swept['workdir']}", f"--manifest={manifest}", f"--output={out}"]) == 0
   assert "exists: skipped" in capsys.readouterr().err  # the exists check sees the bucket object
 
 
@@ -136,11 +136,11 @@ def test_s3_root_and_outputs(swept, clf, s3_url, capsys):
   assert swept["rc"] == 0, swept["log"]
   root = fileio.join(s3_url, "sweep")
   fileio.copy(fileio.join(swept["workdir"], "results.json"), fileio.join(root, "frac1.0", "results.json"))
-  assert sweep.main(["--sweep", swept["spec"], "--root", root, "--print"]) == 0
+  assert cli.call(sweep, ["--sweep", swept["spec"], "--root", root, "--print"]) == 0
   captured = capsys.readouterr()
   assert captured.out.count("lanser_jax.main") == 1 and f"--workdir={root}/frac0.5" in captured.out
   assert "1 of 2 cells (1 done or hidden)" in captured.err
-  assert sweep.main(["--sweep", swept["spec"], "--root", root, "--aggregate"]) == 0
+  assert cli.call(sweep, ["--sweep", swept["spec"], "--root", root, "--aggregate"]) == 0
   with fileio.open(fileio.join(root, "aggregate.csv")) as f:
     rows = {r["fraction"]: r for r in csv.DictReader(f)}
   assert rows["0.5"]["n"] == "0" and rows["0.5"]["missing"] == "1"
@@ -150,7 +150,7 @@ def test_s3_root_and_outputs(swept, clf, s3_url, capsys):
 
   ex = swept["validation"][0]
   out = fileio.join(s3_url, "pred.csv")
-  assert predict.main(["--workdir", swept["workdir"], "--format=csv", f"--output={out}",
+  assert cli.call(predict, ["--workdir", swept["workdir"], "--format=csv", f"--output={out}",
                        swept["wavs"][ex.utt_id]]) == 0
   row = next(csv.DictReader(io.StringIO(fileio.read_text(out))))
   expect = clf.predict_log_mel(ex.log_mel)

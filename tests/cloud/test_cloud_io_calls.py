@@ -18,7 +18,8 @@ EXCEPTIONS = {
         {"os.path.exists", "shutil.which"},
         "decoders (libsndfile, PyAV, ffmpeg) read local files; shutil.which looks up a program, not a file"),
     "lanser_jax/config_lib.py": (
-        {"os.path.exists"}, "experiment files are Python modules in the checkout, loaded by import"),
+        {"os.path.exists"}, "experiment files are Python modules on the local disk (a checkout or the installed "
+        "package), loaded by import"),
     "lanser_jax/demo/end_to_end.py": (
         {"os.makedirs"}, "the demo synthesises WAVs with eSpeak NG into a local folder"),
     "lanser_jax/demo/corpus.py": (

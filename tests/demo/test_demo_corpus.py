@@ -14,6 +14,7 @@ espeakng_loader = pytest.importorskip("espeakng_loader")
 from lanser_jax.corpora import manifests  # pylint: disable=wrong-import-position
 from lanser_jax.demo import corpus  # pylint: disable=wrong-import-position
 from lanser_jax.demo import espeak  # pylint: disable=wrong-import-position
+from lanser_jax.utils import cli  # pylint: disable=wrong-import-position
 
 REQUIRED_KEYS = ("utt_id", "audio", "offset", "duration", "speaker", "label", "text", "split")
 SMALL_VOICES = ["en-us", "en+f4", "en-029+m2"]  # one per split
@@ -217,8 +218,8 @@ def test_default_voices_exist():
 
 def test_cli_builds_a_labelled_corpus(tmp_path, capsys):
   out = str(tmp_path / "cli")
-  corpus.main([f"--out={out}", "--which=labelled", "--seed=1", "--voices=en-us,en+f4,en-029+m2",
-               "--sentences=1", "--workers=1"])
+  assert cli.call(corpus, [f"--out={out}", "--which=labelled", "--seed=1", "--voices=en-us,en+f4,en-029+m2",
+                           "--sentences=1", "--workers=1"]) == 0
   assert capsys.readouterr().out.strip() == os.path.join(out, "manifest.jsonl")
   assert len(_read_manifest(os.path.join(out, "manifest.jsonl"))) == 3 * 1 * 6
   with open(os.path.join(out, "corpus.json"), encoding="utf-8") as f:

@@ -114,17 +114,17 @@ def test_backbones_flag():
   with pytest.raises(app.UsageError, match=r"\['resnet50'\] not among"):
     end_to_end.chosen_backbones(["resnet50", st])
   # Each backbone's demo runs: its tiny size, its file's optimiser recipe; data, steps and crops the ResNet's.
-  resnet = config_lib.load_experiment(f"{end_to_end.REPO}/lanser_jax/experiments/demo_finetune.py:fraction=0.1")
+  resnet = config_lib.load_experiment(f"lanser_jax/experiments/demo_finetune.py:fraction=0.1")
   for model, lr_factor in ((conformer, 0.5), (st, 0.25)):  # the backbone names the model it runs
-    c = config_lib.load_experiment(f"{end_to_end.REPO}/lanser_jax/experiments/demo_finetune.py:fraction=0.1,"
+    c = config_lib.load_experiment(f"lanser_jax/experiments/demo_finetune.py:fraction=0.1,"
                                    f"backbone={model}")
     assert (c.model.name, c.model.width, c.sharding.rules) == (model, 1.0, "replicated")
     assert c.optimizer.learning_rate == pytest.approx(resnet.optimizer.learning_rate * lr_factor)
     assert (c.num_train_steps, c.data.crop_frames, c.data.label_fraction) == (60, 200, 0.1)
-    pre = config_lib.load_experiment(f"{end_to_end.REPO}/lanser_jax/experiments/demo_pretrain.py:backbone={model}")
+    pre = config_lib.load_experiment(f"lanser_jax/experiments/demo_pretrain.py:backbone={model}")
     assert pre.model.name == model and pre.num_train_steps == 500
   with pytest.raises(ValueError, match="backbone='vgg'"):
-    config_lib.load_experiment(f"{end_to_end.REPO}/lanser_jax/experiments/demo_pretrain.py:backbone=vgg")
+    config_lib.load_experiment(f"lanser_jax/experiments/demo_pretrain.py:backbone=vgg")
 
 
 def test_report_has_zero_shot_and_text_only_rows(tmp_path, gcs_url):

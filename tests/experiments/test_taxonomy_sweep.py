@@ -8,6 +8,7 @@ import pytest
 
 from lanser_jax import config_lib
 from lanser_jax.tools import sweep
+from lanser_jax.utils import cli
 
 SPEC = os.path.join(os.path.dirname(__file__), "..", "..", "lanser_jax", "experiments", "sweeps", "taxonomy.py")
 
@@ -32,14 +33,12 @@ def test_every_cell_config_resolves_and_chains(tmp_path):
   arg = "taxonomies=fine40+ekman7+/t/mine.txt,platform=cpu,data_root=/d,runs_root=/r"
   pretrain = {c["name"]: c for c in sweep.load_sweep(SPEC + ":stage=pretrain," + arg)}
   for cell in pretrain.values():
-    file, _, cell_arg = cell["config"].partition(":")
-    c = config_lib.load_experiment(sweep.resolve_path(file) + ":" + cell_arg)
+    c = config_lib.load_experiment(cell["config"])
     assert c.data.dir == f"/d/peoples_speech/{cell['axes']['taxonomy']}-conversation-entailment/features"
   cells = sweep.load_sweep(SPEC + ":" + arg)
   seen = set()
   for cell in cells:
-    file, _, cell_arg = cell["config"].partition(":")
-    c = config_lib.load_experiment(sweep.resolve_path(file) + ":" + cell_arg)  # every cell, ~160 loads
+    c = config_lib.load_experiment(cell["config"])  # every cell, ~160 loads
     if cell["axes"]["pretrained"] == "none":
       assert not c.get("init_from")
     else:
@@ -62,7 +61,7 @@ def test_aggregate_one_line_per_taxonomy(tmp_path):
     ua = {"none": 0.4, "peoples_speech:fine40": 0.6, "peoples_speech:ekman7": 0.5}[cell["axes"]["pretrained"]]
     with open(os.path.join(root, cell["name"], "results.json"), "w") as f:
       json.dump({"test": {"ua": ua + 0.01 * cell["axes"]["seed"], "wa": ua}}, f)
-  assert sweep.main(["--sweep", SPEC + ":fractions=0.1+1.0", "--root", root, "--aggregate"]) == 0
+  assert cli.call(sweep, ["--sweep", SPEC + ":fractions=0.1+1.0", "--root", root, "--aggregate"]) == 0
   rows = sweep.aggregate(root, cells)
   assert len(rows) == 2 * 3 * 2  # dataset x pretrained x fraction
   by = {(r["dataset"], r["pretrained"], r["fraction"]): r for r in rows}

@@ -54,5 +54,6 @@ def test_unknown_architecture_is_named():
 
 def test_param_count_command(capsys):
   from lanser_jax.models import __main__ as param_counts
-  param_counts._main(["--model=tiny", "--num_classes=3"])
+  from lanser_jax.utils import cli
+  assert cli.call(param_counts, ["--model=tiny", "--num_classes=3"]) == 0
   assert "tiny" in capsys.readouterr().out

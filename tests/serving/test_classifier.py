@@ -20,6 +20,7 @@ from lanser_jax.audio import decode as audio
 from lanser_jax.serving import embed, predict
 from lanser_jax.serving import classifier as inference
 from lanser_jax import train
+from lanser_jax.utils import cli
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from builders import LABELS, SR, write_clip_features  # noqa: E402,F401
@@ -131,7 +132,7 @@ def test_predict_cli_reports_bad_files_and_goes_on(run, clf, tmp_path, capsys):
   bad.write_bytes(b"RIFF\x00\x00\x00\x00WAVEnot really audio" * 10)
   inputs = [run["wavs"][val[0].utt_id], str(bad), str(folder), str(tmp_path / "missing.wav")]
   out = tmp_path / "pred.jsonl"
-  assert predict.main(["--workdir", run["workdir"], "--format=jsonl", f"--output={out}", *inputs]) == 0
+  assert cli.call(predict, ["--workdir", run["workdir"], "--format=jsonl", f"--output={out}", *inputs]) == 0
   rows = [json.loads(line) for line in out.read_text().splitlines()]
   assert [os.path.basename(r["file"]) for r in rows] == [
       f"{val[0].utt_id}.wav", "corrupt.wav", f"{val[2].utt_id}.wav", f"{val[3].utt_id}.wav", "missing.wav"]
@@ -144,7 +145,7 @@ def test_predict_cli_reports_bad_files_and_goes_on(run, clf, tmp_path, capsys):
   err = capsys.readouterr().err
   assert "3 classified, 2 failed" in err and "corrupt.wav" in err
 
-  assert predict.main(["--workdir", run["workdir"], "--format=csv", str(bad)]) == 1
+  assert cli.call(predict, ["--workdir", run["workdir"], "--format=csv", str(bad)]) == 1
   captured = capsys.readouterr()
   assert "0 classified, 1 failed" in captured.err
   assert captured.out.splitlines()[0].startswith("file,label,probability,top3,p_low")
@@ -173,7 +174,7 @@ def test_embed_cli_writes_rows_and_errors(run, clf, tmp_path, capsys):
   manifest.write_text("\n".join(json.dumps(r) for r in rows[:2]) + "\n{not json\n"
                       + "\n".join(json.dumps(r) for r in rows[2:]) + "\n")
   out = tmp_path / "emb.npz"
-  assert embed.main([f"--workdir={run['workdir']}", f"--manifest={manifest}", f"--output={out}"]) == 0
+  assert cli.call(embed, [f"--workdir={run['workdir']}", f"--manifest={manifest}", f"--output={out}"]) == 0
   with np.load(out) as z:
     assert z["utt_id"].tolist() == ["a", "b"]
     assert z["embedding"].shape == (2, 256) and z["probabilities"].shape == (2, 4)
@@ -187,9 +188,9 @@ def test_embed_cli_writes_rows_and_errors(run, clf, tmp_path, capsys):
   assert "duplicate utt_id 'a'" in errors[2]["reason"]
   assert "2 embedded (dim 256), 3 failed" in capsys.readouterr().err
 
-  assert embed.main([f"--workdir={run['workdir']}", f"--manifest={manifest}", f"--output={out}"]) == 0
+  assert cli.call(embed, [f"--workdir={run['workdir']}", f"--manifest={manifest}", f"--output={out}"]) == 0
   assert "exists: skipped" in capsys.readouterr().err
   jl = tmp_path / "emb.jsonl"
-  assert embed.main([f"--workdir={run['workdir']}", f"--manifest={manifest}", f"--output={jl}"]) == 0
+  assert cli.call(embed, [f"--workdir={run['workdir']}", f"--manifest={manifest}", f"--output={jl}"]) == 0
   first = json.loads(jl.read_text().splitlines()[0])
   assert first["utt_id"] == "a" and len(first["embedding"]) == 256 and first["label"] in LABELS

@@ -9,6 +9,7 @@ import pytest
 import soundfile
 
 from lanser_jax.tools import compare_labellings as compare
+from lanser_jax.utils import cli
 from lanser_jax.stages import chain, pieces, stage
 from lanser_jax.stages import label as weak_labels
 from lanser_jax.stages import defaults as offline_config
@@ -103,8 +104,8 @@ def test_compare_reports_wer_and_agreement(tmp_path):
   chain.run_stages(_config(list_path, "manifest"), ref, "all", (0, 1), labeler=RecordingLabeler())
   chain.run_stages(_config(list_path, "asr"), asr, "all", (0, 1), labeler=RecordingLabeler(),
                  transcriber=FakeTranscriber())
-  result = compare.main([f"--workdir_a={ref}", f"--workdir_b={asr}", f"--out={tmp_path / 'c.json'}"])
-  assert json.load(open(tmp_path / "c.json")) == json.loads(json.dumps(result))
+  assert cli.call(compare, [f"--workdir_a={ref}", f"--workdir_b={asr}", f"--out={tmp_path / 'c.json'}"]) == 0
+  result = json.load(open(tmp_path / "c.json"))
   a, b = result["workdirs"]["a"], result["workdirs"]["b"]
   assert a["text_source"] == "manifest" and b["text_source"] == "asr"
   assert a["labelled_text_wer"] == 0.0

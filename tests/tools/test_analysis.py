@@ -12,6 +12,7 @@ import soundfile
 from helpers import tiny_config
 from lanser_jax.input_pipeline import records
 from lanser_jax.tools import analysis
+from lanser_jax.utils import cli
 from lanser_jax.audio import decode as audio
 from lanser_jax.audio import log_mel as features
 from lanser_jax import train
@@ -91,8 +92,10 @@ def tiny_run(tmp_path_factory):
 def test_analysis_command_end_to_end(tiny_run, capsys):
   out = str(tiny_run["root"] / "out")
   # The same tiny run under two names stands in for pre-trained and scratch (training two is slower).
-  result = analysis.main([f"--workdir=pretrained={tiny_run['workdir']}", f"--workdir=scratch={tiny_run['workdir']}",
-                          f"--manifest={tiny_run['manifest']}", f"--out={out}", "--seed=3"])
+  assert cli.call(analysis, [f"--workdir=pretrained={tiny_run['workdir']}",
+                             f"--workdir=scratch={tiny_run['workdir']}", f"--manifest={tiny_run['manifest']}",
+                             f"--out={out}", "--seed=3"]) == 0
+  result = json.load(open(os.path.join(out, "analysis.json")))
   assert result["num_utterances"] == 20 and [s["utt_id"] for s in result["skipped"]] == ["missing"]
   assert set(result["probes"]) == {"pretrained", "scratch"}
   for run in result["probes"].values():

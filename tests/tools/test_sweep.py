@@ -5,10 +5,12 @@ import json
 import os
 import shlex
 
+from absl import app
 import numpy as np
 import pytest
 
 from lanser_jax.tools import sweep
+from lanser_jax.utils import cli
 
 SWEEPS = os.path.join(os.path.dirname(__file__), "..", "..", "lanser_jax", "experiments", "sweeps")
 
@@ -51,7 +53,7 @@ def test_every_cell_config_loads():
       key = (file, "probe=True" in arg, "template" in arg, "fold=1" in arg)
       if key not in seen:  # one of each kind keeps this fast
         seen.add(key)
-        config_lib.load_experiment(sweep.resolve_path(file) + ":" + arg)
+        config_lib.load_experiment(cell["config"])
   assert len(seen) >= 6
 
 
@@ -74,7 +76,7 @@ def test_print_skips_finished_cells(tmp_path, capsys):
   spec = sweep_file("label_efficiency.py")
   cells = sweep.select(sweep.load_sweep(spec), {"dataset": {"crema_d"}, "pretrained": {"none"}})
   fake_results(root, cells[0]["name"], 0.5, 0.5)
-  assert sweep.main(["--sweep", spec, "--root", root, "--print", "--only=dataset=crema_d",
+  assert cli.call(sweep, ["--sweep", spec, "--root", root, "--print", "--only=dataset=crema_d",
                      "--only=pretrained=none"]) == 0
   lines = capsys.readouterr().out.strip().splitlines()
   assert len(lines) == len(cells) - 1 == 14
@@ -115,7 +117,7 @@ def test_aggregate_means_and_stds(tmp_path, capsys):
     value = 0.4 + 0.2 * (a["pretrained"] == "ps") + 0.1 * (a["fraction"] == 1.0) + 0.01 * a["fold"] + 0.02 * a["seed"]
     ua.setdefault((a["pretrained"], a["fraction"]), []).append(value)
     fake_results(root, c["name"], value, value / 2)
-  assert sweep.main(["--sweep", str(spec), "--root", root, "--aggregate"]) == 0
+  assert cli.call(sweep, ["--sweep", str(spec), "--root", root, "--aggregate"]) == 0
   with open(os.path.join(root, "aggregate.csv")) as f:
     rows = list(csv.DictReader(f))
   assert len(rows) == 4
@@ -165,7 +167,7 @@ def test_subprocess_baseline_cell(tmp_path, synth_dir):
   spec.write_text("def get_sweep(arg=None):\n"
                   f"  return [{{'name': 'maj', 'axes': {{'method': 'majority'}},\n"
                   f"           'baseline': {{'kind': 'majority', 'data_dir': {synth_dir!r}}}}}]\n")
-  assert sweep.main(["--sweep", str(spec), "--root", root, "--run"]) == 0
+  assert cli.call(sweep, ["--sweep", str(spec), "--root", root, "--run"]) == 0
   results = json.load(open(os.path.join(root, "maj", "results.json")))
   assert results["baseline"] == "majority"
   assert results["test"]["ua"] == pytest.approx(0.25)  # one class predicted of four present
@@ -191,7 +193,7 @@ def test_aggregate_per_protocol_fold_tables(tmp_path, capsys):
     values.setdefault(a["protocol"], []).append(v)
     values.setdefault((a["protocol"], a["fold"]), []).append(v)
     fake_results(root, c["name"], v, v - 0.05)
-  assert sweep.main(["--sweep", str(spec), "--root", root, "--aggregate"]) == 0
+  assert cli.call(sweep, ["--sweep", str(spec), "--root", root, "--aggregate"]) == 0
   rows = list(csv.DictReader(open(os.path.join(root, "aggregate.csv"))))
   assert [(r["protocol"], r["n"]) for r in rows] == [("loso", "15"), ("lospk", "30")] or \
       [(r["protocol"], r["n"]) for r in rows] == [("lospk", "30"), ("loso", "15")]
@@ -223,8 +225,7 @@ def test_sweeps_take_the_protocol():
   assert all(c["name"].startswith("crema_d/emobox/fold0/") and "split=emobox" in c["config"] for c in crema)
   from lanser_jax import config_lib
   c = next(c for c in iemocap if c["axes"]["fold"] == 7)
-  file, _, arg = c["config"].partition(":")
-  assert config_lib.load_experiment(sweep.resolve_path(file) + ":" + arg).data.dir == \
+  assert config_lib.load_experiment(c["config"]).data.dir == \
       "/data/lanser/iemocap/features_lospk_fold7"
   defaults = sweep.load_sweep(sweep_file("label_efficiency.py"))
   assert "iemocap/fold1/none/frac0.1/seed0" in {c["name"] for c in defaults}  # names as before
@@ -240,19 +241,18 @@ def test_count_and_cell_follow_the_sweep_file_order(tmp_path, capsys):
   root = str(tmp_path)
   spec = sweep_file("label_efficiency.py")
   only = ["--only=dataset=crema_d", "--only=pretrained=none"]
-  assert sweep.main(["--sweep", spec, "--root", root, "--print", "--count"] + only) == 0
+  assert cli.call(sweep, ["--sweep", spec, "--root", root, "--print", "--count"] + only) == 0
   assert capsys.readouterr().out.strip() == "15"
-  assert sweep.main(["--sweep", spec, "--root", root, "--print", "--all"] + only) == 0
+  assert cli.call(sweep, ["--sweep", spec, "--root", root, "--print", "--all"] + only) == 0
   every = capsys.readouterr().out.strip().splitlines()
   cells = sweep.select(sweep.load_sweep(spec), sweep.parse_only([o.split("=", 1)[1] for o in only]))
   fake_results(root, cells[3]["name"], 0.5, 0.5)  # finished cells keep their index
-  assert sweep.main(["--sweep", spec, "--root", root, "--print", "--count"] + only) == 0
+  assert cli.call(sweep, ["--sweep", spec, "--root", root, "--print", "--count"] + only) == 0
   assert capsys.readouterr().out.strip() == "15"
-  assert sweep.main(["--sweep", spec, "--root", root, "--print", "--cell=7"] + only) == 0
+  assert cli.call(sweep, ["--sweep", spec, "--root", root, "--print", "--cell=7"] + only) == 0
   assert capsys.readouterr().out.strip() == every[7]
-  with pytest.raises(SystemExit):
-    sweep.main(["--sweep", spec, "--root", root, "--run", "--cell=15"] + only)
-  assert "--cell=15: this sweep has 15 cells (0..14)" in capsys.readouterr().err
+  with pytest.raises(app.UsageError, match=r"--cell=15: this sweep has 15 cells \(0\.\.14\)"):
+    cli.call(sweep, ["--sweep", spec, "--root", root, "--run", "--cell=15"] + only)
 
 
 def test_pretraining_run_of_cells(tmp_path):

@@ -1,0 +1,91 @@
+"""The command-line convention of every lanser-jax command: absl flags in the command's own `FlagValues`, run by
+`absl.app.run` (as `python -m ...` and as its `[project.scripts]` entry point), plus the one progress logger.
+
+A command module holds
+
+  FLAGS = flags.FlagValues()
+  _WORKDIR = flags.DEFINE_string("workdir", None, "...", flag_values=FLAGS)
+
+  def main(argv):            # absl's main: argv[1:] are the arguments that are not flags
+    ...
+
+  def run():                 # the entry point (pyproject.toml [project.scripts]) and `python -m`
+    cli.run(main, FLAGS)
+
+Why not absl's global FLAGS: commands import each other's modules (the sweep runs the baselines, the demo runs
+the analysis) and a test process imports them all, so flags such as --workdir would be defined twice. Each
+command parses its own flags together with absl's (--help, --helpfull, --flagfile, --verbosity, ...), and
+--help prints the command's module docstring and its flags.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from types import ModuleType
+from typing import Callable, NoReturn, Sequence
+
+from absl import app, flags
+
+
+def log(msg: str) -> None:
+  """One progress or status line on stderr, flushed at once; stdout stays for a command's results."""
+  print(msg, file=sys.stderr, flush=True)
+
+
+def _fatal(message: str) -> NoReturn:
+  sys.stderr.write(f"FATAL Flags parsing error: {message}\nPass --helpshort or --helpfull to see help on flags.\n")
+  sys.exit(1)
+
+
+def _parse(command_flags: flags.FlagValues, argv: Sequence[str]) -> list[str]:
+  """Parses argv into the command's flags (absl's own included); a bad flag is one line and exit status 1,
+  as absl.app says it."""
+  try:
+    rest = command_flags(list(argv))
+  except flags.Error as e:
+    _fatal(str(e))
+  except AttributeError as e:
+    # ml_collections' answer to --config.<key>=... for a key the config lacks; elsewhere it is a bug, shown whole.
+    if not any(re.match(r"--?\w+\.\w", arg) for arg in argv):
+      raise
+    key = str(e).strip("'\"").replace("\\'", "'").replace("\\n", " ")
+    _fatal(f"a --<config>.<key> override names no key of the config: {key}")
+  flags.FLAGS.mark_as_parsed()  # absl's flags were parsed as part of the command's (shared Flag objects)
+  return rest
+
+
+def run(main: Callable[[list[str]], int | None], command_flags: flags.FlagValues,
+        argv: Sequence[str] | None = None) -> NoReturn:
+  """absl.app.run(main) over the command's own flags and absl's; exits with main's return value.
+
+  The two flag sets share their Flag objects both ways: the command's parser knows absl's flags, and absl's
+  global FLAGS holds the command's, registered as the main program's, which is what absl's --help lists.
+  """
+  app.define_help_flags()
+  absl_names = [name for name in flags.FLAGS if flags.FLAGS[name].name == name]
+  program = sys.argv[0]
+  for name in list(command_flags):
+    flag = command_flags[name]
+    if name == flag.name:  # each flag once (a short name is a second key of the same flag)
+      flags.FLAGS[name] = flag
+      flags.FLAGS.register_flag_by_module(program, flag)
+  for name in absl_names:
+    if name not in command_flags:
+      command_flags[name] = flags.FLAGS[name]
+  # absl's --help prints __main__'s docstring: under `python -m` that is the command's module, but an entry
+  # point's __main__ is the small script pip writes, which has none.
+  main_module = sys.modules["__main__"]
+  if not getattr(main_module, "__doc__", None):
+    main_module.__doc__ = sys.modules[main.__module__].__doc__
+  app.run(main, argv=None if argv is None else list(argv),
+          flags_parser=lambda args: _parse(command_flags, args))
+
+
+def call(command: ModuleType, argv: Sequence[str]) -> int | None:
+  """Runs a command module (its `FLAGS` and `main`) in this process, flags from `argv` (no program name) and
+  the others at their defaults, and returns main's value: for tests, and for a command that runs another
+  without a second process (the demo runs the analysis), as absl.app.run runs once per process. (A config
+  flag's --config.key=value overrides are read from the process's own command line: they need `run`.)"""
+  command.FLAGS.unparse_flags()
+  return command.main(command.FLAGS([command.__name__, *argv]))
