@@ -10,7 +10,6 @@ All timings are CPU time: on a shared machine the wall clock counts other jobs' 
 from __future__ import annotations
 
 import mmap
-import os
 import time
 
 import grain

@@ -114,7 +114,7 @@ def test_backbones_flag():
   with pytest.raises(app.UsageError, match=r"\['resnet50'\] not among"):
     end_to_end.chosen_backbones(["resnet50", st])
   # Each backbone's demo runs: its tiny size, its file's optimiser recipe; data, steps and crops the ResNet's.
-  resnet = config_lib.load_experiment(f"lanser_jax/experiments/demo_finetune.py:fraction=0.1")
+  resnet = config_lib.load_experiment("lanser_jax/experiments/demo_finetune.py:fraction=0.1")
   for model, lr_factor in ((conformer, 0.5), (st, 0.25)):  # the backbone names the model it runs
     c = config_lib.load_experiment(f"lanser_jax/experiments/demo_finetune.py:fraction=0.1,"
                                    f"backbone={model}")
@@ -124,7 +124,7 @@ def test_backbones_flag():
     pre = config_lib.load_experiment(f"lanser_jax/experiments/demo_pretrain.py:backbone={model}")
     assert pre.model.name == model and pre.num_train_steps == 500
   with pytest.raises(ValueError, match="backbone='vgg'"):
-    config_lib.load_experiment(f"lanser_jax/experiments/demo_pretrain.py:backbone=vgg")
+    config_lib.load_experiment("lanser_jax/experiments/demo_pretrain.py:backbone=vgg")
 
 
 def test_report_has_zero_shot_and_text_only_rows(tmp_path, gcs_url):
