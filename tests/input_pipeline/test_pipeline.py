@@ -232,6 +232,7 @@ def test_an_iterator_state_of_the_reference_pipeline_resumes_the_batched_one(syn
       np.testing.assert_array_equal(a[key], b[key], err_msg=key)
 
 
+@pytest.mark.multidevice
 def test_device_half_equals_the_host_normalisation_within_one_float32_rounding(synth_dir):
   """float16 crops + lengths, finished inside a jitted function over 8 devices under the batch's
   NamedSharding, equal the reference's float32 batch: mask and padding exactly, values to within a relative
