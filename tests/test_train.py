@@ -23,6 +23,7 @@ def _final_params(workdir):
   return checkpointing.load_variables(path)
 
 
+@pytest.mark.multidevice
 def test_trains_on_eight_devices_and_writes_results(synth_dir, tmp_path):
   assert jax.device_count() == 8
   workdir = str(tmp_path / "run")
@@ -53,6 +54,7 @@ def test_soft_labels_bf16_sgd(synth_dir, tmp_path):
   assert results["validation"]["ua"] > 0.4
 
 
+@pytest.mark.subprocess
 def test_sigkill_and_restart_equals_unbroken_run(synth_dir, tmp_path):
   """A run killed with SIGKILL mid-training and started again ends with the same parameters."""
   # The tests' tiny configuration, so the subprocesses reuse the train step compiled for the other tests.
@@ -110,6 +112,7 @@ def test_checkpoint_of_other_architecture_is_refused(synth_dir, tmp_path):
     train.train_and_evaluate(c, str(tmp_path / "ft"))
 
 
+@pytest.mark.subprocess
 def test_unknown_override_names_the_key(synth_dir, tmp_path):
   out = subprocess.run(
       [sys.executable, "-m", "lanser_jax.main", "--config=lanser_jax/experiments/synthetic.py:runlocal",
@@ -119,6 +122,7 @@ def test_unknown_override_names_the_key(synth_dir, tmp_path):
   assert "override names no key of the config: 'learnin_rate' Did you mean \"learning_rate\"" in out.stderr
 
 
+@pytest.mark.multidevice
 def test_device_prefetch_runs_ahead_and_saves_the_consumed_position(synth_dir):
   """Two batches wait on the devices, sharded over the batch axis, while one is used; the state it reports
   (what a checkpoint stores) is the position after the batches handed out, so a restore resumes there."""

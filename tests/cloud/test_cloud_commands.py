@@ -25,6 +25,8 @@ from lanser_jax.tools import sweep
 from storage_servers import GCS_BUCKET
 from builders import LABELS, write_clip_features  # the clips test_inference trains on
 
+pytestmark = pytest.mark.cloud
+
 
 @pytest.fixture(scope="module")
 def swept(gcs_server, tmp_path_factory):

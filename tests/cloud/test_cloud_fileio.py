@@ -8,7 +8,8 @@ import pytest
 from lanser_jax.utils import fileio
 
 
-@pytest.fixture(params=["local", "gs", "s3"])
+@pytest.fixture(params=["local", pytest.param("gs", marks=pytest.mark.cloud),
+                        pytest.param("s3", marks=pytest.mark.cloud)])
 def root(request, tmp_path):
   if request.param == "local":
     return str(tmp_path / "root")
@@ -92,6 +93,7 @@ def test_urls_are_never_made_local(tmp_path, monkeypatch):
     fileio.open("gs://b/x.jsonl", "a")
 
 
+@pytest.mark.cloud
 def test_emulator_bucket_is_fast(gcs_url):
   """gcsfs's gRPC bucket-type probe (60 s per bucket against an emulator) is off when an emulator is set."""
   t = time.time()

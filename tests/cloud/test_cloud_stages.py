@@ -3,11 +3,14 @@ local disk, resumption without loss or duplicates, and two processes sharing the
 
 import os
 
+import pytest
 from array_record.python import array_record_module
 
 from lanser_jax.input_pipeline import records
 from lanser_jax.utils import fileio
 from stage_helpers import make_bad_folder, run_all, small_config
+
+pytestmark = pytest.mark.cloud
 
 
 def snapshot(workdir):

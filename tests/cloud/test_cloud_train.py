@@ -23,6 +23,8 @@ from lanser_jax.engine import checkpointing
 from lanser_jax.utils import fileio
 from lanser_jax.serving import classifier as inference
 
+pytestmark = pytest.mark.cloud
+
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SYNTH = dict(num_classes=4, mel_bins=32, num_train=96, num_eval=21, min_frames=20, max_frames=160,
              num_shards=2, seed=0)  # conftest's synth_dir
@@ -55,6 +57,7 @@ def unbroken(synth_dir, tmp_path_factory):
   return local
 
 
+@pytest.mark.subprocess
 @pytest.mark.slow  # per scheme one short training run in a subprocess (killed), its restart in this process
 @pytest.mark.parametrize("scheme", ["gs", "s3"])
 def test_bucket_workdir_kill_restart_load(scheme, synth_dir, unbroken, tmp_path, monkeypatch, request):

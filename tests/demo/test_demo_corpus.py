@@ -16,6 +16,8 @@ from lanser_jax.demo import corpus  # pylint: disable=wrong-import-position
 from lanser_jax.demo import espeak  # pylint: disable=wrong-import-position
 from lanser_jax.utils import cli  # pylint: disable=wrong-import-position
 
+pytestmark = pytest.mark.needs_model  # eSpeak NG synthesises every corpus here
+
 REQUIRED_KEYS = ("utt_id", "audio", "offset", "duration", "speaker", "label", "text", "split")
 SMALL_VOICES = ["en-us", "en+f4", "en-029+m2"]  # one per split
 

@@ -127,6 +127,7 @@ def test_backbones_flag():
     config_lib.load_experiment("lanser_jax/experiments/demo_pretrain.py:backbone=vgg")
 
 
+@pytest.mark.cloud
 def test_report_has_zero_shot_and_text_only_rows(tmp_path, gcs_url):
   """The report's baseline rows on a constructed demo workdir (no synthesis, ASR or training); the same
   report written into a bucket workdir (the GCS emulator). The workdir also holds a --backbones=conformer_tiny

@@ -47,6 +47,7 @@ def _conv_module_grads(variables, x, keep, mesh_spec=None):
   return jax.device_get(grad(variables["params"], jax.device_put(x, data)))
 
 
+@pytest.mark.multidevice
 @pytest.mark.parametrize("mesh_spec", ["data=4,model=2", "data=2,model=4"])
 def test_conv_module_gradients_do_not_depend_on_the_mesh(mesh_spec):
   """One forward + backward of the Conformer's conv module (padded frames, BatchNorm in training mode) on a

@@ -20,6 +20,7 @@ def test_explicit_mode_names_what_is_missing(monkeypatch):
     distributed.initialize("slurm")
 
 
+@pytest.mark.subprocess
 def test_missing_peer_times_out_with_a_clear_error():
   """Process 1 of 2 waits for a coordinator that never comes: a bounded wait and a message saying so."""
   code = ("from lanser_jax.engine import distributed\n"

@@ -16,6 +16,8 @@ REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 sys.path.insert(0, os.path.join(REPO, "launch"))
 import local_multiprocess  # noqa: E402
 
+pytestmark = [pytest.mark.multidevice, pytest.mark.subprocess]
+
 STEPS = {"num_train_steps": 12, "checkpoint_every_steps": 4, "eval_every_steps": 4, "data.test_split": ""}
 
 

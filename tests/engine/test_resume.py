@@ -183,6 +183,7 @@ def _delete_array_file(step_dir):
   return victims[0]
 
 
+@pytest.mark.subprocess
 def test_damaged_latest_checkpoint_falls_back_to_the_previous_one(synth_dir, unbroken, tmp_path):
   """Through the command line, as a cluster restarts it: a report, the step moved aside, no dump."""
   broken = _copy_until(unbroken, str(tmp_path / "broken"), 12)
@@ -238,6 +239,7 @@ def test_truncated_or_altered_array_file_falls_back(synth_dir, unbroken, tmp_pat
   _assert_same_params(broken, unbroken)
 
 
+@pytest.mark.subprocess
 def test_changed_model_is_refused_without_moving_anything_and_resumes_when_put_back(synth_dir, unbroken, tmp_path):
   broken = _copy_until(unbroken, str(tmp_path / "broken"), 12)
   with open(os.path.join(broken, "config.json")) as f:

@@ -21,6 +21,8 @@ REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 sys.path.insert(0, os.path.join(REPO, "launch"))
 import local_multiprocess  # noqa: E402
 
+pytestmark = pytest.mark.multidevice
+
 MODEL = "conformer_tiny"
 # SGD, not AdamW: a few of the Conformer's parameters get an exactly-zero gradient (a key bias adds the same
 # score to every key of a query; a bias before BatchNorm is removed by it), and Adam's step m / sqrt(v)
@@ -129,6 +131,7 @@ def test_fsdp_checkpoint_resumes_under_tensor_parallelism(synth_dir, runs, tmp_p
   _close(_params(workdir, 4), _params(runs["replicated"], 4))
 
 
+@pytest.mark.subprocess
 def test_two_processes_continue_an_fsdp_checkpoint_replicated(synth_dir, runs, tmp_path):
   """Written by 1 process x 8 devices under fsdp, continued by 2 processes x 4 devices replicated."""
   workdir = str(tmp_path / "fsdp_then_two_processes")
@@ -142,6 +145,7 @@ def test_two_processes_continue_an_fsdp_checkpoint_replicated(synth_dir, runs, t
   _close(_params(workdir, 4), _params(runs["replicated"], 4))
 
 
+@pytest.mark.subprocess
 def test_fsdp_checkpoint_loads_on_one_cpu(runs):
   """lanser_jax.load in a process with a single CPU device gives the embedding the 8-device process gets."""
   x = np.linspace(-1, 1, 80 * 32, dtype=np.float32).reshape(80, 32)

@@ -303,6 +303,7 @@ def test_start_batch_equals_iterating_that_far(synth_dir):
       np.testing.assert_array_equal(a[key], b[key], err_msg=key)
 
 
+@pytest.mark.multidevice
 def test_device_half_equals_the_host_finish_within_one_float32_rounding(synth_dir):
   """float16 crops + lengths, finished inside a jitted function over 8 devices under the batch's
   NamedSharding, equal `Normalizer.host`: mask and padding exactly, values to within a relative 2**-22 (XLA

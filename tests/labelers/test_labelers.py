@@ -333,6 +333,7 @@ def encoder():
   return labelers.build_labeler(config)
 
 
+@pytest.mark.needs_model
 @needs_minilm
 def test_sentence_embeddings_match_reference(encoder):
   texts = list(EMOTIONAL.values()) + ["", "ok"]
@@ -347,6 +348,7 @@ def test_sentence_embeddings_match_reference(encoder):
   np.testing.assert_allclose(np.linalg.norm(embeddings, axis=1), 1.0, atol=1e-5)
 
 
+@pytest.mark.needs_model
 @needs_minilm
 def test_sentence_encoder_scores(encoder):
   texts = list(EMOTIONAL.values()) + ["The meeting is at three o'clock in room two."]
@@ -366,6 +368,7 @@ def test_sentence_encoder_scores(encoder):
   assert [mapped[names[i]] for i in index[:3]] == ["angry", "happy", "sad"]
 
 
+@pytest.mark.needs_model
 @needs_minilm
 @pytest.mark.parametrize("reduce", ["probs", "logits"])
 def test_sentence_encoder_ensemble_is_the_mean_of_single_templates(encoder, reduce):

@@ -136,6 +136,7 @@ def wer(ref, hyp):
   return edit_distance(words(ref), words(hyp)) / max(len(words(ref)), 1)
 
 
+@pytest.mark.needs_model
 def test_packing_gives_every_utterance_its_own_sentence(transcriber, corpus, alone, packed):
   rows, waves = corpus
   refs = [r["text"] for r in rows]
@@ -160,6 +161,7 @@ def test_packing_gives_every_utterance_its_own_sentence(transcriber, corpus, alo
   assert transcriber.transcribe_packed(waves) == (packed, stats)
 
 
+@pytest.mark.needs_model
 def test_silent_and_over_long_utterances_are_transcribed_alone(transcriber, corpus):
   rows, waves = corpus
   silent = np.zeros(2 * SR, np.float32)
@@ -177,6 +179,7 @@ def test_silent_and_over_long_utterances_are_transcribed_alone(transcriber, corp
     assert min(range(3), key=lambda j: wer(refs[j], results[k]["text"])) == i, results[k]["text"]
 
 
+@pytest.mark.needs_model
 def test_utterances_a_filter_could_reject_are_rechecked_alone(transcriber, corpus, alone, packed):
   """With a strict confidence threshold, every packed utterance below it is re-transcribed alone, so
   the label filter judges it on its unpacked avg_logprob and no_speech_prob."""
@@ -224,6 +227,7 @@ def transcripts(workdir):
           for p in sorted(glob.glob(os.path.join(workdir, "asr", "transcripts-*-of-*.jsonl")))}
 
 
+@pytest.mark.needs_model
 def test_packing_off_writes_what_one_clip_per_window_writes(transcriber, corpus, tmp_path):
   """asr.packing=off is the stage as it was: batches of asr.batch_size clips through `transcribe`."""
   from lanser_jax.audio import decode as audio
@@ -251,6 +255,7 @@ def test_packing_off_writes_what_one_clip_per_window_writes(transcriber, corpus,
   assert "packed" not in summary
 
 
+@pytest.mark.needs_model
 def test_killed_packed_run_resumes_without_loss_or_duplicates(transcriber, corpus, tmp_path):
   rows, waves = corpus
   workdir = make_workdir(tmp_path / "w", rows, waves)

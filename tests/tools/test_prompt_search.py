@@ -93,6 +93,7 @@ def test_bad_inputs_are_named(tmp_path):
   assert list(table) == [labelers.load_taxonomy("iemocap4").index("angry"), -1] and dropped == ["calm"]
 
 
+@pytest.mark.subprocess
 def test_search_command_end_to_end_on_a_tiny_nli_model(tmp_path):
   from lanser_jax.labelers import hf
   words = sorted({w for t in ("I feel {}.", "The speaker sounds {}.") for w in t.lower().replace(".", "")

@@ -160,6 +160,7 @@ def test_real_tiny_cell_end_to_end(tmp_path, synth_dir):
   assert again["skipped"] == 1 and again["ran"] == 0
 
 
+@pytest.mark.subprocess
 def test_subprocess_baseline_cell(tmp_path, synth_dir):
   """--run without --in_process: a baseline cell through `python -m lanser_jax.tools.baselines`."""
   root = str(tmp_path / "runs")
@@ -275,6 +276,7 @@ def test_pretraining_run_of_cells(tmp_path):
   assert sweep.pretraining_run(step) is None
 
 
+@pytest.mark.subprocess
 def test_two_task_job_array(tmp_path, synth_dir):
   """launch/slurm_sweep.sbatch as Slurm runs it: one process per array task, told its index by the
   environment. Task 0 runs a real (baseline) cell; task 1's fine-tuning cell restores an unfinished
