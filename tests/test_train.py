@@ -46,6 +46,7 @@ def test_trains_on_eight_devices_and_writes_results(synth_dir, tmp_path):
     assert os.path.exists(os.path.join(workdir, f)), f
 
 
+@pytest.mark.slow
 def test_soft_labels_bf16_sgd(synth_dir, tmp_path):
   c = tiny_config(synth_dir, **{"data.target": "scores", "dtype": "bfloat16", "optimizer.name": "sgd",
                                 "optimizer.learning_rate": 0.05, "label_smoothing": 0.1,
@@ -101,6 +102,7 @@ def test_init_from_and_linear_probe(synth_dir, tmp_path):
   assert not np.array_equal(before["params"]["head"]["kernel"], after["params"]["head"]["kernel"])
 
 
+@pytest.mark.slow
 def test_checkpoint_of_other_architecture_is_refused(synth_dir, tmp_path):
   pre = str(tmp_path / "narrow")
   train.train_and_evaluate(tiny_config(synth_dir, num_train_steps=2, eval_every_steps=2,

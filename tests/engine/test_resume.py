@@ -83,6 +83,7 @@ def test_first_progress_line_has_a_rate(unbroken):
   assert all(r is not None and np.isfinite(r) and r > 0 for r in rates), rates
 
 
+@pytest.mark.slow
 def test_resume_with_two_workers_from_a_zero_worker_checkpoint(synth_dir, unbroken, tmp_path, caplog):
   broken = _copy_until(unbroken, str(tmp_path / "broken"), 6)
   with caplog.at_level(logging.INFO):

@@ -129,6 +129,7 @@ def test_target_classes_spelled_differently_align_by_position():
   assert idx["anger"] == 0 and idx["sad"] == 5
 
 
+@pytest.mark.slow
 def test_zero_shot_maps_the_pretrained_prediction(tmp_path):
   from lanser_jax import labelers
   fine = labelers.load_taxonomy("fine40")
@@ -268,6 +269,7 @@ def test_backbone_sweep_crosses_backbones_with_fractions():
     assert not init_from or os.path.basename(init_from) in pretrained
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["pretrain_conformer.py", "finetune_spectrogram_transformer.py"])
 def test_backbone_runlocal_runs(synth_dir, tmp_path, name):
   """`:runlocal` trains end to end on the synthetic features (cut to 2 steps)."""

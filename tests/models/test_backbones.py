@@ -88,6 +88,7 @@ def test_patch_size_and_stride_are_configurable():
     models.create_model("spectrogram_transformer_tiny", 3, width=0.5)
 
 
+@pytest.mark.slow
 @pytest.mark.multidevice
 @pytest.mark.parametrize("name", ["conformer_tiny", "spectrogram_transformer_tiny"])
 def test_one_training_run_on_8_devices_and_load(synth_dir, tmp_path, name):

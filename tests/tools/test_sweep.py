@@ -135,6 +135,7 @@ def test_aggregate_means_and_stds(tmp_path, capsys):
   assert os.path.getsize(os.path.join(root, "ua_vs_fraction.png")) > 1000
 
 
+@pytest.mark.slow
 def test_real_tiny_cell_end_to_end(tmp_path, synth_dir):
   """One fine-tuning cell (runlocal) and one failing cell through the runner, on generated features."""
   root = str(tmp_path / "runs")
