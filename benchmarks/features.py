@@ -43,13 +43,13 @@ import time  # noqa: E402
 import numpy as np  # noqa: E402
 import soundfile  # noqa: E402
 
-from lanser_jax.audio import decode as audio  # noqa: E402
-from lanser_jax.audio import log_mel as features
+from lanser_jax.audio import decode  # noqa: E402
+from lanser_jax.audio import log_mel
 
 LIBRIVOX = "/usr/share/pocketsphinx/test/data/librivox"
 
 
-def stacked_numpy(lm: features.LogMel, waves):
+def stacked_numpy(lm: log_mel.LogMel, waves):
   """The whole batch in one rfft and one matmul (the approach PERF_NOTES measured)."""
   framed = [lm.frames(w) for w in waves]
   stacked = np.concatenate(framed) * lm.window
@@ -61,11 +61,11 @@ def stacked_numpy(lm: features.LogMel, waves):
 
 def bench_features(args):
   rng = np.random.default_rng(0)
-  options = features.LogMelOptions()
+  options = log_mel.LogMelOptions()
   n = int(args.seconds * options.sample_rate)
   waves = [(0.1 * rng.standard_normal(n)).astype(np.float32) for _ in range(args.clips)]
   audio_seconds = args.clips * args.seconds
-  lm = features.LogMel(options)
+  lm = log_mel.LogMel(options)
   tmp = tempfile.mkdtemp(prefix="lanser_bench_")
   paths = []
   for i, w in enumerate(waves):
@@ -73,11 +73,11 @@ def bench_features(args):
     soundfile.write(paths[-1], w, options.sample_rate, subtype="PCM_16")
   batch = 32
   impls = {
-      "librosa": lambda: [features.librosa_log_mel(w, options) for w in waves],
+      "librosa": lambda: [log_mel.librosa_log_mel(w, options) for w in waves],
       "stacked_numpy": lambda: [stacked_numpy(lm, waves[i:i + batch])
                                 for i in range(0, len(waves), batch)],
       "lanser": lambda: lm(waves),
-      "lanser_from_wav": lambda: [lm.one(audio.load(p).samples) for p in paths],
+      "lanser_from_wav": lambda: [lm.one(decode.load(p).samples) for p in paths],
   }
   flat = lambda out: [m for part in out for m in (part if isinstance(part, list) else [part])]
   ref = impls["librosa"]()
@@ -115,12 +115,12 @@ def bench_asr(args):
   paths = sorted(glob.glob(os.path.join(LIBRIVOX, "*.wav")))
   if not paths:
     return {"skipped": "apt-get install pocketsphinx-testdata"}
-  from lanser_jax.labelers import whisper as asr
+  from lanser_jax.labelers import whisper
   t = time.time()
-  transcriber = asr.Transcriber(asr.AsrOptions(model=model, device="cpu", compute_type="int8",
+  transcriber = whisper.Transcriber(whisper.AsrOptions(model=model, device="cpu", compute_type="int8",
                                                beam_size=1, cpu_threads=os.cpu_count() or 1))
   load_s = time.time() - t
-  waves = [audio.load(p).samples for p in paths]
+  waves = [decode.load(p).samples for p in paths]
   audio_seconds = sum(len(w) for w in waves) / 16000
   walls = []
   for _ in range(args.asr_rounds):

@@ -10,8 +10,8 @@ import numpy as np
 import soundfile
 
 from lanser_jax import config_lib
-from lanser_jax.audio import decode as audio
-from lanser_jax.audio import log_mel as features
+from lanser_jax.audio import decode
+from lanser_jax.audio import log_mel as log_mel_lib
 from lanser_jax.input_pipeline import records
 
 SR = 16000
@@ -36,8 +36,8 @@ def write_clip_features(root, counts, max_seconds, train_shards, test_split=Fals
   """WAVs of `_clip` under root/wav -> a log-mel feature folder root/features, as the offline features stage
   writes it (the test split, if asked, a copy of validation). (data_dir, {utt_id: wav}, {split: examples})."""
   rng = np.random.default_rng(0)
-  options = features.LogMelOptions()
-  log_mel = features.LogMel(options)
+  options = log_mel_lib.LogMelOptions()
+  log_mel = log_mel_lib.LogMel(options)
   wavs, examples = {}, {split: [] for split in counts}
   for split, n in counts.items():
     for i in range(n):
@@ -45,7 +45,7 @@ def write_clip_features(root, counts, max_seconds, train_shards, test_split=Fals
       path = str(root / "wav" / f"{utt_id}.wav")
       os.makedirs(os.path.dirname(path), exist_ok=True)
       soundfile.write(path, _clip(rng, label, rng.uniform(0.8, max_seconds)), SR, subtype="PCM_16")
-      mel = log_mel.one(audio.load(path).samples)
+      mel = log_mel.one(decode.load(path).samples)
       examples[split].append(records.Example(utt_id, mel.astype(np.float16), label, speaker_id="s"))
       wavs[utt_id] = path
   data_dir = str(root / "features")

@@ -8,7 +8,7 @@ import soundfile
 
 from lanser_jax.input_pipeline import records
 from lanser_jax.stages import chain
-from lanser_jax.stages import defaults as offline_config
+from lanser_jax.stages import defaults
 
 
 class FakeTranscriber:
@@ -58,7 +58,7 @@ def make_bad_folder(root):
 
 
 def small_config(root, shards=3):
-  c = offline_config.default_config()
+  c = defaults.default_config()
   c.num_pieces = shards
   c.manifest.root = root
   c.audio.max_seconds = 2.0

@@ -28,10 +28,10 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from lanser_jax.input_pipeline import pipeline, windows
-from lanser_jax.audio import decode as audio_lib
+from lanser_jax.audio import decode
 from lanser_jax.engine import checkpointing
 from lanser_jax import config_lib, models
-from lanser_jax.audio import log_mel as features
+from lanser_jax.audio import log_mel as log_mel_lib
 from lanser_jax.utils import fileio
 
 DEFAULT_MAX_SECONDS = 600.0  # longer audio is cropped; every window of what is kept is averaged
@@ -158,11 +158,11 @@ class Classifier:
     self._log_mel = None  # built on first audio input (needs librosa's mel matrix)
     self.audio_options = None
     if self.feature.get("type") == "log_mel":
-      self.log_mel_options = features.LogMelOptions.from_config(self.feature)
+      self.log_mel_options = log_mel_lib.LogMelOptions.from_config(self.feature)
       if self.log_mel_options.num_mel_bins != self.mel_bins:
         raise ValueError(f"dataset.json feature has {self.log_mel_options.num_mel_bins} mel bins, "
                          f"stats.json {self.mel_bins}")
-      self.audio_options = audio_lib.AudioOptions(sample_rate=self.log_mel_options.sample_rate,
+      self.audio_options = decode.AudioOptions(sample_rate=self.log_mel_options.sample_rate,
                                                   max_seconds=max_seconds)
     else:
       self.log_mel_options = None
@@ -177,7 +177,7 @@ class Classifier:
     """Mono float32 samples at the model's rate from a path or a [samples] array (+ its sample_rate)."""
     self.require_audio_front_end()
     if isinstance(audio, (str, os.PathLike)):
-      return audio_lib.load(os.fspath(audio), options=self.audio_options).samples
+      return decode.load(os.fspath(audio), options=self.audio_options).samples
     x = np.asarray(audio, np.float32)
     if x.ndim != 1:
       raise ValueError(f"a waveform must be a 1-D [samples] array, got shape {x.shape} (pass a list "
@@ -189,14 +189,14 @@ class Classifier:
       x = librosa.resample(x, orig_sr=sample_rate, target_sr=self.sample_rate,
                            res_type="soxr_hq").astype(np.float32)
     x = x[:int(self.audio_options.max_seconds * self.sample_rate)]
-    audio_lib.validate(audio_lib.Audio(x, self.sample_rate, None, False), self.audio_options)
+    decode.validate(decode.Audio(x, self.sample_rate, None, False), self.audio_options)
     return x
 
   def log_mel(self, audio: Any, sample_rate: int | None = None) -> np.ndarray:
     """[frames, mel_bins] log-mel of one path or waveform, exactly as the training features were made."""
     samples = self.waveform(audio, sample_rate)
     if self._log_mel is None:
-      self._log_mel = features.LogMel(self.log_mel_options)
+      self._log_mel = log_mel_lib.LogMel(self.log_mel_options)
     return self._log_mel.one(samples).astype(self._feature_dtype).astype(np.float32)
 
   def require_audio_front_end(self):

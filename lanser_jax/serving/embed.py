@@ -113,7 +113,7 @@ class Outputs:
 def embed_manifest(clf, manifest: str, output: str, errors: str, chunk: int = 64,
                    decode_workers: int = 2) -> dict:
   """Embeds every row; returns {"written", "failed", "dim"}."""
-  from lanser_jax.audio import decode as audio_lib
+  from lanser_jax.audio import decode
   from lanser_jax.utils import prefetch
   from lanser_jax.utils import progress as progress_lib
 
@@ -121,7 +121,7 @@ def embed_manifest(clf, manifest: str, output: str, errors: str, chunk: int = 64
     utt_id, row = item
     if isinstance(row, Exception):
       raise row
-    clip = audio_lib.load(row.audio, row.offset, row.duration, clf.audio_options)
+    clip = decode.load(row.audio, row.offset, row.duration, clf.audio_options)
     return clf.log_mel(clip.samples, clip.sample_rate)
 
   clf.require_audio_front_end()  # fail before any work when the run has no audio front end
@@ -141,7 +141,7 @@ def embed_manifest(clf, manifest: str, output: str, errors: str, chunk: int = 64
     for utt_id, row, m in batch:
       if isinstance(m, Exception):
         outputs.error(utt_id, getattr(row, "audio", None),
-                      prefetch.describe_error(m, (audio_lib.AudioError, ManifestLineError)))
+                      prefetch.describe_error(m, (decode.AudioError, ManifestLineError)))
     progress.update(len(batch))
     batch.clear()
 
@@ -164,9 +164,9 @@ def main(argv: Sequence[str]) -> int:
     cli.log(f"{output} exists: skipped (pass --overwrite to redo it)")
     return 0
   os.environ.setdefault("HF_HUB_OFFLINE", "1")
-  from lanser_jax.serving import classifier as inference
-  inference.quiet_orbax()
-  clf = inference.load(_WORKDIR.value, _STEP.value, batch_size=_BATCH_SIZE.value, max_seconds=_MAX_SECONDS.value)
+  from lanser_jax.serving import classifier
+  classifier.quiet_orbax()
+  clf = classifier.load(_WORKDIR.value, _STEP.value, batch_size=_BATCH_SIZE.value, max_seconds=_MAX_SECONDS.value)
   cli.log(f"model {clf.config.model.name} step {clf.step} from {clf.state_path}")
   counts = embed_manifest(clf, _MANIFEST.value, output, errors, decode_workers=_DECODE_WORKERS.value)
   cli.log(f"{counts['written']} embedded (dim {counts['dim']}), {counts['failed']} failed -> {output}"

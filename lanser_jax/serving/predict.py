@@ -61,7 +61,7 @@ def classify_files(clf, files: Sequence[str], chunk: int = 64, decode_workers: i
   """One row per file, in order: {"file", "label", "probability", "top", "probabilities"} or
   {"file", "error"}. Decoding runs on threads ahead of the model; windows of `chunk` files at a time
   share the fixed-size batches."""
-  from lanser_jax.audio import decode as audio_lib
+  from lanser_jax.audio import decode
   from lanser_jax.utils import prefetch
 
   def rows_of(batch):
@@ -69,7 +69,7 @@ def classify_files(clf, files: Sequence[str], chunk: int = 64, decode_workers: i
     preds = iter(clf.predict_log_mel([m for _, m in good]) if good else [])
     for f, m in batch:
       if isinstance(m, Exception):
-        yield {"file": f, "error": prefetch.describe_error(m, (audio_lib.AudioError, ValueError))}
+        yield {"file": f, "error": prefetch.describe_error(m, (decode.AudioError, ValueError))}
       else:
         p = next(preds)
         yield {"file": f, "label": p.label, "probability": p.probability, "top": p.top(3),
@@ -145,11 +145,11 @@ def main(argv: Sequence[str]) -> int:
   if not inputs:
     raise app.UsageError("name at least one audio file or folder after the flags")
   os.environ.setdefault("HF_HUB_OFFLINE", "1")
-  from lanser_jax.serving import classifier as inference
-  inference.quiet_orbax()
+  from lanser_jax.serving import classifier
+  classifier.quiet_orbax()
   from lanser_jax.utils import progress as progress_lib
   files = expand_inputs(inputs)
-  clf = inference.load(_WORKDIR.value, _STEP.value, batch_size=_BATCH_SIZE.value, max_seconds=_MAX_SECONDS.value)
+  clf = classifier.load(_WORKDIR.value, _STEP.value, batch_size=_BATCH_SIZE.value, max_seconds=_MAX_SECONDS.value)
   clf.require_audio_front_end()  # a run trained on non-audio features fails here, not once per file
   cli.log(f"model {clf.config.model.name} step {clf.step} from {clf.state_path}; {len(files)} files; "
       f"labels {list(clf.label_names)}")

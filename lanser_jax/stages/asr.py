@@ -16,9 +16,9 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Callable, Iterable
 
-from lanser_jax.audio import decode as audio_lib
+from lanser_jax.audio import decode as decode_lib
 from lanser_jax.utils import progress as progress_lib
-from lanser_jax.labelers import whisper as asr
+from lanser_jax.labelers import whisper
 from lanser_jax.labelers import packing
 from lanser_jax.stages import manifest, pieces, stage
 
@@ -43,8 +43,8 @@ def batches(items: Iterable, num_samples: Callable[[Any], int], batch_size: int,
 @dataclasses.dataclass
 class _State:
   config: Any
-  options: asr.AsrOptions
-  audio_options: audio_lib.AudioOptions
+  options: whisper.AsrOptions
+  audio_options: decode_lib.AudioOptions
   manifest: pieces.Manifest
   out_dir: str
   transcriber: Any  # built on the first piece that needs it (None until then)
@@ -55,14 +55,14 @@ class TranscribeStage(stage.Stage):
   inputs = ("manifest",)
 
   def setup(self, config, workdir, log, transcriber=None, **models):
-    return _State(config, asr.AsrOptions.from_config(config.asr),
-                  audio_lib.AudioOptions.from_config(config.audio),
+    return _State(config, whisper.AsrOptions.from_config(config.asr),
+                  decode_lib.AudioOptions.from_config(config.audio),
                   pieces.Manifest(manifest.manifest_path(workdir)), self.out_dir(config, workdir), transcriber)
 
   def run_piece(self, state, piece, num_pieces):
     config, options = state.config, state.options
     if state.transcriber is None:
-      state.transcriber = asr.Transcriber(options)
+      state.transcriber = whisper.Transcriber(options)
     transcriber = state.transcriber
     # A transcriber without transcribe_packed (a test double) gets one utterance per window.
     pack = options.packing == "on" and hasattr(transcriber, "transcribe_packed")
@@ -72,7 +72,7 @@ class TranscribeStage(stage.Stage):
       transcripts = out.open_jsonl("transcripts")
       counts = {"in": 0, "written": 0, "audio_seconds": 0.0, "cropped": 0, "cropped_seconds": 0.0}
       if pack:
-        counts.update(dict.fromkeys(asr.PACKING_COUNTS, 0))
+        counts.update(dict.fromkeys(whisper.PACKING_COUNTS, 0))
 
       def flush(batch):
         waves = [c.samples for _, c in batch]
@@ -90,10 +90,10 @@ class TranscribeStage(stage.Stage):
         progress.update(len(batch))
 
       def decoded():
-        decode = lambda row: audio_lib.load(row.audio, row.offset, row.duration, state.audio_options)
+        decode = lambda row: decode_lib.load(row.audio, row.offset, row.duration, state.audio_options)
         rows = state.manifest.piece(piece, num_pieces)
         for row, clip in pieces.decoded_rows(decode, rows, options.decode_workers, counts, out, progress,
-                                             (audio_lib.AudioError,)):
+                                             (decode_lib.AudioError,)):
           counts["audio_seconds"] += clip.duration
           counts["cropped"] += int(clip.cropped)
           counts["cropped_seconds"] += clip.cropped_seconds

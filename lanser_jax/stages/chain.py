@@ -13,10 +13,10 @@ import time
 from lanser_jax.utils import fileio
 from lanser_jax.utils.cli import log
 from lanser_jax.stages import features, manifest, pieces, stage
-from lanser_jax.stages import asr as transcribe
-from lanser_jax.stages import label as weak_labels
+from lanser_jax.stages import asr
+from lanser_jax.stages import label
 
-STAGES: tuple[stage.Stage, ...] = (manifest.STAGE, transcribe.STAGE, weak_labels.STAGE, features.STAGE)
+STAGES: tuple[stage.Stage, ...] = (manifest.STAGE, asr.STAGE, label.STAGE, features.STAGE)
 BY_NAME = {s.name: s for s in STAGES}
 NAMES = tuple(BY_NAME)
 

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import ml_collections
 
-from lanser_jax.audio import decode as audio_lib
-from lanser_jax.audio import log_mel as features_lib
+from lanser_jax.audio import decode
+from lanser_jax.audio import log_mel
 from lanser_jax.utils import options
 
 
 def default_config() -> ml_collections.ConfigDict:
-  from lanser_jax.labelers import whisper as asr
+  from lanser_jax.labelers import whisper
   from lanser_jax import labelers
   c = ml_collections.ConfigDict()
   c.stages = ("manifest", "asr", "label", "features")  # what --stage=all runs, in order
@@ -24,8 +24,8 @@ def default_config() -> ml_collections.ConfigDict:
   c.wait_seconds = 0.0  # how long process 0 waits for other hosts' pieces (and others for manifest)
   c.offline = False  # True: HF_HUB_OFFLINE=1
   c.manifest = ml_collections.ConfigDict({"adapter": "folder", "root": ""})  # adapter kwargs
-  c.audio = options.config_section(audio_lib.AudioOptions)
-  c.asr = options.config_section(asr.AsrOptions)
+  c.audio = options.config_section(decode.AudioOptions)
+  c.asr = options.config_section(whisper.AsrOptions)
   c.label = ml_collections.ConfigDict(dict(
       min_words=1, min_chars=2, max_no_speech_prob=0.6, min_avg_logprob=-1.0,
       max_compression_ratio=2.4,
@@ -37,7 +37,7 @@ def default_config() -> ml_collections.ConfigDict:
       languages=()))  # ASR languages kept for labelling, e.g. ("en",) for an English NLI model; () keeps all
   c.labeler = labelers.default_config()
   c.features = options.config_section(
-      features_lib.LogMelOptions, exclude=("sample_rate",),
+      log_mel.LogMelOptions, exclude=("sample_rate",),
       dir_name="features",
       label_source="weak",  # weak: labels/ (only weakly labelled utterances); human; none
       label_names=(),  # for label_source="human"

@@ -18,8 +18,8 @@ import numpy as np
 
 from lanser_jax.corpora import manifests, protocols
 from lanser_jax.input_pipeline import records
-from lanser_jax.audio import decode as audio_lib
-from lanser_jax.audio import log_mel as features_lib
+from lanser_jax.audio import decode as decode_lib
+from lanser_jax.audio import log_mel as log_mel_lib
 from lanser_jax.utils import fileio
 from lanser_jax.utils import progress as progress_lib
 from lanser_jax.stages import manifest, pieces, stage
@@ -66,15 +66,15 @@ def make_example(row, mel: np.ndarray, label_source: str, label_names, weak) -> 
 @dataclasses.dataclass
 class _State:
   config: Any
-  options: features_lib.LogMelOptions
-  audio_options: audio_lib.AudioOptions
+  options: log_mel_lib.LogMelOptions
+  audio_options: decode_lib.AudioOptions
   manifest: pieces.Manifest
   out_dir: str
   labels_dir: str
   split_map: dict
   splits: list[str]
   label_names: list[str]
-  log_mel: features_lib.LogMel
+  log_mel: log_mel_lib.LogMel
 
 
 class FeaturesStage(stage.Stage):
@@ -86,7 +86,7 @@ class FeaturesStage(stage.Stage):
 
   def setup(self, config, workdir, log, **models):
     fc = config.features
-    options = features_lib.LogMelOptions.from_config(fc, sample_rate=config.audio.sample_rate)
+    options = log_mel_lib.LogMelOptions.from_config(fc, sample_rate=config.audio.sample_rate)
     manifest_ = pieces.Manifest(manifest.manifest_path(workdir))
     labels_dir = os.path.join(workdir, "labels")
     split_map = dict(fc.split_map or {})
@@ -101,9 +101,9 @@ class FeaturesStage(stage.Stage):
       label_names = pieces.read_json(names_path)
     else:
       label_names = list(fc.label_names)
-    return _State(config, options, audio_lib.AudioOptions.from_config(config.audio), manifest_,
+    return _State(config, options, decode_lib.AudioOptions.from_config(config.audio), manifest_,
                   self.out_dir(config, workdir), labels_dir, split_map, splits, label_names,
-                  features_lib.LogMel(options))
+                  log_mel_lib.LogMel(options))
 
   def run_piece(self, state, piece, num_pieces):
     fc, split_map = state.config.features, state.split_map
@@ -130,7 +130,7 @@ class FeaturesStage(stage.Stage):
         else:
           rows.append(row)
       progress.update(stop - start - len(rows))
-      decode = lambda row: audio_lib.load(row.audio, row.offset, row.duration, state.audio_options)
+      decode = lambda row: decode_lib.load(row.audio, row.offset, row.duration, state.audio_options)
       batch = []
 
       def flush():
@@ -149,7 +149,7 @@ class FeaturesStage(stage.Stage):
 
       try:
         for row, clip in pieces.decoded_rows(decode, rows, fc.decode_workers, counts, out, progress,
-                                             (audio_lib.AudioError,)):
+                                             (decode_lib.AudioError,)):
           batch.append((row, clip))
           if len(batch) >= fc.batch_clips:
             flush()

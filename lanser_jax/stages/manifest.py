@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 
-from lanser_jax import corpora as adapters
+from lanser_jax import corpora
 from lanser_jax.corpora import manifests
 from lanser_jax.utils import progress as progress_lib
 from lanser_jax.stages import pieces, stage
@@ -27,7 +27,7 @@ class ManifestStage(stage.Stage):
     config, out_dir, log = state
     progress = progress_lib.Progress("manifest", None)
     counts = manifests.write_manifest(os.path.join(out_dir, "manifest.jsonl"),
-                                      adapters.rows(config.manifest),
+                                      corpora.rows(config.manifest),
                                       os.path.join(out_dir, "errors.jsonl"), progress)
     progress.close()
     reasons = {}

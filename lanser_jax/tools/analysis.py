@@ -39,7 +39,7 @@ import numpy as np
 
 from lanser_jax.corpora import manifests
 from lanser_jax.input_pipeline import records
-from lanser_jax.audio import decode as audio_lib
+from lanser_jax.audio import decode
 from lanser_jax.utils import cli, fileio
 
 SAMPLE_RATE = 16000
@@ -187,15 +187,15 @@ def parse_workdir(value: str) -> tuple[str, str]:
 
 
 def read_clips(manifest: str, limit: int = 0) -> tuple[list[manifests.Row], list[np.ndarray], list[dict]]:
-  options = audio_lib.AudioOptions(sample_rate=SAMPLE_RATE, max_seconds=600.0, min_seconds=0.1)
+  options = decode.AudioOptions(sample_rate=SAMPLE_RATE, max_seconds=600.0, min_seconds=0.1)
   rows, clips, skipped = [], [], []
   for row in manifests.read_manifest(manifest, lenient=True):
     if isinstance(row, manifests.RejectedRow):
       skipped.append({"utt_id": row.utt_id, "reason": row.reason})
       continue
     try:
-      clips.append(audio_lib.load(row.audio, row.offset, row.duration, options).samples)
-    except (audio_lib.AudioError, OSError, ValueError) as e:
+      clips.append(decode.load(row.audio, row.offset, row.duration, options).samples)
+    except (decode.AudioError, OSError, ValueError) as e:
       skipped.append({"utt_id": row.utt_id, "reason": f"{type(e).__name__}: {e}"})
       continue
     rows.append(row)

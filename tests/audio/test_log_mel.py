@@ -9,8 +9,8 @@ import soundfile
 
 from lanser_jax.corpora import manifests
 from helpers import write_audio_container
-from lanser_jax.audio import decode as audio
-from lanser_jax.audio import log_mel as features
+from lanser_jax.audio import decode
+from lanser_jax.audio import log_mel
 
 
 def tone(seconds, sr=16000, freq=440.0, amp=0.5, channels=1):
@@ -30,38 +30,38 @@ def write_wav(path, x, sr=16000, subtype="PCM_16"):
 
 
 @pytest.mark.parametrize("options", [
-    features.LogMelOptions(),
-    features.LogMelOptions(window_ms=32.0, hop_ms=12.5, num_mel_bins=40, fmin=50.0, fmax=7600.0,
+    log_mel.LogMelOptions(),
+    log_mel.LogMelOptions(window_ms=32.0, hop_ms=12.5, num_mel_bins=40, fmin=50.0, fmax=7600.0,
                            log_floor=1e-5),
-    features.LogMelOptions(sample_rate=8000, n_fft=1024, num_mel_bins=32),
+    log_mel.LogMelOptions(sample_rate=8000, n_fft=1024, num_mel_bins=32),
 ])
 def test_batched_log_mel_matches_librosa(options):
   rng = np.random.default_rng(0)
   lengths = [100, options.fft_length - 1, options.sample_rate, int(2.37 * options.sample_rate)]
   waves = [0.1 * rng.standard_normal(n).astype(np.float32) for n in lengths]
   waves.append(tone(1.0, options.sample_rate, freq=300.0))
-  out = features.LogMel(options)(waves)
+  out = log_mel.LogMel(options)(waves)
   assert len(out) == len(waves)
   for w, mel in zip(waves, out):
-    ref = features.librosa_log_mel(w, options)
+    ref = log_mel.librosa_log_mel(w, options)
     assert mel.shape == ref.shape == (options.num_frames(len(w)), options.num_mel_bins)
     assert mel.dtype == np.float32
     np.testing.assert_allclose(mel, ref, atol=2e-4, rtol=0)
 
 
 def test_log_mel_floor_and_settings():
-  o = features.LogMelOptions()
+  o = log_mel.LogMelOptions()
   assert (o.win_length, o.hop_length, o.fft_length, o.max_frequency) == (400, 160, 512, 8000.0)
-  (silence,) = features.LogMel(o)([np.zeros(1600, np.float32)])
+  (silence,) = log_mel.LogMel(o)([np.zeros(1600, np.float32)])
   np.testing.assert_allclose(silence, np.log(o.log_floor), rtol=1e-6)
   info = o.to_json()
   assert info["num_mel_bins"] == 64 and info["frames_per_second"] == 100.0
-  assert features.LogMel(o)([]) == []
+  assert log_mel.LogMel(o)([]) == []
 
 
 def test_log_mel_peak_is_in_the_right_bin():
-  o = features.LogMelOptions()
-  (mel,) = features.LogMel(o)([tone(0.5, freq=1000.0)])
+  o = log_mel.LogMelOptions()
+  (mel,) = log_mel.LogMel(o)([tone(0.5, freq=1000.0)])
   import librosa
   centres = librosa.mel_frequencies(o.num_mel_bins + 2, fmin=o.fmin, fmax=o.max_frequency)[1:-1]
   assert abs(centres[int(np.argmax(mel[10]))] - 1000.0) < 100.0
@@ -73,27 +73,27 @@ def test_log_mel_peak_is_in_the_right_bin():
 
 def test_load_resamples_stereo_and_odd_rates(tmp_path):
   stereo = write_wav(str(tmp_path / "stereo.wav"), tone(1.0, 44100, channels=2), 44100)
-  a = audio.load(stereo)
+  a = decode.load(stereo)
   assert a.sample_rate == 16000 and a.samples.ndim == 1 and a.samples.dtype == np.float32
   assert abs(len(a.samples) - 16000) <= 1
   assert 0.45 < np.max(np.abs(a.samples)) < 0.55  # mixed down, not summed
   # One channel silent: the average halves the level rather than dropping a channel.
   lr = np.stack([tone(1.0, 8000), np.zeros(8000, np.float32)], axis=1)
-  b = audio.load(write_wav(str(tmp_path / "lr8k.wav"), lr, 8000))
+  b = decode.load(write_wav(str(tmp_path / "lr8k.wav"), lr, 8000))
   assert abs(len(b.samples) - 16000) <= 1 and 0.2 < np.max(np.abs(b.samples)) < 0.3
 
 
 def test_load_offset_duration_and_crop(tmp_path):
   x = np.concatenate([tone(1.0, amp=0.1), tone(1.0, amp=0.8), tone(1.0, amp=0.1)])
   path = write_wav(str(tmp_path / "three.wav"), x)
-  mid = audio.load(path, offset=1.0, duration=1.0)
+  mid = decode.load(path, offset=1.0, duration=1.0)
   assert len(mid.samples) == 16000 and np.max(np.abs(mid.samples)) > 0.7 and not mid.cropped
-  opts = audio.AudioOptions(max_seconds=1.5)
-  cropped = audio.load(path, options=opts)
+  opts = decode.AudioOptions(max_seconds=1.5)
+  cropped = decode.load(path, options=opts)
   assert cropped.cropped and len(cropped.samples) == 24000
   assert cropped.source_duration == pytest.approx(3.0)
-  with pytest.raises(audio.AudioError, match="past the end"):
-    audio.load(path, offset=5.0)
+  with pytest.raises(decode.AudioError, match="past the end"):
+    decode.load(path, offset=5.0)
 
 
 @pytest.mark.parametrize("make,reason", [
@@ -109,8 +109,8 @@ def test_load_offset_duration_and_crop(tmp_path):
 def test_bad_audio_raises_audio_error_with_reason(tmp_path, make, reason):
   path = str(tmp_path / "bad.wav")
   make(path)
-  with pytest.raises(audio.AudioError, match=reason):
-    audio.load(path)
+  with pytest.raises(decode.AudioError, match=reason):
+    decode.load(path)
 
 
 def test_rejection_reasons_do_not_mix_across_decode_threads(tmp_path):
@@ -119,20 +119,20 @@ def test_rejection_reasons_do_not_mix_across_decode_threads(tmp_path):
   bad = str(tmp_path / "bad.wav")
   open(bad, "wb").write(open(write_wav(bad + ".src.wav", tone(1.0)), "rb").read()[:30])
   good = write_wav(str(tmp_path / "good.wav"), tone(0.5))
-  with pytest.raises(audio.AudioError) as alone:
-    audio.load(bad)
+  with pytest.raises(decode.AudioError) as alone:
+    decode.load(bad)
   reasons = []
 
   def load_bad():
     for _ in range(300):
       try:
-        audio.load(bad)
-      except audio.AudioError as e:
+        decode.load(bad)
+      except decode.AudioError as e:
         reasons.append(str(e))
 
   def load_good():
     for _ in range(300):
-      audio.load(good)
+      decode.load(good)
 
   threads = [threading.Thread(target=load_bad), threading.Thread(target=load_good)]
   for t in threads:
@@ -148,8 +148,8 @@ def test_truncated_data_keeps_what_is_there(tmp_path):
   cut = str(tmp_path / "cut.wav")
   open(cut, "wb").write(data[:len(data) // 2])  # header says 2 s, half of the data is there
   try:
-    a = audio.load(cut)
-  except audio.AudioError as e:  # libsndfile versions differ; either way no other exception
+    a = decode.load(cut)
+  except decode.AudioError as e:  # libsndfile versions differ; either way no other exception
     assert "unreadable" in str(e)
   else:
     assert 0.5 < a.duration <= 2.0
@@ -167,18 +167,18 @@ def test_parquet_row_reference(tmp_path):
   pq.write_table(pa.table({"id": [f"u{i}" for i in range(5)], "audio": blobs}), path,
                  row_group_size=2)
   for row in (3, 0, 4):
-    a = audio.load(manifests.parquet_ref(path, row))
+    a = decode.load(manifests.parquet_ref(path, row))
     spectrum = np.abs(np.fft.rfft(a.samples))
     assert np.argmax(spectrum) / a.duration == pytest.approx(200.0 * (row + 1), abs=4)
-  with pytest.raises(audio.AudioError, match="row 9 does not exist"):
-    audio.load(manifests.parquet_ref(path, 9))
+  with pytest.raises(decode.AudioError, match="row 9 does not exist"):
+    decode.load(manifests.parquet_ref(path, 9))
 
 
 def test_video_container_via_pyav(tmp_path):
   av = pytest.importorskip("av")
   path = str(tmp_path / "clip.mp4")
   write_audio_container(av, path, tone(2.0, 48000, freq=500.0), 48000)
-  a = audio.load(path, offset=0.5, duration=1.0)
+  a = decode.load(path, offset=0.5, duration=1.0)
   assert abs(a.duration - 1.0) < 0.03
   spectrum = np.abs(np.fft.rfft(a.samples))
   assert np.argmax(spectrum) / a.duration == pytest.approx(500.0, abs=5)
@@ -188,9 +188,9 @@ def test_clear_error_without_a_video_decoder(tmp_path, monkeypatch):
   av = pytest.importorskip("av")
   path = str(tmp_path / "clip.mp4")
   write_audio_container(av, path, tone(0.5, 48000), 48000)
-  real_find_spec = audio.importlib.util.find_spec
-  monkeypatch.setattr(audio.importlib.util, "find_spec",
+  real_find_spec = decode.importlib.util.find_spec
+  monkeypatch.setattr(decode.importlib.util, "find_spec",
                       lambda name, *a: None if name == "av" else real_find_spec(name, *a))
-  monkeypatch.setattr(audio.shutil, "which", lambda name: None)
-  with pytest.raises(audio.AudioError, match="install PyAV .* or put ffmpeg on PATH"):
-    audio.load(path)
+  monkeypatch.setattr(decode.shutil, "which", lambda name: None)
+  with pytest.raises(decode.AudioError, match="install PyAV .* or put ffmpeg on PATH"):
+    decode.load(path)

@@ -20,7 +20,7 @@ import pytest
 from helpers import SYNTHETIC_RUNLOCAL, TINY_OVERRIDES
 from lanser_jax.serving import embed, predict
 from lanser_jax.utils import cli, fileio
-from lanser_jax.serving import classifier as inference
+from lanser_jax.serving import classifier
 from lanser_jax.tools import sweep
 from storage_servers import GCS_BUCKET
 from builders import LABELS, write_clip_features  # the clips test_inference trains on
@@ -93,7 +93,7 @@ def test_sweep_runs_skips_and_aggregates_in_a_bucket(swept, capsys):
 def clf(swept):
   """The bucket run loaded directly: what the CLIs' outputs are compared with."""
   assert swept["rc"] == 0, swept["log"]
-  return inference.load(swept["workdir"], batch_size=16)
+  return classifier.load(swept["workdir"], batch_size=16)
 
 
 def test_predict_cli_reads_a_bucket_run_and_writes_to_the_bucket(swept, clf, capsys):

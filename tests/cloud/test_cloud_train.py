@@ -21,7 +21,7 @@ import pytest
 from lanser_jax.input_pipeline import pipeline, records, synthetic
 from lanser_jax.engine import checkpointing
 from lanser_jax.utils import fileio
-from lanser_jax.serving import classifier as inference
+from lanser_jax.serving import classifier
 
 pytestmark = pytest.mark.cloud
 
@@ -131,8 +131,8 @@ def test_bucket_workdir_kill_restart_load(scheme, synth_dir, unbroken, tmp_path,
   fileio.copy_tree(workdir, copy)
   src = pipeline.open_source(data, "validation")  # for gs://, Grain's ArrayRecord source reading the bucket
   mels = [records.decode(src[i]).log_mel for i in range(len(src))]
-  p_bucket = [p.probabilities for p in inference.load(workdir, batch_size=8).predict_log_mel(mels)]
-  p_local = [p.probabilities for p in inference.load(copy, batch_size=8).predict_log_mel(mels)]
+  p_bucket = [p.probabilities for p in classifier.load(workdir, batch_size=8).predict_log_mel(mels)]
+  p_local = [p.probabilities for p in classifier.load(copy, batch_size=8).predict_log_mel(mels)]
   np.testing.assert_array_equal(np.stack(p_bucket), np.stack(p_local))
 
   if scheme == "s3":

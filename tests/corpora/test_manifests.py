@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 import soundfile
 
-from lanser_jax import corpora as adapters
+from lanser_jax import corpora
 from lanser_jax.corpora import manifests
 from lanser_jax.corpora import emotion, generic, peoples_speech
 from helpers import write_audio_container
 from builders import make_crema_d, write_wav  # noqa: F401
-from lanser_jax.audio import decode as audio
+from lanser_jax.audio import decode
 
 
 def split_rows(it):
@@ -118,7 +118,7 @@ def test_peoples_speech_rows_point_into_parquet(tmp_path):
   assert rows[6].speaker == "rec1_DOT_mp3" and rows[6].split == "train"
   assert rows[6].text == "utterance number 6" and rows[6].duration == 0.5
   for k in (0, 3, 6):  # the row reference decodes to that row's tone
-    a = audio.load(rows[k].audio, rows[k].offset, rows[k].duration)
+    a = decode.load(rows[k].audio, rows[k].offset, rows[k].duration)
     peak = np.argmax(np.abs(np.fft.rfft(a.samples))) / a.duration
     assert peak == pytest.approx(100 * (k + 1), abs=4)
 
@@ -151,7 +151,7 @@ def test_iemocap_four_classes_sessions_and_speakers(tmp_path):
   root = str(tmp_path / "IEMOCAP_full_release")
   make_iemocap(root)
   counts = manifests.write_manifest(str(tmp_path / "m.jsonl"),
-                                    adapters.rows({"adapter": "iemocap", "root": root}),
+                                    corpora.rows({"adapter": "iemocap", "root": root}),
                                     str(tmp_path / "e.jsonl"))
   rows = {r.utt_id: r for r in manifests.read_manifest(str(tmp_path / "m.jsonl"))}
   assert counts["written"] == 5 and counts["rejected"] == 3
@@ -226,7 +226,7 @@ def test_list_rows_csv_and_jsonl(tmp_path):
     w.writerow({"utt_id": "x1", "audio": "audio/x.wav", "label": "angry", "offset": "0.1"})
     w.writerow({"utt_id": "x2", "audio": "", "label": "", "offset": ""})
     w.writerow({"utt_id": "x3", "audio": "audio/x.wav", "label": "", "offset": "soon"})
-  rows, rejected = split_rows(adapters.rows({"adapter": "list", "root": str(tmp_path / "list.csv"),
+  rows, rejected = split_rows(corpora.rows({"adapter": "list", "root": str(tmp_path / "list.csv"),
                                              "split": "test"}))
   assert len(rows) == 1 and rows[0].audio == str(tmp_path / "audio" / "x.wav")
   assert rows[0].offset == 0.1 and rows[0].label == "angry" and rows[0].split == "test"
@@ -248,9 +248,9 @@ def test_condensed_movies_clips_metadata_and_windows(tmp_path):
     w = csv.DictWriter(f, ["videoid", "imdbid", "clip_name", "upload_year"])
     w.writeheader()
     w.writerow({"videoid": "vid123", "imdbid": "tt0001", "clip_name": "A scene", "upload_year": "2019"})
-  rows, rejected = split_rows(adapters.rows({"adapter": "condensed_movies", "root": str(root),
+  rows, rejected = split_rows(corpora.rows({"adapter": "condensed_movies", "root": str(root),
                                              "segment_seconds": 1.0}))
   assert not rejected and [r.utt_id for r in rows] == ["vid123_0000", "vid123_0001"]
   assert rows[1].speaker == "tt0001" and rows[1].extra["clip_name"] == "A scene"
-  a = audio.load(rows[1].audio, rows[1].offset, rows[1].duration)
+  a = decode.load(rows[1].audio, rows[1].offset, rows[1].duration)
   assert abs(a.duration - 1.0) < 0.03

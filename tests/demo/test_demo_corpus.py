@@ -235,7 +235,7 @@ def _random_run(path, seed=0, num_classes=4, mel_bins=64):
   import jax.numpy as jnp
   import orbax.checkpoint as ocp
   from lanser_jax import config_lib, models
-  from lanser_jax.audio import log_mel as features
+  from lanser_jax.audio import log_mel
   model = models.create_model("tiny", num_classes)
   variables = jax.jit(lambda k: model.init(k, jnp.zeros((1, 32, mel_bins)), train=False))(jax.random.key(seed))
   os.makedirs(os.path.join(path, "data"))
@@ -243,7 +243,7 @@ def _random_run(path, seed=0, num_classes=4, mel_bins=64):
   config = config_lib.base_config()
   config.model.name, config.data.crop_frames, config.data.eval_hop_frames = "tiny", 32, 16
   for name, obj in (("label_names", [f"c{i}" for i in range(num_classes)]),
-                    ("dataset", {"feature": features.LogMelOptions().to_json()}),
+                    ("dataset", {"feature": log_mel.LogMelOptions().to_json()}),
                     ("stats", {"mean": [-6.0] * mel_bins, "std": [3.0] * mel_bins})):
     with open(os.path.join(path, "data", f"{name}.json"), "w") as f:
       json.dump(obj, f)

@@ -15,7 +15,7 @@ import pytest
 
 from helpers import tiny_config
 from lanser_jax.engine import checkpointing
-from lanser_jax.serving import classifier as inference
+from lanser_jax.serving import classifier
 from lanser_jax import train
 
 RUN = {"num_train_steps": 40, "eval_every_steps": 10, "checkpoint_every_steps": 10, "log_every_steps": 10,
@@ -66,8 +66,8 @@ def test_peak_before_the_last_evaluation_is_kept_reported_and_loaded(synth_dir, 
   # keep_checkpoints=1: the latest and the best are on disk, nothing else.
   assert sorted(os.listdir(os.path.join(workdir, "checkpoints")), key=int) == ["20", "40"]
   assert checkpointing.resolve_state_path(workdir, "best").endswith("/checkpoints/20/state")
-  assert inference.load(workdir).step == 20  # the default of load / predict / embed
-  assert inference.load(workdir, "latest").step == 40
+  assert classifier.load(workdir).step == 20  # the default of load / predict / embed
+  assert classifier.load(workdir, "latest").step == 40
   # init_from's default (init_from_step="best") starts from step 20's backbone.
   best, latest = _params(workdir, 20), _params(workdir, 40)
   params, _ = checkpointing.init_backbone_from(workdir, "best", jax.tree.map(np.zeros_like, best["params"]),

@@ -19,7 +19,7 @@ import pytest
 
 from helpers import tiny_config, tiny_flags
 from lanser_jax.engine import checkpointing, writers
-from lanser_jax.serving import classifier as inference
+from lanser_jax.serving import classifier
 from lanser_jax import train
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -323,7 +323,7 @@ def test_load_and_init_from_name_the_damaged_step_and_file(synth_dir, unbroken, 
   victim = _delete_array_file(os.path.join(damaged, "checkpoints", "12"))
   expected = rf"checkpoint step 12 \(.*/checkpoints/12\) is damaged: missing: {victim}; ValueError: NOT_FOUND"
   with pytest.raises(checkpointing.CheckpointError, match=expected):
-    inference.load(damaged, "latest")
+    classifier.load(damaged, "latest")
   with pytest.raises(checkpointing.CheckpointError, match=expected):
     train.train_and_evaluate(_config(synth_dir, init_from=damaged, init_from_step="latest"),
                              str(tmp_path / "finetune"))

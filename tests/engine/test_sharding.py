@@ -14,7 +14,7 @@ import pytest
 
 from helpers import tiny_config, tiny_flags
 from lanser_jax.engine import checkpointing, sharding
-from lanser_jax.serving import classifier as inference
+from lanser_jax.serving import classifier
 from lanser_jax import models, train
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -149,8 +149,8 @@ def test_two_processes_continue_an_fsdp_checkpoint_replicated(synth_dir, runs, t
 def test_fsdp_checkpoint_loads_on_one_cpu(runs):
   """lanser_jax.load in a process with a single CPU device gives the embedding the 8-device process gets."""
   x = np.linspace(-1, 1, 80 * 32, dtype=np.float32).reshape(80, 32)
-  here = inference.load(runs["fsdp"]).embed_log_mel(x)
-  code = ("import json, jax, numpy as np; from lanser_jax.serving import classifier as inference; assert jax.device_count() == 1; "
+  here = classifier.load(runs["fsdp"]).embed_log_mel(x)
+  code = ("import json, jax, numpy as np; from lanser_jax.serving import classifier; assert jax.device_count() == 1; "
           "x = np.linspace(-1, 1, 80 * 32, dtype=np.float32).reshape(80, 32); "
           f"print(json.dumps(inference.load({runs['fsdp']!r}).embed_log_mel(x).tolist()))")
   env = dict(os.environ, PYTHONPATH=REPO, XLA_FLAGS="--xla_force_host_platform_device_count=1")

@@ -17,10 +17,10 @@ import soundfile
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from lanser_jax.input_pipeline import pipeline, records, windows
-from lanser_jax.audio import decode as audio
+from lanser_jax.audio import decode
 from lanser_jax import config_lib, models, train
-from lanser_jax.audio import log_mel as features
-from lanser_jax.serving import classifier as inference
+from lanser_jax.audio import log_mel as log_mel_lib
+from lanser_jax.serving import classifier
 
 SR = 16000
 LABELS = ["a", "b", "c"]
@@ -33,15 +33,15 @@ def run(tmp_path_factory):
   holding a random tiny model, its config (crop 48, hop 20) and the data description."""
   root = tmp_path_factory.mktemp("windows")
   rng = np.random.default_rng(0)
-  options = features.LogMelOptions()
-  log_mel = features.LogMel(options)
+  options = log_mel_lib.LogMelOptions()
+  log_mel = log_mel_lib.LogMel(options)
   wavs, examples = [], []
   for i, seconds in enumerate([0.3, 0.45, 0.9, 1.4, 0.6, 1.1, 0.35]):  # 1 to 7 windows each
     t = np.arange(int(seconds * SR)) / SR
     x = (0.3 * np.sin(2 * np.pi * (200 + 300 * i) * t) + 0.05 * rng.standard_normal(t.size)).astype(np.float32)
     path = str(root / f"u{i}.wav")
     soundfile.write(path, x, SR, subtype="PCM_16")
-    mel = log_mel.one(audio.load(path).samples).astype(np.float16)
+    mel = log_mel.one(decode.load(path).samples).astype(np.float16)
     examples.append(records.Example(f"u{i}", mel, i % len(LABELS)))
     wavs.append(path)
   data_dir = str(root / "features")
@@ -96,7 +96,7 @@ def test_evaluation_and_serving_give_identical_logits(run, num_devices):
   eval_set, expected = evaluation_logits(run, devices)
   assert len(eval_set.windows) % BATCH and len(eval_set.windows) > 2 * BATCH  # 3 batches, the last padded
   by_id = {ex.utt_id: ex for ex in run["examples"]}
-  clf = inference.load(run["workdir"], batch_size=BATCH, devices=devices)
+  clf = classifier.load(run["workdir"], batch_size=BATCH, devices=devices)
   assert (clf.crop_frames, clf.hop_frames) == (CROP, HOP)
   in_order = [by_id[u].log_mel for u in eval_set.utt_ids]  # the same records, in the evaluation's order
   served = np.stack([p.logits for p in clf.predict_log_mel(in_order)])
@@ -113,7 +113,7 @@ def test_one_record_at_a_time_gives_the_evaluation_logits(run):
   test above, the same records in the same batches, would not."""
   devices = jax.devices()[:1]
   eval_set, expected = evaluation_logits(run, devices)
-  clf = inference.load(run["workdir"], batch_size=BATCH, devices=devices)
+  clf = classifier.load(run["workdir"], batch_size=BATCH, devices=devices)
   by_id = {ex.utt_id: ex for ex in run["examples"]}
   for u, utt_id in enumerate(eval_set.utt_ids):
     np.testing.assert_array_equal(clf.predict_log_mel(by_id[utt_id].log_mel).logits, expected[u],
@@ -142,7 +142,7 @@ def test_windows_layout_fill_and_average():
 
 
 def test_serving_rounds_log_mels_to_the_records_dtype(run):
-  clf = inference.load(run["workdir"], batch_size=BATCH)
+  clf = classifier.load(run["workdir"], batch_size=BATCH)
   mel = run["examples"][2].log_mel.astype(np.float32)
   jitter = mel * np.float32(1 + 2.0**-14)  # under half a float16 step (2^-12 relative): the same record
   assert not np.array_equal(jitter, mel)

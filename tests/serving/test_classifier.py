@@ -16,9 +16,9 @@ import soundfile
 
 from helpers import tiny_config
 from lanser_jax.input_pipeline import windows
-from lanser_jax.audio import decode as audio
+from lanser_jax.audio import decode
 from lanser_jax.serving import embed, predict
-from lanser_jax.serving import classifier as inference
+from lanser_jax.serving import classifier
 from lanser_jax import train
 from lanser_jax.utils import cli
 
@@ -42,14 +42,14 @@ def run(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def clf(run):
-  return inference.load(run["workdir"], batch_size=16)
+  return classifier.load(run["workdir"], batch_size=16)
 
 
 @pytest.mark.subprocess
 def test_checkpoint_of_eight_devices_restores_on_one_device(run):
   assert jax.device_count() == 8
   mels = [ex.log_mel for ex in run["validation"]]
-  clf8 = inference.load(run["workdir"], devices=jax.devices(), batch_size=16)
+  clf8 = classifier.load(run["workdir"], devices=jax.devices(), batch_size=16)
   probs8 = np.stack([p.probabilities for p in clf8.predict_log_mel(mels)])
   # The inference path reproduces the training's final whole-utterance evaluation of the best checkpoint.
   cm = np.zeros((len(LABELS), len(LABELS)), np.int64)
@@ -80,9 +80,9 @@ def test_checkpoint_of_eight_devices_restores_on_one_device(run):
 def test_checkpoint_of_other_architecture_is_refused(run):
   with pytest.raises(ValueError, match=r"does not fit the model(.|\n)*shape differs: stage1_block1/Conv_0/"
                      r"kernel: checkpoint \(1, 1, 8, 8\) vs model \(1, 1, 4, 4\)"):
-    inference.load(run["workdir"], overrides={"model.width": 0.5})
+    classifier.load(run["workdir"], overrides={"model.width": 0.5})
   with pytest.raises(KeyError, match="model.widht"):
-    inference.load(run["workdir"], overrides={"model.widht": 0.5})
+    classifier.load(run["workdir"], overrides={"model.widht": 0.5})
 
 
 def test_audio_front_end_is_the_training_one(run, clf):
@@ -103,7 +103,7 @@ def test_audio_front_end_is_the_training_one(run, clf):
   emb = clf.embed([path, run["wavs"][run["validation"][2].utt_id]])
   assert emb.shape == (2, 256) and np.all(np.isfinite(emb))
   np.testing.assert_allclose(clf.embed(path), emb[0], atol=1e-6)
-  with pytest.raises(audio.AudioError, match="silent"):
+  with pytest.raises(decode.AudioError, match="silent"):
     clf.predict(np.zeros(SR, np.float32), sample_rate=SR)
 
 

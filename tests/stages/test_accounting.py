@@ -11,7 +11,7 @@ import soundfile
 
 from helpers import write_audio_container
 from lanser_jax.stages import manifest, pieces
-from lanser_jax.stages import stage as offline_stage
+from lanser_jax.stages import stage as stage_lib
 from lanser_jax.utils import progress as progress_lib
 from stage_helpers import run_all, small_config, tone
 
@@ -32,7 +32,7 @@ def test_folder_adapter_accounts_for_links_directories_and_hidden_files(tmp_path
   soundfile.write(root / ".cache" / "w.wav", tone(1.0), 16000)  # inside a hidden folder
   open(root / "notes.txt", "w").write("not audio, no audio extension: not an utterance")
   workdir = str(tmp_path / "work")
-  offline_stage.run(manifest.STAGE, small_config(str(root)), workdir, (0, 1))
+  stage_lib.run(manifest.STAGE, small_config(str(root)), workdir, (0, 1))
   summary = pieces.read_json(os.path.join(workdir, "manifest", "summary.json"))
   assert summary["in"] == 5 and summary["written"] == 1 and summary["rejected"] == 4
   rows = [json.loads(l) for l in open(os.path.join(workdir, "manifest", "manifest.jsonl"))]

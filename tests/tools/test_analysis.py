@@ -13,8 +13,8 @@ from helpers import tiny_config
 from lanser_jax.input_pipeline import records
 from lanser_jax.tools import analysis
 from lanser_jax.utils import cli
-from lanser_jax.audio import decode as audio
-from lanser_jax.audio import log_mel as features
+from lanser_jax.audio import decode
+from lanser_jax.audio import log_mel as log_mel_lib
 from lanser_jax import train
 
 SR = 16000
@@ -59,8 +59,8 @@ def tiny_run(tmp_path_factory):
   """Clips with planted F0 (four pitches = four labels, two speakers) -> features -> a tiny trained model."""
   root = tmp_path_factory.mktemp("analysis")
   rng = np.random.default_rng(0)
-  options = features.LogMelOptions()
-  log_mel = features.LogMel(options)
+  options = log_mel_lib.LogMelOptions()
+  log_mel = log_mel_lib.LogMel(options)
   pitches = {"low": 120.0, "mid": 180.0, "high": 260.0, "top": 380.0}
   examples, manifest = {"train": [], "validation": []}, []
   for split, n in (("train", 16), ("validation", 4)):
@@ -72,7 +72,7 @@ def tiny_run(tmp_path_factory):
       x = _syllables(pitches[label] * rng.uniform(0.95, 1.05), rng.uniform(2, 6), rng.uniform(1.0, 1.6),
                      amp=rng.uniform(0.1, 0.5))
       soundfile.write(path, x, SR, subtype="PCM_16")
-      mel = log_mel.one(audio.load(path).samples)
+      mel = log_mel.one(decode.load(path).samples)
       examples[split].append(records.Example(utt, mel.astype(np.float16), i % 4, speaker_id=f"s{i % 2}"))
       manifest.append({"utt_id": utt, "audio": path, "label": label, "speaker": f"s{i % 2}"})
   data_dir = str(root / "features")

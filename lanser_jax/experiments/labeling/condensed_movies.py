@@ -17,12 +17,12 @@ Cost: as lanser_jax/experiments/labeling/peoples_speech.py (GPU throughput of la
 
 import ml_collections
 
-from lanser_jax.stages import defaults as offline_config
+from lanser_jax.stages import defaults
 
 
 def get_config(arg=None):
   del arg
-  c = offline_config.default_config()
+  c = defaults.default_config()
   c.num_pieces = 64
   c.manifest = ml_collections.ConfigDict(
       {"adapter": "condensed_movies", "root": "/data/condensed_movies", "segment_seconds": 10.0})

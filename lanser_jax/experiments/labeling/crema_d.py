@@ -24,14 +24,14 @@ import ml_collections
 
 from lanser_jax.corpora import emotion
 from lanser_jax import config_lib
-from lanser_jax.stages import defaults as offline_config
+from lanser_jax.stages import defaults
 
 
 def get_config(arg=None):
   arg = config_lib.parse_arg(arg, weak=False, split="actor_seeded", seed=0, emobox_dir="")
   if arg.split not in emotion.CREMA_D_SPLITS:
     raise ValueError(f"split={arg.split!r}: expected one of {emotion.CREMA_D_SPLITS}")
-  c = offline_config.default_config()
+  c = defaults.default_config()
   c.num_pieces = 4
   c.manifest = ml_collections.ConfigDict({
       "adapter": "crema_d", "root": "/data/CREMA-D", "seed": arg.seed,

@@ -16,13 +16,13 @@ The same stages as the full-scale configs (peoples_speech.py, crema_d.py); only 
 from lanser_jax import config_lib
 from lanser_jax.demo import corpus as demo_corpus
 from lanser_jax.experiments import common
-from lanser_jax.stages import defaults as offline_config
+from lanser_jax.stages import defaults
 
 
 def get_config(arg=None):
   arg = config_lib.parse_arg(arg, corpus="pretrain", list="", labeler="entailment",
                              nli_model="roberta-large-mnli", heldout="")
-  c = offline_config.default_config()
+  c = defaults.default_config()
   c.offline = True
   c.num_pieces = 2  # one piece per core
   c.manifest.adapter = "list"

@@ -31,7 +31,7 @@ from lanser_jax.corpora import protocols
 from lanser_jax.corpora import emotion
 from lanser_jax import config_lib
 from lanser_jax.experiments import common
-from lanser_jax.stages import defaults as offline_config
+from lanser_jax.stages import defaults
 
 
 def get_config(arg=None):
@@ -39,7 +39,7 @@ def get_config(arg=None):
                              emobox_dir="")
   if arg.protocol not in protocols.IEMOCAP_PROTOCOLS:
     raise ValueError(f"protocol={arg.protocol!r}: expected one of {sorted(protocols.IEMOCAP_PROTOCOLS)}")
-  c = offline_config.default_config()
+  c = defaults.default_config()
   c.num_pieces = 4
   c.manifest = ml_collections.ConfigDict(
       {"adapter": "iemocap", "root": "/data/IEMOCAP_full_release"})

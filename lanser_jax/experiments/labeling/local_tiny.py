@@ -10,12 +10,12 @@ Output: /tmp/lanser_label_tiny/features/ (train split, ekman7 weak labels and sc
 """
 
 from lanser_jax.experiments import common
-from lanser_jax.stages import defaults as offline_config
+from lanser_jax.stages import defaults
 
 
 def get_config(arg=None):
   del arg
-  c = offline_config.default_config()
+  c = defaults.default_config()
   c.offline = True
   c.num_pieces = 2
   c.manifest.adapter = "folder"

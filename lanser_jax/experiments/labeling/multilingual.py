@@ -19,7 +19,7 @@ tested on a tiny random XLM-RoBERTa loaded through the same from_pretrained (tes
 import ml_collections
 
 from lanser_jax import config_lib
-from lanser_jax.stages import defaults as offline_config
+from lanser_jax.stages import defaults
 
 # Our translations of "The emotion of the conversation is {}." (the paper's template).
 TEMPLATES = {
@@ -38,7 +38,7 @@ def get_config(arg=None):
   unknown = [l for l in languages if l not in TEMPLATES]
   if unknown:
     raise ValueError(f"languages={arg.languages!r}: no template for {unknown}; known {sorted(TEMPLATES)}")
-  c = offline_config.default_config()
+  c = defaults.default_config()
   c.num_pieces = 16
   c.manifest = ml_collections.ConfigDict({"adapter": "folder", "root": ""})
   c.asr.model = "large-v3"

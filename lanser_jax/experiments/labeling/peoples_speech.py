@@ -13,12 +13,12 @@ The features stage measured ~2,900x real time per CPU core from WAV (benchmarks/
 
 import ml_collections
 
-from lanser_jax.stages import defaults as offline_config
+from lanser_jax.stages import defaults
 
 
 def get_config(arg=None):
   del arg
-  c = offline_config.default_config()
+  c = defaults.default_config()
   c.num_pieces = 1024
   c.manifest = ml_collections.ConfigDict(
       {"adapter": "peoples_speech", "root": "/data/peoples_speech"})
