@@ -2,11 +2,12 @@
 
 `rows(config)` picks the adapter named by `config.adapter` and passes it the other keys, so a
 labelling config says e.g. manifest.adapter="iemocap", manifest.root="/data/IEMOCAP_full_release".
+`config.label_map` (any adapter) maps the corpus's labels to ours (lanser_jax/corpora/labels.py).
 """
 
 from __future__ import annotations
 
-from lanser_jax.corpora import emotion, generic, peoples_speech
+from lanser_jax.corpora import emobox, emotion, generic, labels, peoples_speech
 
 ADAPTERS = {
     "peoples_speech": peoples_speech.rows,
@@ -15,6 +16,7 @@ ADAPTERS = {
     "condensed_movies": generic.condensed_movies_rows,
     "folder": generic.folder_rows,
     "list": generic.list_rows,
+    "emobox": emobox.rows,
 }
 
 
@@ -22,8 +24,9 @@ def rows(config):
   """Rows (and RejectedRows) of the corpus that `config` (a dict or ConfigDict) describes."""
   kwargs = dict(config.to_dict() if hasattr(config, "to_dict") else config)
   name = kwargs.pop("adapter")
+  label_map = kwargs.pop("label_map", None)
   if name not in ADAPTERS:
     raise ValueError(f"unknown manifest adapter {name!r}; known: {sorted(ADAPTERS)}")
   if name == "list":
     kwargs["path"] = kwargs.pop("root", kwargs.get("path"))
-  return ADAPTERS[name](**kwargs)
+  return labels.apply_map(ADAPTERS[name](**kwargs), label_map)

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from lanser_jax.corpora import manifests, protocols
+from lanser_jax.corpora import labels, manifests, protocols
 from lanser_jax.input_pipeline import records
 from lanser_jax.audio import decode as decode_lib
 from lanser_jax.audio import log_mel as log_mel_lib
@@ -99,6 +99,8 @@ class FeaturesStage(stage.Stage):
         raise FileNotFoundError(f"{names_path}: missing; features.label_source='weak' needs "
                                 "--stage=label first (or label_source='human'/'none')")
       label_names = pieces.read_json(names_path)
+    elif fc.label_source == "human":  # declared and checked, or the data's own (lanser_jax/corpora/labels.py)
+      label_names = labels.label_names(labels.counts(manifest_.piece(0, 1)), fc.label_names, manifest_.path)
     else:
       label_names = list(fc.label_names)
     return _State(config, options, decode_lib.AudioOptions.from_config(config.audio), manifest_,
