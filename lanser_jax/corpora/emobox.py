@@ -9,8 +9,10 @@ that holds EmoBox's `downloads/` (e.g. "downloads/ravdess/audio/.../03-01-07-02-
 are read from the user's checkout; the project ships none of them.
 
 Manifest (adapter "emobox", arguments emobox_dir, dataset, audio_root): one row per key listed in any fold
-file: utt_id = key, label = emo exactly as EmoBox writes it, audio = audio_root/wav, speaker from the key where
-the corpus names it (SPEAKER_PATTERNS; "" elsewhere), extra = dataset, length, sample_rate. A key listed with
+file: utt_id = key, label = EmoBox's label name (its data/<dataset>/label_map.json applied to `emo`, as its
+recipes do; `emo` itself where the corpus has no map, or with emobox_labels=False), audio = audio_root/wav,
+speaker from the key where
+the corpus names it (SPEAKER_PATTERNS; "" elsewhere), extra = dataset, emo, length, sample_rate. A key listed with
 two different labels or files, a line without key/wav/emo, or a missing audio file is a rejected row with its
 reason; a run in which no audio file exists stops with one line naming the first expected path.
 
@@ -110,6 +112,21 @@ def read_list(path: str) -> Iterator[tuple[str, dict[str, Any] | str]]:
       yield where, d
 
 
+def label_map(emobox_dir: str, dataset: str) -> dict[str, str] | None:
+  """EmoBox's own map from a list's `emo` code to its label name (data/<dataset>/label_map.json, or
+  label_dict.json for EMOVO), which EmoBox's recipes apply; None when the corpus has none."""
+  import json
+  for name in ("label_map.json", "label_dict.json"):
+    path = os.path.join(data_dir(emobox_dir), dataset, name)
+    if os.path.isfile(path):
+      with open(path, encoding="utf-8") as f:
+        table = json.load(f)
+      if not isinstance(table, dict) or not all(isinstance(v, str) for v in table.values()):
+        raise manifests.CorpusError(f"{path}: expected a JSON object of label names")
+      return table
+  return None
+
+
 def speaker_of(dataset: str, key: str) -> str:
   pattern = SPEAKER_PATTERNS.get(dataset)
   if not pattern:
@@ -123,11 +140,12 @@ def default_audio_root(emobox_dir: str) -> str:
   return os.path.dirname(os.path.abspath(data_dir(emobox_dir)))
 
 
-def rows(emobox_dir: str, dataset: str, audio_root: str = "", check_audio: bool = True, root: str = ""
-         ) -> Iterator[manifests.Row | manifests.RejectedRow]:
+def rows(emobox_dir: str, dataset: str, audio_root: str = "", check_audio: bool = True, root: str = "",
+         emobox_labels: bool = True) -> Iterator[manifests.Row | manifests.RejectedRow]:
   """Every utterance EmoBox lists for `dataset` (see the module docstring). `root` is accepted as a synonym
   of audio_root (the labelling configs' manifest.root)."""
   audio_root = audio_root or root or default_audio_root(emobox_dir)
+  names = label_map(emobox_dir, dataset) if emobox_labels else None
   seen: dict[str, tuple[str, str]] = {}
   found = missing = 0
   first_missing = None
@@ -145,6 +163,10 @@ def rows(emobox_dir: str, dataset: str, audio_root: str = "", check_audio: bool 
                                         "in an earlier list")
           continue
         seen[key] = (wav, emo)
+        if names is not None and emo not in names:
+          yield manifests.RejectedRow(key, where, f"emo {emo!r} is not in EmoBox's label_map.json of {dataset} "
+                                                  f"({sorted(names)})")
+          continue
         audio = os.path.normpath(os.path.join(audio_root, wav))
         if check_audio and not os.path.exists(audio):
           missing += 1
@@ -152,8 +174,8 @@ def rows(emobox_dir: str, dataset: str, audio_root: str = "", check_audio: bool 
           yield manifests.RejectedRow(key, audio, f"missing audio file: {audio}")
           continue
         found += 1
-        yield manifests.Row(key, audio, speaker=speaker_of(dataset, key), label=emo,
-                            extra={"dataset": dataset, "length": d.get("length"),
+        yield manifests.Row(key, audio, speaker=speaker_of(dataset, key), label=names[emo] if names else emo,
+                            extra={"dataset": dataset, "emo": emo, "length": d.get("length"),
                                    "sample_rate": d.get("sample_rate")})
   if missing and not found:
     raise manifests.CorpusError(

@@ -9,8 +9,8 @@
 emobox_dir: an EmoBox checkout (git clone https://github.com/emo-box/EmoBox) or its data/ folder; the fold lists
 are read from there (data/<dataset>/fold_K/<dataset>_{train,valid,test}_fold_K.jsonl), never copied.
 audio_root: the folder holding downloads/ as EmoBox's README lays it out (default: the checkout's root), so that
-audio_root/<wav of the list> is each file. Labels are EmoBox's `emo` strings, sorted (declare or map them with
-labels=a|b, label_map=FROM:TO|...). Validation: EmoBox's valid list where it has one (MSP-Podcast, MELD, M3ED),
+audio_root/<wav of the list> is each file. Labels are EmoBox's names (its label_map.json applied to `emo`),
+sorted (declare or map them with labels=a|b, label_map=FROM:TO|...). Validation: EmoBox's valid list where it has one (MSP-Podcast, MELD, M3ED),
 else a seeded, label-stratified valid_ratio (0.2) of the fold's train list. Speakers are read from the keys of
 the corpora that name them (lanser_jax/corpora/emobox.py). Arguments: dataset (an EmoBox data/ folder name;
 ravdess), emobox_dir, audio_root, fold
