@@ -10,7 +10,8 @@ are read from the user's checkout; the project ships none of them.
 
 Manifest (adapter "emobox", arguments emobox_dir, dataset, audio_root): one row per key listed in any fold
 file: utt_id = key, label = EmoBox's label name (its data/<dataset>/label_map.json applied to `emo`, as its
-recipes do; `emo` itself where the corpus has no map, or with emobox_labels=False), audio = audio_root/wav,
+recipes do, a code differing from the map's only in case included; `emo` itself where the corpus has no map,
+or with emobox_labels=False), audio = audio_root/wav,
 speaker from the key where
 the corpus names it (SPEAKER_PATTERNS; "" elsewhere), extra = dataset, emo, length, sample_rate. A key listed with
 two different labels or files, a line without key/wav/emo, or a missing audio file is a rejected row with its
@@ -127,6 +128,15 @@ def label_map(emobox_dir: str, dataset: str) -> dict[str, str] | None:
   return None
 
 
+def emobox_name(names: dict[str, str], emo: str) -> str | None:
+  """EmoBox's name of `emo`: the map's entry, else the one entry equal but for case (EmoBox's EmoDB lists write
+  'neutral' where its label_map.json has 'Neutral'), else None."""
+  if emo in names:
+    return names[emo]
+  near = [v for k, v in names.items() if k.lower() == emo.lower()]
+  return near[0] if len(near) == 1 else None
+
+
 def speaker_of(dataset: str, key: str) -> str:
   pattern = SPEAKER_PATTERNS.get(dataset)
   if not pattern:
@@ -163,7 +173,8 @@ def rows(emobox_dir: str, dataset: str, audio_root: str = "", check_audio: bool 
                                         "in an earlier list")
           continue
         seen[key] = (wav, emo)
-        if names is not None and emo not in names:
+        name = emo if names is None else emobox_name(names, emo)
+        if name is None:
           yield manifests.RejectedRow(key, where, f"emo {emo!r} is not in EmoBox's label_map.json of {dataset} "
                                                   f"({sorted(names)})")
           continue
@@ -174,7 +185,7 @@ def rows(emobox_dir: str, dataset: str, audio_root: str = "", check_audio: bool 
           yield manifests.RejectedRow(key, audio, f"missing audio file: {audio}")
           continue
         found += 1
-        yield manifests.Row(key, audio, speaker=speaker_of(dataset, key), label=names[emo] if names else emo,
+        yield manifests.Row(key, audio, speaker=speaker_of(dataset, key), label=name,
                             extra={"dataset": dataset, "emo": emo, "length": d.get("length"),
                                    "sample_rate": d.get("sample_rate")})
   if missing and not found:

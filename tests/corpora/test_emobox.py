@@ -123,3 +123,14 @@ def test_labelling_config_writes_every_fold(tmp_path):
     test = read_records(d, "test")
     assert set(test) == {u for u, (f, _) in truth.items() if f == k}
     assert {u: info["label_names"][r.label] for u, r in test.items()} == {u: truth[u][1] for u in test}
+
+
+def test_check_tool_finds_equal_lists_and_a_difference(tmp_path, monkeypatch):
+  """lanser_jax/tools/emobox_check.py, the script that compares the adapter with real checkouts, can fail."""
+  from lanser_jax.tools import emobox_check
+  root = str(tmp_path / "EmoBox")
+  make_checkout(root, num_folds=2, audio=False, label_map={e: e.upper() for e in EMOS})
+  results = emobox_check.check(root, "ravdess")
+  assert [r["fold"] for r in results] == [1, 2] and all(r["ok"] for r in results)
+  monkeypatch.setattr(emobox, "emobox_name", lambda names, emo: emo)  # a bug: EmoBox's label map ignored
+  assert not any(r["labels_equal"] for r in emobox_check.check(root, "ravdess"))
