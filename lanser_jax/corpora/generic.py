@@ -163,6 +163,14 @@ def list_rows(path: str, split: str | None = None, columns: dict[str, str] | Non
       yield manifests.RejectedRow(d["utt_id"], where, str(e))
 
 
+def read_utterances(path: str, lenient: bool = True) -> Iterator[manifests.Row | manifests.RejectedRow]:
+  """The utterances of a manifest (JSONL) or of a CSV list as labelling reads it (header, columns, relative
+  paths): what `embed` and the analysis take, so one list serves labelling, embedding and analysis."""
+  if path.lower().endswith(".csv"):
+    return list_rows(path)
+  return manifests.read_manifest(path, lenient=lenient)
+
+
 def _check_columns(path: str, first: dict[str, Any], columns) -> None:
   """One line when the list's first row has no audio column (a wrong header or a wrong `columns` map)."""
   if "audio" in first or "path" in first:
