@@ -37,7 +37,7 @@ from jax.sharding import NamedSharding, PartitionSpec as P
 from lanser_jax.input_pipeline import pipeline, records, sampler, subsets
 from lanser_jax.engine import checkpointing, metrics, sharding, writers
 from lanser_jax.utils import fileio
-from lanser_jax import models
+from lanser_jax import config_lib, models
 
 
 class TrainState(train_state.TrainState):
@@ -382,6 +382,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   t_start = time.time()
   c = config
   checkpointing.check_best_metric(c.best_metric)  # before any work
+  if c.init_from:
+    config_lib.check_init_from_model(c)  # another model (e.g. :runlocal's tiny) fails in one line, here
   checkpointing.check_orbax_can_write(workdir)  # before anything is written
   fileio.makedirs(workdir)
 
