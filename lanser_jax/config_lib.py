@@ -163,37 +163,6 @@ def finalize(c: ml_collections.ConfigDict, arg: ml_collections.ConfigDict) -> ml
   return c
 
 
-MODEL_SHAPE_KEYS = ("name", "width", "patch_size", "patch_stride")  # config.model keys that shape the weights
-
-
-def check_init_from_model(c: ml_collections.ConfigDict) -> None:
-  """Before any work: the model of `c` is the model of the run `c.init_from` names (its config.json, found at
-  or above the path), else one line (CheckpointMismatchError) saying which model keys differ and why (`:runlocal`
-  swaps in the tiny model), and how to keep the source's model. Nothing is checked when no config.json is found
-  (a bare checkpoint folder): the parameter shapes are compared when it is read."""
-  from lanser_jax.engine import checkpointing
-  from lanser_jax.utils import fileio
-  here = fileio.absolute(c.init_from.rstrip("/"))
-  for _ in range(4):  # workdir / checkpoints / <step> / state
-    if fileio.exists(os.path.join(here, "config.json")):
-      break
-    here = os.path.dirname(here)
-  else:
-    return
-  source = fileio.read_json(os.path.join(here, "config.json")).get("model", {})
-  defaults = base_config().model
-  differ = {k: (source.get(k, defaults[k]), c.model.get(k, defaults[k])) for k in MODEL_SHAPE_KEYS
-            if source.get(k, defaults[k]) != c.model.get(k, defaults[k])}
-  if not differ:
-    return
-  why = " (':runlocal' sets model.name='tiny')" if c.model.name == "tiny" else ""
-  raise checkpointing.CheckpointMismatchError(
-      f"init_from={c.init_from} was trained with model " + ", ".join(f"{k}={v[0]!r}" for k, v in differ.items())
-      + "; this config builds " + ", ".join(f"{k}={v[1]!r}" for k, v in differ.items()) + f"{why}: keep the "
-      "source's model with " + " ".join(f"--config.model.{k}={v[0]}" for k, v in differ.items())
-      + ", or init from a run of this model")
-
-
 def set_override(config: ml_collections.ConfigDict, key: str, value: Any, where: str = "the config"):
   """config.a.b = value for the dotted key 'a.b'; an unknown key fails, as --config.a.b would."""
   *parents, leaf = key.split(".")

@@ -35,9 +35,9 @@ from jax.experimental import multihost_utils
 from jax.sharding import NamedSharding, PartitionSpec as P
 
 from lanser_jax.input_pipeline import pipeline, records, sampler, subsets
-from lanser_jax.engine import checkpointing, metrics, sharding, writers
+from lanser_jax.engine import checkpointing, init_from, metrics, sharding, writers
 from lanser_jax.utils import fileio
-from lanser_jax import config_lib, models
+from lanser_jax import models
 
 
 class TrainState(train_state.TrainState):
@@ -383,7 +383,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   c = config
   checkpointing.check_best_metric(c.best_metric)  # before any work
   if c.init_from:
-    config_lib.check_init_from_model(c)  # another model (e.g. :runlocal's tiny) fails in one line, here
+    init_from.check_model(c.init_from, c.model)  # another model (e.g. :runlocal's tiny): one line, here
   checkpointing.check_orbax_can_write(workdir)  # before anything is written
   fileio.makedirs(workdir)
 

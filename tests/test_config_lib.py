@@ -42,25 +42,3 @@ def test_experiment_files_reject_a_misspelt_boolean():
   with pytest.raises(ValueError, match=r"soft='Ture'"):
     config_lib.load_experiment(path + ":soft=Ture")
   assert config_lib.load_experiment(path + ":soft=yes").data.target == "scores"
-
-
-def test_init_from_of_another_model_is_one_line(tmp_path):
-  """`:runlocal` swaps in the tiny model; with init_from naming a run of another model the run stops in one
-  line naming the keys, their values and the flags that keep the source's model (before any work)."""
-  import json
-  from lanser_jax.engine import checkpointing
-  source = tmp_path / "pre"
-  (source / "checkpoints" / "40" / "state").mkdir(parents=True)
-  c = config_lib.runlocal(config_lib.base_config())
-  (source / "config.json").write_text(json.dumps({"model": {"name": "resnet18", "width": 0.25}}))
-  c.init_from = str(source / "checkpoints" / "40")  # a step folder: the config is found above it
-  with pytest.raises(checkpointing.CheckpointMismatchError) as e:
-    config_lib.check_init_from_model(c)
-  assert "\n" not in str(e.value)
-  assert str(e.value).endswith("was trained with model name='resnet18', width=0.25; this config builds name='tiny', "
-                               "width=1.0 (':runlocal' sets model.name='tiny'): keep the source's model with "
-                               "--config.model.name=resnet18 --config.model.width=0.25, or init from a run of this model")
-  c.model.name, c.model.width = "resnet18", 0.25
-  config_lib.check_init_from_model(c)  # the same model: nothing to say
-  (source / "config.json").unlink()
-  config_lib.check_init_from_model(c)  # no config.json: left to the comparison of the arrays

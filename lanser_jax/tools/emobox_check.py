@@ -1,7 +1,7 @@
 r"""Checks that the EmoBox adapter reads a checkout's fold files exactly: keys, labels and folds.
 
-  python -m lanser_jax.tools.emobox_check --emobox_dir=/src/EmoBox --datasets=ravdess,emodb,msppodcast \
-      [--json=check.json]
+  lanser-emobox-check --emobox_dir=/src/EmoBox --datasets=ravdess,emodb,msppodcast [--json=check.json]
+  (or python -m lanser_jax.tools.emobox_check ...)
 
 For each corpus, a scratch tree (a temporary folder) gets an empty file at every `wav` path the lists name,
 so the adapter finds "audio" without the corpus being downloaded; then lanser_jax/corpora/emobox.py reads the
@@ -112,6 +112,7 @@ def main(argv: Sequence[str]) -> int:
 
 
 def run():
+  """The `lanser-emobox-check` entry point."""
   cli.run(main, FLAGS)
 
 
