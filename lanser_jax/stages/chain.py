@@ -80,7 +80,10 @@ def _steps(config, todo, workdir: str, process: tuple[int, int]):
     if process[0] != 0:
       _wait(os.path.join(workdir, "manifest", "summary.json"), config.wait_seconds)
     rows = lambda: pieces.Manifest(manifest.manifest_path(workdir)).piece(0, 1)  # noqa: E731
-    for fold_config in folds.fold_configs(config, rows):
+    configs = folds.fold_configs(config, rows)
+    for fold_config in configs:
+      if len(configs) > 1:
+        log(f"--- fold {fold_config.features.protocol.fold} of {len(configs)}: {fold_config.features.dir_name}")
       yield name, fold_config
 
 
