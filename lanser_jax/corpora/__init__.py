@@ -7,7 +7,9 @@ labelling config says e.g. manifest.adapter="iemocap", manifest.root="/data/IEMO
 
 from __future__ import annotations
 
-from lanser_jax.corpora import emobox, emotion, generic, labels, peoples_speech
+import os
+
+from lanser_jax.corpora import emobox, emotion, generic, labels, manifests, peoples_speech
 
 ADAPTERS = {
     "peoples_speech": peoples_speech.rows,
@@ -27,6 +29,11 @@ def rows(config):
   label_map = kwargs.pop("label_map", None)
   if name not in ADAPTERS:
     raise ValueError(f"unknown manifest adapter {name!r}; known: {sorted(ADAPTERS)}")
+  if name in ("list", "folder") and not (kwargs.get("root") or kwargs.get("path")):
+    raise manifests.CorpusError(f"manifest.root is empty: name the {'list file' if name == 'list' else 'audio folder'}"
+                                " (lanser_jax/experiments/labeling/custom.py: path=...)")
+  if name == "folder" and not os.path.isdir(kwargs["root"]):
+    raise manifests.CorpusError(f"{kwargs['root']}: no such folder (manifest.root)")
   if name == "list":
     kwargs["path"] = kwargs.pop("root", kwargs.get("path"))
   return labels.apply_map(ADAPTERS[name](**kwargs), label_map)

@@ -107,3 +107,12 @@ def test_cli_prints_one_line_for_a_corpus_error(tmp_path):
   assert "Traceback" not in proc.stderr
   errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
   assert len(errors) == 1 and "{'happy': 2, 'neutral': 2, 'sad': 2}" in errors[0], proc.stderr[-2000:]
+
+
+def test_missing_or_empty_paths_are_one_line(tmp_path):
+  custom = load_config_module("custom")
+  for arg, message in (("", "manifest.root is empty: name the audio folder"),
+                       (f"path={tmp_path / 'nope'}", "nope: no such folder"),
+                       (f"path={tmp_path / 'nope.csv'}", "nope.csv: no such list file")):
+    with pytest.raises(manifests.CorpusError, match=message):
+      list(corpora.rows(custom.get_config(arg).manifest))
