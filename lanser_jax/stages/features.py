@@ -93,6 +93,9 @@ class FeaturesStage(stage.Stage):
     if fc.get("protocol"):  # every process derives the same assignment from the whole manifest
       split_map.update(protocols.split_map(manifest_.piece(0, 1), fc.protocol.to_dict()))
     splits = sorted(all_splits(manifest_, split_map))
+    if len(splits) == 1 and fc.label_source == "human":  # a labelled list without splits: say so before training
+      log(f"[features] warning: every row goes to split {splits[0]!r}; training selects checkpoints on a "
+          "validation split: set features.protocol (custom.py: protocol=speaker_kfold) or a split column")
     if fc.label_source == "weak":
       names_path = os.path.join(labels_dir, "label_names.json")
       if not fileio.exists(names_path):
