@@ -196,7 +196,7 @@ TRAINING: tuple[Check, ...] = (
 
 def _stages(v, config, context):
   from lanser_jax.stages import chain  # here: chain imports this module; a stage added there counts
-  unknown = [s for s in (v or ()) if s not in chain.NAMES]
+  unknown = [s for s in (v or ()) if s not in chain.BY_NAME]
   return f"unknown {unknown}" if unknown or not v else None
 
 

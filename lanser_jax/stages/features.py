@@ -139,14 +139,14 @@ class FeaturesStage(stage.Stage):
                 "cropped_seconds": 0.0, "audio_seconds": 0.0, "no_split": 0}
       rows = []
       for row in state.manifest.piece(piece, num_pieces):
-        if isinstance(row, manifests.Row) and no_split(row, split_map):
-          counts["no_split"] += 1  # counted, and still read: they go to train, as output_split says
         if isinstance(row, manifests.Row) and output_split(row, split_map) is None:
           counts["not_in_splits"] += 1
         elif isinstance(row, manifests.Row) and fc.label_source == "weak" and row.utt_id not in weak:
           counts["no_weak_label"] += 1  # rejected upstream; listed in asr/ or labels/ errors
         else:
           rows.append(row)
+          # Counted, and still read: they go to train, as output_split says.
+          counts["no_split"] += int(isinstance(row, manifests.Row) and no_split(row, split_map))
       progress.update(stop - start - len(rows))
       decode = lambda row: decode_lib.load(row.audio, row.offset, row.duration, state.audio_options)
       batch = []
