@@ -104,9 +104,9 @@ def check_init_from_features(state_path: str, data_dir: str, feature: Mapping[st
 
 
 # A log-mel whose mean over frames, per mel bin, lies more than this many training standard deviations from the
-# training mean, in the median over bins, is far outside what the model saw. Measured on 10 speech clips
-# (pocketsphinx's LibriVox and an4 test WAVs, each against the statistics of the other 9): speech as recorded
-# 0.1-0.4, the same 40 dB quieter 1.5, exp(log_mel) 2.8, dB (10 log10) 8-10, int16 PCM read as floats 6-7.
+# training mean, in the median over bins, is far outside what the model saw. On 10 speech clips, each against
+# the statistics of the other 9 (benchmarks/scale_rule.py): as recorded 0.09-0.42, 40 dB quieter 1.4-1.5,
+# exp(log_mel) 2.8-3.0, dB (10 log10) 7.6-10.2, int16 PCM read as floats 6.1-7.1.
 SCALE_LIMIT_STD = 2.0
 
 
