@@ -1,14 +1,15 @@
 """The allowed range or choice list of every numeric and enumerated config key, checked before any work.
 
-Two tables, `TRAINING` (lanser_jax/config_lib.py's base_config, checked by `check_training`) and `LABELLING`
-(lanser_jax/stages/defaults.py, checked by `check_labelling`), each a list of `Check`s: a key, the allowed
-values in words, and the test. Cross-field checks (masks within the crop and the mel bins, batches divisible by
-the device count) name what they compare with; those that need facts about the run (the device count, the
-features' mel bins) are given them as `context` and are skipped where the caller does not know them yet.
+Two tables, `TRAINING` here (lanser_jax/config_lib.py's base_config, checked by `check_training`) and
+lanser_jax/stages/defaults.py's `CHECKS` (the labelling config, checked by `defaults.check`), each a list of
+`Check`s: a key, the allowed values in words, and the test. Cross-field checks (masks within the crop and the
+mel bins, batches divisible by the device count) name what they compare with; those that need facts about the
+run (the device count, the features' mel bins) are given them as `context` and are skipped where the caller
+does not know them yet.
 
 A failure is one line per wrong key: `config.<key>=<value>: allowed <range>` and, for a cross-field check, what
 it was compared with. The same tables make the docs page's tables (`markdown_table`;
-`python -m lanser_jax.config_checks` prints them; tests/test_config_checks.py compares them with
+`python -m lanser_jax.tools.config_tables` prints them; tests/test_config_checks.py compares them with
 docs/config_checks.md), so the documented ranges are the checked ones.
 """
 
@@ -20,9 +21,6 @@ import numbers
 from typing import Any, Callable, Mapping, Sequence
 
 METRICS = ("wa", "ua", "macro_f1")  # what evaluation produces (engine/metrics.py SCALARS; a test compares)
-STAGES = ("manifest", "asr", "label", "features")  # stages/chain.py NAMES, for the docs (a test compares)
-COMPUTE_TYPES = ("default", "auto", "int8", "int8_float16", "int8_float32", "int8_bfloat16", "int16",
-                 "float16", "bfloat16", "float32")  # CTranslate2's compute types
 
 
 class ConfigError(ValueError):
@@ -37,7 +35,7 @@ class Check:
   needs: tuple[str, ...] = ()  # context keys the test needs; skipped while one is unknown
 
 
-def _is_number(v: Any, integer: bool) -> bool:
+def is_number(v: Any, integer: bool) -> bool:
   if isinstance(v, bool) or not isinstance(v, numbers.Real):
     return False
   return float(v).is_integer() if integer else math.isfinite(float(v))
@@ -55,7 +53,7 @@ def between(key: str, lo: float | None = None, hi: float | None = None, *, integ
   words = ("an integer " if integer else "a finite number ") + words
 
   def test(v, config, context):
-    if not _is_number(v, integer):
+    if not is_number(v, integer):
       return "not " + ("an integer" if integer else "a finite number")
     if lo is not None and (v <= lo if lo_open else v < lo):
       return ""
@@ -127,7 +125,7 @@ def _within(other: str, plus: int = 0):
 
 
 def _init_from_step(v, config, context):
-  if v in ("best", "latest") or (_is_number(v, True) and v >= 0):
+  if v in ("best", "latest") or (is_number(v, True) and v >= 0):
     return None
   if isinstance(v, str) and v.isdigit():
     return None
@@ -191,93 +189,6 @@ TRAINING: tuple[Check, ...] = (
 
 
 # ---------------------------------------------------------------------------------------------------
-# Labelling (stages/defaults.py).
-
-
-def _stages(v, config, context):
-  from lanser_jax.stages import chain  # here: chain imports this module; a stage added there counts
-  unknown = [s for s in (v or ()) if s not in chain.BY_NAME]
-  return f"unknown {unknown}" if unknown or not v else None
-
-
-def _n_fft(v, config, context):
-  win = round(config.audio.sample_rate * config.features.window_ms / 1000)
-  return None if v == 0 or v >= win else f"the window is {win} samples"
-
-
-def _fmax(v, config, context):
-  nyquist = config.audio.sample_rate / 2
-  fmin = config.features.fmin
-  if v and (v > nyquist or v <= fmin):
-    return f"features.fmin is {fmin:g}, audio.sample_rate / 2 is {nyquist:g}"
-  if not v and fmin >= nyquist:
-    return f"features.fmin is {fmin:g} >= audio.sample_rate / 2 ({nyquist:g})"
-  return None
-
-
-def _adapter(v, config, context):
-  from lanser_jax import corpora  # here: the training command needs no corpus code
-  return None if v in corpora.ADAPTERS else f"the adapters are {sorted(corpora.ADAPTERS)}"
-
-
-def _buckets(v, config, context):
-  if not v or not all(_is_number(b, True) and b >= 1 for b in v):
-    return ""
-  return None if list(v) == sorted(set(v)) else "not strictly increasing"
-
-
-LABELLING: tuple[Check, ...] = (
-    cross("stages", "a non-empty list of " + ", ".join(STAGES), _stages),
-    cross("manifest.adapter", "a corpus adapter of lanser_jax/corpora (folder, iemocap, ...)", _adapter),
-    between("num_pieces", 1, integer=True),
-    between("wait_seconds", 0),
-    boolean("offline"),
-    between("audio.sample_rate", 1, integer=True),
-    between("audio.max_seconds", 0, lo_open=True),
-    between("audio.min_seconds", 0),
-    cross("audio.min_seconds", "< audio.max_seconds",
-          lambda v, config, context: None if v < config.audio.max_seconds
-          else f"audio.max_seconds is {config.audio.max_seconds:g}"),
-    between("audio.silence_dbfs", hi=0),
-    one_of("asr.device", ("auto", "cpu", "cuda")),
-    one_of("asr.compute_type", COMPUTE_TYPES),
-    between("asr.cpu_threads", 0, integer=True),
-    between("asr.batch_size", 1, integer=True),
-    between("asr.beam_size", 1, integer=True),
-    between("asr.decode_workers", 0, integer=True),
-    one_of("asr.packing", ("on", "off")),
-    between("label.min_words", 0, integer=True),
-    between("label.min_chars", 0, integer=True),
-    between("label.max_no_speech_prob", 0, 1),
-    between("label.min_avg_logprob", hi=0),
-    between("label.max_compression_ratio", 0, lo_open=True),
-    between("label.batch_size", 1, integer=True),
-    one_of("label.text_source", ("asr", "manifest")),
-    one_of("labeler.kind", ("entailment", "sentence_encoder")),
-    one_of("labeler.template_reduce", ("probs", "logits")),
-    between("labeler.max_length", 1, integer=True),
-    between("labeler.batch_size", 1, integer=True),
-    between("labeler.sort_window", 1, integer=True),
-    cross("labeler.length_buckets", "a non-empty, strictly increasing list of integers >= 1", _buckets),
-    one_of("labeler.dtype", ("float32", "bfloat16")),
-    one_of("labeler.score_mode", ("label_softmax", "entail_vs_contradict")),
-    between("labeler.temperature", 0, lo_open=True),
-    between("features.window_ms", 0, lo_open=True),
-    between("features.hop_ms", 0, lo_open=True),
-    between("features.n_fft", 0, integer=True),
-    cross("features.n_fft", "0 (the next power of two) or >= the window in samples", _n_fft),
-    between("features.num_mel_bins", 1, integer=True),
-    between("features.fmin", 0),
-    between("features.fmax", 0),
-    cross("features.fmax", "0 (audio.sample_rate / 2) or in (features.fmin, audio.sample_rate / 2]", _fmax),
-    between("features.log_floor", 0, lo_open=True),
-    one_of("features.label_source", ("weak", "human", "none")),
-    between("features.batch_clips", 1, integer=True),
-    between("features.decode_workers", 0, integer=True),
-)
-
-
-# ---------------------------------------------------------------------------------------------------
 # Running the checks, and the docs tables.
 
 
@@ -300,7 +211,7 @@ def problems(checks: Sequence[Check], config: Any, context: Mapping[str, Any] | 
   return lines
 
 
-def _raise(lines: list[str], what: str):
+def raise_problems(lines: list[str], what: str):
   if lines:
     more = f" (and {len(lines) - 1} more below)" if len(lines) > 1 else ""
     raise ConfigError(lines[0] + more + "".join("\n" + line for line in lines[1:])
@@ -310,12 +221,7 @@ def _raise(lines: list[str], what: str):
 def check_training(config: Any, **context: Any):
   """Raises ConfigError listing every training key outside its range. Context: device_count, process_count,
   mel_bins (each optional: its cross-field checks are skipped while unknown)."""
-  _raise(problems(TRAINING, config, context), "lanser-train command")
-
-
-def check_labelling(config: Any):
-  """Raises ConfigError listing every labelling key outside its range."""
-  _raise(problems(LABELLING, config), "lanser-label command")
+  raise_problems(problems(TRAINING, config, context), "lanser-train command")
 
 
 def markdown_table(checks: Sequence[Check], defaults: Any) -> str:
@@ -326,16 +232,3 @@ def markdown_table(checks: Sequence[Check], defaults: Any) -> str:
     allowed = check.allowed.replace("|", "\\|")
     rows.append(f"| `{check.key}` | {allowed} | `{default}` |")
   return "\n".join(rows)
-
-
-def tables() -> dict[str, str]:
-  """{"training": table, "labelling": table}, from the defaults the experiment files start from."""
-  from lanser_jax import config_lib
-  from lanser_jax.stages import defaults
-  return {"training": markdown_table(TRAINING, config_lib.base_config()),
-          "labelling": markdown_table(LABELLING, defaults.default_config())}
-
-
-if __name__ == "__main__":
-  for name, table in tables().items():
-    print(f"<!-- {name} checks: python -m lanser_jax.config_checks -->\n{table}\n")

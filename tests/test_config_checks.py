@@ -9,6 +9,7 @@ import pytest
 
 from helpers import REPO, tiny_config
 from lanser_jax import config_checks, config_lib, train
+from lanser_jax.tools import config_tables
 from lanser_jax.engine import metrics
 from lanser_jax.stages import chain, defaults
 
@@ -33,7 +34,7 @@ def _leaves(config, prefix=""):
 
 @pytest.mark.parametrize("checks,config,free", [
     (config_checks.TRAINING, config_lib.base_config(), TRAINING_FREE),
-    (config_checks.LABELLING, defaults.default_config(), LABELLING_FREE)], ids=["training", "labelling"])
+    (defaults.CHECKS, defaults.default_config(), LABELLING_FREE)], ids=["training", "labelling"])
 def test_every_numeric_and_enumerated_key_has_a_check(checks, config, free):
   checked = {c.key for c in checks}
   leaves = _leaves(config)
@@ -45,7 +46,6 @@ def test_every_numeric_and_enumerated_key_has_a_check(checks, config, free):
 
 def test_choice_lists_match_what_the_code_produces():
   assert config_checks.METRICS == metrics.SCALARS
-  assert config_checks.STAGES == chain.NAMES
 
 
 def _experiments(folder):
@@ -69,7 +69,7 @@ def test_every_training_experiment_passes(path):
 
 @pytest.mark.parametrize("path", _experiments("labeling"), ids=os.path.basename)
 def test_every_labelling_experiment_passes(path):
-  assert config_checks.problems(config_checks.LABELLING, config_lib.load_experiment(path)) == []
+  assert config_checks.problems(defaults.CHECKS, config_lib.load_experiment(path)) == []
 
 
 # The impossible settings, each of which trained (or crashed late) before these checks.
@@ -149,7 +149,7 @@ def test_impossible_labelling_settings_are_refused_before_any_work(tmp_path, key
 def test_docs_tables_are_the_checked_tables():
   with open(os.path.join(REPO, "docs", "config_checks.md"), encoding="utf-8") as f:
     page = f.read()
-  for name, table in config_checks.tables().items():
-    match = re.search(rf"<!-- {name} checks: python -m lanser_jax.config_checks -->\n(.*?)\n\n", page, re.S)
+  for name, table in config_tables.tables().items():
+    match = re.search(re.escape(config_tables.marker(name)) + r"\n(.*?)\n\n", page, re.S)
     assert match, f"docs/config_checks.md has no {name} table"
     assert match.group(1) == table, f"docs/config_checks.md's {name} table differs: regenerate it"

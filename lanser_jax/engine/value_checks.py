@@ -8,6 +8,7 @@ a backbone never meets features it was not trained on without a word.
 
 from __future__ import annotations
 
+import json
 import os
 from typing import Any, Mapping
 
@@ -63,6 +64,14 @@ def run_dir_of(state_path: str) -> str | None:
   return None
 
 
+def _read_json(path: str) -> Any:
+  try:
+    return fileio.read_json(path)
+  except (json.JSONDecodeError, UnicodeDecodeError) as e:
+    raise ValueError(f"{path}: invalid JSON ({e}); the init_from run's files are written by lanser-train") \
+        from None
+
+
 def feature_differences(source: Mapping[str, Any], target: Mapping[str, Any]) -> list[str]:
   """'key: source value vs new value' for every feature setting recorded by both that differs."""
   out = []
@@ -79,16 +88,15 @@ def check_init_from_features(state_path: str, data_dir: str, feature: Mapping[st
   """Refuses an init_from checkpoint whose run was trained on other features than `data_dir`'s: the sample
   rate, mel bins, hop, window, log floor, dtype, or the normalisation (per-bin statistics of another bin
   count). A checkpoint without its run folder (copied alone) has nothing to compare: it passes."""
-  from lanser_jax.input_pipeline import records  # not at import: records imports this module's users
   run = run_dir_of(state_path)
   if run is None:
     return
-  source_info = records.read_json(os.path.join(run, "data", "dataset.json"))
+  source_info = _read_json(os.path.join(run, "data", "dataset.json"))
   source_feature = source_info.get("feature") or {}
   diffs = feature_differences(source_feature, feature)
   stats = os.path.join(run, "data", "stats.json")
   if fileio.exists(stats):
-    source_bins = len(records.read_json(stats).get("mean", []))
+    source_bins = len(_read_json(stats).get("mean", []))
     if source_bins != mel_bins:
       diffs.append(f"normalisation statistics over {source_bins} vs {mel_bins} mel bins")
   if diffs:

@@ -11,10 +11,9 @@ import os
 import re
 import time
 
-from lanser_jax import config_checks
 from lanser_jax.utils import fileio
 from lanser_jax.utils.cli import log
-from lanser_jax.stages import features, manifest, pieces, stage
+from lanser_jax.stages import defaults, features, manifest, pieces, stage
 from lanser_jax.stages import asr
 from lanser_jax.stages import label
 
@@ -53,7 +52,7 @@ _PIECE_RE = re.compile(r"-\d{5}-of-(?P<count>\d{5})\.")
 def run_stages(config, workdir: str, stage_name: str, process: tuple[int, int], **models) -> dict | None:
   """Runs one stage or config.stages in order; returns the end-to-end summary after `all`. `models`
   (labeler=, transcriber=) are prebuilt models handed to the stages (tests pass fakes)."""
-  config_checks.check_labelling(config)
+  defaults.check(config)
   todo = list(config.stages) if stage_name == "all" else [stage_name]
   unknown = [n for n in todo if n not in BY_NAME]
   if unknown:
