@@ -318,12 +318,16 @@ def quiet_orbax():
 
 
 def as_float_samples(audio: Any) -> np.ndarray:
-  """float32 samples of a waveform; integer PCM (int16, int32, uint8 as WAV files store them) is scaled to
-  [-1, 1] with a warning, as the model was trained on float samples in [-1, 1]."""
+  """float32 samples of a waveform; integer PCM (int8, uint8, int16, int32, as WAV files store them) is scaled
+  to [-1, 1] with a warning, as the model was trained on float samples in [-1, 1]; other integer widths (a
+  list of Python ints is int64) are refused."""
   x = np.asarray(audio)
   if x.dtype == np.bool_ or not (np.issubdtype(x.dtype, np.number)):
     raise ValueError(f"a waveform must be numeric samples, got dtype {x.dtype}")
   if np.issubdtype(x.dtype, np.integer):
+    if x.dtype not in (np.int8, np.uint8, np.int16, np.int32):
+      raise ValueError(f"a waveform of dtype {x.dtype}: integer samples of no PCM width (8, 16 or 32 bits), so "
+                       "of unknown scale; pass float samples in [-1, 1] or int16/int32 PCM")
     info = np.iinfo(x.dtype)
     offset = (int(info.max) + 1) // 2 if info.min == 0 else 0  # unsigned PCM (8-bit WAV) is centred on 128
     scale = float(int(info.max) + 1 - offset)

@@ -51,9 +51,11 @@ def test_integer_pcm_is_rescaled_with_a_warning(parts, caplog):
   assert not any("standard deviations" in r.message for r in caplog.records)
 
 
-def test_unsigned_8_bit_pcm_is_centred(parts):
+def test_unsigned_8_bit_pcm_is_centred_and_other_integer_widths_refused():
   x = classifier.as_float_samples(np.asarray([0, 128, 255], np.uint8))
   np.testing.assert_allclose(x, [-1.0, 0.0, 127 / 128])
+  with pytest.raises(ValueError, match="a waveform of dtype int64: integer samples of no PCM width"):
+    classifier.as_float_samples([0, 1000, -1000])
 
 
 @pytest.mark.parametrize("rate", [0, -16000, float("nan")])
