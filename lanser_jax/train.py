@@ -395,8 +395,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   `"preempted": False`."""
   t_start = time.time()
   c = config
-  config_checks.check_training(c, device_count=jax.device_count(), process_count=jax.process_count())
   checkpointing.check_best_metric(c.best_metric)  # before any work
+  config_checks.check_training(c, device_count=jax.device_count(), process_count=jax.process_count())
   checkpointing.check_orbax_can_write(workdir)  # before anything is written
   fileio.makedirs(workdir)
 
