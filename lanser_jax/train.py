@@ -35,9 +35,9 @@ from jax.experimental import multihost_utils
 from jax.sharding import NamedSharding, PartitionSpec as P
 
 from lanser_jax.input_pipeline import pipeline, records, sampler, subsets
-from lanser_jax.engine import checkpointing, metrics, sharding, writers
+from lanser_jax.engine import checkpointing, metrics, sharding, value_checks, writers
 from lanser_jax.utils import fileio
-from lanser_jax import models
+from lanser_jax import config_checks, models
 
 
 class TrainState(train_state.TrainState):
@@ -264,12 +264,26 @@ def utterance_logits(eval_fn, state: TrainState, eval_set: pipeline.EvalSet, nor
   return pipeline.average_window_logits(eval_set, np.concatenate(utts), np.concatenate(logits))
 
 
+def check_finite_logits(utt_logits: np.ndarray, eval_set: pipeline.EvalSet):
+  """Raises NonFiniteValueError on every process when any process has an utterance whose logits are NaN or
+  infinite (their argmax would be a constant class), naming this process's first such utterance."""
+  bad = np.flatnonzero(~np.all(np.isfinite(utt_logits), axis=1))
+  total = int(global_sum(np.asarray([bad.size]))[0])
+  if total:
+    first = f"; first here: {eval_set.utt_ids[bad[0]]}" if bad.size else ""
+    raise value_checks.NonFiniteValueError(
+        f"evaluation of split {eval_set.split!r} ({eval_set.data_dir}): the logits of {total} utterances are NaN "
+        f"or infinite{first}; the parameters or these records hold non-finite values (records are checked "
+        "when read; a state restored from a checkpoint is checked at restore)")
+
+
 def evaluate(eval_fn, state: TrainState, eval_set: pipeline.EvalSet, normalizer: pipeline.Normalizer,
              batch_size: int, sharding: NamedSharding, label_names: list[str], num_workers: int = 0,
              worker_buffer_size: int = 2) -> dict[str, Any]:
   """Whole-utterance metrics over all processes: window logits averaged per utterance."""
   utt_logits = utterance_logits(eval_fn, state, eval_set, normalizer, batch_size, sharding, num_workers,
                                 worker_buffer_size)
+  check_finite_logits(utt_logits, eval_set)
   preds = np.argmax(utt_logits, axis=-1)
   cm = global_sum(metrics.confusion_matrix(eval_set.labels, preds, len(label_names)))
   return metrics.from_confusion(cm, label_names)
@@ -382,6 +396,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   t_start = time.time()
   c = config
   checkpointing.check_best_metric(c.best_metric)  # before any work
+  config_checks.check_training(c, device_count=jax.device_count(), process_count=jax.process_count())
   if c.init_from:  # another model (e.g. :runlocal's tiny): one line, here
     from lanser_jax.engine import init_from
     init_from.check_model(c.init_from, c.model)
@@ -396,15 +411,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   label_names = label_names_of(info, c.data.target)
   num_classes = len(label_names)
   stats_file = c.data.stats_file or os.path.join(c.data.dir, "stats.json")
-  normalizer = pipeline.Normalizer.from_file(stats_file)
+  normalizer = pipeline.Normalizer.from_file(stats_file)  # refuses NaN, inf or std <= 0, naming the file
+  config_checks.check_training(c, mel_bins=normalizer.mel_bins)  # the checks that need the features
 
   # ----- Mesh and shardings ----------------------------------------------------------------------------
   mesh = sharding.make_mesh(c.sharding.mesh)  # default "data=-1": 1-D data parallelism
   data_sharding = sharding.batch_sharding(mesh)
   replicated = NamedSharding(mesh, P())
-  for name, size in (("batch_size", c.batch_size), ("eval_batch_size", c.eval_batch_size)):
-    if size % jax.device_count():
-      raise ValueError(f"config.{name}={size} is not divisible by {jax.device_count()} devices")
   logging.info("mesh %s over %d processes; global batch %d", dict(mesh.shape), jax.process_count(),
                c.batch_size)
 
@@ -464,8 +477,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   elif latest is None:
     state = jax.jit(init, out_shardings=state_sharding)(jax.random.key(c.seed))
     if c.init_from:
+      source = checkpointing.resolve_state_path(c.init_from, c.init_from_step)
+      value_checks.check_init_from_features(source, c.data.dir, info["feature"], mel_bins)
       params, batch_stats = checkpointing.init_backbone_from(
-          c.init_from, c.init_from_step, flax.core.unfreeze(state.params), state.batch_stats)
+          source, c.init_from_step, flax.core.unfreeze(state.params), state.batch_stats)
       state = jax.device_put(TrainState.create(apply_fn=model.apply, params=params,
                                                batch_stats=batch_stats, tx=tx), state_sharding)
       logging.info("initialised backbone from %s (%s)", c.init_from, c.init_from_step)

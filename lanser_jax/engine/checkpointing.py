@@ -11,8 +11,9 @@ checksum per array (`checksums`), so a resumed run knows its history and a resto
 Resume (`restore_for_resume`) takes the newest step that passes three checks, in this order, before Orbax
 reads it into the devices: (1) it was written for the same training data, else the run is refused; (2) its
 arrays have the names, shapes and dtypes of this run's state, else the run is refused with the arrays and
-config values that differ, and nothing is moved; (3) every array reads and matches its checksum. A step that
-fails (3) for a reason that names missing, truncated, undecodable or altered data is *damaged*: it is moved
+config values that differ, and nothing is moved; (3) every array reads, matches its checksum and holds only
+finite values (training never saves a NaN state, so a NaN read back is altered data). A step that fails (3)
+for a reason that names missing, truncated, undecodable or altered data is *damaged*: it is moved
 aside to `<step>.damaged` (never deleted) and the next older step is tried. A read that fails for any other
 reason (storage unavailable, access denied) or fails only once is retried, and if it keeps failing the run
 stops with nothing moved. Checking the arrays with reads of our own (`verify_arrays`) means a damaged step
@@ -40,6 +41,7 @@ from orbax.checkpoint._src.serialization import tensorstore_utils as ts_utils
 
 from lanser_jax.utils import fileio
 from lanser_jax.engine import metrics as metrics_lib
+from lanser_jax.engine import value_checks
 
 CHECKPOINT_DIR = "checkpoints"
 STEP_METADATA_FILE = "_CHECKPOINT_METADATA"  # Orbax's per-step metadata file (JSON)
@@ -335,6 +337,10 @@ def verify_arrays(state_dir: str, checksums: dict[str, int] | None = None, only:
         if got != checksums[name]:
           raise _ReadFailure(True, f"array {name} fails its checksum (stored {checksums[name]:08x}, "
                                    f"read {got:08x}): its bytes changed after it was written")
+      count, index = value_checks.first_non_finite(value)
+      if count:  # training never saves a non-finite state (train.check_finite): changed bytes, or another writer
+        raise _ReadFailure(True, f"array {name} holds {count} NaN or infinite values (first at index "
+                                 f"{list(index)}): not a state training saves")
   return {n: (tuple(s.shape), s.dtype.numpy_dtype.name) for n, s in stores.items()}
 
 

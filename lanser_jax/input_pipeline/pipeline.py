@@ -23,20 +23,67 @@ without a jitted step of their own.
 from __future__ import annotations
 
 import dataclasses
+import os
 import sys
 from typing import Any, Iterator, Sequence
 
 import grain
 import numpy as np
+from array_record.python import array_record_module
 
 from lanser_jax.input_pipeline import records, sampler
 from lanser_jax.input_pipeline import windows as windows_lib
 
 
 def open_source(data_dir: str, split: str) -> grain.sources.ArrayRecordDataSource:
-  """The split's records in shard order; fails naming a shard of another record format (records.check_format)."""
+  """The split's records in shard order; fails naming a shard of another record format (records.check_format)
+  or one the ArrayRecord reader cannot open (a truncated or overwritten file)."""
   records.check_format(data_dir)
-  return grain.sources.ArrayRecordDataSource(records.list_shards(data_dir, split))
+  paths = records.list_shards(data_dir, split)
+  try:
+    return grain.sources.ArrayRecordDataSource(paths)
+  except Exception as e:  # the C++ reader's error names no file: find the shard that does not open
+    raise records.RecordError(f"{_unopenable(paths) or data_dir}: the ArrayRecord reader cannot open this "
+                              f"shard of split {split!r} ({type(e).__name__}: {str(e)[:300]}); a truncated or "
+                              f"damaged file: {records.REWRITE}") from None
+
+
+def _unopenable(paths: Sequence[str]) -> str | None:
+  for path in paths:
+    try:
+      reader = array_record_module.ArrayRecordReader(path, "readahead_buffer_size:0")
+      reader.close()
+    except Exception:  # noqa: BLE001 -- any failure to open is what we look for
+      return path
+  return None
+
+
+def locate(data_dir: str, split: str, key: int) -> tuple[str, int]:
+  """(shard path, index within the shard) of record `key` of a split (records are in shard order)."""
+  start = 0
+  for path in records.list_shards(data_dir, split):
+    try:
+      reader = array_record_module.ArrayRecordReader(path, "readahead_buffer_size:0")
+      count = reader.num_records()
+      reader.close()
+    except Exception:  # noqa: BLE001 -- this shard does not open: it is the one
+      return path, key - start
+    if key < start + count:
+      return path, key - start
+    start += count
+  return os.path.join(data_dir, f"{split}-*"), key
+
+
+def read_example(source, key: int, data_dir: str, split: str) -> records.Example:
+  """Record `key` of a split, decoded; a record that does not read or decode is a RecordError naming its
+  shard file and its index there."""
+  try:
+    return records.decode(source[key], where=f"{split} record {key}")
+  except Exception as e:  # noqa: BLE001 -- the reader's RuntimeError or decode's RecordError: name the file
+    path, index = locate(data_dir, split, key)
+    detail = str(e) if isinstance(e, records.RecordError) else f"{type(e).__name__}: {str(e)[:300]}"
+    raise records.RecordError(f"{path}: record {index} (record {key} of split {split!r}) cannot be read "
+                              f"({detail}); a damaged shard: {records.REWRITE}") from None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -117,9 +164,11 @@ class CropBatch(grain.transforms.Map):
   """A batch of (record indices, crop words) -> float16 crops, lengths and targets, in one call: each crop
   is copied once, from the decoded record's buffer straight into the batch array."""
 
-  def __init__(self, source, crop_frames: int, mel_bins: int, target: str, num_classes: int):
+  def __init__(self, source, crop_frames: int, mel_bins: int, target: str, num_classes: int,
+               data_dir: str = "", split: str = ""):
     self.source, self.crop_frames, self.mel_bins = source, crop_frames, mel_bins
     self.target, self.num_classes = target, num_classes
+    self.data_dir, self.split = data_dir, split
 
   def map(self, element: tuple[np.ndarray, np.ndarray]) -> dict[str, np.ndarray]:
     keys, words = element
@@ -133,7 +182,7 @@ class CropBatch(grain.transforms.Map):
       # One record at a time: its buffer is freed before the next is read, so the allocator hands the same
       # memory back. Reading the whole batch at once kept 256 x ~100 KB alive, fresh pages every batch,
       # and paid a page fault per 4 KB (on this project's VMs ~4 µs each: more than the read itself).
-      ex = records.decode(self.source[key], where=f"train record {key}")
+      ex = read_example(self.source, key, self.data_dir, self.split)
       frames = ex.log_mel.shape[0]
       if ex.log_mel.shape[1] != self.mel_bins:
         raise records.RecordError(f"train record {key} ({ex.utt_id}): features have "
@@ -182,7 +231,7 @@ def train_dataset(data_dir: str, split: str, *, global_batch_size: int, crop_fra
   if len(indices) == 0:
     raise records.RecordError(f"{data_dir}: split {split!r} has no training records")
   ds = SampledBatches(indices, seed, global_batch_size, process_index, process_count)
-  ds = ds.map(CropBatch(source, crop_frames, normalizer.mel_bins, target, num_classes))
+  ds = ds.map(CropBatch(source, crop_frames, normalizer.mel_bins, target, num_classes, data_dir, split))
   if not on_device:
     ds = ds.map(HostFinish(normalizer))
   if start_batch:
@@ -229,7 +278,12 @@ def make_eval_set(data_dir: str, split: str, *, crop_frames: int, hop_frames: in
   local = indices[process_index::process_count]
   utt_ids, labels, windows = [], [], []
   for u, i in enumerate(local.tolist()):  # one record at a time, as CropBatch reads (its buffer is reused)
-    ex = records.decode(source[i], where=f"{data_dir}:{split}[{i}]")
+    ex = read_example(source, i, data_dir, split)
+    if records.non_finite_float16(ex.log_mel):
+      path, index = locate(data_dir, split, i)
+      raise records.RecordError(f"{path}: record {index} ({ex.utt_id}, record {i} of split {split!r}) holds "
+                                f"{records.non_finite_float16(ex.log_mel)} NaN or infinite log-mel values; "
+                                f"{records.REWRITE}")
     labels.append(_targets(ex, target, num_classes, f"{split} record {i}")["label"])
     utt_ids.append(ex.utt_id)
     windows.extend((u, s) for s in windows_lib.window_starts(ex.log_mel.shape[0], crop_frames, hop_frames))
@@ -243,6 +297,7 @@ class EvalBatch(grain.transforms.Map):
 
   def __init__(self, eval_set: EvalSet, batch_size: int, mel_bins: int):
     self.source = open_source(eval_set.data_dir, eval_set.split)
+    self.data_dir, self.split = eval_set.data_dir, eval_set.split
     self.where = f"{eval_set.data_dir}:{eval_set.split}"
     self.indices = eval_set.indices
     windows = np.asarray(eval_set.windows, np.int64).reshape(-1, 2)
@@ -255,7 +310,7 @@ class EvalBatch(grain.transforms.Map):
     mels = {}
     for u in np.unique(utt).tolist():
       key = int(self.indices[u])
-      m = records.decode(self.source[key], where=f"{self.where}[{key}]").log_mel
+      m = read_example(self.source, key, self.data_dir, self.split).log_mel
       if m.shape[1] != self.mel_bins:
         raise records.RecordError(f"{self.where}[{key}]: features have {m.shape[1]} mel bins but the stats "
                                   f"file has {self.mel_bins}")

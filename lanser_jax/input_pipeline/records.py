@@ -43,6 +43,8 @@ from lanser_jax.utils import fileio
 
 FORMAT_VERSION = 2  # of the records `encode` writes and of dataset.json; the only one read
 WRITER_OPTIONS = "group_size:1,uncompressed"
+REWRITE_JSON = ("the files of a feature folder are written by the features stage (--stage=features): restore "
+                "the file or write the folder again")
 REWRITE = ("write the folder again with the offline features stage (--stage=features), in a new workdir or "
            "after removing its shards")
 NO_LABEL = -1
@@ -339,7 +341,24 @@ def read_dataset_info(data_dir: str) -> dict[str, Any]:
     if key not in info:
       raise RecordError(f"{path}: missing key {key!r}")
   check_format(data_dir, info)
+  check_finite_sums(data_dir, info)
   return info
+
+
+def check_finite_sums(data_dir: str, info: dict[str, Any]):
+  """The cheap per-shard check for NaN or infinite log-mels, once, when a feature folder is first read: a
+  shard's stats sidecar holds the sums of its values and their squares, which are finite exactly when every
+  value was (barring overflow, far beyond a log-mel's range). Raises RecordError naming the shard."""
+  for split in info.get("splits", {}):
+    for path in list_shards(data_dir, split):
+      d = _sidecar(path)
+      for key in ("total", "total_sq"):
+        x = np.asarray(d.get(key, []), np.float64)
+        if x.size and not np.all(np.isfinite(x)):
+          bin_ = int(np.flatnonzero(~np.isfinite(x))[0])
+          raise RecordError(f"{path}: its records hold NaN or infinite log-mel values (the shard's sum "
+                            f"{key!r} is {x[bin_]} at mel bin {bin_}, {path.removesuffix('.array_record')}"
+                            f".stats.json); {REWRITE}")
 
 
 def check_format(data_dir: str, info: dict[str, Any] | None = None):
@@ -367,9 +386,23 @@ def read_stats(path: str) -> tuple[np.ndarray, np.ndarray]:
     raise RecordError(f"{path}: normalisation stats file not found")
   d = read_json(path)
   try:
-    return np.asarray(d["mean"], np.float32), np.asarray(d["std"], np.float32)
+    mean, std = np.asarray(d["mean"], np.float32), np.asarray(d["std"], np.float32)
   except KeyError as e:
     raise RecordError(f"{path}: missing key {e}") from e
+  except (TypeError, ValueError) as e:
+    raise RecordError(f"{path}: mean and std must be lists of numbers ({e})") from e
+  if mean.ndim != 1 or mean.shape != std.shape or not mean.size:
+    raise RecordError(f"{path}: mean and std must be non-empty lists of one length, got shapes "
+                      f"{mean.shape} and {std.shape}")
+  for name, x in (("mean", mean), ("std", std)):
+    bad = np.flatnonzero(~np.isfinite(x))
+    if bad.size:
+      raise RecordError(f"{path}: {name} holds {bad.size} NaN or infinite values (first at mel bin {bad[0]}: "
+                        f"{x[bad[0]]}); {REWRITE_JSON}")
+  bad = np.flatnonzero(std <= 0)
+  if bad.size:
+    raise RecordError(f"{path}: std must be > 0, mel bin {bad[0]} has {std[bad[0]]}; {REWRITE_JSON}")
+  return mean, std
 
 
 def write_json(path: str, obj: Any):
@@ -381,4 +414,18 @@ def write_json(path: str, obj: Any):
 
 
 def read_json(path: str) -> Any:
-  return fileio.read_json(path)
+  """A JSON file; one that does not parse is a RecordError naming it and where it stops parsing."""
+  try:
+    return fileio.read_json(path)
+  except UnicodeDecodeError as e:
+    raise RecordError(f"{path}: not UTF-8 text (byte {e.start}); {REWRITE_JSON}") from None
+  except json.JSONDecodeError as e:
+    raise RecordError(f"{path}: invalid JSON (line {e.lineno}, column {e.colno}: {e.msg}); {REWRITE_JSON}") \
+        from None
+
+
+def non_finite_float16(log_mel: np.ndarray) -> int:
+  """How many values of a float16 array are NaN or infinite: those whose exponent bits are all ones
+  (a view as uint16: ~6x faster than np.isfinite on float16)."""
+  bits = np.ascontiguousarray(log_mel).view(np.uint16)
+  return int(np.count_nonzero((bits & 0x7C00) == 0x7C00))

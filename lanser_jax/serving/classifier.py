@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import numbers
 import os
 from typing import Any, Mapping, Sequence
 
@@ -29,11 +30,12 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from lanser_jax.input_pipeline import pipeline, windows
 from lanser_jax.audio import decode
-from lanser_jax.engine import checkpointing
+from lanser_jax.engine import checkpointing, value_checks
 from lanser_jax import config_lib, models
 from lanser_jax.audio import log_mel as log_mel_lib
 from lanser_jax.utils import fileio
 
+_LOG = logging.getLogger(__name__)
 DEFAULT_MAX_SECONDS = 600.0  # longer audio is cropped; every window of what is kept is averaged
 
 
@@ -178,12 +180,15 @@ class Classifier:
     self.require_audio_front_end()
     if isinstance(audio, (str, os.PathLike)):
       return decode.load(os.fspath(audio), options=self.audio_options).samples
-    x = np.asarray(audio, np.float32)
+    x = as_float_samples(audio)
     if x.ndim != 1:
       raise ValueError(f"a waveform must be a 1-D [samples] array, got shape {x.shape} (pass a list "
                        "for several utterances; average the channels of stereo audio)")
     if sample_rate is None:
       raise ValueError(f"pass sample_rate= with a waveform (the model expects {self.sample_rate} Hz)")
+    if isinstance(sample_rate, bool) or not isinstance(sample_rate, numbers.Real) or not sample_rate > 0:
+      raise ValueError(f"sample_rate={sample_rate!r}: must be a number of samples per second > 0 (the model "
+                       f"expects {self.sample_rate} Hz)")
     if sample_rate != self.sample_rate and x.size:
       import librosa  # lazily, as audio.load does: only for other rates
       x = librosa.resample(x, orig_sr=sample_rate, target_sr=self.sample_rate,
@@ -213,6 +218,7 @@ class Classifier:
     models.window_forward, as the training's evaluation does, from float16 crops (the records' dtype):
     a record gives here the logits its evaluation gave."""
     mels = {u: self._as_feature(m, u) for u, m in enumerate(log_mels)}
+    self._warn_scale(mels)
     n, bs = len(mels), self.batch_size
     layout = np.asarray(windows.layout([m.shape[0] for m in mels.values()], self.crop_frames,
                                        self.hop_frames), np.int64).reshape(-1, 2)
@@ -225,9 +231,26 @@ class Classifier:
     if not pending:
       return np.zeros((0, len(self.label_names)), np.float32), np.zeros((0, 0), np.float32)
     utt = np.concatenate([u for u, _ in pending])
-    logits = np.concatenate([np.asarray(out[0]) for _, out in pending])
-    embedding = np.concatenate([np.asarray(out[1]) for _, out in pending])
-    return windows.average(utt, logits, n), windows.average(utt, embedding, n)
+    logits = windows.average(utt, np.concatenate([np.asarray(out[0]) for _, out in pending]), n)
+    embedding = windows.average(utt, np.concatenate([np.asarray(out[1]) for _, out in pending]), n)
+    for name, x in (("logits", logits), ("embedding", embedding)):
+      bad = np.flatnonzero(~np.all(np.isfinite(x), axis=1))
+      if bad.size:
+        raise value_checks.NonFiniteValueError(
+            f"input {bad[0]}: its {name} are NaN or infinite ({bad.size} of {n} inputs) with the parameters of "
+            f"{self.state_path or 'this classifier'}; its log-mel was finite, so the values overflowed: "
+            "check the input's scale")
+    return logits, embedding
+
+  def _warn_scale(self, mels: Mapping[int, np.ndarray]):
+    """One warning naming the inputs whose log-mel is far outside the training statistics (value_checks'
+    SCALE_LIMIT_STD rule)."""
+    far = [(u, value_checks.scale_distance(m, self.normalizer.mean, self.normalizer.std)) for u, m in mels.items()]
+    far = [(u, d) for u, d in far if d > value_checks.SCALE_LIMIT_STD]
+    if far:
+      u, _ = far[0]
+      what = f"input {u}" + (f" (and {len(far) - 1} more inputs)" if len(far) > 1 else "")
+      _LOG.warning(value_checks.scale_warning(mels[u], self.normalizer.mean, self.normalizer.std, what))
 
   def _as_feature(self, log_mel: np.ndarray, index: int) -> np.ndarray:
     """A [frames, mel_bins] log-mel checked and rounded to the records' dtype (what training read)."""
@@ -292,6 +315,26 @@ class _QuietOrbax(logging.Filter):
 def quiet_orbax():
   """For the command-line tools: hides Orbax's read-only warnings."""
   logging.getLogger("absl").addFilter(_QuietOrbax())
+
+
+def as_float_samples(audio: Any) -> np.ndarray:
+  """float32 samples of a waveform; integer PCM (int8, uint8, int16, int32, as WAV files store them) is scaled
+  to [-1, 1] with a warning, as the model was trained on float samples in [-1, 1]; other integer widths (a
+  list of Python ints is int64) are refused."""
+  x = np.asarray(audio)
+  if x.dtype == np.bool_ or not (np.issubdtype(x.dtype, np.number)):
+    raise ValueError(f"a waveform must be numeric samples, got dtype {x.dtype}")
+  if np.issubdtype(x.dtype, np.integer):
+    if x.dtype not in (np.int8, np.uint8, np.int16, np.int32):
+      raise ValueError(f"a waveform of dtype {x.dtype}: integer samples of no PCM width (8, 16 or 32 bits), so "
+                       "of unknown scale; pass float samples in [-1, 1] or int16/int32 PCM")
+    info = np.iinfo(x.dtype)
+    offset = (int(info.max) + 1) // 2 if info.min == 0 else 0  # unsigned PCM (8-bit WAV) is centred on 128
+    scale = float(int(info.max) + 1 - offset)
+    _LOG.warning(f"waveform of dtype {x.dtype}: integer PCM, scaled to float samples in [-1, 1] "
+                 f"((x - {offset}) / {scale:g}); pass float samples to silence this")
+    return ((x.astype(np.float64) - offset) / scale).astype(np.float32)
+  return x.astype(np.float32)
 
 
 def _one_or_many(audio) -> tuple[bool, list]:

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import time
 
 from lanser_jax.corpora import folds
 from lanser_jax.utils import fileio
 from lanser_jax.utils.cli import log
-from lanser_jax.stages import features, manifest, pieces, stage
+from lanser_jax.stages import defaults, features, manifest, pieces, stage
 from lanser_jax.stages import asr
 from lanser_jax.stages import label
 
@@ -31,13 +32,33 @@ def _wait(path: str, seconds: float):
   return pieces.read_json(path)
 
 
+def check_num_pieces(config, workdir: str):
+  """Refuses, before any work, a workdir whose stages were cut into another number of pieces: its piece files
+  would be recomputed under new names and then mix with the old ones (config.num_pieces is fixed for a
+  workdir)."""
+  for s in STAGES:
+    if not s.pieced:
+      continue
+    for path in fileio.glob(os.path.join(s.out_dir(config, workdir), "*-?????-of-?????.*")):
+      match = _PIECE_RE.search(os.path.basename(path))
+      if match and int(match["count"]) != config.num_pieces:
+        raise ValueError(f"config.num_pieces={config.num_pieces}, but {path} is one of {int(match['count'])} "
+                         f"pieces: a workdir keeps the number of pieces it was started with; rerun with "
+                         f"--config.num_pieces={int(match['count'])}, or use a new workdir")
+
+
+_PIECE_RE = re.compile(r"-\d{5}-of-(?P<count>\d{5})\.")
+
+
 def run_stages(config, workdir: str, stage_name: str, process: tuple[int, int], **models) -> dict | None:
   """Runs one stage or config.stages in order; returns the end-to-end summary after `all`. `models`
   (labeler=, transcriber=) are prebuilt models handed to the stages (tests pass fakes)."""
+  defaults.check(config)
   todo = list(config.stages) if stage_name == "all" else [stage_name]
   unknown = [n for n in todo if n not in BY_NAME]
   if unknown:
     raise ValueError(f"unknown stage(s) {unknown}; the stages are {list(NAMES)}")
+  check_num_pieces(config, workdir)
   fileio.makedirs(workdir)
   if process[0] == 0:
     pieces.write_json(os.path.join(workdir, f"config.{stage_name}.json"), json.loads(config.to_json()))
@@ -55,9 +76,9 @@ def run_stages(config, workdir: str, stage_name: str, process: tuple[int, int], 
         merged = pieces.merge_stage(stage_dir, config.num_pieces)
         log(f"[{name}] in {merged['in']} = written {merged['written']} + rejected {merged['rejected']} "
             f"{merged['reasons']}")
-        note = pieces.crop_note(name, merged, config.audio.max_seconds)
-        if note:
-          log(note)
+        for note in (pieces.crop_note(name, merged, config.audio.max_seconds), features.no_split_note(merged)):
+          if note:
+            log(note)
         if stage_name != "all" and merged["in"] and not merged["written"]:
           raise pieces.NothingSurvived(f"0 of {merged['in']} utterances survived the {name} stage; reasons "
                                        f"in {os.path.join(stage_dir, 'errors.jsonl')}")

@@ -36,6 +36,22 @@ def output_split(row, split_map) -> str | None:
   return split or None
 
 
+def no_split(row, split_map) -> bool:
+  """A manifest row without a split that no split_map entry places: output_split sends it to train."""
+  if row.split:
+    return False
+  return not (split_map and (f"utt:{row.utt_id}" in split_map or f"train/{row.speaker}" in split_map
+                             or "train" in split_map))
+
+
+def no_split_note(summary) -> str | None:
+  """A warning line when manifest rows without a split went to train (the features summary's `no_split`)."""
+  if not summary.get("no_split"):
+    return None
+  return (f"[features] {summary['no_split']} manifest rows have no split and went to 'train' (counted as "
+          "no_split in features/summary.json); give every row a split, or place them with features.split_map")
+
+
 def all_splits(manifest_: pieces.Manifest, split_map) -> set[str]:
   """Every output split, so each piece writes a (maybe empty) shard file of each: list_shards needs
   all shard indices of a split to exist."""
@@ -125,7 +141,7 @@ class FeaturesStage(stage.Stage):
       writers = {s: records.ShardWriter(state.out_dir, s, piece, num_pieces, state.options.num_mel_bins)
                  for s in state.splits}
       counts = {"in": 0, "written": 0, "not_in_splits": 0, "no_weak_label": 0, "cropped": 0,
-                "cropped_seconds": 0.0, "audio_seconds": 0.0}
+                "cropped_seconds": 0.0, "audio_seconds": 0.0, "no_split": 0}
       rows = []
       for row in state.manifest.piece(piece, num_pieces):
         if isinstance(row, manifests.Row) and output_split(row, split_map) is None:
@@ -134,6 +150,8 @@ class FeaturesStage(stage.Stage):
           counts["no_weak_label"] += 1  # rejected upstream; listed in asr/ or labels/ errors
         else:
           rows.append(row)
+          # Counted, and still read: they go to train, as output_split says.
+          counts["no_split"] += int(isinstance(row, manifests.Row) and no_split(row, split_map))
       progress.update(stop - start - len(rows))
       decode = lambda row: decode_lib.load(row.audio, row.offset, row.duration, state.audio_options)
       batch = []
