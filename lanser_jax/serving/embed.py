@@ -34,7 +34,9 @@ _ERRORS = flags.DEFINE_string("errors", None, "Errors JSONL (default: <output>.e
 _STEP = flags.DEFINE_string("step", None, "best (default; else latest), latest, or a step number.",
                             flag_values=FLAGS)
 _BATCH_SIZE = flags.DEFINE_integer("batch_size", 32, "Windows per model call.", flag_values=FLAGS)
-_MAX_SECONDS = flags.DEFINE_float("max_seconds", 600.0, "Longer audio is cropped.", flag_values=FLAGS)
+_MAX_SECONDS = flags.DEFINE_float("max_seconds", None, "Embed only the first S seconds of each utterance "
+                                   "(stderr names each one cut); default: whole (long ones streamed).",
+                                   flag_values=FLAGS)
 _DECODE_WORKERS = flags.DEFINE_integer("decode_workers", 2, "Threads decoding ahead of the model.",
                                        flag_values=FLAGS)
 _OVERWRITE = flags.DEFINE_bool("overwrite", False, "Redo the work although --output exists.", flag_values=FLAGS)
@@ -121,8 +123,7 @@ def embed_manifest(clf, manifest: str, output: str, errors: str, chunk: int = 64
     utt_id, row = item
     if isinstance(row, Exception):
       raise row
-    clip = decode.load(row.audio, row.offset, row.duration, clf.audio_options)
-    return clf.log_mel(clip.samples, clip.sample_rate)
+    return clf.read_clip(row.audio, row.offset, row.duration)  # whole; a long one is streamed at flush
 
   clf.require_audio_front_end()  # fail before any work when the run has no audio front end
   outputs = Outputs(output, errors, clf.label_names)
@@ -134,7 +135,11 @@ def embed_manifest(clf, manifest: str, output: str, errors: str, chunk: int = 64
     nonlocal dim
     good = [(utt_id, row, m) for utt_id, row, m in batch if not isinstance(m, Exception)]
     if good:
-      logits, emb = clf.forward_log_mel([m for _, _, m in good])
+      logits, emb = clf.forward_clips([m for _, _, m in good])
+      for utt_id, _, clip in good:
+        if clip.cropped_seconds != 0.0:
+          cut = "the rest (length unknown)" if clip.cropped_seconds is None else f"{clip.cropped_seconds:.1f} s"
+          cli.log(f"cut: {utt_id}: embedded the first {clip.seconds:.1f} s; {cut} cut by --max_seconds")
       dim = emb.shape[1]
       for (utt_id, _, _), e, p in zip(good, emb, clf.predictions_from_logits(logits)):
         outputs.add(utt_id, e, p)
