@@ -373,6 +373,15 @@ class Classifier:
     logits, emb = self._forward_items(items, sample_rate)
     return self.predictions_from_logits(logits), emb
 
+  def timeline(self, audio, sample_rate: int | None = None, *, segments: str = "vad",
+               window_seconds: float = 3.0, hop_seconds: float = 1.5, vad_options=None) -> list:
+    """[timeline.Segment(start, end, label, probability, probabilities, error)] of a path (streamed in
+    bounded memory) or waveform: its speech segments (segments="vad": Silero VAD, vad.VadOptions) or fixed
+    windows (segments="windows"), each classified as evaluation would classify that stretch of audio."""
+    from lanser_jax.serving import timeline as timeline_lib
+    spans = timeline_lib.spans(self, audio, sample_rate, segments, window_seconds, hop_seconds, vad_options)
+    return list(timeline_lib.classify(self, audio, spans, sample_rate))
+
   def _forward_items(self, items, sample_rate):
     """Paths (whole files, long ones streamed) and waveforms, through forward_clips."""
     clips = [self.read_clip(a) if isinstance(a, (str, os.PathLike))
