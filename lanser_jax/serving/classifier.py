@@ -154,6 +154,7 @@ class Classifier:
                batch_size: int = 32, devices: Sequence[jax.Device] | None = None,
                max_seconds: float | None = DEFAULT_MAX_SECONDS, state_path: str = ""):
     self.config, self.label_names = config, tuple(label_names)
+    self.model = model  # the Flax module (serving/export.py converts it)
     self.normalizer, self.feature, self.state_path = normalizer, dict(feature), state_path
     self.step = _step_of(state_path)
     self.crop_frames = int(config.data.crop_frames)
