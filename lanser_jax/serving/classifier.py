@@ -336,6 +336,24 @@ class Classifier:
         out_l[i], out_e[i] = l, e
     return out_l, out_e if out_e is not None else np.zeros((len(clips), 0), np.float32)
 
+  def forward_each(self, clips: Sequence[Clip]) -> list:
+    """forward_clips per clip, for commands that go on past a bad file: [(logits [classes], embedding [dim])
+    or the AudioError/ValueError of a streamed clip that failed (e.g. silent, or unreadable after its start)]."""
+    short = [c for c in clips if c.log_mel is not None]
+    logits, emb = self.forward_clips(short) if short else (None, None)
+    done = iter(zip(logits, emb) if short else [])
+    out = []
+    for c in clips:
+      if c.log_mel is not None:
+        out.append(next(done))
+        continue
+      try:
+        l, e = self.forward_clips([c])
+        out.append((l[0], e[0]))
+      except (decode.AudioError, ValueError) as err:
+        out.append(err)
+    return out
+
   def predictions_from_logits(self, logits: np.ndarray) -> list[Prediction]:
     z = np.asarray(logits, np.float64)
     z = np.exp(z - z.max(axis=-1, keepdims=True))

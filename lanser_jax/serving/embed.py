@@ -133,16 +133,18 @@ def embed_manifest(clf, manifest: str, output: str, errors: str, chunk: int = 64
 
   def flush():
     nonlocal dim
-    good = [(utt_id, row, m) for utt_id, row, m in batch if not isinstance(m, Exception)]
-    if good:
-      logits, emb = clf.forward_clips([m for _, _, m in good])
-      for utt_id, _, clip in good:
-        if clip.cropped_seconds != 0.0:
-          cut = "the rest (length unknown)" if clip.cropped_seconds is None else f"{clip.cropped_seconds:.1f} s"
-          cli.log(f"cut: {utt_id}: embedded the first {clip.seconds:.1f} s; {cut} cut by --max_seconds")
-      dim = emb.shape[1]
-      for (utt_id, _, _), e, p in zip(good, emb, clf.predictions_from_logits(logits)):
-        outputs.add(utt_id, e, p)
+    good = [i for i, (_, _, m) in enumerate(batch) if not isinstance(m, Exception)]
+    for i, result in zip(good, clf.forward_each([batch[i][2] for i in good])):
+      utt_id, row, clip = batch[i]
+      if isinstance(result, Exception):  # a long utterance, streamed, that failed after its start
+        batch[i] = (utt_id, row, result)
+        continue
+      if clip.cropped_seconds != 0.0:
+        cut = "the rest (length unknown)" if clip.cropped_seconds is None else f"{clip.cropped_seconds:.1f} s"
+        cli.log(f"cut: {utt_id}: embedded the first {clip.seconds:.1f} s; {cut} cut by --max_seconds")
+      logits, emb = result
+      dim = emb.shape[0]
+      outputs.add(utt_id, emb, clf.predictions_from_logits(logits[None])[0])
     for utt_id, row, m in batch:
       if isinstance(m, Exception):
         outputs.error(utt_id, getattr(row, "audio", None),

@@ -71,12 +71,14 @@ def classify_files(clf, files: Sequence[str], chunk: int = 64, decode_workers: i
 
   def rows_of(batch):
     good = [m for _, m in batch if not isinstance(m, Exception)]
-    clips, preds = iter(good), iter(clf.predictions_from_logits(clf.forward_clips(good)[0]) if good else [])
+    results = iter(clf.forward_each(good))
     for f, m in batch:
+      if not isinstance(m, Exception):
+        clip, m = m, next(results)
       if isinstance(m, Exception):
         yield {"file": f, "error": prefetch.describe_error(m, (decode.AudioError, ValueError))}
       else:
-        p, clip = next(preds), next(clips)
+        p = clf.predictions_from_logits(m[0][None])[0]
         yield {"file": f, "label": p.label, "probability": p.probability, "top": p.top(3),
                "probabilities": p.as_dict(), "seconds": clip.seconds, "cropped_seconds": clip.cropped_seconds}
 

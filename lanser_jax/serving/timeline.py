@@ -103,13 +103,14 @@ def classify(clf, audio, span_iter: Iterable[tuple[float, float]], sample_rate: 
         clips.append(read(s, e))
       except (decode.AudioError, ValueError) as err:
         clips.append(err)
-    good = [c for c in clips if not isinstance(c, Exception)]
-    preds = iter(clf.predictions_from_logits(clf.forward_clips(good)[0]) if good else [])
+    results = iter(clf.forward_each([c for c in clips if not isinstance(c, Exception)]))
     for (s, e), c in zip(batch, clips):
+      if not isinstance(c, Exception):
+        c = next(results)
       if isinstance(c, Exception):
         yield Segment(s, e, error=str(c))
       else:
-        p = next(preds)
+        p = clf.predictions_from_logits(c[0][None])[0]
         yield Segment(s, e, p.label, p.probability, p.as_dict())
 
   batch = []

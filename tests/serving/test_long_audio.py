@@ -7,10 +7,13 @@ import json
 
 import numpy as np
 import pytest
+import soundfile
 
 from conftest import long_recording
 from lanser_jax.serving import classifier, embed, predict
 from lanser_jax.utils import cli
+
+pytestmark = pytest.mark.slow  # trains the shared tiny run (tests/serving/conftest.py)
 
 
 @pytest.fixture(scope="module")
@@ -59,3 +62,17 @@ def test_embed_cut_is_said_on_stderr(served_run, long_wav, tmp_path, capsys):
   assert cli.call(embed, [f"--workdir={served_run['workdir']}", f"--manifest={manifest}", f"--output={out}",
                           "--max_seconds=30"]) == 0
   assert "cut: long: embedded the first 30.0 s; 45.0 s cut by --max_seconds" in capsys.readouterr().err
+
+
+def test_a_long_file_that_fails_while_streamed_is_a_row_not_a_crash(served_run, long_wav, tmp_path, monkeypatch):
+  monkeypatch.setattr(classifier, "IN_MEMORY_SECONDS", 20.0)
+  quiet = str(tmp_path / "nan.wav")  # 25 s of tone, then NaN: the first 20 s decode, the stream finds the NaN
+  x = 0.3 * np.sin(2 * np.pi * 440 * np.arange(16000 * 30) / 16000).astype(np.float32)
+  x[16000 * 25:] = np.nan
+  soundfile.write(quiet, x, 16000, subtype="FLOAT")
+  out = tmp_path / "p.jsonl"
+  assert cli.call(predict, [f"--workdir={served_run['workdir']}", "--format=jsonl", f"--output={out}",
+                            quiet, long_wav]) == 0
+  rows = [json.loads(line) for line in out.read_text().splitlines()]
+  assert rows[0]["error"] == f"{quiet}: audio holds NaN or inf samples"
+  assert rows[1]["seconds"] == pytest.approx(75.0)

@@ -45,6 +45,7 @@ def speech_wav(tmp_path_factory):
   return path, spans
 
 
+@pytest.mark.needs_model  # real read speech (LibriVox clips)
 def test_vad_finds_the_sentences_and_nothing_between(speech_wav):
   path, sentences = speech_wav
   x = soundfile.read(path, dtype="float32")[0]
@@ -69,6 +70,8 @@ def test_fixed_windows_tile_the_recording():
   assert list(vad.fixed_windows([x], 3.0, 3.0)) == [(0.0, 3.0), (3.0, 6.0), (6.0, 9.0), (9.0, 10.5)]
 
 
+@pytest.mark.slow
+@pytest.mark.needs_model
 def test_segments_get_the_evaluation_logits(clf, speech_wav):
   path, _ = speech_wav
   segments = clf.timeline(path, segments="windows", window_seconds=2.0, hop_seconds=1.5)
@@ -86,6 +89,8 @@ def test_segments_get_the_evaluation_logits(clf, speech_wav):
   assert [(s.start, s.end, s.label) for s in again] == [(s.start, s.end, s.label) for s in segments]
 
 
+@pytest.mark.slow
+@pytest.mark.needs_model
 def test_timeline_command_writes_every_format(served_run, speech_wav, tmp_path, capsys):
   path, sentences = speech_wav
   outs = [str(tmp_path / f"t.{ext}") for ext in ("csv", "jsonl", "srt", "vtt")]
