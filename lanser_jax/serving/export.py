@@ -67,6 +67,9 @@ def waveform_function(clf) -> Callable[[Any], tuple[Any, Any]]:
   from jax import lax
 
   clf.require_audio_front_end()
+  if clf.hop_frames > clf.crop_frames:
+    raise ExportError(f"config.data.eval_hop_frames {clf.hop_frames} > crop_frames {clf.crop_frames}: the "
+                      "graph's windows assume the hop is at most a window")
   lm = clf.log_mel_transform
   n_fft, hop, bins = lm.options.fft_length, lm.options.hop_length, lm.options.num_mel_bins
   half = n_fft // 2 + 1
@@ -89,8 +92,9 @@ def waveform_function(clf) -> Callable[[Any], tuple[Any, Any]]:
     frames = jnp.asarray(mel.shape[0], jnp.int32)
     padded = jnp.concatenate([mel, jnp.zeros((window, bins), jnp.float32)], 0)
     # windows.window_starts as arithmetic on the frame count: starts min(i * hop, frames - window) (0 for a
-    # clip shorter than a window) for i = 0..last; rows past `last` are computed and given weight 0.
-    i = jnp.cumsum(jnp.ones_like(padded[::win_hop, 0], dtype=jnp.int32)) - 1  # >= frames // hop + 2 rows
+    # clip shorter than a window) for i = 0..last; ceil(frames / hop) rows are at least last + 1 when
+    # hop <= window, and the one or two past `last` are computed with weight 0.
+    i = jnp.cumsum(jnp.ones_like(mel[::win_hop, 0], dtype=jnp.int32)) - 1
     last = (jnp.maximum(frames - window, 0) + win_hop - 1) // win_hop
     starts = jnp.maximum(jnp.minimum(i * win_hop, frames - window), 0)
     weight = (i <= last).astype(jnp.float32)

@@ -74,9 +74,11 @@ def exported(served_run, tmp_path_factory):
 def test_exports_equal_predict_without_jax(exported, tmp_path):
   clf, folder = exported
   rng = np.random.default_rng(0)
-  # 0.3 s: shorter than one window (64 frames); 0.64 s: exactly one; then several windows, the last one
-  # ending at the end of the clip.
-  lengths = {"short": 4800, "one_window": 10240, "two_s": 32000, "odd": 16000 * 5 + 117, "twelve_s": 16000 * 12}
+  # The tiny run's windows are 64 frames with a hop of 32 (a frame per 160 samples, plus one): 0.3 s is
+  # shorter than one window, 10080 samples exactly one, 10240 one frame more (two windows), 15200 a window
+  # and a hop; then many windows, the last one ending at the end of the clip.
+  lengths = {"short": 4800, "exact_window": 10080, "one_more_frame": 10240, "window_and_hop": 15200,
+             "two_s": 32000, "odd": 16000 * 5 + 117, "twelve_s": 16000 * 12}
   clips = {}
   for name, n in lengths.items():
     t = np.arange(n) / 16000
