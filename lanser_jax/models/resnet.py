@@ -82,7 +82,7 @@ class ResNet(nn.Module):
     y = x[..., None].astype(self.dtype)
     y = conv(filters, (7, 7), (2, 2), padding=[(3, 3), (3, 3)], name="stem_conv")(y)
     y = nn.relu(norm(name="stem_norm")(y))
-    y = nn.max_pool(y, (3, 3), strides=(2, 2), padding="SAME")
+    y = nn.max_pool(y, window_shape=(3, 3), strides=(2, 2), padding="SAME")  # keywords: jax2onnx patches it so
     for i, num_blocks in enumerate(self.stage_sizes):
       for j in range(num_blocks):
         strides = (2, 2) if i > 0 and j == 0 else (1, 1)

@@ -36,7 +36,21 @@ from lanser_jax.audio import log_mel as log_mel_lib
 from lanser_jax.utils import fileio
 
 _LOG = logging.getLogger(__name__)
-DEFAULT_MAX_SECONDS = 600.0  # longer audio is cropped; every window of what is kept is averaged
+DEFAULT_MAX_SECONDS = None  # None: the whole of every file (longer files are streamed); else cropped there
+IN_MEMORY_SECONDS = 600.0  # a file up to this long is decoded at once; a longer one is streamed (stream.py)
+
+
+@dataclasses.dataclass
+class Clip:
+  """A file read for classification: its log-mel, or None for a recording longer than IN_MEMORY_SECONDS
+  (Classifier.forward_clips streams it), with the seconds classified and the seconds cut off by a
+  max_seconds the user set (None: cut, but the container does not say how much was left)."""
+  path: str
+  log_mel: np.ndarray | None
+  seconds: float
+  cropped_seconds: float | None = 0.0
+  offset: float = 0.0
+  duration: float | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -96,7 +110,7 @@ def _read_json(path: str) -> Any:
 def load(path: str, step: int | str | None = None, *, workdir: str | None = None,
          overrides: Mapping[str, Any] | None = None, batch_size: int = 32,
          devices: Sequence[jax.Device] | None = None,
-         max_seconds: float = DEFAULT_MAX_SECONDS) -> "Classifier":
+         max_seconds: float | None = DEFAULT_MAX_SECONDS) -> "Classifier":
   """Restores a run's parameters and batch statistics for inference.
 
   path: a workdir, its checkpoints/ folder, a step folder or a step's state folder.
@@ -106,6 +120,8 @@ def load(path: str, step: int | str | None = None, *, workdir: str | None = None
   overrides: config changes, e.g. {"model.width": 0.5}; a checkpoint that does not fit the resulting
     model fails with a message naming each array that differs.
   devices: None -> one device (the default); several -> window batches are sharded over them.
+  max_seconds: None (the default) classifies the whole of every file, streaming long ones in bounded memory;
+    a number classifies only the first max_seconds of each (Clip.cropped_seconds says what was cut).
   """
   workdir = find_workdir(workdir or path)
   config = read_config(workdir, overrides)
@@ -138,14 +154,16 @@ class Classifier:
   def __init__(self, model: nn.Module, variables: dict[str, Any], *, config: ml_collections.ConfigDict,
                label_names: Sequence[str], normalizer: pipeline.Normalizer, feature: Mapping[str, Any],
                batch_size: int = 32, devices: Sequence[jax.Device] | None = None,
-               max_seconds: float = DEFAULT_MAX_SECONDS, state_path: str = ""):
+               max_seconds: float | None = DEFAULT_MAX_SECONDS, state_path: str = ""):
     self.config, self.label_names = config, tuple(label_names)
+    self.model = model  # the Flax module (serving/export.py converts it)
     self.normalizer, self.feature, self.state_path = normalizer, dict(feature), state_path
     self.step = _step_of(state_path)
     self.crop_frames = int(config.data.crop_frames)
     self.hop_frames = int(config.data.eval_hop_frames)
     self.mel_bins = int(normalizer.mean.shape[0])
     self.batch_size = int(batch_size)
+    self.max_seconds = max_seconds  # None: whole files (see load)
     # Records store float16 log-mels; rounding ours the same way gives the model exactly what it saw.
     self._feature_dtype = np.dtype(self.feature.get("dtype", "float16"))
 
@@ -164,8 +182,9 @@ class Classifier:
       if self.log_mel_options.num_mel_bins != self.mel_bins:
         raise ValueError(f"dataset.json feature has {self.log_mel_options.num_mel_bins} mel bins, "
                          f"stats.json {self.mel_bins}")
-      self.audio_options = decode.AudioOptions(sample_rate=self.log_mel_options.sample_rate,
-                                                  max_seconds=max_seconds)
+      self.audio_options = decode.AudioOptions(
+          sample_rate=self.log_mel_options.sample_rate,
+          max_seconds=IN_MEMORY_SECONDS if max_seconds is None else max_seconds)
     else:
       self.log_mel_options = None
 
@@ -193,16 +212,23 @@ class Classifier:
       import librosa  # lazily, as audio.load does: only for other rates
       x = librosa.resample(x, orig_sr=sample_rate, target_sr=self.sample_rate,
                            res_type="soxr_hq").astype(np.float32)
-    x = x[:int(self.audio_options.max_seconds * self.sample_rate)]
+    if self.max_seconds is not None:
+      x = x[:int(self.max_seconds * self.sample_rate)]
     decode.validate(decode.Audio(x, self.sample_rate, None, False), self.audio_options)
     return x
 
   def log_mel(self, audio: Any, sample_rate: int | None = None) -> np.ndarray:
     """[frames, mel_bins] log-mel of one path or waveform, exactly as the training features were made."""
     samples = self.waveform(audio, sample_rate)
+    return self.log_mel_transform.one(samples).astype(self._feature_dtype).astype(np.float32)
+
+  @property
+  def log_mel_transform(self) -> log_mel_lib.LogMel:
+    """The training's log-mel transform (built on first use: it needs librosa's mel matrix)."""
+    self.require_audio_front_end()
     if self._log_mel is None:
       self._log_mel = log_mel_lib.LogMel(self.log_mel_options)
-    return self._log_mel.one(samples).astype(self._feature_dtype).astype(np.float32)
+    return self._log_mel
 
   def require_audio_front_end(self):
     if self.audio_options is None:
@@ -265,6 +291,97 @@ class Classifier:
                        f"dtype; max |value| {float(np.max(np.abs(m))):.4g})")
     return m.astype(self._feature_dtype)
 
+  def forward_stream(self, blocks, where: str = "stream") -> tuple[np.ndarray, np.ndarray, float]:
+    """(logits [classes], embedding [dim], seconds) of one recording given as blocks of samples at the
+    model's rate: its windows (stream.log_mel_windows: the training's log-mel and windows, the numbers of
+    `forward_log_mel` on the whole log-mel) go through the model in fixed-size batches as they arrive and
+    are averaged, so memory stays bounded whatever the length."""
+    from lanser_jax.serving import stream
+    stats = stream.StreamStats()
+    sums, count = None, 0
+    pending = []
+
+    def run(batch_windows):
+      mels = {r: w.crop for r, w in enumerate(batch_windows)}
+      batch = windows.fill_batch(mels, np.arange(len(mels)), np.zeros(len(mels), np.int64), self.batch_size,
+                                 self.crop_frames, self.mel_bins, self._feature_dtype)
+      out = self._apply(self._variables, jax.device_put({"log_mel": batch["log_mel"], "length": batch["length"]},
+                                                        self._data_sharding))
+      return len(batch_windows), out
+
+    def collect(n, out):
+      nonlocal sums, count
+      rows = [np.asarray(o[:n], np.float64).sum(0) for o in out]
+      sums = rows if sums is None else [a + b for a, b in zip(sums, rows)]
+      count += n
+
+    for w in stream.log_mel_windows(blocks, self.log_mel_transform, self.crop_frames, self.hop_frames, stats,
+                                    self._feature_dtype):
+      pending.append(w)
+      if len(pending) == self.batch_size:
+        collect(*run(pending))
+        pending = []
+    if pending:
+      collect(*run(pending))
+    stream.validate(stats, self.audio_options, where)
+    logits, embedding = (np.asarray(x / count, np.float32) for x in sums)
+    for name, x in (("logits", logits), ("embedding", embedding)):
+      if not np.all(np.isfinite(x)):
+        raise value_checks.NonFiniteValueError(
+            f"{where}: its {name} are NaN or infinite with the parameters of "
+            f"{self.state_path or 'this classifier'}; check the input's scale")
+    return logits, embedding, stats.samples / self.sample_rate
+
+  def read_clip(self, path: str, offset: float | None = None, duration: float | None = None) -> Clip:
+    """A file (from `offset`, for `duration` s) read for `forward_clips`: decoded at once up to
+    audio_options.max_seconds; past that streamed later (max_seconds=None) or cut (a number)."""
+    audio = decode.load(os.fspath(path), offset, duration, self.audio_options)
+    limit = self.audio_options.max_seconds
+    if not audio.cropped and audio.duration >= limit - 1 / self.sample_rate:  # at the limit: was there more?
+      audio.cropped, audio.source_duration = True, None  # (a container whose header gives no length)
+    if audio.cropped and self.max_seconds is None:
+      return Clip(os.fspath(path), None, audio.source_duration or 0.0, 0.0, float(offset or 0.0), duration)
+    mel = self.log_mel_transform.one(audio.samples).astype(self._feature_dtype).astype(np.float32)
+    cut = (audio.cropped_seconds if audio.source_duration is not None else None) if audio.cropped else 0.0
+    return Clip(os.fspath(path), mel, audio.duration, cut, float(offset or 0.0), duration)
+
+  def forward_clips(self, clips: Sequence[Clip]) -> tuple[np.ndarray, np.ndarray]:
+    """(logits [n, classes], embeddings [n, dim]) of `read_clip`'s clips: those in memory share batches
+    (forward_log_mel); each long one is streamed through forward_stream, whole."""
+    from lanser_jax.serving import stream
+    short = [i for i, c in enumerate(clips) if c.log_mel is not None]
+    logits, emb = self.forward_log_mel([clips[i].log_mel for i in short])
+    out_l = np.zeros((len(clips), len(self.label_names)), np.float32)
+    out_e = None if not short else np.zeros((len(clips), emb.shape[1]), np.float32)
+    for j, i in enumerate(short):
+      out_l[i], out_e[i] = logits[j], emb[j]
+    for i, c in enumerate(clips):
+      if c.log_mel is None:
+        blocks = stream.audio_blocks(c.path, self.sample_rate, c.offset, c.duration)
+        l, e, c.seconds = self.forward_stream(blocks, c.path)
+        if out_e is None:
+          out_e = np.zeros((len(clips), e.shape[0]), np.float32)
+        out_l[i], out_e[i] = l, e
+    return out_l, out_e if out_e is not None else np.zeros((len(clips), 0), np.float32)
+
+  def forward_each(self, clips: Sequence[Clip]) -> list:
+    """forward_clips per clip, for commands that go on past a bad file: [(logits [classes], embedding [dim])
+    or the AudioError/ValueError of a streamed clip that failed (e.g. silent, or unreadable after its start)]."""
+    short = [c for c in clips if c.log_mel is not None]
+    logits, emb = self.forward_clips(short) if short else (None, None)
+    done = iter(zip(logits, emb) if short else [])
+    out = []
+    for c in clips:
+      if c.log_mel is not None:
+        out.append(next(done))
+        continue
+      try:
+        l, e = self.forward_clips([c])
+        out.append((l[0], e[0]))
+      except (decode.AudioError, ValueError) as err:
+        out.append(err)
+    return out
+
   def predictions_from_logits(self, logits: np.ndarray) -> list[Prediction]:
     z = np.asarray(logits, np.float64)
     z = np.exp(z - z.max(axis=-1, keepdims=True))
@@ -288,20 +405,35 @@ class Classifier:
   def predict(self, audio, sample_rate: int | None = None):
     """Prediction for a path or waveform; a list of Predictions for a list of them."""
     single, items = _one_or_many(audio)
-    preds = self.predict_log_mel([self.log_mel(a, sample_rate) for a in items])
+    preds = self.predictions_from_logits(self._forward_items(items, sample_rate)[0])
     return preds[0] if single else preds
 
   def embed(self, audio, sample_rate: int | None = None) -> np.ndarray:
     """Pooled, window-averaged embedding: [dim] for one path or waveform, [n, dim] for a list."""
     single, items = _one_or_many(audio)
-    emb = self.embed_log_mel([self.log_mel(a, sample_rate) for a in items])
+    emb = self._forward_items(items, sample_rate)[1]
     return emb[0] if single else emb
 
   def predict_and_embed(self, audio, sample_rate: int | None = None) -> tuple[list[Prediction], np.ndarray]:
     """Both, from one pass over a list of paths or waveforms."""
     _, items = _one_or_many(audio)
-    logits, emb = self.forward_log_mel([self.log_mel(a, sample_rate) for a in items])
+    logits, emb = self._forward_items(items, sample_rate)
     return self.predictions_from_logits(logits), emb
+
+  def timeline(self, audio, sample_rate: int | None = None, *, segments: str = "vad",
+               window_seconds: float = 3.0, hop_seconds: float = 1.5, vad_options=None) -> list:
+    """[timeline.Segment(start, end, label, probability, probabilities, error)] of a path (streamed in
+    bounded memory) or waveform: its speech segments (segments="vad": Silero VAD, vad.VadOptions) or fixed
+    windows (segments="windows"), each classified as evaluation would classify that stretch of audio."""
+    from lanser_jax.serving import timeline as timeline_lib
+    spans = timeline_lib.spans(self, audio, sample_rate, segments, window_seconds, hop_seconds, vad_options)
+    return list(timeline_lib.classify(self, audio, spans, sample_rate))
+
+  def _forward_items(self, items, sample_rate):
+    """Paths (whole files, long ones streamed) and waveforms, through forward_clips."""
+    clips = [self.read_clip(a) if isinstance(a, (str, os.PathLike))
+             else Clip("<waveform>", self.log_mel(a, sample_rate), 0.0) for a in items]
+    return self.forward_clips(clips)
 
 
 class _QuietOrbax(logging.Filter):

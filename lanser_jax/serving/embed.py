@@ -36,7 +36,9 @@ _ERRORS = flags.DEFINE_string("errors", None, "Errors JSONL (default: <output>.e
 _STEP = flags.DEFINE_string("step", None, "best (default; else latest), latest, or a step number.",
                             flag_values=FLAGS)
 _BATCH_SIZE = flags.DEFINE_integer("batch_size", 32, "Windows per model call.", flag_values=FLAGS)
-_MAX_SECONDS = flags.DEFINE_float("max_seconds", 600.0, "Longer audio is cropped.", flag_values=FLAGS)
+_MAX_SECONDS = flags.DEFINE_float("max_seconds", None, "Embed only the first S seconds of each utterance "
+                                   "(stderr names each one cut); default: whole (long ones streamed).",
+                                   flag_values=FLAGS)
 _DECODE_WORKERS = flags.DEFINE_integer("decode_workers", 2, "Threads decoding ahead of the model.",
                                        flag_values=FLAGS)
 _OVERWRITE = flags.DEFINE_bool("overwrite", False, "Redo the work although --output exists.", flag_values=FLAGS)
@@ -132,8 +134,7 @@ def embed_manifest(clf, manifest: str, output: str, errors: str, chunk: int = 64
     utt_id, row = item
     if isinstance(row, Exception):
       raise row
-    clip = decode.load(row.audio, row.offset, row.duration, clf.audio_options)
-    return clf.log_mel(clip.samples, clip.sample_rate)
+    return clf.read_clip(row.audio, row.offset, row.duration)  # whole; a long one is streamed at flush
 
   clf.require_audio_front_end()  # fail before any work when the run has no audio front end
   outputs = Outputs(output, errors, clf.label_names)
@@ -143,12 +144,18 @@ def embed_manifest(clf, manifest: str, output: str, errors: str, chunk: int = 64
 
   def flush():
     nonlocal dim
-    good = [(utt_id, row, m) for utt_id, row, m in batch if not isinstance(m, Exception)]
-    if good:
-      logits, emb = clf.forward_log_mel([m for _, _, m in good])
-      dim = emb.shape[1]
-      for (utt_id, row, _), e, p in zip(good, emb, clf.predictions_from_logits(logits)):
-        outputs.add(utt_id, e, p, row)
+    good = [i for i, (_, _, m) in enumerate(batch) if not isinstance(m, Exception)]
+    for i, result in zip(good, clf.forward_each([batch[i][2] for i in good])):
+      utt_id, row, clip = batch[i]
+      if isinstance(result, Exception):  # a long utterance, streamed, that failed after its start
+        batch[i] = (utt_id, row, result)
+        continue
+      if clip.cropped_seconds != 0.0:
+        cut = "the rest (length unknown)" if clip.cropped_seconds is None else f"{clip.cropped_seconds:.1f} s"
+        cli.log(f"cut: {utt_id}: embedded the first {clip.seconds:.1f} s; {cut} cut by --max_seconds")
+      logits, emb = result
+      dim = emb.shape[0]
+      outputs.add(utt_id, emb, clf.predictions_from_logits(logits[None])[0], row)
     for utt_id, row, m in batch:
       if isinstance(m, Exception):
         outputs.error(utt_id, getattr(row, "audio", None),

@@ -4,8 +4,11 @@ r"""Classify audio files with a trained run: a table, CSV or JSON lines of label
       [--format=table|csv|jsonl] [--output=FILE] [--batch_size=32] [--step=best|latest|N]
   (or python -m lanser_jax.serving.predict ...)
 
-Folders are searched recursively for audio files. A file that cannot be decoded is reported with the
-reason and the run goes on; the exit status is non-zero only when nothing could be classified.
+Folders are searched recursively for audio files. Every file is classified whole: one that is longer than
+ten minutes is streamed through the model in bounded memory. --max_seconds=S classifies only the first S
+seconds of each file instead; the `seconds` and `cropped_seconds` columns (CSV, JSON lines), the table's
+last column and a line on stderr say what was cut. A file that cannot be decoded is reported with the reason
+and the run goes on; the exit status is non-zero only when nothing could be classified.
 """
 
 from __future__ import annotations
@@ -32,7 +35,8 @@ _STEP = flags.DEFINE_string("step", None, "best (default; else latest), latest, 
 _FORMAT = flags.DEFINE_enum("format", "table", FORMATS, "Output format.", flag_values=FLAGS)
 _OUTPUT = flags.DEFINE_string("output", None, "File to write (default: stdout).", flag_values=FLAGS)
 _BATCH_SIZE = flags.DEFINE_integer("batch_size", 32, "Windows per model call.", flag_values=FLAGS)
-_MAX_SECONDS = flags.DEFINE_float("max_seconds", 600.0, "Longer audio is cropped.", flag_values=FLAGS)
+_MAX_SECONDS = flags.DEFINE_float("max_seconds", None, "Classify only the first S seconds of each file "
+                                   "(the output says what was cut); default: whole files.", flag_values=FLAGS)
 _DECODE_WORKERS = flags.DEFINE_integer("decode_workers", 2, "Threads decoding ahead of the model.",
                                        flag_values=FLAGS)
 flags.mark_flags_as_required(["workdir"], flag_values=FLAGS)
@@ -58,25 +62,28 @@ def expand_inputs(paths: Sequence[str]) -> list[str]:
 
 def classify_files(clf, files: Sequence[str], chunk: int = 64, decode_workers: int = 2,
                    progress=None) -> Iterator[dict]:
-  """One row per file, in order: {"file", "label", "probability", "top", "probabilities"} or
-  {"file", "error"}. Decoding runs on threads ahead of the model; windows of `chunk` files at a time
-  share the fixed-size batches."""
+  """One row per file, in order: {"file", "label", "probability", "top", "probabilities", "seconds",
+  "cropped_seconds"} or {"file", "error"}. Decoding runs on threads ahead of the model; windows of `chunk`
+  files at a time share the fixed-size batches; a file too long to decode at once is streamed whole
+  (Classifier.forward_clips)."""
   from lanser_jax.audio import decode
   from lanser_jax.utils import prefetch
 
   def rows_of(batch):
-    good = [(f, m) for f, m in batch if not isinstance(m, Exception)]
-    preds = iter(clf.predict_log_mel([m for _, m in good]) if good else [])
+    good = [m for _, m in batch if not isinstance(m, Exception)]
+    results = iter(clf.forward_each(good))
     for f, m in batch:
+      if not isinstance(m, Exception):
+        clip, m = m, next(results)
       if isinstance(m, Exception):
         yield {"file": f, "error": prefetch.describe_error(m, (decode.AudioError, ValueError))}
       else:
-        p = next(preds)
+        p = clf.predictions_from_logits(m[0][None])[0]
         yield {"file": f, "label": p.label, "probability": p.probability, "top": p.top(3),
-               "probabilities": p.as_dict()}
+               "probabilities": p.as_dict(), "seconds": clip.seconds, "cropped_seconds": clip.cropped_seconds}
 
   batch = []
-  for f, mel in prefetch.map_ahead(clf.log_mel, files, decode_workers):
+  for f, mel in prefetch.map_ahead(clf.read_clip, files, decode_workers):
     batch.append((f, mel))
     if len(batch) >= chunk:
       yield from rows_of(batch)
@@ -97,9 +104,21 @@ def _top_text(top) -> str:
   return ", ".join(f"{name} {p:.3f}" for name, p in top)
 
 
+def cut_text(r: dict) -> str:
+  """'' for a file classified whole, else what --max_seconds cut."""
+  cut = r.get("cropped_seconds", 0.0)
+  if cut == 0.0:
+    return ""
+  if cut is None:
+    return f"classified the first {r['seconds']:.1f} s; the rest (length unknown) cut by --max_seconds"
+  return (f"classified the first {r['seconds']:.1f} s of {r['seconds'] + cut:.1f} s; {cut:.1f} s cut by "
+          "--max_seconds")
+
+
 def format_table(rows: Sequence[dict]) -> str:
   header = ("file", "label", "probability", "top 3")
-  lines = [(r["file"], r["label"], f"{r['probability']:.3f}", _top_text(r["top"])) if "error" not in r
+  lines = [(r["file"], r["label"], f"{r['probability']:.3f}",
+            _top_text(r["top"]) + (f"  [{cut_text(r)}]" if cut_text(r) else "")) if "error" not in r
            else (r["file"], "FAILED", "", r["error"]) for r in rows]
   widths = [max(len(header[i]), *(len(l[i]) for l in lines)) if lines else len(header[i])
             for i in range(3)]
@@ -113,23 +132,30 @@ def write_rows(rows: Iterable[dict], fmt: str, out, label_names: Sequence[str]) 
   writer = None
   if fmt == "csv":
     writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(["file", "label", "probability", "top3", *[f"p_{n}" for n in label_names], "error"])
+    writer.writerow(["file", "label", "probability", "top3", *[f"p_{n}" for n in label_names], "seconds",
+                     "cropped_seconds", "error"])
   for r in rows:
     seen.append(r)
     if fmt == "csv":
       if "error" in r:
-        writer.writerow([r["file"], "", "", "", *[""] * len(label_names), r["error"]])
+        writer.writerow([r["file"], "", "", "", *[""] * len(label_names), "", "", r["error"]])
       else:
+        cut = r.get("cropped_seconds", 0.0)
         writer.writerow([r["file"], r["label"], f"{r['probability']:.6f}", _top_text(r["top"]),
-                         *[f"{r['probabilities'][n]:.6f}" for n in label_names], ""])
+                         *[f"{r['probabilities'][n]:.6f}" for n in label_names], f"{r['seconds']:.3f}",
+                         "unknown" if cut is None else f"{cut:.3f}", ""])
     elif fmt == "jsonl":
       d = dict(r)
       if "top" in d:
         d["probability"] = round(d["probability"], 6)
         d["top"] = [[n, round(p, 6)] for n, p in d["top"]]
         d["probabilities"] = {n: round(p, 6) for n, p in d["probabilities"].items()}
+        d["seconds"] = round(d["seconds"], 3)
+        d["cropped_seconds"] = None if d["cropped_seconds"] is None else round(d["cropped_seconds"], 3)
       out.write(json.dumps(d, ensure_ascii=False) + "\n")
     out.flush()
+    if "error" not in r and cut_text(r):
+      cli.log(f"cut: {r['file']}: {cut_text(r)}")
   if fmt == "table":
     out.write(format_table(seen))
   return seen
