@@ -19,6 +19,9 @@ from typing import Any
 
 ASR_LIBRARIES = ("faster-whisper", "ctranslate2", "numpy", "soundfile", "soxr")
 LABEL_LIBRARIES = ("jax", "jaxlib", "flax", "transformers", "tokenizers", "numpy")
+# Environment variables that change which kernels run (oneDNN's and MKL's ISA caps, CTranslate2's, XLA's).
+KERNEL_ENV = ("ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA", "CT2_FORCE_CPU_ISA", "CT2_USE_MKL",
+              "MKL_ENABLE_INSTRUCTIONS", "XLA_FLAGS")
 # CPU features that decide which int8/float kernels CTranslate2 (oneDNN, ruy) and XLA dispatch to.
 KERNEL_FLAGS = ("sse4_2", "avx", "avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512_vnni", "avx_vnni",
                 "avx512_bf16", "amx_int8", "amx_bf16", "asimd", "asimddp", "sve")
@@ -37,7 +40,7 @@ def library_versions(names) -> dict[str, str | None]:
 
 @functools.lru_cache(maxsize=None)
 def machine() -> dict[str, Any]:
-  """The CPU model and its kernel-relevant flags, the core count, the OS and Python."""
+  """The CPU model, its kernel-relevant flags and kernel-capping environment, the core count, OS and Python."""
   cpu, flags = None, set()
   try:
     with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
@@ -51,7 +54,8 @@ def machine() -> dict[str, Any]:
   except OSError:  # not Linux: platform's answer stands
     pass
   cpu = cpu or platform.processor() or platform.machine()
-  return {"cpu": cpu, "cpu_flags": [f for f in KERNEL_FLAGS if f in flags], "cpu_count": os.cpu_count(),
+  return {"cpu": cpu, "cpu_flags": [f for f in KERNEL_FLAGS if f in flags],
+          "kernel_env": {k: os.environ[k] for k in KERNEL_ENV if k in os.environ}, "cpu_count": os.cpu_count(),
           "arch": platform.machine(), "system": f"{platform.system()} {platform.release()}",
           "python": platform.python_version()}
 
