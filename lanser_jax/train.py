@@ -382,6 +382,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   t_start = time.time()
   c = config
   checkpointing.check_best_metric(c.best_metric)  # before any work
+  if c.init_from:  # another model (e.g. :runlocal's tiny): one line, here
+    from lanser_jax.engine import init_from
+    init_from.check_model(c.init_from, c.model)
   checkpointing.check_orbax_can_write(workdir)  # before anything is written
   fileio.makedirs(workdir)
 

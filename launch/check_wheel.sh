@@ -36,7 +36,8 @@ sweep=lanser_jax/experiments/sweeps/label_efficiency.py:runlocal,data_root=$dir/
 only=(--only=dataset=crema_d --only=pretrained=none --only=seed=0 --only=fraction=0.1)
 lanser-sweep --sweep="$sweep" --root=runs --print "${only[@]}"
 lanser-sweep --sweep="$sweep" --root=runs --run "${only[@]}"
-lanser-sweep --sweep="$sweep" --root=runs --aggregate "${only[@]}" | head -5
+lanser-sweep --sweep="$sweep" --root=runs --aggregate "${only[@]}" >runs/aggregate.txt  # not piped to head: a closed pipe ends the command
+head -5 runs/aggregate.txt
 if [[ $demo == 1 ]]; then
   # As launch/demo.sh runs it on a CPU: XLA:CPU's default convolution lowering is the bottleneck of a ResNet step.
   XLA_FLAGS="${XLA_FLAGS:-} --xla_cpu_experimental_ynn_fusion_type=-individual_convolution" lanser-demo --workdir=demo

@@ -108,10 +108,17 @@ def test_checkpoint_of_other_architecture_is_refused(synth_dir, tmp_path):
   train.train_and_evaluate(tiny_config(synth_dir, num_train_steps=2, eval_every_steps=2,
                                        **{"model.width": 0.5}), pre)
   c = tiny_config(synth_dir, num_train_steps=2, init_from=pre)
+  # The source run's config.json names its model: one line says which keys differ (before any work) ...
+  with pytest.raises(checkpointing.CheckpointMismatchError, match=r"^init_from=\S+ was trained with model "
+                     r"width=0.5; this config builds width=1.0 \(':runlocal' sets model.name='tiny'\): keep the "
+                     r"source's model with --config.model.width=0.5, or init from a run of this model$"):
+    train.train_and_evaluate(c, str(tmp_path / "ft"))
+  # ... and a checkpoint without its run's config.json is still refused when its arrays are compared.
+  os.remove(os.path.join(pre, "config.json"))
   with pytest.raises(ValueError, match=r"does not fit the model: 0 arrays missing, 0 unexpected, \d+ of other "
                      r"shape(.|\n)*shape differs: stage1_block1/Conv_0/kernel: checkpoint \(1, 1, 4, 4\) "
                      r"vs model \(1, 1, 8, 8\)"):
-    train.train_and_evaluate(c, str(tmp_path / "ft"))
+    train.train_and_evaluate(c, str(tmp_path / "ft2"))
 
 
 @pytest.mark.subprocess

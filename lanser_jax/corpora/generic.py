@@ -110,14 +110,32 @@ def _not_audio_file(path: str, hidden: bool) -> str | None:
   return None
 
 
-def list_rows(path: str, split: str | None = None) -> Iterator[manifests.Row | manifests.RejectedRow]:
-  """A CSV (with a header) or JSONL list; `audio` is required, other manifest keys optional.
-  Relative audio paths are taken relative to the list file's folder."""
+LIST_COLUMNS = ("audio", "label", "speaker", "split", "text", "utt_id", "offset", "duration")
+
+
+def list_rows(path: str, split: str | None = None, columns: dict[str, str] | None = None
+              ) -> Iterator[manifests.Row | manifests.RejectedRow]:
+  """A CSV (with a header) or JSONL list; `audio` (or `path`) is required, the other LIST_COLUMNS optional.
+  Relative audio paths are taken relative to the list file's folder. `columns` maps manifest keys to the
+  list's own names ({"audio": "file", "label": "emotion"}). A list without an audio column stops the run
+  with one line naming the columns it has and the ones expected."""
   base = os.path.dirname(os.path.abspath(path))
+  if not os.path.isfile(path):
+    raise manifests.CorpusError(f"{path}: no such list file (manifest.root names the CSV or JSONL list)")
+  rename = {v: k for k, v in dict(columns or {}).items() if v}
+  unknown = sorted(set(dict(columns or {})) - set(LIST_COLUMNS))
+  if unknown:
+    raise manifests.CorpusError(f"manifest.columns names {unknown}, which are no list columns; the keys are "
+                                f"{list(LIST_COLUMNS)}")
+  checked = False
   for where, d in _read_list(path):
     if "_bad" in d:
       yield manifests.RejectedRow(where, where, f"not JSON: {d['_bad']}")
       continue
+    d = {rename.get(k, k): v for k, v in d.items()}
+    if not checked:
+      _check_columns(path, d, columns)
+      checked = True
     audio = d.get("audio") or d.get("path")
     if not audio:
       yield manifests.RejectedRow(str(d.get("utt_id", where)), where, "no 'audio' value")
@@ -125,6 +143,7 @@ def list_rows(path: str, split: str | None = None) -> Iterator[manifests.Row | m
     audio = manifests.resolve_audio(str(audio), base)
     d = dict(d, audio=audio, utt_id=str(d.get("utt_id") or os.path.splitext(
         os.path.basename(audio.split("#")[0]))[0]))
+    d.pop("path", None)
     for key in ("offset", "duration"):
       if d.get(key) in ("", None):
         d[key] = None
@@ -144,18 +163,38 @@ def list_rows(path: str, split: str | None = None) -> Iterator[manifests.Row | m
       yield manifests.RejectedRow(d["utt_id"], where, str(e))
 
 
+def read_utterances(path: str, lenient: bool = True) -> Iterator[manifests.Row | manifests.RejectedRow]:
+  """The utterances of a manifest (JSONL) or of a CSV list as labelling reads it (header, columns, relative
+  paths): what `embed` and the analysis take, so one list serves labelling, embedding and analysis."""
+  if path.lower().endswith(".csv"):
+    return list_rows(path)
+  return manifests.read_manifest(path, lenient=lenient)
+
+
+def _check_columns(path: str, first: dict[str, Any], columns) -> None:
+  """One line when the list's first row has no audio column (a wrong header or a wrong `columns` map)."""
+  if "audio" in first or "path" in first:
+    return
+  hint = (f" (after manifest.columns {dict(columns)})" if columns else
+          "; map other names with manifest.columns (custom.py: columns=audio:file|label:emotion)")
+  raise manifests.CorpusError(f"{path}: no 'audio' (or 'path') column; the list has {sorted(k for k in first if k)}, "
+                              f"expected audio plus optional {list(LIST_COLUMNS[1:])}{hint}")
+
+
 def _read_list(path: str) -> Iterator[tuple[str, dict[str, Any]]]:
-  with open(path, encoding="utf-8", newline="") as f:
+  with open(path, encoding="utf-8-sig", newline="") as f:
     if path.lower().endswith((".jsonl", ".json")):
       for lineno, line in enumerate(f, 1):
         if line.strip():
           try:
-            yield f"{path}:{lineno}", json.loads(line)
+            d = json.loads(line)
+            yield f"{path}:{lineno}", d if isinstance(d, dict) else {"_bad": f"a {type(d).__name__}, not an object"}
           except json.JSONDecodeError as e:
             yield f"{path}:{lineno}", {"_bad": str(e)}
     else:
       for lineno, d in enumerate(csv.DictReader(f), 2):
-        yield f"{path}:{lineno}", d
+        yield f"{path}:{lineno}", {(k or "").strip(): (v.strip() if isinstance(v, str) else v)
+                                   for k, v in d.items() if k is not None}
 
 
 def condensed_movies_rows(root: str, video_dir: str = "videos",

@@ -49,6 +49,11 @@ class ManifestError(ValueError):
   """A manifest line or file that does not match the format."""
 
 
+class CorpusError(ValueError):
+  """A corpus the stages cannot use as configured (wrong columns, labels outside the declared set, a
+  protocol it cannot follow); the message is one line saying what is wrong and how to go on."""
+
+
 @dataclasses.dataclass
 class Row:
   utt_id: str

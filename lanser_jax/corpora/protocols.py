@@ -188,6 +188,12 @@ def assignment(rows: Iterable[manifests.Row], spec: dict[str, Any]) -> dict[str,
   spec = dict(spec)
   corpus, name = spec.get("corpus"), spec.get("name")
   common = dict(seed=int(spec.get("seed", 0)), valid_ratio=float(spec.get("valid_ratio", 0.2)))
+  from lanser_jax.corpora import emobox, speakers  # any corpus: lanser_jax/corpora/{speakers,emobox}.py
+  if name in speakers.PROTOCOLS:
+    return speakers.assignment(rows, spec)
+  if corpus == "emobox":
+    return emobox.assignment(list(rows), spec.get("dataset", ""), int(spec.get("fold", 1)),
+                             spec.get("emobox_dir", ""), **common)
   if corpus == "iemocap":
     return iemocap_assignment(rows, name, int(spec["fold"]), emobox_dir=spec.get("emobox_dir", ""),
                               **common)

@@ -5,9 +5,11 @@ r"""Pooled embeddings (and class probabilities) of every utterance of a manifest
   (or python -m lanser_jax.serving.embed ...)
 
 --output ending in .npz: arrays utt_id [N] (str), embedding float32 [N, dim], probabilities float32
-[N, classes], label_names [classes] (read with np.load(path), no pickle). Any other name: JSON lines
-{"utt_id", "embedding", "label", "probability"}. The manifest is the shared format
-(lanser_jax/corpora/manifests.py; offset/duration are honoured). An utterance that cannot be used is listed
+[N, classes], label_names [classes], and each row's own true_label, speaker and split [N] (str, "" where the
+row has none; read with np.load(path), no pickle). Any other name: JSON lines {"utt_id", "embedding", "label"
+(predicted), "probability", "true_label", "speaker", "split"}. --manifest is the shared manifest format
+(lanser_jax/corpora/manifests.py; offset/duration are honoured) or a CSV list as labelling reads it
+(lanser_jax/corpora/generic.py: header, audio/path, label, speaker, split, ...). An utterance that cannot be used is listed
 in the errors file ({"utt_id", "stage", "source", "reason"}) and the run goes on. Outputs are written
 under a temporary name and renamed at the end; a rerun with a finished output skips the work.
 """
@@ -27,7 +29,7 @@ from lanser_jax.utils import cli, fileio
 FLAGS = flags.FlagValues()  # this command's own (lanser_jax/utils/cli.py says why)
 _WORKDIR = flags.DEFINE_string("workdir", None, "The training workdir (or a checkpoint step folder).",
                                flag_values=FLAGS)
-_MANIFEST = flags.DEFINE_string("manifest", None, "Manifest JSONL (lanser_jax/corpora/manifests.py).",
+_MANIFEST = flags.DEFINE_string("manifest", None, "Manifest JSONL or CSV list (as lanser-label reads it).",
                                 flag_values=FLAGS)
 _OUTPUT = flags.DEFINE_string("output", None, "*.npz, or JSON lines for any other name.", flag_values=FLAGS)
 _ERRORS = flags.DEFINE_string("errors", None, "Errors JSONL (default: <output>.errors.jsonl).", flag_values=FLAGS)
@@ -47,9 +49,9 @@ class ManifestLineError(ValueError):
 
 def read_rows(path: str) -> Iterator[tuple[str, object]]:
   """(utt_id or 'line N', Row or ManifestLineError) per non-empty line: a bad line never stops the run."""
-  from lanser_jax.corpora import manifests
+  from lanser_jax.corpora import generic, manifests
   seen = set()
-  for row in manifests.read_manifest(path, lenient=True):
+  for row in generic.read_utterances(path):
     if isinstance(row, manifests.RejectedRow):
       yield row.utt_id, ManifestLineError(f"{row.source}: not a manifest row ({row.reason})")
     elif row.utt_id in seen:
@@ -61,8 +63,10 @@ def read_rows(path: str) -> Iterator[tuple[str, object]]:
 
 
 def count_lines(path: str) -> int:
+  """Utterance lines of a manifest or list (a CSV's header is not one)."""
   with fileio.open(path, encoding="utf-8") as f:
-    return sum(1 for line in f if line.strip())
+    n = sum(1 for line in f if line.strip())
+  return n - 1 if path.lower().endswith(".csv") and n else n
 
 
 class Outputs:
@@ -78,18 +82,24 @@ class Outputs:
     self._errors_f = self._staged.open(errors, "w", encoding="utf-8")
     self._out_f = None if self.npz else self._staged.open(output, "w", encoding="utf-8")
     self.utt_ids, self.embeddings, self.probabilities = [], [], []
+    self.rows = {"true_label": [], "speaker": [], "split": []}  # each row's own, beside its embedding
     self.written = self.failed = 0
 
-  def add(self, utt_id: str, embedding: np.ndarray, prediction):
+  def add(self, utt_id: str, embedding: np.ndarray, prediction, row=None):
     self.written += 1
+    given = {"true_label": getattr(row, "label", None) or "", "speaker": getattr(row, "speaker", "") or "",
+             "split": getattr(row, "split", None) or ""}
     if self.npz:
       self.utt_ids.append(utt_id)
       self.embeddings.append(embedding)
       self.probabilities.append(prediction.probabilities)
+      for k, v in given.items():
+        self.rows[k].append(str(v))
     else:
       self._out_f.write(json.dumps({"utt_id": utt_id, "embedding": [float(x) for x in embedding],
                                     "label": prediction.label,
-                                    "probability": round(prediction.probability, 6)}) + "\n")
+                                    "probability": round(prediction.probability, 6), **given},
+                                   ensure_ascii=False) + "\n")
 
   def error(self, utt_id: str, source, reason: str):
     self.failed += 1
@@ -104,7 +114,8 @@ class Outputs:
                else np.zeros((0, len(self.label_names)), np.float32))
       with self._staged.open(self.output, "wb", encoding=None) as f:  # a file object: np.savez would add .npz
         np.savez(f, utt_id=np.asarray(self.utt_ids, dtype=str), embedding=emb.astype(np.float32),
-                 probabilities=probs.astype(np.float32), label_names=np.asarray(self.label_names, dtype=str))
+                 probabilities=probs.astype(np.float32), label_names=np.asarray(self.label_names, dtype=str),
+                 **{k: np.asarray(v, dtype=str) for k, v in self.rows.items()})
     else:
       self._out_f.close()
     self._staged.commit()
@@ -136,8 +147,8 @@ def embed_manifest(clf, manifest: str, output: str, errors: str, chunk: int = 64
     if good:
       logits, emb = clf.forward_log_mel([m for _, _, m in good])
       dim = emb.shape[1]
-      for (utt_id, _, _), e, p in zip(good, emb, clf.predictions_from_logits(logits)):
-        outputs.add(utt_id, e, p)
+      for (utt_id, row, _), e, p in zip(good, emb, clf.predictions_from_logits(logits)):
+        outputs.add(utt_id, e, p, row)
     for utt_id, row, m in batch:
       if isinstance(m, Exception):
         outputs.error(utt_id, getattr(row, "audio", None),
@@ -168,7 +179,12 @@ def main(argv: Sequence[str]) -> int:
   classifier.quiet_orbax()
   clf = classifier.load(_WORKDIR.value, _STEP.value, batch_size=_BATCH_SIZE.value, max_seconds=_MAX_SECONDS.value)
   cli.log(f"model {clf.config.model.name} step {clf.step} from {clf.state_path}")
-  counts = embed_manifest(clf, _MANIFEST.value, output, errors, decode_workers=_DECODE_WORKERS.value)
+  from lanser_jax.corpora import manifests
+  try:
+    counts = embed_manifest(clf, _MANIFEST.value, output, errors, decode_workers=_DECODE_WORKERS.value)
+  except manifests.CorpusError as e:  # a list without an audio column: one line, no traceback
+    cli.log(f"error: {e}")
+    return 1
   cli.log(f"{counts['written']} embedded (dim {counts['dim']}), {counts['failed']} failed -> {output}"
           + (f"; reasons in {errors}" if counts["failed"] else ""))
   return 0 if counts["written"] > 0 else 1

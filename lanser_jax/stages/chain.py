@@ -10,6 +10,7 @@ import json
 import os
 import time
 
+from lanser_jax.corpora import folds
 from lanser_jax.utils import fileio
 from lanser_jax.utils.cli import log
 from lanser_jax.stages import features, manifest, pieces, stage
@@ -40,7 +41,7 @@ def run_stages(config, workdir: str, stage_name: str, process: tuple[int, int], 
   fileio.makedirs(workdir)
   if process[0] == 0:
     pieces.write_json(os.path.join(workdir, f"config.{stage_name}.json"), json.loads(config.to_json()))
-  for name in todo:
+  for name, config in _steps(config, todo, workdir, process):  # noqa: B020 -- one config per fold
     s = BY_NAME[name]
     log(f"=== stage {name} (process {process[0]} of {process[1]}) ===")
     if name != manifest.STAGE.name and process[0] != 0:
@@ -67,6 +68,23 @@ def run_stages(config, workdir: str, stage_name: str, process: tuple[int, int], 
                                    f"{os.path.join(workdir, 'errors.jsonl')}")
     return summary
   return None
+
+
+def _steps(config, todo, workdir: str, process: tuple[int, int]):
+  """(stage name, config) in order: the features stage once per fold when features.protocol.fold is 0
+  (every fold, lanser_jax/corpora/folds.py), each fold's config naming its own feature folder."""
+  for name in todo:
+    if name != features.STAGE.name:
+      yield name, config
+      continue
+    if process[0] != 0:
+      _wait(os.path.join(workdir, "manifest", "summary.json"), config.wait_seconds)
+    rows = lambda: pieces.Manifest(manifest.manifest_path(workdir)).piece(0, 1)  # noqa: E731
+    configs = folds.fold_configs(config, rows)
+    for fold_config in configs:
+      if len(configs) > 1:
+        log(f"--- fold {fold_config.features.protocol.fold} of {len(configs)}: {fold_config.features.dir_name}")
+      yield name, fold_config
 
 
 def end_to_end_summary(config, workdir: str, todo) -> dict | None:

@@ -40,7 +40,7 @@ def default_config() -> ml_collections.ConfigDict:
       log_mel.LogMelOptions, exclude=("sample_rate",),
       dir_name="features",
       label_source="weak",  # weak: labels/ (only weakly labelled utterances); human; none
-      label_names=(),  # for label_source="human"
+      label_names=(),  # label_source="human": the declared classes; () takes the data's labels (corpora/labels.py)
       split_map=ml_collections.ConfigDict(),  # manifest "split" or "split/speaker" -> output split
       stats_split="train", batch_clips=32, decode_workers=2)
   c.features.folds = ml_collections.ConfigDict()  # recorded in dataset.json (IEMOCAP folds)

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from lanser_jax.corpora import manifests, protocols
+from lanser_jax.corpora import labels, manifests, protocols
 from lanser_jax.input_pipeline import records
 from lanser_jax.audio import decode as decode_lib
 from lanser_jax.audio import log_mel as log_mel_lib
@@ -93,12 +93,17 @@ class FeaturesStage(stage.Stage):
     if fc.get("protocol"):  # every process derives the same assignment from the whole manifest
       split_map.update(protocols.split_map(manifest_.piece(0, 1), fc.protocol.to_dict()))
     splits = sorted(all_splits(manifest_, split_map))
+    if len(splits) == 1 and fc.label_source == "human":  # a labelled list without splits: say so before training
+      log(f"[features] warning: every row goes to split {splits[0]!r}; training selects checkpoints on a "
+          "validation split: set features.protocol (custom.py: protocol=speaker_kfold) or a split column")
     if fc.label_source == "weak":
       names_path = os.path.join(labels_dir, "label_names.json")
       if not fileio.exists(names_path):
         raise FileNotFoundError(f"{names_path}: missing; features.label_source='weak' needs "
                                 "--stage=label first (or label_source='human'/'none')")
       label_names = pieces.read_json(names_path)
+    elif fc.label_source == "human":  # declared and checked, or the data's own (lanser_jax/corpora/labels.py)
+      label_names = labels.label_names(labels.counts(manifest_.piece(0, 1)), fc.label_names, manifest_.path)
     else:
       label_names = list(fc.label_names)
     return _State(config, options, decode_lib.AudioOptions.from_config(config.audio), manifest_,

@@ -31,6 +31,7 @@ import sys
 from absl import flags
 
 from lanser_jax import config_lib
+from lanser_jax.corpora import manifests
 from lanser_jax.stages import chain, pieces
 from lanser_jax.utils import cli
 
@@ -62,7 +63,7 @@ def main(argv):
   process = pieces.resolve_process(num_processes, process_index)
   try:
     chain.run_stages(_CONFIG.value, _WORKDIR.value, _STAGE.value, process)
-  except pieces.NothingSurvived as e:  # a finding about the corpus, not a crash: no traceback
+  except (pieces.NothingSurvived, manifests.CorpusError) as e:  # findings about the corpus: no traceback
     cli.log(f"error: {e}")
     sys.exit(1)
 

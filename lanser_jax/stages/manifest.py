@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 
 from lanser_jax import corpora
-from lanser_jax.corpora import manifests
+from lanser_jax.corpora import labels, manifests
 from lanser_jax.utils import progress as progress_lib
 from lanser_jax.stages import pieces, stage
 
@@ -30,6 +30,10 @@ class ManifestStage(stage.Stage):
                                       corpora.rows(config.manifest),
                                       os.path.join(out_dir, "errors.jsonl"), progress)
     progress.close()
+    if config.features.label_source == "human":  # labels outside the declared set stop here, before any audio
+      path = os.path.join(out_dir, "manifest.jsonl")
+      labels.label_names(labels.counts(manifests.read_manifest(path, lenient=True)), config.features.label_names,
+                         config.manifest.get("root") or path)
     reasons = {}
     for e in pieces.read_jsonl(os.path.join(out_dir, "errors.jsonl")):
       kind = e["reason"].split(":")[0][:60]

@@ -1,12 +1,15 @@
 r"""What the representations learn: embedding maps and linear probes to prosody, run beside run.
 
   lanser-analysis --workdir=pretrained=RUN_A --workdir=scratch=RUN_B --manifest=M \
-      [--out=DIR] [--limit=2000] [--seed=0] [--test_fraction=0.3] [--known=prosody]
+      [--split=held_out|all|SPLIT] [--out=DIR] [--limit=2000] [--seed=0] [--test_fraction=0.3] [--known=prosody]
   (or python -m lanser_jax.tools.analysis ...)
 
 Each --workdir is a training run (NAME=PATH, or PATH named by its folder); every run embeds the same
-utterances of the manifest (lanser_jax.load(run).embed: window-averaged pooled embeddings, the run's own
-front end). Writes to --out (default <first run>/analysis):
+utterances of the manifest or CSV list (lanser_jax.load(run).embed: window-averaged pooled embeddings, the run's
+own front end). Which utterances (--split): held_out (default) leaves out every utterance that any of the runs
+trained on or selected its checkpoint on (the train and eval splits of the feature folder in its config.json),
+so a fine-tuned run is never probed on its own training data; all keeps every row; a split name (e.g. test)
+keeps the rows in that split of the runs' feature folders. Writes to --out (default <first run>/analysis):
   pca.png, tsne.png   2-D maps of each run's embeddings (rows), coloured by label and by speaker (columns);
   probes.png          held-out R^2 of each prosodic measure, runs side by side;
   analysis.md/.json   the probe table, and per utterance the measures (prosody.jsonl).
@@ -23,8 +26,10 @@ Known values (--known=KEY): where each manifest row holds a dict of numbers unde
 `prosody`: the eSpeak NG settings each utterance was synthesised with), each number is probed too, as
 `KEY.name`, so a probe can be checked against ground truth; a row without it is left out of that probe.
 Probes: ridge regression (scikit-learn RidgeCV, alpha chosen by leave-one-out on the training part) from
-standardised frozen embeddings to each standardised measure, on a seeded random split of utterances
-(--test_fraction held out); R^2 on the held-out part. Utterances whose audio fails or has no voiced frame
+standardised frozen embeddings to each standardised measure, cross-validated over round(1/--test_fraction)
+folds: by speaker where every row names one (a speaker's utterances never on both sides of a probe), else by
+utterance (seeded). The table gives each probe's mean held-out R^2 ± the sample std over the folds (the
+spread), the JSON every fold's value. Utterances whose audio fails or has no voiced frame
 are listed in the JSON (`skipped`) and left out of the F0 probes only where F0 is undefined.
 """
 
@@ -89,25 +94,60 @@ def prosody(samples: np.ndarray, sr: int = SAMPLE_RATE) -> dict[str, float]:
 # Probes and maps.
 
 
-def probe_r2(x: np.ndarray, y: np.ndarray, seed: int = 0, test_fraction: float = 0.3) -> dict[str, Any]:
-  """Held-out R^2 of a ridge probe from x [n, d] to y [n]; rows with a non-finite y are left out."""
+def probe_folds(n: int, groups: Sequence[str] | None, k: int, seed: int) -> tuple[list[np.ndarray], str]:
+  """Test indices of each of `k` probe folds, and how they were cut: by speaker when `groups` names at least two
+  (all of a speaker's utterances in one fold; speakers dealt to folds in a seeded order, largest first), else by
+  utterance (a seeded permutation cut in k parts)."""
+  rng = np.random.default_rng(seed)
+  names = sorted(set(groups)) if groups is not None else []
+  if groups is not None and len(names) >= 2 and "" not in names:
+    k = min(k, len(names))
+    sizes = {g: 0 for g in names}
+    for g in groups:
+      sizes[g] += 1
+    order = sorted(names, key=lambda g: (-sizes[g], rng.random()))
+    load, fold_of = np.zeros(k), {}
+    for g in order:  # the fold with the fewest utterances so far: folds of similar size
+      f = int(np.argmin(load))
+      fold_of[g] = f
+      load[f] += sizes[g]
+    idx = np.asarray([fold_of[g] for g in groups])
+    return [np.flatnonzero(idx == f) for f in range(k)], "speaker"
+  order = rng.permutation(n)
+  return [np.sort(part) for part in np.array_split(order, max(2, min(k, n)))], "utterance"
+
+
+def probe_r2(x: np.ndarray, y: np.ndarray, seed: int = 0, test_fraction: float = 0.3,
+             groups: Sequence[str] | None = None) -> dict[str, Any]:
+  """Held-out R^2 of a ridge probe from x [n, d] to y [n], cross-validated over round(1/test_fraction) folds
+  (by speaker when `groups` gives each row's speaker, see probe_folds): r2 is the mean over folds, r2_std their
+  sample standard deviation, r2_folds each fold's value. Rows with a non-finite y are left out; a fold with
+  fewer than 2 test or 3 training rows is skipped (r2 None when every fold is)."""
   from sklearn.linear_model import RidgeCV
   from sklearn.metrics import r2_score
   from sklearn.preprocessing import StandardScaler
 
   keep = np.isfinite(y)
   x, y = np.asarray(x, np.float64)[keep], np.asarray(y, np.float64)[keep]
-  n_test = int(round(len(y) * test_fraction))
-  if n_test < 2 or len(y) - n_test < 3:
-    return {"r2": None, "n_train": len(y) - n_test, "n_test": n_test, "alpha": None}
-  order = np.random.default_rng(seed).permutation(len(y))
-  test, train = order[:n_test], order[n_test:]
-  sx = StandardScaler().fit(x[train])
-  mean, std = y[train].mean(), y[train].std() or 1.0
-  model = RidgeCV(alphas=np.logspace(-3, 4, 15)).fit(sx.transform(x[train]), (y[train] - mean) / std)
-  pred = model.predict(sx.transform(x[test])) * std + mean
-  return {"r2": float(r2_score(y[test], pred)), "n_train": len(train), "n_test": n_test,
-          "alpha": float(model.alpha_)}
+  groups = None if groups is None else [g for g, k in zip(groups, keep) if k]
+  k = max(2, int(round(1.0 / test_fraction)))
+  folds, split_by = probe_folds(len(y), groups, k, seed)
+  scores, alphas, n_test = [], [], 0
+  for test in folds:
+    train = np.setdiff1d(np.arange(len(y)), test)
+    if len(test) < 2 or len(train) < 3:
+      continue
+    sx = StandardScaler().fit(x[train])
+    mean, std = y[train].mean(), y[train].std() or 1.0
+    model = RidgeCV(alphas=np.logspace(-3, 4, 15)).fit(sx.transform(x[train]), (y[train] - mean) / std)
+    pred = model.predict(sx.transform(x[test])) * std + mean
+    scores.append(float(r2_score(y[test], pred)))
+    alphas.append(float(model.alpha_))
+    n_test += len(test)
+  return {"r2": float(np.mean(scores)) if scores else None,
+          "r2_std": float(np.std(scores, ddof=1)) if len(scores) > 1 else (0.0 if scores else None),
+          "r2_folds": scores, "folds": len(scores), "split_by": split_by, "n_test": n_test,
+          "n_train": len(y) - n_test // max(1, len(scores)), "alpha": float(np.median(alphas)) if alphas else None}
 
 
 def maps(embeddings: np.ndarray, seed: int = 0) -> dict[str, np.ndarray]:
@@ -186,12 +226,19 @@ def parse_workdir(value: str) -> tuple[str, str]:
   return name, path
 
 
-def read_clips(manifest: str, limit: int = 0) -> tuple[list[manifests.Row], list[np.ndarray], list[dict]]:
+def read_clips(manifest: str, limit: int = 0, excluded: dict[str, str] | None = None,
+               only: set[str] | None = None) -> tuple[list[manifests.Row], list[np.ndarray], list[dict]]:
+  """Rows and audio of the manifest (or CSV list), leaving out the rows in `excluded` (utt_id -> why) and,
+  when `only` is given, the rows not in it."""
+  from lanser_jax.corpora import generic
   options = decode.AudioOptions(sample_rate=SAMPLE_RATE, max_seconds=600.0, min_seconds=0.1)
   rows, clips, skipped = [], [], []
-  for row in manifests.read_manifest(manifest, lenient=True):
+  excluded = excluded or {}
+  for row in generic.read_utterances(manifest):
     if isinstance(row, manifests.RejectedRow):
       skipped.append({"utt_id": row.utt_id, "reason": row.reason})
+      continue
+    if row.utt_id in excluded or (only is not None and row.utt_id not in only):
       continue
     try:
       clips.append(decode.load(row.audio, row.offset, row.duration, options).samples)
@@ -202,8 +249,46 @@ def read_clips(manifest: str, limit: int = 0) -> tuple[list[manifests.Row], list
     if limit and len(rows) >= limit:
       break
   if len(rows) < 5:
-    raise ValueError(f"{manifest}: only {len(rows)} usable utterances (skipped {skipped[:3]}...); need >= 5")
+    raise ValueError(f"{manifest}: only {len(rows)} usable utterances (skipped {skipped[:3]}..., "
+                     f"{len(excluded)} left out as the runs' training or validation utterances); need >= 5")
   return rows, clips, skipped
+
+
+def split_ids(data_dir: str, split: str) -> set[str]:
+  """utt_ids of one split of a feature folder (empty when the folder or split does not exist)."""
+  from lanser_jax.input_pipeline import pipeline
+  if not data_dir or not fileio.glob(os.path.join(data_dir, f"{split}-*-of-*.array_record")):
+    return set()
+  source = pipeline.open_source(data_dir, split)  # an incomplete split fails here, naming the folder
+  return {records.decode(source[i]).utt_id for i in range(len(source))}
+
+
+def run_data(workdir: str) -> tuple[str, list[str]]:
+  """A run's feature folder (config.json data.dir) and the splits it trained and selected checkpoints on."""
+  config = fileio.read_json(os.path.join(workdir, "config.json"))
+  data = config.get("data", {})
+  return data.get("dir", ""), [s for s in (data.get("train_split", "train"), data.get("eval_split", "")) if s]
+
+
+def choose_utterances(workdirs: Sequence[tuple[str, str]], split: str) -> tuple[dict[str, str], set[str] | None]:
+  """(excluded utt_id -> why, only these utt_ids or None) for --split: held_out leaves out every utterance any run
+  trained or selected its checkpoint on; all keeps every row; a split name keeps that split of the runs' feature
+  folders (the union over runs)."""
+  if split == "all":
+    return {}, None
+  excluded, only = {}, set()
+  for name, workdir in workdirs:
+    data_dir, used = run_data(workdir)
+    if split == "held_out":
+      for s in used:
+        for u in split_ids(data_dir, s):
+          excluded.setdefault(u, f"in run {name}'s {s} split")
+    else:
+      only |= split_ids(data_dir, split)
+  if split != "held_out" and not only:
+    raise ValueError(f"--split={split}: none of the runs' feature folders has that split "
+                     f"({[run_data(w)[0] for _, w in workdirs]}); use held_out, all or one of their splits")
+  return excluded, (only if split != "held_out" else None)
 
 
 def known_values(rows: Sequence[manifests.Row], key: str, where: str = "manifest") -> list[dict[str, float]]:
@@ -221,11 +306,12 @@ def known_values(rows: Sequence[manifests.Row], key: str, where: str = "manifest
 
 def analyse(workdirs: Sequence[tuple[str, str]], manifest: str, out: str, seed: int = 0,
             test_fraction: float = 0.3, limit: int = 0, batch_size: int = 32, log=print,
-            known: str = "") -> dict[str, Any]:
+            known: str = "", split: str = "held_out") -> dict[str, Any]:
   import lanser_jax
   from lanser_jax.utils import progress as progress_lib
 
-  rows, clips, skipped = read_clips(manifest, limit)
+  excluded, only = choose_utterances(workdirs, split)
+  rows, clips, skipped = read_clips(manifest, limit, excluded, only)
   planted = known_values(rows, known, manifest) if known else None
   fileio.makedirs(out)
   progress = progress_lib.Progress("prosody", len(clips))
@@ -250,13 +336,20 @@ def analyse(workdirs: Sequence[tuple[str, str]], manifest: str, out: str, seed: 
     log(f"[analysis] embedding {len(clips)} utterances with {name} ({workdir})")
     emb = lanser_jax.load(workdir, batch_size=batch_size).embed(clips, SAMPLE_RATE)
     dims[name] = int(emb.shape[1])
-    table[name] = {m: probe_r2(emb, np.asarray([x[m] for x in measures]), seed, test_fraction) for m in names}
+    groups = [r.speaker for r in rows]
+    table[name] = {m: probe_r2(emb, np.asarray([x[m] for x in measures]), seed, test_fraction, groups)
+                   for m in names}
     coords[name] = maps(emb, seed)
   for method in ("pca", "tsne"):
     plot_maps(coords, labels, speakers, method, os.path.join(out, f"{method}.png"))
   plot_probes(table, os.path.join(out, "probes.png"))
+  first = next(iter(table.values()))
+  any_probe = next(iter(first.values())) if first else {}
   result = {"manifest": fileio.absolute(manifest), "num_utterances": len(rows), "seed": seed,
-            "test_fraction": test_fraction, "known": known or None,
+            "test_fraction": test_fraction, "known": known or None, "split": split,
+            "left_out": len(excluded), "probe_split_by": any_probe.get("split_by"),
+            "probe_folds": max((p["folds"] for t in table.values() for p in t.values()), default=0),
+            "speakers": len({r.speaker for r in rows if r.speaker}),
             "workdirs": {n: fileio.absolute(w) for n, w in workdirs},
             "embedding_dim": dims, "probes": table, "skipped": skipped,
             "measure_means": {m: float(np.nanmean([x[m] for x in measures])) for m in names}}
@@ -271,9 +364,12 @@ def analyse(workdirs: Sequence[tuple[str, str]], manifest: str, out: str, seed: 
 def markdown(result: dict[str, Any]) -> str:
   runs = list(result["probes"])
   measures = list(next(iter(result["probes"].values())))
-  fmt = lambda p: "-" if p["r2"] is None else f"{p['r2']:.3f}"  # noqa: E731
-  lines = [f"Held-out R² of ridge probes from frozen embeddings, {result['num_utterances']} utterances, "
-           f"{100 * result['test_fraction']:.0f}% held out (seed {result['seed']}).", "",
+  fmt = lambda p: "-" if p["r2"] is None else f"{p['r2']:.3f} ± {p.get('r2_std') or 0:.3f}"  # noqa: E731
+  lines = [f"Held-out R² of ridge probes from frozen embeddings (mean ± sample std over "
+           f"{result.get('probe_folds', '?')} folds split by {result.get('probe_split_by', 'utterance')}, seed "
+           f"{result['seed']}), {result['num_utterances']} utterances of split `{result.get('split', 'all')}`"
+           + (f" ({result['left_out']} training/validation utterances of the runs left out)"
+              if result.get("left_out") else "") + ".", "",
            "| measure | " + " | ".join(runs) + " |", "|---|" + "---:|" * len(runs)]
   for m in measures:
     lines.append(f"| {m} | " + " | ".join(fmt(result["probes"][r][m]) for r in runs) + " |")
@@ -289,8 +385,11 @@ _MANIFEST = flags.DEFINE_string("manifest", None, "Utterances to analyse (audio,
                                 flag_values=FLAGS)
 _OUT = flags.DEFINE_string("out", None, "Output folder (default: <first run>/analysis).", flag_values=FLAGS)
 _SEED = flags.DEFINE_integer("seed", 0, "Seed of the held-out split and of t-SNE.", flag_values=FLAGS)
-_TEST_FRACTION = flags.DEFINE_float("test_fraction", 0.3, "Utterances held out of the probes' training.",
-                                    flag_values=FLAGS)
+_TEST_FRACTION = flags.DEFINE_float("test_fraction", 0.3, "Share held out per probe fold: round(1/x) folds, by "
+                                    "speaker where the rows name speakers.", flag_values=FLAGS)
+_SPLIT = flags.DEFINE_string("split", "held_out", "held_out: rows no run trained or validated on (read from each "
+                             "run's feature folder); all; or a split name of the runs' feature folders.",
+                             flag_values=FLAGS)
 _LIMIT = flags.DEFINE_integer("limit", 0, "First N usable utterances (0: all).", flag_values=FLAGS)
 _BATCH_SIZE = flags.DEFINE_integer("batch_size", 32, "Windows per model call.", flag_values=FLAGS)
 _KNOWN = flags.DEFINE_string("known", "", "Manifest key of per-utterance numbers to probe too (e.g. prosody).",
@@ -306,7 +405,7 @@ def main(argv: Sequence[str]) -> int:
     raise app.UsageError(f"--workdir names repeat: {[n for n, _ in workdirs]}")
   out = _OUT.value or os.path.join(workdirs[0][1], "analysis")
   result = analyse(workdirs, _MANIFEST.value, out, _SEED.value, _TEST_FRACTION.value, _LIMIT.value,
-                   _BATCH_SIZE.value, log=cli.log, known=_KNOWN.value)
+                   _BATCH_SIZE.value, log=cli.log, known=_KNOWN.value, split=_SPLIT.value)
   print(markdown(result))
   print(f"wrote {out}/analysis.md, analysis.json, prosody.jsonl, pca.png, tsne.png, probes.png")
   return 0

@@ -198,3 +198,29 @@ def test_embed_cli_writes_rows_and_errors(run, clf, tmp_path, capsys):
   assert cli.call(embed, [f"--workdir={run['workdir']}", f"--manifest={manifest}", f"--output={jl}"]) == 0
   first = json.loads(jl.read_text().splitlines()[0])
   assert first["utt_id"] == "a" and len(first["embedding"]) == 256 and first["label"] in LABELS
+
+
+def test_embed_reads_the_csv_labelling_reads_and_keeps_label_speaker_split(run, tmp_path, capsys):
+  """The CSV list of lanser-label (header, relative paths) embeds without a failure, each row's own label,
+  speaker and split beside its embedding (npz and JSON lines); a list without an audio column is one line."""
+  val = run["validation"]
+  lst = tmp_path / "list.csv"
+  lst.write_text("path,label,speaker,split\n" + "".join(
+      f"{os.path.relpath(run['wavs'][ex.utt_id], tmp_path)},{LABELS[ex.label]},spk{i % 2},{'test' if i else ''}\n"
+      for i, ex in enumerate(val[:3])))
+  out = tmp_path / "emb.npz"
+  assert cli.call(embed, [f"--workdir={run['workdir']}", f"--manifest={lst}", f"--output={out}"]) == 0
+  assert "3 embedded (dim 256), 0 failed" in capsys.readouterr().err
+  with np.load(out) as z:
+    assert z["embedding"].shape == (3, 256)
+    assert z["true_label"].tolist() == [LABELS[ex.label] for ex in val[:3]]
+    assert z["speaker"].tolist() == ["spk0", "spk1", "spk0"] and z["split"].tolist() == ["", "test", "test"]
+  jl = tmp_path / "emb.jsonl"
+  assert cli.call(embed, [f"--workdir={run['workdir']}", f"--manifest={lst}", f"--output={jl}"]) == 0
+  second = json.loads(jl.read_text().splitlines()[1])
+  assert (second["true_label"], second["speaker"], second["split"]) == (LABELS[val[1].label], "spk1", "test")
+  bad = tmp_path / "bad.csv"
+  bad.write_text("file,emotion\nx.wav,angry\n")
+  assert cli.call(embed, [f"--workdir={run['workdir']}", f"--manifest={bad}",
+                          f"--output={tmp_path / 'bad.npz'}"]) == 1
+  assert "no 'audio' (or 'path') column; the list has ['emotion', 'file']" in capsys.readouterr().err

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import soundfile
 
+from lanser_jax.corpora import manifests
 from lanser_jax.input_pipeline import records
 from lanser_jax.stages import pieces
 from lanser_jax.stages import label as label_lib
@@ -197,8 +198,12 @@ def test_human_labels_and_split_map(tmp_path):
   c.manifest.label_from_parent = True
   c.features.label_source = "human"
   c.features.label_names = ("angry", "sad")
+  # "bored.wav" has the corpus folder's name as label, which is not a class: the run stops and says so ...
+  with pytest.raises(manifests.CorpusError, match=r"1 of 4 rows have labels outside .*\{'corpus': 1\}"):
+    run_all(c, str(tmp_path / "w"))
+  # ... until the user maps (here: drops) that label; the dropped row is counted as rejected.
+  c.manifest.label_map = {"corpus": ""}
   summary = run_all(c, str(tmp_path / "w"))
-  # "bored.wav" has the corpus folder's name as label, which is not a class: rejected.
   assert summary["in"] == 4 and summary["written"] == 3 and summary["rejected"] == 1
   recs = read_records(os.path.join(str(tmp_path / "w"), "features"))
   assert {k: v.label for k, v in recs.items()} == {"angry/s1": 0, "sad/s2": 1, "angry/s3": 0}

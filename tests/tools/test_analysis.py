@@ -4,6 +4,7 @@ tiny trained run."""
 
 import json
 import os
+import re
 
 import numpy as np
 import pytest
@@ -26,14 +27,35 @@ def test_probe_recovers_a_planted_linear_relation():
   w = rng.standard_normal(24)
   y = x @ w + 0.1 * rng.standard_normal(300)
   planted = analysis.probe_r2(x, y, seed=1, test_fraction=0.3)
-  assert planted["r2"] > 0.97 and planted["n_test"] == 90 and planted["n_train"] == 210
+  # round(1 / 0.3) = 3 folds: every utterance predicted once, each fold trained on the other two thirds.
+  assert planted["r2"] > 0.97 and planted["n_test"] == 300 and planted["n_train"] == 200
+  assert planted["folds"] == 3 and len(planted["r2_folds"]) == 3 and planted["split_by"] == "utterance"
+  assert planted["r2_std"] == pytest.approx(np.std(planted["r2_folds"], ddof=1))
   noise = analysis.probe_r2(x, rng.standard_normal(300), seed=1)
   assert noise["r2"] < 0.1
   y_nan = y.copy()
   y_nan[:50] = np.nan  # undefined F0: left out, not imputed
-  assert analysis.probe_r2(x, y_nan, seed=1)["n_train"] + analysis.probe_r2(x, y_nan, seed=1)["n_test"] == 250
+  assert analysis.probe_r2(x, y_nan, seed=1)["n_test"] == 250
   assert analysis.probe_r2(x, y, seed=1) == planted  # the seed fixes the split
   assert analysis.probe_r2(x[:4], y[:4])["r2"] is None  # too few to hold any out
+
+
+def test_probes_split_by_speaker_never_share_a_voice():
+  """A measure that only names the speaker is predictable across utterances but not across speakers: split by
+  speaker, the probe cannot learn a voice from its own other utterances."""
+  rng = np.random.default_rng(0)
+  speakers = [f"s{i % 12}" for i in range(240)]
+  voice = {s: rng.standard_normal(16) for s in set(speakers)}
+  x = np.stack([voice[s] + 0.05 * rng.standard_normal(16) for s in speakers])
+  y = np.asarray([float(int(s[1:]) % 5) + 0.1 * rng.standard_normal() for s in speakers])  # arbitrary per speaker
+  by_utterance = analysis.probe_r2(x, y, seed=0)
+  by_speaker = analysis.probe_r2(x, y, seed=0, groups=speakers)
+  assert by_speaker["split_by"] == "speaker" and by_utterance["split_by"] == "utterance"
+  assert by_utterance["r2"] > 0.9 and by_speaker["r2"] < 0.5
+  folds, how = analysis.probe_folds(len(speakers), speakers, 3, seed=0)
+  assert how == "speaker" and sorted(np.concatenate(folds).tolist()) == list(range(240))
+  for test in folds:
+    assert not ({speakers[i] for i in test} & {speakers[i] for i in set(range(240)) - set(test.tolist())})
 
 
 def _syllables(f0, rate, seconds=2.0, amp=0.3):
@@ -94,21 +116,36 @@ def test_analysis_command_end_to_end(tiny_run, capsys):
   # The same tiny run under two names stands in for pre-trained and scratch (training two is slower).
   assert cli.call(analysis, [f"--workdir=pretrained={tiny_run['workdir']}",
                              f"--workdir=scratch={tiny_run['workdir']}", f"--manifest={tiny_run['manifest']}",
-                             f"--out={out}", "--seed=3"]) == 0
+                             f"--out={out}", "--seed=3", "--split=all"]) == 0
   result = json.load(open(os.path.join(out, "analysis.json")))
   assert result["num_utterances"] == 20 and [s["utt_id"] for s in result["skipped"]] == ["missing"]
   assert set(result["probes"]) == {"pretrained", "scratch"}
+  assert result["probe_split_by"] == "speaker" and result["probe_folds"] == 2  # two speakers: two folds
   for run in result["probes"].values():
     assert set(run) == set(analysis.MEASURES)
-    assert all(isinstance(p["r2"], float) and p["n_test"] == 6 for p in run.values())
+    assert all(isinstance(p["r2"], float) and p["n_test"] == 20 and p["folds"] == 2 for p in run.values())
   assert result["probes"]["pretrained"] == result["probes"]["scratch"]  # same run, same seed: same numbers
   assert 120 < result["measure_means"]["f0_mean_hz"] < 380
   for name in ("pca.png", "tsne.png", "probes.png"):
     assert os.path.getsize(os.path.join(out, name)) > 5000
   lines = open(os.path.join(out, "prosody.jsonl")).read().splitlines()
   assert len(lines) == 20 and json.loads(lines[0])["f0_mean_hz"] > 100
-  assert "| f0_mean_hz |" in open(os.path.join(out, "analysis.md")).read()
+  assert re.search(r"\| f0_mean_hz \| -?\d+\.\d{3} ± \d+\.\d{3} \|", open(os.path.join(out, "analysis.md")).read())
   assert "| measure | pretrained | scratch |" in capsys.readouterr().out
+
+
+def test_held_out_leaves_out_what_the_runs_trained_on(tiny_run):
+  """The default split: every utterance in the run's train or validation split is left out (here: all 20, so
+  the analysis refuses to run on fewer than 5); a split name keeps that split of the run's feature folder."""
+  runs = [("run", tiny_run["workdir"])]
+  excluded, only = analysis.choose_utterances(runs, "held_out")
+  assert only is None and len(excluded) == 20 and excluded["train-000"] == "in run run's train split"
+  excluded, only = analysis.choose_utterances(runs, "validation")
+  assert not excluded and only == {f"validation-{i:03d}" for i in range(4)}
+  with pytest.raises(ValueError, match="left out as the runs' training or validation utterances"):
+    analysis.analyse(runs, tiny_run["manifest"], str(tiny_run["root"] / "held"), log=lambda *_: None)
+  with pytest.raises(ValueError, match="--split=test: none of the runs' feature folders has that split"):
+    analysis.choose_utterances(runs, "test")
 
 
 def test_known_values_read_numbers_a_manifest_carries():
