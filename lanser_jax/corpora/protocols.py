@@ -9,6 +9,12 @@ IEMOCAP (10 speakers, two per session; speakers "Ses01F", "Ses01M", ...):
   loso         folds 1-5 (s3prl SUPERB ER: downstream/emotion/config.yaml, meta_data/SessionK): test = the
                whole held-out session, both speakers; validation = a seeded, label-stratified `valid_ratio`
                (0.2, s3prl's valid_ratio) of the four training sessions' utterances; train = the rest.
+               Test folds and training pools are s3prl's exactly; the validation draw is not: s3prl draws
+               `torch.manual_seed(0); random_split(train, [int(0.8 N), N - int(0.8 N)])` over its own
+               file order, unstratified, while loso rounds 20% per label and draws with NumPy over the
+               sorted ids (validation sizes 890/901/877/900/859 vs s3prl's 890/902/876/900/858, about a
+               fifth in common, as two random draws). So the checkpoint selected differs from s3prl's
+               (`dev-best.ckpt`); the test figure is comparable, not identical (docs/protocols.md).
   loso_spkval  folds 1-5, as loso but validation = one whole training speaker (speaker-disjoint checkpoint
                selection): fold K validates on Ses{K+1}F for odd K, Ses{K+1}M for even K (K+1 wraps to
                1), so the five folds validate on five different speakers of both genders.
@@ -18,6 +24,10 @@ IEMOCAP (10 speakers, two per session; speakers "Ses01F", "Ses01M", ...):
   emobox       folds 1-5: EmoBox's fold lists (data/iemocap/fold_K/iemocap_{train,test}_fold_K.jsonl of
                github.com/emo-box/EmoBox, under `emobox_dir`); EmoBox has no validation list, so
                validation = a seeded, label-stratified `valid_ratio` of its train list, as in loso.
+               For IEMOCAP this is the same experiment as loso: EmoBox's folds are leave-one-session-out
+               over the same 5,531 four-class utterances, so test folds, training pools and (the draw
+               depending only on the pool, its labels and the seed) validation sets are loso's. It stays
+               as a name to check an EmoBox checkout against the manifest (unlisted rows are counted).
 CREMA-D (lanser_jax/experiments/labeling/crema_d.py, split=emobox): EmoBox's one fold (data/cremad/fold_1/...), with
   validation drawn from its train list the same way.
 

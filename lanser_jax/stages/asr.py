@@ -5,7 +5,9 @@ Reads   <workdir>/manifest/manifest.jsonl + the audio it points to
 Writes  <workdir>/asr/transcripts-SSSSS-of-NNNNN.jsonl  {"utt_id", "text", "language", "avg_logprob",
                                                          "no_speech_prob", "compression_ratio",
                                                          "duration"}
-        <workdir>/asr/errors-*.jsonl, summary-*.json    (see pieces.py)
+        <workdir>/asr/errors-*.jsonl, summary-*.json    (see pieces.py; each summary also counts the
+                                                         repetition guard's retries and records the
+                                                         provenance: model, compute type, versions, CPU)
 
 Audio is decoded on threads ahead of the model; utterances are grouped across the manifest into batches of
 asr.batch_size clips, or with asr.packing=on of asr.batch_size shared 30 s windows (`batches`).
@@ -20,7 +22,7 @@ from lanser_jax.audio import decode as decode_lib
 from lanser_jax.utils import progress as progress_lib
 from lanser_jax.labelers import whisper
 from lanser_jax.labelers import packing
-from lanser_jax.stages import manifest, pieces, stage
+from lanser_jax.stages import manifest, pieces, provenance, stage
 
 
 def batches(items: Iterable, num_samples: Callable[[Any], int], batch_size: int, pack: bool):
@@ -73,6 +75,7 @@ class TranscribeStage(stage.Stage):
       counts = {"in": 0, "written": 0, "audio_seconds": 0.0, "cropped": 0, "cropped_seconds": 0.0}
       if pack:
         counts.update(dict.fromkeys(whisper.PACKING_COUNTS, 0))
+      guard_before = dict(getattr(transcriber, "guard_counts", {}))
 
       def flush(batch):
         waves = [c.samples for _, c in batch]
@@ -102,6 +105,9 @@ class TranscribeStage(stage.Stage):
       for batch in batches(decoded(), lambda item: len(item[1].samples), options.batch_size, pack):
         flush(batch)
       progress.close()
+      for k, v in getattr(transcriber, "guard_counts", {}).items():
+        counts[k] = v - guard_before.get(k, 0)
+      counts["provenance"] = provenance.asr(options, transcriber)
       out.commit(counts)
 
 

@@ -134,6 +134,10 @@ def end_to_end_summary(config, workdir: str, todo) -> dict | None:
              "stages": {s: {k: v[k] for k in ("in", "written", "rejected", "reasons", "cropped",
                                               "cropped_seconds") if k in v}
                         for s, v in per_stage.items()}}
+  # Where each model ran (provenance.py): the ASR and labeler ids, compute type, versions and machine.
+  where = {s: v["provenance"] for s, v in per_stage.items() if "provenance" in v}
+  if where:
+    summary["provenance"] = where
   pieces.concat_files([os.path.join(BY_NAME[s].out_dir(config, workdir), "errors.jsonl") for s in chain],
                       os.path.join(workdir, "errors.jsonl"))
   pieces.write_json(os.path.join(workdir, "summary.json"), summary)

@@ -4,7 +4,8 @@ sentence encoder, lanser_jax/labelers/__init__.py), after the transcript filters
 Reads   <workdir>/asr/transcripts-*.jsonl, or with label.text_source="manifest" the manifest's own `text`
 Writes  <workdir>/labels/labels-SSSSS-of-NNNNN.jsonl  {"utt_id", "text", "label", "label_index", "scores",
                                                       "margin"}
-        <workdir>/labels/label_names.json, errors-*.jsonl, summary-*.json   (see pieces.py)
+        <workdir>/labels/label_names.json, errors-*.jsonl, summary-*.json   (see pieces.py; each summary
+                                                  records the provenance: labeler, model, versions, devices)
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import numpy as np
 
 from lanser_jax.corpora import manifests
 from lanser_jax.utils import progress as progress_lib
-from lanser_jax.stages import manifest, pieces, stage
+from lanser_jax.stages import manifest, pieces, provenance, stage
 
 
 def manifest_texts(path: str, piece: int, num_pieces: int) -> list[dict]:
@@ -120,7 +121,8 @@ class WeakLabelStage(stage.Stage):
               "margin": float(m)}))
         progress.update(len(chunk))
       progress.close()
-      out.commit({"in": len(items), "written": len(keep)})
+      out.commit({"in": len(items), "written": len(keep),
+                  "provenance": provenance.label(state.config.labeler, labeler)})
 
 
 STAGE = WeakLabelStage()

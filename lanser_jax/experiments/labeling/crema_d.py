@@ -37,7 +37,9 @@ def get_config(arg=None):
       "adapter": "crema_d", "root": "/data/CREMA-D", "seed": arg.seed,
       # emobox reads the same manifest rows as actor_seeded; the features stage applies its lists
       "split": "actor_seeded" if arg.split == "emobox" else arg.split,
-      "tfds_data_dir": "", "export_dir": "/tmp/crema_d_tfds_wav"})
+      # split=tfds: where `tfds build` prepared crema_d, its download folder ("" = <tfds_data_dir>/downloads,
+      # whose *.INFO files give each example its clip name) and where the clips are exported as WAV
+      "tfds_data_dir": "", "download_dir": "", "export_dir": "/tmp/crema_d_tfds_wav"})
   c.stages = ("manifest", "asr", "label", "features") if arg.weak else ("manifest", "features")
   c.asr.language = "en"
   c.labeler.taxonomy = "cremad6"
