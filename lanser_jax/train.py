@@ -266,13 +266,19 @@ def utterance_logits(eval_fn, state: TrainState, eval_set: pipeline.EvalSet, nor
 
 def evaluate(eval_fn, state: TrainState, eval_set: pipeline.EvalSet, normalizer: pipeline.Normalizer,
              batch_size: int, sharding: NamedSharding, label_names: list[str], num_workers: int = 0,
-             worker_buffer_size: int = 2) -> dict[str, Any]:
-  """Whole-utterance metrics over all processes: window logits averaged per utterance."""
+             worker_buffer_size: int = 2, per_utterance: bool = False) -> dict[str, Any]:
+  """Whole-utterance metrics over all processes: window logits averaged per utterance. `per_utterance` adds
+  "predictions" (utt ids, predicted and true class indices) for the intervals and paired tests of
+  lanser_jax/tools/stats.py; with several processes, those of process 0's utterances only (and says so)."""
   utt_logits = utterance_logits(eval_fn, state, eval_set, normalizer, batch_size, sharding, num_workers,
                                 worker_buffer_size)
   preds = np.argmax(utt_logits, axis=-1)
   cm = global_sum(metrics.confusion_matrix(eval_set.labels, preds, len(label_names)))
-  return metrics.from_confusion(cm, label_names)
+  result = metrics.from_confusion(cm, label_names)
+  if per_utterance:
+    result["predictions"] = {"utt_ids": list(eval_set.utt_ids), "pred": preds.astype(int).tolist(),
+                             "label": eval_set.labels.astype(int).tolist(), "complete": jax.process_count() == 1}
+  return result
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -487,7 +493,6 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   progress = writers.Progress(c.num_train_steps, c.batch_size, step)
   pending: list[dict[str, jax.Array]] = []
   unchecked: list[tuple[int, dict[str, jax.Array]]] = []  # steps whose loss nobody has looked at yet
-  last_eval = None
   while step < c.num_train_steps:
     batch = next(train_iter)  # on the devices already (DevicePrefetch)
     state, stats = train_step(state, batch)
@@ -521,7 +526,6 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
       writer.write_scalars(step, {f"{c.data.eval_split}/{k}": v for k, v in metrics_now.items()})
       logging.info("step %d %s: WA %.4f UA %.4f macro-F1 %.4f", step, c.data.eval_split,
                    result["wa"], result["ua"], result["macro_f1"])
-      last_eval = result
       evaluations.append({"step": step, **metrics_now})
     if do_save:
       checkpointing.save(manager, step, state, train_iter, metrics_now,
@@ -544,10 +548,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   results: dict[str, Any] = {"preempted": False, "steps": step, "best_step": best_step, "label_names": label_names,
                              "selection": {**selection, "rule": rule, "evaluations": evaluations},
                              "train_wall_s": time.time() - t_start}
+  results["num_train_examples"] = len(subset) if subset is not None else info["splits"][c.data.train_split].get(
+      "num_examples")
   for split, eval_set in eval_sets.items():
-    result = (last_eval if split == c.data.eval_split and best_step == step and last_eval
-              else evaluate(eval_step, state, eval_set, normalizer, c.eval_batch_size, data_sharding,
-                            label_names, c.data.num_workers, c.data.worker_buffer_size))
+    result = evaluate(eval_step, state, eval_set, normalizer, c.eval_batch_size, data_sharding, label_names,
+                      c.data.num_workers, c.data.worker_buffer_size, per_utterance=True)
     results[split] = {**result, "step": best_step}
     logging.info("final %s (step %d): WA %.4f UA %.4f macro-F1 %.4f", split, best_step,
                  result["wa"], result["ua"], result["macro_f1"])
