@@ -56,7 +56,7 @@ def aggregate(root: str, cells: list[dict[str, Any]], split: str = "test",
       group["missing"] += 1
       continue
     group["ua"].append(float(result["ua"]))
-    group["wa"].append(float(result["wa"]))
+    group["wa"].append(float(result.get("wa", "nan")))  # a hand-made results.json may carry UA alone
     if results.get("num_train_examples") is not None:
       group["clips"].add(int(results["num_train_examples"]))
     run = stats.run_of(result, cell["axes"].get("fold", 0), cell["axes"].get("seed", 0))
@@ -147,11 +147,11 @@ def intro(split: str, over: str) -> str:
           "(docs/results.md says how each is computed).")
 
 
-def comparison_lines(comparisons: list[dict[str, Any]], axis: str) -> list[str]:
+def comparison_lines(comparisons: list[dict[str, Any]], axis: str, heading: str = "##") -> list[str]:
   if not comparisons:
     return []
   keys = [k for k in comparisons[0] if k not in ("result", "baseline", axis)]
-  lines = ["## Paired comparisons", "",
+  lines = [f"{heading} Paired comparisons", "",
            f"Each `{axis}` setting minus `{axis}={comparisons[0]['baseline']}` at the same other axes: mean UA "
            "difference (points) over runs paired by fold and seed, its 95% interval and two-sided p-value from a "
            "paired bootstrap over seeds and test utterances; significant = the interval excludes 0.", "",
@@ -178,19 +178,20 @@ def write_comparisons_csv(comparisons: list[dict[str, Any]], path: str):
           f"{r['p_value']:.4f}" if r else "", r.get("num_pairs", 0), r.get("significant", "")])
 
 
-def fold_lines(fold_rows: list[dict[str, Any]], split: str = "test") -> list[str]:
-  """Per protocol (each dataset x protocol), one table of every fold (mean ± std over seeds)."""
-  if not any("fold" in r for r in fold_rows):
+def fold_lines(fold_rows: list[dict[str, Any]], split: str = "test", heading: str = "##") -> list[str]:
+  """Per protocol (each dataset x protocol), one table of every fold (mean ± std over seeds); none when
+  there is one fold only."""
+  if len({str(r.get("fold")) for r in fold_rows if "fold" in r}) < 2:
     return []
   axes = [a for a in axis_names(fold_rows) if a not in ("dataset", "protocol")]
   sections: dict[tuple, list[dict[str, Any]]] = {}
   for r in fold_rows:
     sections.setdefault((str(r.get("dataset", "")), str(r.get("protocol", ""))), []).append(r)
-  lines = ["## Per fold", "", f"Each fold's figures over seeds; the table above pools every fold and seed. "
+  lines = [f"{heading} Per fold", "", f"Each fold's figures over seeds; the table above pools every fold and seed. "
            + intro(split, "seeds"), ""]
   for (dataset, protocol), rows in sections.items():
     title = " · ".join(x for x in (dataset, f"protocol {protocol}" if protocol else "") if x)
-    lines += [f"### {title or 'all cells'}", "", *table_lines(rows, axes), ""]
+    lines += [f"{heading}# {title or 'all cells'}", "", *table_lines(rows, axes), ""]
   return lines
 
 
@@ -247,9 +248,11 @@ def plot_ua_vs_fraction(rows: list[dict[str, Any]], path: str, line_axis: str = 
 
 
 def write_all(root: str, cells: list[dict[str, Any]], split: str = "test", compare_spec: str = "",
-              out_dir: str | None = None, draws: int = stats.NUM_DRAWS) -> dict[str, Any]:
-  """aggregate.{md,csv}, aggregate_folds.csv, aggregate_comparisons.csv and ua_vs_fraction.png in `out_dir`
-  (default: root). Returns the rows, the comparisons, the Markdown and the paths written."""
+              out_dir: str | None = None, draws: int = stats.NUM_DRAWS,
+              reference: dict[str, float] | None = None, heading: str = "##") -> dict[str, Any]:
+  """aggregate.{md,csv}, aggregate_folds.csv, aggregate_comparisons.csv and ua_vs_fraction.png (with the
+  `reference` lines) in `out_dir` (default: root). Returns the rows, the comparisons, the Markdown and the
+  paths written. `heading`: the Markdown level of its sections."""
   out_dir = out_dir or root
   fileio.makedirs(out_dir)
   rows = aggregate(root, cells, split, draws=draws)
@@ -263,13 +266,13 @@ def write_all(root: str, cells: list[dict[str, Any]], split: str = "test", compa
   if comparisons:
     write_comparisons_csv(comparisons, prefix + "_comparisons.csv")
     paths.append(prefix + "_comparisons.csv")
-  over = "seeds and folds" if any("fold" in c["axes"] for c in cells) else "seeds"
+  over = "seeds and folds" if len({str(c["axes"].get("fold")) for c in cells}) > 1 else "seeds"
   lines = [intro(split, over), "", *table_lines(rows, axis_names(rows)), ""]
-  lines += comparison_lines(comparisons, chosen[0]) if chosen else []
-  lines += fold_lines(fold_rows, split)
+  lines += comparison_lines(comparisons, chosen[0], heading) if chosen else []
+  lines += fold_lines(fold_rows, split, heading)
   markdown = "\n".join(lines) + "\n"
   fileio.write_text(prefix + ".md", markdown)
   plot = os.path.join(out_dir, "ua_vs_fraction.png")
-  if plot_ua_vs_fraction(rows, plot, chosen[0] if chosen else "pretrained"):
+  if plot_ua_vs_fraction(rows, plot, chosen[0] if chosen else "pretrained", reference):
     paths.append(plot)
   return {"rows": rows, "comparisons": comparisons, "axis": chosen, "markdown": markdown, "paths": paths}
