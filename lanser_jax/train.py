@@ -493,6 +493,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   progress = writers.Progress(c.num_train_steps, c.batch_size, step)
   pending: list[dict[str, jax.Array]] = []
   unchecked: list[tuple[int, dict[str, jax.Array]]] = []  # steps whose loss nobody has looked at yet
+  last_eval = None
   while step < c.num_train_steps:
     batch = next(train_iter)  # on the devices already (DevicePrefetch)
     state, stats = train_step(state, batch)
@@ -521,11 +522,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     metrics_now = None
     if do_eval:
       result = evaluate(eval_step, state, eval_sets[c.data.eval_split], normalizer, c.eval_batch_size,
-                        data_sharding, label_names, c.data.num_workers, c.data.worker_buffer_size)
+                        data_sharding, label_names, c.data.num_workers, c.data.worker_buffer_size, per_utterance=True)
       metrics_now = metrics.scalars(result)
       writer.write_scalars(step, {f"{c.data.eval_split}/{k}": v for k, v in metrics_now.items()})
       logging.info("step %d %s: WA %.4f UA %.4f macro-F1 %.4f", step, c.data.eval_split,
                    result["wa"], result["ua"], result["macro_f1"])
+      last_eval = result
       evaluations.append({"step": step, **metrics_now})
     if do_save:
       checkpointing.save(manager, step, state, train_iter, metrics_now,
@@ -551,8 +553,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   results["num_train_examples"] = len(subset) if subset is not None else info["splits"][c.data.train_split].get(
       "num_examples")
   for split, eval_set in eval_sets.items():
-    result = evaluate(eval_step, state, eval_set, normalizer, c.eval_batch_size, data_sharding, label_names,
-                      c.data.num_workers, c.data.worker_buffer_size, per_utterance=True)
+    result = (last_eval if split == c.data.eval_split and best_step == step and last_eval
+              else evaluate(eval_step, state, eval_set, normalizer, c.eval_batch_size, data_sharding,
+                            label_names, c.data.num_workers, c.data.worker_buffer_size, per_utterance=True))
     results[split] = {**result, "step": best_step}
     logging.info("final %s (step %d): WA %.4f UA %.4f macro-F1 %.4f", split, best_step,
                  result["wa"], result["ua"], result["macro_f1"])
