@@ -279,14 +279,20 @@ def check_finite_logits(utt_logits: np.ndarray, eval_set: pipeline.EvalSet):
 
 def evaluate(eval_fn, state: TrainState, eval_set: pipeline.EvalSet, normalizer: pipeline.Normalizer,
              batch_size: int, sharding: NamedSharding, label_names: list[str], num_workers: int = 0,
-             worker_buffer_size: int = 2) -> dict[str, Any]:
-  """Whole-utterance metrics over all processes: window logits averaged per utterance."""
+             worker_buffer_size: int = 2, per_utterance: bool = False) -> dict[str, Any]:
+  """Whole-utterance metrics over all processes: window logits averaged per utterance. `per_utterance` adds
+  "predictions" (utt ids, predicted and true class indices) for the intervals and paired tests of
+  lanser_jax/tools/stats.py; with several processes, those of process 0's utterances only (and says so)."""
   utt_logits = utterance_logits(eval_fn, state, eval_set, normalizer, batch_size, sharding, num_workers,
                                 worker_buffer_size)
   check_finite_logits(utt_logits, eval_set)
   preds = np.argmax(utt_logits, axis=-1)
   cm = global_sum(metrics.confusion_matrix(eval_set.labels, preds, len(label_names)))
-  return metrics.from_confusion(cm, label_names)
+  result = metrics.from_confusion(cm, label_names)
+  if per_utterance:
+    result["predictions"] = {"utt_ids": list(eval_set.utt_ids), "pred": preds.astype(int).tolist(),
+                             "label": eval_set.labels.astype(int).tolist(), "complete": jax.process_count() == 1}
+  return result
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -534,7 +540,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     metrics_now = None
     if do_eval:
       result = evaluate(eval_step, state, eval_sets[c.data.eval_split], normalizer, c.eval_batch_size,
-                        data_sharding, label_names, c.data.num_workers, c.data.worker_buffer_size)
+                        data_sharding, label_names, c.data.num_workers, c.data.worker_buffer_size, per_utterance=True)
       metrics_now = metrics.scalars(result)
       writer.write_scalars(step, {f"{c.data.eval_split}/{k}": v for k, v in metrics_now.items()})
       logging.info("step %d %s: WA %.4f UA %.4f macro-F1 %.4f", step, c.data.eval_split,
@@ -562,10 +568,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   results: dict[str, Any] = {"preempted": False, "steps": step, "best_step": best_step, "label_names": label_names,
                              "selection": {**selection, "rule": rule, "evaluations": evaluations},
                              "train_wall_s": time.time() - t_start}
+  results["num_train_examples"] = len(subset) if subset is not None else info["splits"][c.data.train_split].get(
+      "num_examples")
   for split, eval_set in eval_sets.items():
     result = (last_eval if split == c.data.eval_split and best_step == step and last_eval
               else evaluate(eval_step, state, eval_set, normalizer, c.eval_batch_size, data_sharding,
-                            label_names, c.data.num_workers, c.data.worker_buffer_size))
+                            label_names, c.data.num_workers, c.data.worker_buffer_size, per_utterance=True))
     results[split] = {**result, "step": best_step}
     logging.info("final %s (step %d): WA %.4f UA %.4f macro-F1 %.4f", split, best_step,
                  result["wa"], result["ua"], result["macro_f1"])

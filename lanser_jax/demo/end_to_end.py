@@ -1,5 +1,6 @@
 """LanSER end to end on a fresh machine: synthesised speech -> ASR -> weak labels -> pre-training ->
-fine-tuning at 10/30/100% of the labels (pre-trained and from scratch) -> zero-shot and text-only baselines
+fine-tuning at 10/30/100% of the labels, pre-trained and from scratch, 3 seeds each (the cells of
+lanser_jax/experiments/sweeps/features.py) -> zero-shot and text-only baselines
 -> representation analysis (prosody probes with ground truth) -> [other backbones] -> a report.
 
   lanser-demo --workdir=workdirs/demo [--backbones=resnet18_w0.25,conformer_tiny,spectrogram_transformer_tiny]
@@ -28,7 +29,9 @@ _WORKDIR = flags.DEFINE_string("workdir", "workdirs/demo", "Where every output o
                                flag_values=FLAGS)
 _NUM_PRETRAIN = flags.DEFINE_integer("num_pretrain", 800, "Utterances in the pre-training corpus (Whisper tiny.en "
                                      "takes ~0.4 s each on 2 cores: the demo's largest cost).", flag_values=FLAGS)
-_SEED = flags.DEFINE_integer("seed", 0, "Seed of the corpora, subsets and training.", flag_values=FLAGS)
+_SEED = flags.DEFINE_integer("seed", 0, "Seed of the corpora and the pre-training.", flag_values=FLAGS)
+_SEEDS = flags.DEFINE_list("seeds", ["0", "1", "2"], "Seeds of the fine-tunings (training seed and label subset): "
+                           "the report gives mean ± std, intervals and paired tests over them.", flag_values=FLAGS)
 _NLI_MODEL = flags.DEFINE_string("nli_model", "roberta-large-mnli",
                                  "Entailment checkpoint for the weak labels; when it cannot be loaded the "
                                  "sentence-encoder labeler (MiniLM) is used instead, and the report says so.",
@@ -147,14 +150,26 @@ def main(argv):
                    lambda o=overrides, d=run_dir, f=fraction: train_run(
                        f"lanser_jax/experiments/demo_finetune.py:fraction={f}{config_args}", d, o))
 
-  finetune("6_finetune", work, _FRACTIONS.value)
+  # The main fine-tunings: the cells of the features sweep (pre-trained and scratch x fraction x seed), each
+  # a step, recorded for lanser-report (<work>/finetune is a sweep root).
+  from lanser_jax.tools import sweep
+  spec = (f"lanser_jax/experiments/sweeps/features.py:features={lab_features},pretrain={work}/pretrain,"
+          f"pretrain_name=weak_labels,fractions={'+'.join(_FRACTIONS.value)},seeds={'+'.join(_SEEDS.value)}")
+  cells = sweep.load_sweep(spec)
+  finetune_root = os.path.join(work, "finetune")
+  sweep.write_sweep_record(finetune_root, spec, cells)
+  for cell in cells:
+    a = cell["axes"]
+    init = "scratch" if a["pretrained"] == "none" else "pretrained"
+    steps.run(f"6_finetune_{init}_{a['fraction']}_seed{a['seed']}", lambda c=cell: train_run(
+        c["config"], os.path.join(finetune_root, c["name"]), c["overrides"]))
 
   # Zero-shot and text-only rows of the report (lanser_jax/demo/baselines.py): seconds.
   steps.run("7_baselines", lambda: {"metrics": demo_baselines.run(work, weak["labeler"], _NLI_MODEL.value)})
   # Embedding maps and prosody probes (planted eSpeak NG settings as ground truth), lanser_jax/demo/
   # representations.py: about a minute, most of it pyin.
   smallest = min(_FRACTIONS.value, key=float)
-  steps.run("8_analysis", lambda: representations.run(work, smallest, seed))
+  steps.run("8_analysis", lambda: representations.run(work, smallest, int(_SEEDS.value[0])))
 
   # Other backbones (--backbones): the same weak labels, data, steps and crops; tiny sizes.
   for backbone in extra_backbones:
@@ -163,7 +178,7 @@ def main(argv):
         f"lanser_jax/experiments/demo_pretrain.py:backbone={b}", os.path.join(r, "pretrain"),
         {"data.dir": pre_features, "seed": seed}))
     finetune(f"9_{backbone}_finetune", root, BACKBONE_FRACTIONS, f",backbone={backbone}")
-  out = report.write_report(work, steps.records(), weak)
+  out = report.write_report(work, steps.records(), weak, cells)
   logging.info("report: %s", out)
   print(f"\nLanSER demo finished. Report: {out}")
 

@@ -1,4 +1,9 @@
-"""The demo's report: Markdown and PNG figures from the files the stages left in the workdir."""
+"""The demo's report: Markdown and PNG figures from the files the stages left in the workdir.
+
+What any run or sweep gets (the label-efficiency table with intervals and paired tests, the figure, the best
+setting's per-class recall, confusion matrix and curves) comes from lanser_jax/tools/report.py; this module
+adds what is the demo's own: the eSpeak corpus, the ASR and weak-label summary, the baselines, the prosody
+analysis and the backbone table."""
 
 from __future__ import annotations
 
@@ -13,6 +18,8 @@ import numpy as np
 from lanser_jax.input_pipeline import records, subsets
 from lanser_jax.demo import baselines as demo_baselines
 from lanser_jax.demo import representations
+from lanser_jax.tools import report as report_lib
+from lanser_jax.tools import stats
 from lanser_jax.utils import fileio
 
 
@@ -79,54 +86,6 @@ def majority_baseline(features_dir: str, test_split: str = "test") -> dict[str, 
                                   info["label_names"])
   result["majority_class"] = info["label_names"][majority]
   return result
-
-
-def _plot_label_efficiency(rows, majority, path):
-  import matplotlib
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt
-  fig, axes = plt.subplots(1, 2, figsize=(9, 3.6))
-  for ax, metric in zip(axes, ("ua", "wa")):
-    for init, style in (("pretrained", "o-"), ("scratch", "s--")):
-      pts = sorted((r["fraction"], r[metric]) for r in rows if r["init"] == init)
-      if pts:
-        ax.plot([p[0] * 100 for p in pts], [p[1] * 100 for p in pts], style, label=init)
-    ax.axhline(majority[metric] * 100, color="gray", ls=":", label="majority class")
-    ax.set_xlabel("% of training labels")
-    ax.set_ylabel(f"test {metric.upper()} (%)")
-    ax.set_xscale("log")
-    ax.set_xticks([r["fraction"] * 100 for r in rows])
-    ax.get_xaxis().set_major_formatter(matplotlib.ticker.ScalarFormatter())
-    ax.grid(alpha=0.3)
-  axes[0].legend()
-  fig.suptitle("Label efficiency: pre-trained on weak labels vs from scratch")
-  fig.tight_layout()
-  with fileio.atomic_write(path, "wb") as f:
-    fig.savefig(f, format="png", dpi=110)
-  plt.close(fig)
-
-
-def _plot_confusion(result, title, path):
-  import matplotlib
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt
-  cm = np.asarray(result["confusion_matrix"], float)
-  norm = cm / np.maximum(cm.sum(1, keepdims=True), 1)
-  names = result["label_names"]
-  fig, ax = plt.subplots(figsize=(5, 4.4))
-  ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
-  for i in range(len(names)):
-    for j in range(len(names)):
-      ax.text(j, i, int(cm[i, j]), ha="center", va="center", color="white" if norm[i, j] > 0.5 else "black")
-  ax.set_xticks(range(len(names)), names, rotation=45, ha="right")
-  ax.set_yticks(range(len(names)), names)
-  ax.set_xlabel("predicted")
-  ax.set_ylabel("true")
-  ax.set_title(title)
-  fig.tight_layout()
-  with fileio.atomic_write(path, "wb") as f:
-    fig.savefig(f, format="png", dpi=110)
-  plt.close(fig)
 
 
 def _pct(x: float) -> str:
@@ -231,7 +190,8 @@ def analysis_lines(work: str, out_dir: str) -> tuple[list[str], dict[str, Any]]:
 # The backbone of the main runs (steps 5 and 6): the demo's ResNet-18 at width 0.25, as end_to_end.BACKBONES
 # names it; the --backbones steps are 9_<backbone>_pretrain and 9_<backbone>_finetune_<init>_<fraction>.
 MAIN_BACKBONE = "resnet18_w0.25"
-_FINETUNE_STEP = re.compile(r"(?:6|9_(?P<b>[a-z0-9_.]+?))_finetune_(?P<init>pretrained|scratch)_(?P<f>[\d.]+)$")
+_FINETUNE_STEP = re.compile(r"(?:6|9_(?P<b>[a-z0-9_.]+?))_finetune_(?P<init>pretrained|scratch)_(?P<f>[\d.]+)"
+                            r"(?:_seed(?P<seed>\d+))?$")
 _PRETRAIN_STEP = re.compile(r"(?:5|9_(?P<b>[a-z0-9_.]+?))_pretrain$")
 
 
@@ -242,7 +202,7 @@ def backbone_rows(stage_records: dict[str, dict[str, Any]]) -> list[dict[str, An
   for name, rec in stage_records.items():
     m = _FINETUNE_STEP.match(name)
     p = _PRETRAIN_STEP.match(name)
-    if not (m or p):
+    if not (m or p) or (m and m["seed"] not in (None, "0")):  # the table compares seed 0's runs
       continue
     backbone = (m or p)["b"] or MAIN_BACKBONE
     row = found.setdefault(backbone, {"backbone": backbone, "ua": {}})
@@ -270,7 +230,8 @@ def backbone_lines(rows: list[dict[str, Any]]) -> list[str]:
   smaller = ", ".join(f"{sizes[MAIN_BACKBONE] / n:.0f}x" for b, n in sizes.items() if b != MAIN_BACKBONE and n) \
       if sizes.get(MAIN_BACKBONE) else ""
   lines += ["Each backbone pre-trained on the same weak labels and fine-tuned (or trained from scratch) on the "
-            "same subsets, with the same steps and crops; only the model and its optimiser recipe differ "
+            "same subsets, with the same steps and crops (seed 0, one run each: section 3 shows how far one "
+            "seed's figures move); only the model and its optimiser recipe differ "
             f"(`lanser_jax/experiments/demo_pretrain.py`, `backbone=`). {MAIN_BACKBONE} is the demo's narrow "
             "ResNet-18 (width 0.25) standing in for the paper's ResNet-50; the others run at the project's tiny sizes"
             f"{f' ({smaller} smaller than it)' if smaller else ''}, "
@@ -292,29 +253,41 @@ def _run_order(step: str) -> tuple:
   return (step.split("_")[0], backbone, not step.endswith("_pretrain"), step)
 
 
-def write_report(work: str, stage_records: dict[str, dict[str, Any]], weak: dict[str, Any]) -> str:
+INIT_NAMES = {"weak_labels": "pre-trained", "none": "scratch"}  # the features sweep's `pretrained` axis
+
+
+def significance_lines(comparisons: list[dict[str, Any]]) -> list[str]:
+  """In words, per fraction: which of pre-trained and scratch is better, and whether that is significant."""
+  lines = []
+  for c in sorted(comparisons, key=lambda c: float(c.get("fraction", 0))):
+    if c["result"] is None:
+      continue
+    lines.append(f"- {int(float(c['fraction']) * 100)}% of the labels: "
+                 + stats.describe(c["result"], "pre-trained", "scratch"))
+  return lines
+
+
+def write_report(work: str, stage_records: dict[str, dict[str, Any]], weak: dict[str, Any],
+                 cells: list[dict[str, Any]] | None = None) -> str:
+  """<work>/report/report.md, its figures and report.json. `cells`: the fine-tuning cells under
+  <work>/finetune (default: its sweep.json)."""
   out_dir = os.path.join(work, "report")
   fileio.makedirs(out_dir)
   asr = asr_and_weak_label_summary(work)
   lab_features = os.path.join(work, "labels_labelled", "features")
   majority = majority_baseline(lab_features)
   info = records.read_dataset_info(lab_features)
+  finetune_root = os.path.join(work, "finetune")
+  cells = cells if cells is not None else report_lib.read_sweep_record(finetune_root)
+  seeds = sorted({c["axes"]["seed"] for c in cells})
 
-  rows = []
   analysis, analysis_summary = analysis_lines(work, out_dir)
   backbones = backbone_rows(stage_records)
-  for name, rec in stage_records.items():
-    m = re.match(r"6_finetune_(pretrained|scratch)_([\d.]+)$", name)
-    if not m:
-      continue
-    res = fileio.read_json(os.path.join(rec["workdir"], "results.json"))
-    rows.append({"init": m[1], "fraction": float(m[2]), "ua": res["test"]["ua"], "wa": res["test"]["wa"],
-                 "val_ua": res["validation"]["ua"], "test": res["test"], "workdir": rec["workdir"]})
-  rows.sort(key=lambda r: (r["fraction"], r["init"]))
-  _plot_label_efficiency(rows, majority, os.path.join(out_dir, "label_efficiency.png"))
-  best = max(rows, key=lambda r: r["val_ua"])  # chosen on validation, reported on test
-  _plot_confusion(best["test"], f"{best['init']}, {int(best['fraction'] * 100)}% labels (test)",
-                  os.path.join(out_dir, "confusion_matrix.png"))
+  efficiency, best_section, agg = report_lib.sweep_lines(
+      finetune_root, cells, out_dir, "test", "pretrained=none",
+      reference={f"majority class ({majority['majority_class']})": majority["ua"]},
+      best_heading="## 4. Best setting", heading="###")
+  best = agg["best"]
   pretrain_results = {}
   pre_path = os.path.join(work, "pretrain", "results.json")
   if fileio.exists(pre_path):
@@ -329,7 +302,7 @@ def write_report(work: str, stage_records: dict[str, dict[str, Any]], weak: dict
   rejected = ", ".join(f"{k}: {v}" for k, v in reasons.most_common()) or "none"
   lines = [
       "# LanSER demo report", "",
-      "Everything here was computed on this machine from speech the project synthesised with eSpeak NG "
+      "Everything here was computed from speech the project synthesised with eSpeak NG "
       "(see `lanser_jax/demo/PROSODY.md`); it shows the pipeline working end to end, not the paper's numbers. "
       "Both corpora use the same 12 eSpeak voices: only voice identity, never a label, is shared between "
       "pre-training and the labelled test voices.",
@@ -355,34 +328,35 @@ def write_report(work: str, stage_records: dict[str, dict[str, Any]], weak: dict
     v = pretrain_results["validation"]
     lines += [f"Pre-training on the weak labels: held-out voices, weak-label UA {_pct(v['ua'])}%, "
               f"WA {_pct(v['wa'])}% (step {pretrain_results.get('best_step')}).", ""]
+  words = significance_lines(agg["comparisons"])
   lines += [
       "## 3. Label efficiency on the labelled corpus (6 CREMA-D emotions, speaker-independent test)", "",
-      f"Training split: {train_n} utterances; test: {info['splits']['test']['num_examples']}. "
-      "Each cell is one run (seed 0) evaluated on whole test utterances.", "",
-      "| labels | pre-trained UA | scratch UA | pre-trained WA | scratch WA |", "|---|---|---|---|---|",
-  ]
-  for fraction in sorted({r["fraction"] for r in rows}):
-    cell = {r["init"]: r for r in rows if r["fraction"] == fraction}
-    get = lambda init, k: _pct(cell[init][k]) if init in cell else "–"
-    lines.append(f"| {int(fraction * 100)}% | {get('pretrained', 'ua')} | {get('scratch', 'ua')} | "
-                 f"{get('pretrained', 'wa')} | {get('scratch', 'wa')} |")
-  lines += [f"| majority class ({majority['majority_class']}) | {_pct(majority['ua'])} | | "
+      f"Training split: {train_n} utterances; test: {info['splits']['test']['num_examples']}. Every setting "
+      f"ran with {len(seeds)} seeds ({', '.join(map(str, seeds))}: the training seed and the label subset), "
+      "evaluated on whole test utterances; `pretrained=weak_labels` is fine-tuned from the weak-label "
+      "pre-training, `pretrained=none` trained from scratch, with the same recipe "
+      "(`lanser_jax/experiments/demo_finetune.py`). These are the cells of "
+      "`lanser_jax/experiments/sweeps/features.py`; `lanser-report <workdir>/finetune` writes this section "
+      "alone.", "", *efficiency]
+  if words:
+    lines += ["Pre-trained vs scratch, in words (significant = the 95% interval of the paired difference "
+              "excludes 0; docs/results.md says how it is computed):", "", *words, ""]
+  lines += ["Baselines on the same test split (one deterministic run each):", "",
+            "| baseline | UA | | WA | |", "|---|---|---|---|---|",
+            f"| majority class ({majority['majority_class']}) | {_pct(majority['ua'])} | | "
             f"{_pct(majority['wa'])} | |", *baseline_lines(work), "",
-            "![label efficiency](label_efficiency.png)", "",
-            f"## 4. Best model (by validation UA): {best['init']}, {int(best['fraction'] * 100)}% of labels", "",
-            f"Test UA {_pct(best['ua'])}%, WA {_pct(best['wa'])}%, macro-F1 {_pct(best['test']['macro_f1'])}%.",
-            "", "![confusion matrix](confusion_matrix.png)", "",
-            *analysis, *backbone_lines(backbones),
+            *best_section, *analysis, *backbone_lines(backbones),
             "## 7. Wall time per stage", "", "| stage | seconds |", "|---|---|",
             *[f"| {n} | {stage_records[n]['wall_s']:.0f} |" for n in sorted(stage_records, key=_run_order)],
             f"| **total** | **{sum(r['wall_s'] for r in stage_records.values()):.0f}** |", "",
             "Stages finished in an earlier run are reused, and show that run's time.", ""]
   path = os.path.join(out_dir, "report.md")
   fileio.write_text(path, "\n".join(lines))
+  rows = [{k: v for k, v in r.items() if not k.startswith("_")} for r in agg["rows"]]
   with fileio.atomic_write(os.path.join(out_dir, "report.json")) as f:
     json.dump({"asr_and_weak_labels": asr, "majority": {k: majority[k] for k in ("ua", "wa", "majority_class")},
-               "label_efficiency": [{k: r[k] for k in ("init", "fraction", "ua", "wa", "val_ua")} for r in rows],
-               "best": {k: best[k] for k in ("init", "fraction", "ua", "wa")},
+               "label_efficiency": rows, "comparisons": agg["comparisons"],
+               "best": {"setting": best["label"], "validation_ua": best["validation_ua"]} if best else None,
                "baselines": {kind: {rule: {k: r[k] for k in ("ua", "wa", "macro_f1", "num_without_prediction")}
                                     for rule, r in res["by_argmax"].items()}
                              for kind, res in demo_baselines.read_results(work).items()},

@@ -40,11 +40,12 @@ def write_manifest(corpus_dir: str, out_path: str, splits=SPLITS) -> int:
   return len(rows)
 
 
-def compared_runs(work: str, fraction: str) -> list[tuple[str, str]]:
-  """(name, workdir) of the runs the analysis compares, named as their workdirs are."""
+def compared_runs(work: str, fraction: str, seed: int = 0) -> list[tuple[str, str]]:
+  """(name, workdir) of the runs the analysis compares: the pre-training and the fine-tunings of one seed
+  (cells of lanser_jax/experiments/sweeps/features.py under <work>/finetune)."""
+  cell = lambda init: os.path.join(work, "finetune", init, f"frac{float(fraction)}", f"seed{seed}")  # noqa: E731
   return [("pretrain", os.path.join(work, "pretrain")),
-          (f"pretrained_{fraction}", os.path.join(work, "finetune", f"pretrained_{fraction}")),
-          (f"scratch_{fraction}", os.path.join(work, "finetune", f"scratch_{fraction}"))]
+          (f"pretrained_{fraction}", cell("weak_labels")), (f"scratch_{fraction}", cell("none"))]
 
 
 def run(work: str, fraction: str, seed: int = 0, splits=SPLITS) -> dict[str, Any]:
@@ -56,7 +57,7 @@ def run(work: str, fraction: str, seed: int = 0, splits=SPLITS) -> dict[str, Any
   manifest = os.path.join(out, "manifest.jsonl")
   fileio.makedirs(out)
   write_manifest(os.path.join(work, "corpus", "labelled"), manifest, splits)
-  runs = compared_runs(work, fraction)
+  runs = compared_runs(work, fraction, seed)
   command = ["-m", "lanser_jax.tools.analysis", *[f"--workdir={n}={d}" for n, d in runs], f"--manifest={manifest}",
              f"--out={out}", f"--seed={seed}", f"--known={KNOWN}"]
   logging.info("$ python %s", " ".join(command))

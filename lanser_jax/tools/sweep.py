@@ -23,14 +23,17 @@ cells exit at once. A cell that restores a pre-training run (config.init_from, a
 workdir has no results.json fails before it starts, naming that run.
 
 --aggregate groups cells by every axis except seed and fold (so each protocol, an axis, has its own
-rows), and writes <root>/aggregate.{md,csv} (mean and sample std over seeds and folds of the test-split
-UA and WA), the per-fold tables (<root>/aggregate_folds.csv, and per dataset and protocol in
-aggregate.md: each fold's mean and std over seeds) and <root>/ua_vs_fraction.png.
+rows) and writes <root>/aggregate.{md,csv}: per row the test-split UA and WA (mean and sample std over seeds
+and folds), UA's 95% intervals over seeds (t) and over test utterances (bootstrap), the training clips each
+fraction used; the paired comparison of every setting with the baseline of --compare (pre-trained vs scratch
+by default: <root>/aggregate_comparisons.csv); the per-fold tables (<root>/aggregate_folds.csv, and per
+dataset and protocol in aggregate.md) and <root>/ua_vs_fraction.png (error bars and bands).
+lanser_jax/tools/aggregate.py computes them, lanser_jax/tools/stats.py and docs/results.md say how. --run and
+--aggregate record the cells in <root>/sweep.json, so `lanser-report ROOT` reports the sweep.
 """
 
 from __future__ import annotations
 
-import csv
 import json
 import os
 import shlex
@@ -41,13 +44,12 @@ import traceback
 from typing import Any, Iterable
 
 from absl import app, flags
-import numpy as np
 
 from lanser_jax import config_lib
+from lanser_jax.tools import aggregate as aggregate_lib
 from lanser_jax.utils import cli, fileio
 
-RESULTS = "results.json"
-AVERAGED_AXES = ("seed", "fold")  # aggregated over; every other axis makes a row
+RESULTS = aggregate_lib.RESULTS
 
 FLAGS = flags.FlagValues()  # this command's own (lanser_jax/utils/cli.py says why)
 _SWEEP = flags.DEFINE_string("sweep", None, "lanser_jax/experiments/sweeps/<file>.py[:args]", flag_values=FLAGS)
@@ -62,6 +64,9 @@ _SPLIT = flags.DEFINE_string("split", "test", "--aggregate: which results.json s
 _CELL = flags.DEFINE_integer("cell", None, "--run/--print only the I-th cell (0-based, sweep file order, after "
                              "--only); --run reads SLURM_ARRAY_TASK_ID when this is not given.", flag_values=FLAGS)
 _COUNT = flags.DEFINE_bool("count", False, "--print: only the number of cells (array size).", flag_values=FLAGS)
+_COMPARE = flags.DEFINE_string("compare", "", "--aggregate: axis=baseline_value to compare every other value of "
+                               "that axis with (paired); default pretrained=none, else init=scratch.",
+                               flag_values=FLAGS)
 flags.mark_flags_as_required(["sweep", "root"], flag_values=FLAGS)
 flags.mark_bool_flags_as_mutual_exclusive(["print", "run", "aggregate"], required=True, flag_values=FLAGS)
 
@@ -247,137 +252,22 @@ def run_cells(root: str, cells: list[dict[str, Any]], in_process: bool = False,
 
 
 # ---------------------------------------------------------------------------------------------------
-# Aggregation.
+# Aggregation (lanser_jax/tools/aggregate.py); the cells are recorded for lanser-report.
+
+SWEEP_RECORD = "sweep.json"
 
 
-def _sort_key(value: Any):
-  return (0, float(value), "") if isinstance(value, (int, float)) else (1, 0.0, str(value))
+def write_sweep_record(root: str, spec: str, cells: list[dict[str, Any]]):
+  """<root>/sweep.json: the sweep file and every cell's name and axes, so `lanser-report ROOT` finds them."""
+  fileio.makedirs(root)
+  fileio.write_text(os.path.join(root, SWEEP_RECORD), json.dumps(
+      {"sweep": spec, "cells": [{"name": c["name"], "axes": c["axes"]} for c in cells]}, indent=1))
 
 
 def aggregate(root: str, cells: list[dict[str, Any]], split: str = "test",
-              averaged: tuple[str, ...] = AVERAGED_AXES) -> list[dict[str, Any]]:
-  """One row per group of cells that differ only in the `averaged` axes (seed and fold; seed alone for
-  the per-fold table): mean and sample std (ddof 1; 0 for a single run) of UA and WA on `split`, with
-  n (cells with results) and missing (without)."""
-  groups: dict[tuple, dict[str, Any]] = {}
-  for cell in cells:
-    axes = {k: v for k, v in cell["axes"].items() if k not in averaged}
-    key = tuple(sorted((k, str(v)) for k, v in axes.items()))
-    group = groups.setdefault(key, {"axes": axes, "ua": [], "wa": [], "missing": 0})
-    path = os.path.join(root, cell["name"], RESULTS)
-    result = None
-    if fileio.exists(path):
-      result = fileio.read_json(path).get(split)
-    if result is None:
-      group["missing"] += 1
-      continue
-    group["ua"].append(float(result["ua"]))
-    group["wa"].append(float(result["wa"]))
-  rows = []
-  for group in groups.values():
-    row = dict(group["axes"])
-    row["n"] = len(group["ua"])
-    row["missing"] = group["missing"]
-    for metric in ("ua", "wa"):
-      values = np.asarray(group[metric], np.float64)
-      row[f"{metric}_mean"] = float(values.mean()) if len(values) else float("nan")
-      row[f"{metric}_std"] = float(values.std(ddof=1)) if len(values) > 1 else (
-          0.0 if len(values) else float("nan"))
-    rows.append(row)
-  axis_names = _axis_names(rows)
-  rows.sort(key=lambda r: tuple(_sort_key(r.get(a, "")) for a in axis_names))
-  return rows
-
-
-def _axis_names(rows: list[dict[str, Any]]) -> list[str]:
-  stats = {"n", "missing", "ua_mean", "ua_std", "wa_mean", "wa_std"}
-  names: list[str] = []
-  for row in rows:
-    names += [k for k in row if k not in stats and k not in names]
-  return names
-
-
-def write_table(rows: list[dict[str, Any]], out_prefix: str, split: str = "test", over: str = "seeds and folds"):
-  """<out_prefix>.csv (fractions, 4 decimals) and <out_prefix>.md (percent, mean ± std)."""
-  axes = _axis_names(rows)
-  stats = ["ua_mean", "ua_std", "wa_mean", "wa_std", "n", "missing"]
-  with fileio.atomic_write(out_prefix + ".csv", "w", newline="") as f:
-    writer = csv.writer(f)
-    writer.writerow(axes + stats)
-    for r in rows:
-      writer.writerow([r.get(a, "") for a in axes]
-                      + [f"{r[s]:.4f}" if isinstance(r[s], float) else r[s] for s in stats])
-  pct = lambda m, s: "–" if np.isnan(m) else f"{100 * m:.1f} ± {100 * s:.1f}"  # noqa: E731
-  lines = [f"Test split `{split}`: mean ± sample std (%) over {over}; n = runs with results.", "",
-           "| " + " | ".join(axes + ["UA", "WA", "n", "missing"]) + " |",
-           "|" + "---|" * (len(axes) + 4)]
-  for r in rows:
-    lines.append("| " + " | ".join([str(r.get(a, "")) for a in axes]
-                                   + [pct(r["ua_mean"], r["ua_std"]), pct(r["wa_mean"], r["wa_std"]),
-                                      str(r["n"]), str(r["missing"])]) + " |")
-  fileio.write_text(out_prefix + ".md", "\n".join(lines) + "\n")
-
-
-def write_fold_tables(fold_rows: list[dict[str, Any]], out_prefix: str, split: str = "test") -> list[str]:
-  """<out_prefix>_folds.csv and Markdown lines: per protocol (each dataset x protocol), one table of
-  every fold (mean ± std over seeds), as peers report their fold results beside the average."""
-  write_table(fold_rows, out_prefix + "_folds", split, over="seeds")  # the CSV (and a plain .md)
-  if not any("fold" in r for r in fold_rows):
-    return []
-  axes = [a for a in _axis_names(fold_rows) if a not in ("dataset", "protocol")]
-  sections: dict[tuple, list[dict[str, Any]]] = {}
-  for r in fold_rows:
-    sections.setdefault((str(r.get("dataset", "")), str(r.get("protocol", ""))), []).append(r)
-  pct = lambda m, s: "–" if np.isnan(m) else f"{100 * m:.1f} ± {100 * s:.1f}"  # noqa: E731
-  lines = ["", "## Per fold", "",
-           f"Test split `{split}`: each fold's mean ± sample std (%) over seeds; the table above pools "
-           "every fold and seed.", ""]
-  for (dataset, protocol), rows in sections.items():
-    title = " · ".join(x for x in (dataset, f"protocol {protocol}" if protocol else "") if x)
-    lines += [f"### {title or 'all cells'}", "",
-              "| " + " | ".join(axes + ["UA", "WA", "n", "missing"]) + " |", "|" + "---|" * (len(axes) + 4)]
-    for r in rows:
-      lines.append("| " + " | ".join([str(r.get(a, "")) for a in axes]
-                                     + [pct(r["ua_mean"], r["ua_std"]), pct(r["wa_mean"], r["wa_std"]),
-                                        str(r["n"]), str(r["missing"])]) + " |")
-    lines.append("")
-  return lines
-
-
-def plot_ua_vs_fraction(rows: list[dict[str, Any]], path: str, line_axis: str = "pretrained") -> bool:
-  """UA vs label fraction, one line per `line_axis` value, one panel per value of the other axes.
-  Rows without a fraction (baselines) are left out. Returns False when nothing is plottable."""
-  rows = [r for r in rows if "fraction" in r and r["n"] > 0]
-  if not rows:
-    return False
-  import matplotlib
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt
-
-  panel_axes = [a for a in _axis_names(rows) if a not in ("fraction", line_axis)]
-  panels: dict[str, list[dict[str, Any]]] = {}
-  for r in rows:
-    panels.setdefault(", ".join(f"{a}={r.get(a)}" for a in panel_axes) or "all", []).append(r)
-  fig, axs = plt.subplots(1, len(panels), figsize=(5 * len(panels), 4), squeeze=False)
-  for ax, (title, panel_rows) in zip(axs[0], sorted(panels.items())):
-    lines: dict[str, list[dict[str, Any]]] = {}
-    for r in panel_rows:
-      lines.setdefault(str(r.get(line_axis, "all")), []).append(r)
-    for label, points in sorted(lines.items()):
-      points.sort(key=lambda r: float(r["fraction"]))
-      x = [float(r["fraction"]) * 100 for r in points]
-      ax.errorbar(x, [100 * r["ua_mean"] for r in points], yerr=[100 * r["ua_std"] for r in points],
-                  marker="o", capsize=3, label=label)
-    ax.set_title(title)
-    ax.set_xlabel("labelled training data (%)")
-    ax.set_ylabel("test UA (%)")
-    ax.grid(alpha=0.3)
-    ax.legend(title=line_axis)
-  fig.tight_layout()
-  with fileio.atomic_write(path, "wb") as f:
-    fig.savefig(f, format="png", dpi=120)
-  plt.close(fig)
-  return True
+              averaged: tuple[str, ...] = aggregate_lib.AVERAGED_AXES) -> list[dict[str, Any]]:
+  """aggregate.aggregate: one row per group of cells that differ only in the averaged axes."""
+  return aggregate_lib.aggregate(root, cells, split, averaged)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -418,19 +308,19 @@ def main(argv: list[str]) -> int:
           file=sys.stderr)
     return 0
   if _RUN.value:
+    if index is None and not _ONLY.value:  # array tasks and parts leave the record to --aggregate
+      write_sweep_record(root, _SWEEP.value, cells)
     counts = run_cells(root, cells, in_process=_IN_PROCESS.value)
     return 1 if counts["failed"] else 0
   split = _SPLIT.value
-  rows = aggregate(root, cells, split)
-  fileio.makedirs(root)
-  prefix = os.path.join(root, "aggregate")
-  write_table(rows, prefix, split)
-  fold_lines = write_fold_tables(aggregate(root, cells, split, averaged=("seed",)), prefix, split)
-  fileio.write_text(prefix + ".md", fileio.read_text(prefix + ".md") + "\n".join(fold_lines)
-                    + ("\n" if fold_lines else ""))
-  plotted = plot_ua_vs_fraction(rows, os.path.join(root, "ua_vs_fraction.png"))
-  print(fileio.read_text(prefix + ".md"))
-  print(f"wrote {prefix}.md, {prefix}.csv, {prefix}_folds.csv" + (f", {root}/ua_vs_fraction.png" if plotted else ""))
+  write_sweep_record(root, _SWEEP.value, cells)
+  try:
+    out = aggregate_lib.write_all(root, cells, split, _COMPARE.value)
+  except ValueError as e:  # --compare naming no axis, runs of one fold tested on other utterances
+    cli.log(f"error: {e}")
+    return 2
+  print(out["markdown"])
+  print("wrote " + ", ".join(out["paths"]))
   return 0
 
 
