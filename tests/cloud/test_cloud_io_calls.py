@@ -34,6 +34,15 @@ EXCEPTIONS = {
         "scans audio/video folders and CSV metadata on a local disk or mount for the decoders"),
     "lanser_jax/corpora/peoples_speech.py": (
         {"glob.glob"}, "finds the downloaded parquet files on a local disk or mount"),
+    "lanser_jax/corpora/emobox.py": (
+        {"open", "os.path.exists"},
+        "reads the user's EmoBox checkout (a git clone) and checks audio files the decoders will read locally"),
+    "lanser_jax/tools/emobox_check.py": (
+        {"open", "os.makedirs"}, "compares the adapter with a local EmoBox checkout and writes its report beside it"),
+    "lanser_jax/serving/stream.py": (
+        {"os.path.exists"}, "the decoders stream local files (as lanser_jax/audio/decode.py)"),
+    "lanser_jax/stages/provenance.py": (
+        {"open"}, "reads /proc/cpuinfo, this machine's CPU description"),
 }
 
 
