@@ -214,16 +214,20 @@ def peer_verdict(wait_s: float | None = None) -> str | None:
   return _watch.verdict
 
 
-def stop_job(message: str | None, exit_now: bool = True) -> None:
-  """This process stops on an error: its peers learn why and stop too; with `exit_now` the process ends
-  without JAX's shutdown barrier (which would wait for peers). Returns at once outside a multi-process job,
-  and without exiting when `message` is None (an error shown with its traceback)."""
+def watching() -> bool:
+  """Whether this process is one of a multi-process job whose peers it watches."""
+  return _watch is not None
+
+
+def stop_job(message: str | None, exit_status: int = FAULT_STATUS) -> None:
+  """This process stops on an error (`message`: the fault, None: another error, shown with its traceback):
+  its peers learn why and stop too, and the process ends at once with `exit_status`, without JAX's shutdown
+  barrier, which would wait for peers that may be blocked in a collective. Outside a job: returns."""
   if _watch is None:
     return
   _watch.publish_failure(message or "it failed with an error (see its log)")
-  if message is None or not exit_now:
-    return
   if _watch.pid == 0:  # the peers read the message from this process's coordinator: give them time
     time.sleep(3 * _watch.interval_s)
+  sys.stdout.flush()
   sys.stderr.flush()
-  os._exit(FAULT_STATUS)
+  os._exit(exit_status)

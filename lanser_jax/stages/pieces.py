@@ -30,7 +30,7 @@ from typing import Any, Callable, Iterable
 import numpy as np
 
 from lanser_jax.input_pipeline import records
-from lanser_jax.utils import fileio, prefetch
+from lanser_jax.utils import faults, fileio, prefetch
 
 
 def piece_name(prefix: str, piece: int, num_pieces: int, ext: str) -> str:
@@ -148,7 +148,14 @@ def run_pieces(stage: str, stage_dir: str, num_pieces: int, process: tuple[int, 
       log(f"[{stage}] piece {piece}/{num_pieces}: already complete, skipped")
       continue
     log(f"[{stage}] piece {piece}/{num_pieces}: starting")
-    do_piece(piece)
+    try:
+      do_piece(piece)
+    except Exception as e:
+      if faults.describe(e) is not None:  # a fault (full disk, forbidden storage): say what is kept
+        done = sum(piece_done(stage_dir, j, num_pieces) for j in range(num_pieces))
+        faults.note_safe(e, f"{done} of {num_pieces} pieces of the {stage} stage are complete in {stage_dir}; "
+                            f"piece {piece} was not written (its temporary files are removed)")
+      raise
     ran.append(piece)
   return ran
 

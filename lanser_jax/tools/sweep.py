@@ -44,7 +44,7 @@ from absl import app, flags
 import numpy as np
 
 from lanser_jax import config_lib
-from lanser_jax.utils import cli, fileio
+from lanser_jax.utils import cli, faults, fileio
 
 RESULTS = "results.json"
 AVERAGED_AXES = ("seed", "fold")  # aggregated over; every other axis makes a row
@@ -232,6 +232,10 @@ def run_cells(root: str, cells: list[dict[str, Any]], in_process: bool = False,
       counts["ran"] += 1
       status = "done"
     except Exception as e:  # noqa: BLE001 -- one bad cell must not stop a night of runs
+      if faults.storage_fault(e) is not None:  # but full or refusing storage would fail every next cell
+        faults.note_safe(e, f"{counts['ran'] + counts['skipped']} of {len(cells)} cells of the sweep are "
+                            f"complete; cell {cell['name']} is not")
+        raise
       counts["failed"] += 1
       status = f"FAILED ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})"
       fileio.append_jsonl(os.path.join(root, "sweep_errors.jsonl"), [{

@@ -24,6 +24,7 @@ import logging as logging_std
 import os
 import re
 import sys
+import traceback
 from types import ModuleType
 from typing import Callable, NoReturn, Sequence
 
@@ -89,14 +90,18 @@ def guarded(main: Callable[[list[str]], int | None], verbose: Callable[[], bool]
       raise
     except BaseException as e:  # noqa: BLE001 -- a fault is reported, anything else re-raised
       distributed = sys.modules.get("lanser_jax.engine.distributed")
+      if distributed is not None and not distributed.watching():
+        distributed = None
       if distributed is not None and faults.describe(e) is None:
         distributed.peer_verdict()  # a collective that failed because a peer died: the watch says so, exits
       message = faults.line(e, faults.program_name(module), faults.command_line(module=module))
       if message is not None:
         log(message)
-      if distributed is not None:
+      if distributed is not None:  # the peers are told; this process ends without JAX's shutdown barrier
+        if message is None or verbose():
+          traceback.print_exc()
         described = faults.describe(e)
-        distributed.stop_job(described[0] if described else None, exit_now=not verbose())
+        distributed.stop_job(described[0] if described else None, FAULT_STATUS if described else 1)
       if message is None or verbose():
         raise
       sys.exit(FAULT_STATUS)

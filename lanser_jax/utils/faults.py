@@ -39,6 +39,16 @@ class PeerDied(Fault):
   """Another process of a multi-process job stopped."""
 
 
+_ONE_LINE: list[type] = []
+
+
+def one_line(cls: type) -> type:
+  """Class decorator: errors of `cls` say what is wrong and what to do in their message (a corrupt shard,
+  an unrestorable checkpoint), so a command prints that message as its line, as it prints a Fault's."""
+  _ONE_LINE.append(cls)
+  return cls
+
+
 def note_safe(e: BaseException, text: str) -> None:
   """Attaches what is safe (complete, kept) to the exception in flight; `report` prints it."""
   if text and text not in safe_notes(e):
@@ -139,7 +149,7 @@ def first_line(text: str, limit: int = 300) -> str:
 
 def describe(e: BaseException) -> tuple[str, str] | None:
   """(what happened, what to do) for a fault, else None (not a fault: keep the traceback)."""
-  fault = next((x for x in chain(e) if isinstance(x, Fault)), None)
+  fault = next((x for x in chain(e) if isinstance(x, (Fault, *_ONE_LINE))), None)
   if fault is not None:
     return first_line(str(fault), 2000), ""
   storage = storage_fault(e)
