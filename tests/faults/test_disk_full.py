@@ -113,9 +113,9 @@ def test_transcript_piece_on_a_full_disk(tmp_path):
   with tmpfs("1m") as disk:
     workdir = os.path.join(disk, "w")
     chain.run_stages(config, workdir, "manifest", (0, 1))
-    with open(os.path.join(disk, "filler"), "wb") as f:  # leave less than a page of room
-      free = os.statvfs(disk).f_bavail * os.statvfs(disk).f_frsize
-      f.write(b"\0" * max(free - 512, 0))
+    with open(os.path.join(disk, "filler"), "wb") as f:  # two pages of room: the stage's config.asr.json
+      page = os.statvfs(disk).f_frsize                   # fits, the piece's two files do not
+      f.write(b"\0" * (os.statvfs(disk).f_bavail * page - 2 * page))
     with pytest.raises(OSError) as raised:
       chain.run_stages(config, workdir, "asr", (0, 1), transcriber=FakeTranscriber(), labeler=FakeLabeler())
     line = faults.line(raised.value, "lanser-label", "lanser-label --stage=asr ...")
