@@ -34,6 +34,7 @@ def fault_line(result: subprocess.CompletedProcess, program: str) -> str:
   for trace in LIBRARY_TRACES:
     assert trace not in result.stderr.replace(faults_line(result.stderr), ""), result.stderr[-3000:]
   line = faults_line(result.stderr)
+  print(f"fault line: {line}")  # shown by pytest -rA: the table of docs/reliability.md is made of these
   assert line.startswith(f"{program}: "), result.stderr[-3000:]
   assert line.endswith("(--verbose shows the traceback)") or "Start every process" in line, line
   return line

@@ -59,6 +59,7 @@ def test_grain_worker_killed_mid_epoch_is_named_and_the_rerun_resumes(synth_dir,
   proc.wait(timeout=120)
   stderr = open(proc.log_path).read()
   line = faults_line(stderr)
+  print(f"fault line: {line}")
   assert proc.returncode == FAULT_STATUS, stderr[-3000:]
   assert "Traceback" not in stderr, stderr[-3000:]
   assert line.startswith("lanser_jax.main: Grain data worker 1 of 2 (pid %d) was killed by SIGKILL" % workers[1]), line
@@ -105,6 +106,7 @@ def test_peer_killed_stops_the_survivor_within_a_bounded_time_and_rerunning_both
       if p.poll() is None:
         p.kill()
   stderr = open(survivor.log_path).read()
+  print(f"survivor exited with {survivor.returncode} after {waited:.1f} s; last line: {faults_line(stderr)}")
   assert waited < 45, waited
   if victim == 1:
     line = faults_line(stderr)
