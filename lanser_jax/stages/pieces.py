@@ -110,9 +110,16 @@ class PieceOutputs:
     kind = reason.split(":")[0][:60]
     self.reasons[kind] = self.reasons.get(kind, 0) + 1
 
-  def commit(self, summary: dict[str, Any]):
+  def _close(self):
     for f in self._files:
-      f.close()
+      try:
+        f.close()
+      except OSError as e:  # a full disk fails at the buffer's flush, with no file name: name it
+        e.filename = e.filename or getattr(f, "name", None)
+        raise
+
+  def commit(self, summary: dict[str, Any]):
+    self._close()
     self._staged.commit()  # to a bucket: one upload per object
     summary = dict(summary, stage=self.stage, piece=self.piece, num_pieces=self.num_pieces,
                    rejected=self.num_errors, reasons=self.reasons)
@@ -123,7 +130,10 @@ class PieceOutputs:
 
   def abort(self):
     for f in self._files:
-      f.close()
+      try:
+        f.close()
+      except OSError:  # the write that failed fails again at close; the files are removed below
+        pass
     self._staged.abort()
 
   def __enter__(self):

@@ -92,7 +92,7 @@ def guarded(main: Callable[[list[str]], int | None], verbose: Callable[[], bool]
       distributed = sys.modules.get("lanser_jax.engine.distributed")
       if distributed is not None and not distributed.watching():
         distributed = None
-      if distributed is not None and faults.describe(e) is None:
+      if distributed is not None and faults.runtime_error(e):
         distributed.peer_verdict()  # a collective that failed because a peer died: the watch says so, exits
       message = faults.line(e, faults.program_name(module), faults.command_line(module=module))
       if message is not None:

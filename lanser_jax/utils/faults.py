@@ -193,6 +193,12 @@ def _dead_worker() -> str:
   return "a Grain data worker process"
 
 
+def runtime_error(e: BaseException) -> bool:
+  """Whether `e` comes from XLA's runtime (a collective, a transfer): in a multi-process job, what a
+  peer's death looks like from the survivor's side before the peer watch has named it."""
+  return any(type(x).__name__ in ("JaxRuntimeError", "XlaRuntimeError") for x in chain(e))
+
+
 def describe_exit(who: str, code: int) -> str:
   if code < 0:
     try:
