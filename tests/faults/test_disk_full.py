@@ -119,6 +119,7 @@ def test_transcript_piece_on_a_full_disk(tmp_path):
     with pytest.raises(OSError) as raised:
       chain.run_stages(config, workdir, "asr", (0, 1), transcriber=FakeTranscriber(), labeler=FakeLabeler())
     line = faults.line(raised.value, "lanser-label", "lanser-label --stage=asr ...")
+    print(f"fault line: {line}")
     assert line.startswith("lanser-label: disk full at " + os.path.join(workdir, "asr")), line
     assert "0 of 3 pieces of the asr stage are complete" in line and "piece 0 was not written" in line, line
     assert fileio.listdir(os.path.join(workdir, "asr")) == [], "a piece file or temporary file was left"
