@@ -124,3 +124,28 @@ def test_peer_killed_stops_the_survivor_within_a_bounded_time_and_rerunning_both
   for p in again:
     assert p.returncode == 0, open(p.log_path).read()[-3000:]
   assert f"resuming from {workdir / 'checkpoints' / str(complete)}" in open(again[0].log_path).read()
+
+
+def test_disk_full_in_a_two_process_job_stops_both_processes_each_with_one_line(synth_dir, tmp_path):
+  """The checkpoint write fails on a full disk: every process exits with a line within a bounded time, the
+  one that got no error of its own naming the process that did."""
+  from fault_helpers import tmpfs
+  sys.path.insert(0, os.path.join(REPO, "launch"))
+  with tmpfs("3m") as disk:
+    workdir = os.path.join(disk, "run")
+    procs = _two_processes(synth_dir, workdir, tmp_path, "p", 20)
+    try:
+      for p in procs:
+        p.wait(timeout=900)
+    finally:
+      for p in procs:
+        if p.poll() is None:
+          p.kill()
+    lines = [faults_line(open(p.log_path).read()) for p in procs]
+    for line in lines:
+      print(f"fault line: {line}")
+    assert [p.returncode for p in procs] == [FAULT_STATUS, FAULT_STATUS], lines
+    assert "disk full at " + os.path.join(workdir, "checkpoints") in lines[0], lines[0]
+    assert "disk full" in lines[1] and ("process 0 of 2 stopped" in lines[1] or "checkpoint" in lines[1]), lines[1]
+    for p in procs:
+      assert "Check failure stack" not in open(p.log_path).read()
