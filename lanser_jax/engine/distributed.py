@@ -19,6 +19,7 @@ publishes its line (`stop_job`), so the others stop at once, saying why.
 
 from __future__ import annotations
 
+import atexit
 import os
 import socket
 import sys
@@ -140,7 +141,7 @@ class PeerWatch(threading.Thread):
       raise
 
   def run(self):
-    beat, last_value, last_change = 0, {}, {}
+    beat, last_value, last_change, done = 0, {}, {}, set()
     unreachable_since = None
     while not self._stopping:
       now = time.monotonic()
@@ -149,7 +150,10 @@ class PeerWatch(threading.Thread):
         self.client.key_value_set(f"{_KEY}/alive/{self.pid}", str(beat), allow_overwrite=True)
         unreachable_since = None
         for peer in range(self.num):
-          if peer == self.pid:
+          if peer == self.pid or peer in done:
+            continue
+          if self._get(f"{_KEY}/done/{peer}") is not None:  # finished: its heartbeat stops, rightly
+            done.add(peer)
             continue
           failed = self._get(f"{_KEY}/failed/{peer}")
           if failed is not None:
@@ -162,7 +166,7 @@ class PeerWatch(threading.Thread):
                 f"process {peer} of {self.num} stopped: no heartbeat for {now - last_change[peer]:.0f} s "
                 f"(killed, out of memory, or its host is gone; see its log)")
       except Exception as e:  # noqa: BLE001 -- the coordinator (process 0) does not answer
-        if self.pid == 0 or self._stopping:
+        if self.pid == 0 or self._stopping or 0 in done:
           return
         unreachable_since = unreachable_since or now
         if now - unreachable_since > min(self.timeout_s, 10.0):
@@ -187,6 +191,17 @@ class PeerWatch(threading.Thread):
           f"again to resume (this process: {rerun})", file=sys.stderr, flush=True)
     os._exit(FAULT_STATUS)
 
+  def finish(self):
+    """This process ends normally (atexit, before JAX's shutdown barrier, which keeps the coordinator up
+    until every process reaches it): the others stop watching it."""
+    if self._stopping:
+      return
+    self._stopping = True
+    try:
+      self.client.key_value_set(f"{_KEY}/done/{self.pid}", "1", allow_overwrite=True)
+    except Exception:  # noqa: BLE001 -- the coordinator may be gone already
+      pass
+
   def publish_failure(self, message: str):
     self._stopping = True
     try:
@@ -203,6 +218,7 @@ def start_peer_watch(timeout_s: float, coordinator: str) -> None:
     return
   _watch = PeerWatch(client, jax.process_index(), jax.process_count(), timeout_s, coordinator)
   _watch.start()
+  atexit.register(_watch.finish)  # registered after JAX's shutdown, so it runs before it
 
 
 def peer_verdict(wait_s: float | None = None) -> str | None:
