@@ -212,6 +212,9 @@ def run_subprocess(root: str, cell: dict[str, Any]):
     with fileio.open(local_log, "rb") as f:
       f.seek(max(0, fileio.getsize(local_log) - 1500))
       tail = f.read().decode(errors="replace")
+    if rc == cli.FAULT_STATUS:  # a fault (full disk, forbidden storage, ...): the cell's last line says it
+      last = tail.rstrip().splitlines()[-1].removesuffix(" (--verbose shows the traceback)")
+      raise faults.Fault(f"cell {cell['name']} stopped: {last}")
     raise RuntimeError(f"exit code {rc}, results.json {'missing' if rc == 0 else 'not written'}; "
                        f"log {log_path} ends:\n{tail}")
 
@@ -232,7 +235,8 @@ def run_cells(root: str, cells: list[dict[str, Any]], in_process: bool = False,
       counts["ran"] += 1
       status = "done"
     except Exception as e:  # noqa: BLE001 -- one bad cell must not stop a night of runs
-      if faults.storage_fault(e) is not None:  # but full or refusing storage would fail every next cell
+      if isinstance(e, faults.Fault) or faults.storage_fault(e) is not None:  # but a fault (full or refusing
+        # storage, a process killed for memory) would fail every next cell
         faults.note_safe(e, f"{counts['ran'] + counts['skipped']} of {len(cells)} cells of the sweep are "
                             f"complete; cell {cell['name']} is not")
         raise
