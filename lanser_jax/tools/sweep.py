@@ -213,8 +213,9 @@ def run_subprocess(root: str, cell: dict[str, Any]):
       f.seek(max(0, fileio.getsize(local_log) - 1500))
       tail = f.read().decode(errors="replace")
     if rc == cli.FAULT_STATUS:  # a fault (full disk, forbidden storage, ...): the cell's last line says it
-      last = tail.rstrip().splitlines()[-1].removesuffix(" (--verbose shows the traceback)")
-      raise faults.Fault(f"cell {cell['name']} stopped: {last}")
+      last = tail.rstrip().splitlines()[-1].removesuffix(" (--verbose shows the traceback)") if tail.strip() else ""
+      raise faults.Fault(f"cell {cell['name']} stopped on a fault (exit status {rc}; its log {log_path} ends: "
+                         f"{last})")
     raise RuntimeError(f"exit code {rc}, results.json {'missing' if rc == 0 else 'not written'}; "
                        f"log {log_path} ends:\n{tail}")
 

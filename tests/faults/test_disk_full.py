@@ -126,3 +126,21 @@ def test_transcript_piece_on_a_full_disk(tmp_path):
     os.remove(os.path.join(disk, "filler"))
     chain.run_stages(config, workdir, "asr", (0, 1), transcriber=FakeTranscriber(), labeler=FakeLabeler())
     assert len([n for n in os.listdir(os.path.join(workdir, "asr")) if n.startswith("summary-")]) == 3
+
+
+def test_sweep_stops_at_the_first_cell_that_fills_the_disk(synth_dir, tmp_path):
+  spec = tmp_path / "two_cells.py"
+  fast = {"data.dir": synth_dir, "data.crop_frames": 64, "data.eval_hop_frames": 32, "num_train_steps": 20,
+          "eval_every_steps": 20, "checkpoint_every_steps": 5, "log_every_steps": 5}
+  spec.write_text(
+      "def get_sweep(arg=None):\n"
+      f"  fast = {fast!r}\n"
+      "  cell = lambda name: {'name': name, 'axes': {'seed': name},\n"
+      "      'config': 'lanser_jax/experiments/finetune_crema_d.py:runlocal,platform=cpu', 'overrides': fast}\n"
+      "  return [cell('a'), cell('b')]\n")
+  with tmpfs("3m") as disk:
+    line = fault_line(run("lanser_jax.tools.sweep", [f"--sweep={spec}", f"--root={disk}", "--run"]),
+                      "lanser_jax.tools.sweep")
+    assert line.startswith("lanser_jax.tools.sweep: cell a stopped on a fault"), line
+    assert "0 of 2 cells of the sweep are complete; cell a is not" in line, line
+    assert not os.path.exists(os.path.join(disk, "b")), "the sweep went on to the next cell"
