@@ -76,7 +76,8 @@ class _NoLibraryTracebacks(logging_std.Filter):
 
 
 def guarded(main: Callable[[list[str]], int | None], verbose: Callable[[], bool],
-            module: str | None = None) -> Callable[[list[str]], int | None]:
+            module: str | None = None, where: Callable[[], str | None] = lambda: None
+            ) -> Callable[[list[str]], int | None]:
   """`main`, ending on a fault with one line on stderr (faults.py) and FAULT_STATUS; other errors, and every
   error under --verbose, propagate with their traceback. In a multi-process job the other processes are
   told, and an error that follows a peer's death is reported as that death (engine/distributed.py)."""
@@ -94,7 +95,7 @@ def guarded(main: Callable[[list[str]], int | None], verbose: Callable[[], bool]
         distributed = None
       if distributed is not None and faults.runtime_error(e):
         distributed.peer_verdict()  # a collective that failed because a peer died: the watch says so, exits
-      message = faults.line(e, faults.program_name(module), faults.command_line(module=module))
+      message = faults.line(e, faults.program_name(module), faults.command_line(module=module), where())
       if message is not None:
         log(message)
       if distributed is not None:  # the peers are told; this process ends without JAX's shutdown barrier
@@ -139,7 +140,9 @@ def run(main: Callable[[list[str]], int | None], command_flags: flags.FlagValues
   module = main.__module__
   if module == "__main__":  # python -m lanser_jax.<module>
     module = getattr(sys.modules["__main__"].__spec__, "name", None)
-  app.run(guarded(main, lambda: command_flags["verbose"].value, module),
+  where = lambda: next((command_flags[n].value for n in ("output", "workdir", "root")
+                        if n in command_flags and command_flags[n].value), None)
+  app.run(guarded(main, lambda: command_flags["verbose"].value, module, where),
           argv=None if argv is None else list(argv),
           flags_parser=lambda args: _parse(command_flags, args))
 

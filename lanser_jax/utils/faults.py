@@ -80,7 +80,9 @@ _KINDS = (
     ("disk full", (errno.ENOSPC, errno.EDQUOT),
      r"No space left on device|RESOURCE_EXHAUSTED: Error writing|Disk quota exceeded"),
     ("read-only storage", (errno.EROFS,), r"Read-only file system"),
-    ("missing bucket", (), r"NoSuchBucket|specified bucket does not exist|[Bb]ucket .{0,40}not (found|exist)"),
+    # gcsfs says a missing bucket as FileNotFoundError(<upload URL of the bucket>): uploads 404 only then.
+    ("missing bucket", (), r"NoSuchBucket|specified bucket does not exist|[Bb]ucket .{0,40}not (found|exist)|"
+                           r"/upload/storage/v1/b/[\w.\-]+/o\b"),
     ("access denied", (errno.EACCES, errno.EPERM),
      r"Permission denied|PERMISSION_DENIED|AccessDenied|Access Denied|InvalidAccessKeyId|SignatureDoesNotMatch|"
      r"\b403 Forbidden|(HTTP|status|code)\W{0,3}403\b|\bForbidden\b|does not have storage\.\w+\.\w+ access"),
@@ -98,6 +100,9 @@ def _path_of(e: BaseException) -> str | None:
     if isinstance(x, OSError) and x.filename:
       return str(x.filename)
   text = " ".join(str(x) for x in chain(e))
+  gcs_upload = re.search(r"/upload/storage/v1/b/([\w.\-]+)/o\b", text)
+  if gcs_upload:
+    return f"gs://{gcs_upload.group(1)}"
   for pattern in (r"((?:gs|s3)://[^\s\"'`,;]+)", r"local file \"([^\"]+)\"", r"writing ([/\w.\-]+)",
                   r"[\"'](/[^\"']+)[\"']", r"(?<![\w/])(/[\w.\-]+(?:/[\w.\-]+)+)"):
     m = re.search(pattern, text)
@@ -147,7 +152,7 @@ def first_line(text: str, limit: int = 300) -> str:
   return line if len(line) <= limit else line[:limit] + "..."
 
 
-def describe(e: BaseException) -> tuple[str, str] | None:
+def describe(e: BaseException, where: str | None = None) -> tuple[str, str] | None:
   """(what happened, what to do) for a fault, else None (not a fault: keep the traceback)."""
   fault = next((x for x in chain(e) if isinstance(x, (Fault, *_ONE_LINE))), None)
   if fault is not None:
@@ -155,6 +160,7 @@ def describe(e: BaseException) -> tuple[str, str] | None:
   storage = storage_fault(e)
   if storage is not None:
     kind, path = storage
+    path = path or where
     cause = next((x for x in chain(e) if storage_fault_in(x)), e)
     detail = first_line(f"{type(cause).__name__}: {cause}", 100)
     return (f"{kind}{f' at {path}' if path else ''} ({detail})",
@@ -229,9 +235,10 @@ def command_line(argv: list[str] | None = None, module: str | None = None) -> st
   return shlex.join(head + rest)
 
 
-def line(e: BaseException, program: str, rerun: str | None) -> str | None:
-  """The one line for a fault, else None."""
-  described = describe(e)
+def line(e: BaseException, program: str, rerun: str | None, where: str | None = None) -> str | None:
+  """The one line for a fault, else None. `where`: the path the command was told to use (its workdir or
+  output), named when the error names none (s3fs's PermissionError says only "Forbidden")."""
+  described = describe(e, where)
   if described is None:
     return None
   what, todo = described

@@ -68,12 +68,11 @@ def test_predict_and_embed_outputs_on_read_only_and_full_disks(trained, tmp_path
 
 
 @pytest.mark.cloud
-@pytest.mark.parametrize("scheme", ["gs", "s3"])
-def test_missing_bucket(synth_dir, scheme, request):
-  request.getfixturevalue({"gs": "gcs_server", "s3": "s3_server"}[scheme])
-  workdir = f"{scheme}://no-such-bucket-lanser/run"
+def test_missing_bucket(synth_dir, gcs_server):
+  """(On s3://, fileio.makedirs creates a missing bucket through s3fs, where the credentials allow it.)"""
+  workdir = "gs://no-such-bucket-lanser/run"
   line = fault_line(run("lanser_jax.main", [*train_flags(synth_dir), f"--workdir={workdir}"]), "lanser_jax.main")
-  assert line.startswith("lanser_jax.main: missing bucket at " + f"{scheme}://no-such-bucket-lanser"), line
+  assert line.startswith("lanser_jax.main: missing bucket at gs://no-such-bucket-lanser"), line
   assert "Create the bucket or correct the path" in line, line
 
 
