@@ -181,7 +181,7 @@ _WORKER_DEATH = re.compile(r"Worker process was terminated unexpectedly with exi
 
 def worker_death(e: BaseException) -> str | None:
   """Which Grain worker died and how: Grain's message names the exit code only, so the worker is found
-  among this process's child processes (the dead one stays listed until the next child starts)."""
+  among the child processes noted by `remember_workers`."""
   for x in chain(e):
     m = _WORKER_DEATH.search(str(x))
     if m:
@@ -189,13 +189,21 @@ def worker_death(e: BaseException) -> str | None:
   return None
 
 
+_workers: list = []
+
+
+def remember_workers() -> None:
+  """Notes this process's live child processes (Grain's workers, once they started), so that a worker that
+  dies later can be named: multiprocessing forgets a dead child as soon as another one is looked at."""
+  import multiprocessing
+  _workers[:] = sorted((p for p in multiprocessing.active_children() if p.name.startswith("grain")),
+                       key=lambda p: p.pid or 0)
+
+
 def _dead_worker() -> str:
-  import multiprocessing.process
-  children = [p for p in getattr(multiprocessing.process, "_children", ()) if p.name.startswith("grain")]
-  children.sort(key=lambda p: p.pid or 0)
-  for i, p in enumerate(children):
+  for i, p in enumerate(_workers):
     if p.exitcode not in (None, 0):
-      return f"Grain data worker {i} of {len(children)} (pid {p.pid})"
+      return f"Grain data worker {i} of {len(_workers)} (pid {p.pid})"
   return "a Grain data worker process"
 
 
