@@ -210,7 +210,13 @@ def _dead_worker() -> str:
 def runtime_error(e: BaseException) -> bool:
   """Whether `e` comes from XLA's runtime (a collective, a transfer): in a multi-process job, what a
   peer's death looks like from the survivor's side before the peer watch has named it."""
-  return any(type(x).__name__ in ("JaxRuntimeError", "XlaRuntimeError") for x in chain(e))
+  return any(type(x).__name__ in ("JaxRuntimeError", "XlaRuntimeError") or re.search(_PEER_GONE, str(x))
+             for x in chain(e))
+
+
+# How a collective or the coordination service says that a peer is gone (Orbax re-raises Gloo's error as a
+# ValueError).
+_PEER_GONE = r"Gloo \w+ failed|Connection reset by peer|UNAVAILABLE: |DEADLINE_EXCEEDED: |coordination service"
 
 
 def describe_exit(who: str, code: int) -> str:

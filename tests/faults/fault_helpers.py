@@ -41,7 +41,11 @@ def fault_line(result: subprocess.CompletedProcess, program: str) -> str:
 
 
 def faults_line(stderr: str) -> str:
-  return stderr.rstrip().splitlines()[-1] if stderr.strip() else ""
+  """The last stderr line, less what multiprocessing's resource tracker (another process) prints at exit
+  after a Grain worker was killed: a warning about the shared memory the dead worker left."""
+  lines = [l for l in stderr.rstrip().splitlines()
+           if "resource_tracker" not in l and not l.startswith("  warnings.warn(")]
+  return lines[-1] if lines else ""
 
 
 def train_flags(data_dir: str, **overrides) -> list[str]:
