@@ -36,7 +36,7 @@ from jax.sharding import NamedSharding, PartitionSpec as P
 
 from lanser_jax.input_pipeline import pipeline, records, sampler, subsets
 from lanser_jax.engine import checkpointing, metrics, sharding, value_checks, writers
-from lanser_jax.utils import fileio
+from lanser_jax.utils import faults, fileio
 from lanser_jax import config_checks, models
 
 
@@ -521,6 +521,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     if not progress.started:  # the first step includes compilation: the rate is timed from its end
       jax.block_until_ready(stats)
       progress.start(step)
+      faults.remember_workers()  # the data workers run now: one that dies later is named (faults.py)
 
     do_log = step % c.log_every_steps == 0 or step == c.num_train_steps
     do_eval = c.data.eval_split and (step % c.eval_every_steps == 0 or step == c.num_train_steps)

@@ -39,7 +39,7 @@ from absl import logging
 from orbax.checkpoint import checkpoint_managers as policies
 from orbax.checkpoint._src.serialization import tensorstore_utils as ts_utils
 
-from lanser_jax.utils import fileio
+from lanser_jax.utils import faults, fileio
 from lanser_jax.engine import metrics as metrics_lib
 from lanser_jax.engine import value_checks
 
@@ -571,6 +571,28 @@ def _with_iterator(manager, step, step_dir, state, custom, data_iter, iterator_s
 
 # ---------------------------------------------------------------------------------------------------
 # Initialising from another run (fine-tuning, linear probe, inference).
+
+
+def saved_note(workdir: str, error: BaseException | None = None) -> str:
+  """What a run that stops on a fault has kept: "checkpoint 10 is complete; step 15 was not written"
+  (the unfinished step from the error's paths, else from Orbax's temporary folders). Never raises."""
+  root = os.path.join(workdir, CHECKPOINT_DIR)
+  try:  # listed, not opened by a CheckpointManager: a step is complete under its final name (and, in
+    # a bucket, with its commit file: _atomicity)
+    names = fileio.listdir(root) if fileio.isdir(root) else []
+    bucket = fileio.is_url(root)
+    steps = sorted(int(n) for n in names if n.isdigit() and (
+        not bucket or fileio.exists(os.path.join(root, n, "commit_success.txt"))))
+  except Exception:  # noqa: BLE001 -- the storage that failed may not list either
+    return f"the checkpoints in {root} could not be listed"
+  text = " ".join(str(x) for x in faults.chain(error)) if error is not None else ""
+  m = re.search(re.escape(CHECKPOINT_DIR) + r"/(\d+)(?:\.orbax-checkpoint-tmp|/)", text)
+  unfinished = [int(n.split(".")[0]) for n in names if re.fullmatch(r"\d+\.orbax-checkpoint-tmp.*", n)]
+  failed = int(m.group(1)) if m else max(unfinished, default=None)
+  kept = f"checkpoint {steps[-1]} is complete" if steps else "no checkpoint is complete"
+  if failed is not None and failed not in steps:
+    kept += f"; step {failed} was not written"
+  return kept
 
 
 def _read_only_manager(root: str, best_metric: str) -> ocp.CheckpointManager:

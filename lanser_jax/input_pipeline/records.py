@@ -39,7 +39,7 @@ import msgpack
 import numpy as np
 from array_record.python import array_record_module
 
-from lanser_jax.utils import fileio
+from lanser_jax.utils import faults, fileio
 
 FORMAT_VERSION = 2  # of the records `encode` writes and of dataset.json; the only one read
 WRITER_OPTIONS = "group_size:1,uncompressed"
@@ -54,6 +54,7 @@ _ALIGN = 16
 _SHARD_RE = re.compile(r"^(?P<split>[\w.]+)-(?P<index>\d{5})-of-(?P<count>\d{5})\.array_record$")
 
 
+@faults.one_line
 class RecordError(ValueError):
   """A record, shard or dataset folder that does not match the format."""
 
@@ -217,13 +218,21 @@ class ShardWriter:
 
   def close(self):
     self._writer.close()
-    write_json(self.path.removesuffix(".array_record") + ".stats.json",
-               {**self.stats.to_json(), "record_version": FORMAT_VERSION, "writer_options": self.options})
+    write_json(self._stats_path(), {**self.stats.to_json(), "record_version": FORMAT_VERSION,
+                                    "writer_options": self.options})
     self._staged.commit()  # to a bucket: an upload, then the local copy is deleted
 
+  def _stats_path(self) -> str:
+    return self.path.removesuffix(".array_record") + ".stats.json"
+
   def abort(self):
-    self._writer.close()
+    """Removes what this writer wrote, closed or not: a piece that fails (a full disk) leaves no shard."""
+    try:
+      self._writer.close()
+    except Exception:  # noqa: BLE001 -- the write that failed fails again here; the files go below
+      pass
     self._staged.abort()
+    fileio.remove(self._stats_path())
 
   def __enter__(self):
     return self

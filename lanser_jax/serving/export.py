@@ -22,7 +22,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import sys
 from typing import Any, Callable, Sequence
 
 from absl import app, flags

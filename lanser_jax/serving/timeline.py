@@ -22,7 +22,7 @@ import dataclasses
 import json
 import os
 import sys
-from typing import Any, Iterable, Iterator, Sequence
+from typing import Iterable, Iterator, Sequence
 
 from absl import app, flags
 import numpy as np

@@ -177,14 +177,14 @@ class FeaturesStage(stage.Stage):
           if len(batch) >= fc.batch_clips:
             flush()
         flush()
-      except BaseException:
+        for w in writers.values():
+          w.close()
+        progress.close()
+        out.commit(counts)
+      except BaseException:  # no shard of this piece stays, closed or not, unless its summary was written
         for w in writers.values():
           w.abort()
         raise
-      for w in writers.values():
-        w.close()
-      progress.close()
-      out.commit(counts)
 
   def finish(self, state):
     """dataset.json and stats.json over every piece; none when nothing was written (no frames for statistics:

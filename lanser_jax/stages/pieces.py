@@ -30,7 +30,7 @@ from typing import Any, Callable, Iterable
 import numpy as np
 
 from lanser_jax.input_pipeline import records
-from lanser_jax.utils import fileio, prefetch
+from lanser_jax.utils import faults, fileio, prefetch
 
 
 def piece_name(prefix: str, piece: int, num_pieces: int, ext: str) -> str:
@@ -110,9 +110,16 @@ class PieceOutputs:
     kind = reason.split(":")[0][:60]
     self.reasons[kind] = self.reasons.get(kind, 0) + 1
 
-  def commit(self, summary: dict[str, Any]):
+  def _close(self):
     for f in self._files:
-      f.close()
+      try:
+        f.close()
+      except OSError as e:  # a full disk fails at the buffer's flush, with no file name: name it
+        e.filename = e.filename or getattr(f, "name", None)
+        raise
+
+  def commit(self, summary: dict[str, Any]):
+    self._close()
     self._staged.commit()  # to a bucket: one upload per object
     summary = dict(summary, stage=self.stage, piece=self.piece, num_pieces=self.num_pieces,
                    rejected=self.num_errors, reasons=self.reasons)
@@ -123,7 +130,10 @@ class PieceOutputs:
 
   def abort(self):
     for f in self._files:
-      f.close()
+      try:
+        f.close()
+      except OSError:  # the write that failed fails again at close; the files are removed below
+        pass
     self._staged.abort()
 
   def __enter__(self):
@@ -148,7 +158,14 @@ def run_pieces(stage: str, stage_dir: str, num_pieces: int, process: tuple[int, 
       log(f"[{stage}] piece {piece}/{num_pieces}: already complete, skipped")
       continue
     log(f"[{stage}] piece {piece}/{num_pieces}: starting")
-    do_piece(piece)
+    try:
+      do_piece(piece)
+    except Exception as e:
+      if faults.describe(e) is not None:  # a fault (full disk, forbidden storage): say what is kept
+        done = sum(piece_done(stage_dir, j, num_pieces) for j in range(num_pieces))
+        faults.note_safe(e, f"{done} of {num_pieces} pieces of the {stage} stage are complete in {stage_dir}; "
+                            f"piece {piece} was not written (its temporary files are removed)")
+      raise
     ran.append(piece)
   return ran
 

@@ -187,7 +187,7 @@ def fold_lines(fold_rows: list[dict[str, Any]], split: str = "test", heading: st
   sections: dict[tuple, list[dict[str, Any]]] = {}
   for r in fold_rows:
     sections.setdefault((str(r.get("dataset", "")), str(r.get("protocol", ""))), []).append(r)
-  lines = [f"{heading} Per fold", "", f"Each fold's figures over seeds; the table above pools every fold and seed. "
+  lines = [f"{heading} Per fold", "", "Each fold's figures over seeds; the table above pools every fold and seed. "
            + intro(split, "seeds"), ""]
   for (dataset, protocol), rows in sections.items():
     title = " · ".join(x for x in (dataset, f"protocol {protocol}" if protocol else "") if x)

@@ -47,7 +47,7 @@ from absl import app, flags
 
 from lanser_jax import config_lib
 from lanser_jax.tools import aggregate as aggregate_lib
-from lanser_jax.utils import cli, fileio
+from lanser_jax.utils import cli, faults, fileio
 
 RESULTS = aggregate_lib.RESULTS
 
@@ -217,6 +217,10 @@ def run_subprocess(root: str, cell: dict[str, Any]):
     with fileio.open(local_log, "rb") as f:
       f.seek(max(0, fileio.getsize(local_log) - 1500))
       tail = f.read().decode(errors="replace")
+    if rc == cli.FAULT_STATUS:  # a fault (full disk, forbidden storage, ...): the cell's last line says it
+      last = tail.rstrip().splitlines()[-1].removesuffix(" (--verbose shows the traceback)") if tail.strip() else ""
+      raise faults.Fault(f"cell {cell['name']} stopped on a fault (exit status {rc}; its log {log_path} ends: "
+                         f"{last})")
     raise RuntimeError(f"exit code {rc}, results.json {'missing' if rc == 0 else 'not written'}; "
                        f"log {log_path} ends:\n{tail}")
 
@@ -237,6 +241,11 @@ def run_cells(root: str, cells: list[dict[str, Any]], in_process: bool = False,
       counts["ran"] += 1
       status = "done"
     except Exception as e:  # noqa: BLE001 -- one bad cell must not stop a night of runs
+      if isinstance(e, faults.Fault) or faults.storage_fault(e) is not None:  # but a fault (full or refusing
+        # storage, a process killed for memory) would fail every next cell
+        faults.note_safe(e, f"{counts['ran'] + counts['skipped']} of {len(cells)} cells of the sweep are "
+                            f"complete; cell {cell['name']} is not")
+        raise
       counts["failed"] += 1
       status = f"FAILED ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})"
       fileio.append_jsonl(os.path.join(root, "sweep_errors.jsonl"), [{

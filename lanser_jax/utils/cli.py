@@ -20,12 +20,22 @@ command parses its own flags together with absl's (--help, --helpfull, --flagfil
 
 from __future__ import annotations
 
+import logging as logging_std
 import re
 import sys
+import traceback
 from types import ModuleType
 from typing import Callable, NoReturn, Sequence
 
-from absl import app, flags
+from absl import app, flags, logging
+
+from lanser_jax.utils import faults
+
+# Exit status of a command stopped by a fault (a full disk, forbidden storage, a dead worker or peer).
+FAULT_STATUS = 3
+# Libraries whose threads log the same exception the main thread is about to get (Orbax's background saves
+# log each failure with its traceback, then raise it again in wait_until_finished).
+_LIBRARIES = ("orbax", "tensorstore", "grain", "array_record")
 
 
 def log(msg: str) -> None:
@@ -55,14 +65,62 @@ def _parse(command_flags: flags.FlagValues, argv: Sequence[str]) -> list[str]:
   return rest
 
 
+class _NoLibraryTracebacks(logging_std.Filter):
+  """Without --verbose, a library's log record that carries a traceback is left out: Orbax's and Grain's
+  threads log the exception they then hand to the main thread, where the command says in one line what it
+  means (with --verbose, both the records and the traceback are shown)."""
+
+  def filter(self, record):
+    return not (record.exc_info and any(f"/{lib}/" in record.pathname for lib in _LIBRARIES))
+
+
+def guarded(main: Callable[[list[str]], int | None], verbose: Callable[[], bool],
+            module: str | None = None, where: Callable[[], str | None] = lambda: None
+            ) -> Callable[[list[str]], int | None]:
+  """`main`, ending on a fault with one line on stderr (faults.py) and FAULT_STATUS; other errors, and every
+  error under --verbose, propagate with their traceback. In a multi-process job the other processes are
+  told, and an error that follows a peer's death is reported as that death (engine/distributed.py)."""
+
+  def call(argv):
+    if not verbose():
+      logging.get_absl_handler().addFilter(_NoLibraryTracebacks())
+    try:
+      return main(argv)
+    except (SystemExit, KeyboardInterrupt):
+      raise
+    except BaseException as e:  # noqa: BLE001 -- a fault is reported, anything else re-raised
+      distributed = sys.modules.get("lanser_jax.engine.distributed")
+      if distributed is not None and not distributed.watching():
+        distributed = None
+      if distributed is not None and faults.runtime_error(e):
+        distributed.peer_verdict()  # a collective that failed because a peer died: the watch says so, exits
+      message = faults.line(e, faults.program_name(module), faults.command_line(module=module), where())
+      if message is not None:
+        log(message)
+      if distributed is not None:  # the peers are told; this process ends without JAX's shutdown barrier
+        if message is None or verbose():
+          traceback.print_exc()
+        described = faults.describe(e)
+        distributed.stop_job(described[0] if described else None, FAULT_STATUS if described else 1)
+      if message is None or verbose():
+        raise
+      sys.exit(FAULT_STATUS)
+
+  return call
+
+
 def run(main: Callable[[list[str]], int | None], command_flags: flags.FlagValues,
         argv: Sequence[str] | None = None) -> NoReturn:
-  """absl.app.run(main) over the command's own flags and absl's; exits with main's return value.
+  """absl.app.run(main) over the command's own flags and absl's; exits with main's return value, or on a
+  fault with one line (`guarded`).
 
   The two flag sets share their Flag objects both ways: the command's parser knows absl's flags, and absl's
   global FLAGS holds the command's, registered as the main program's, which is what absl's --help lists.
   """
   app.define_help_flags()
+  if "verbose" not in command_flags:
+    flags.DEFINE_bool("verbose", False, "On a fault (full disk, forbidden storage, dead worker or peer), print "
+                      "the whole traceback instead of one line.", flag_values=command_flags)
   absl_names = [name for name in flags.FLAGS if flags.FLAGS[name].name == name]
   program = sys.argv[0]
   for name in list(command_flags):
@@ -78,7 +136,13 @@ def run(main: Callable[[list[str]], int | None], command_flags: flags.FlagValues
   main_module = sys.modules["__main__"]
   if not getattr(main_module, "__doc__", None):
     main_module.__doc__ = sys.modules[main.__module__].__doc__
-  app.run(main, argv=None if argv is None else list(argv),
+  module = main.__module__
+  if module == "__main__":  # python -m lanser_jax.<module>
+    module = getattr(sys.modules["__main__"].__spec__, "name", None)
+  where = lambda: next((command_flags[n].value for n in ("output", "workdir", "root")
+                        if n in command_flags and command_flags[n].value), None)
+  app.run(guarded(main, lambda: command_flags["verbose"].value, module, where),
+          argv=None if argv is None else list(argv),
           flags_parser=lambda args: _parse(command_flags, args))
 
 

@@ -199,6 +199,9 @@ def atomic_write(path: str, mode: str = "w", encoding: str = "utf-8", **kwargs) 
     with _builtin_open(tmp, mode, encoding=None if binary else encoding, **kwargs) as f:
       yield f
     os.replace(tmp, path)
+  except OSError as e:  # a full disk fails at the buffer's flush, with no file name: name it
+    e.filename = e.filename or tmp
+    raise
   finally:
     if os.path.exists(tmp):
       os.remove(tmp)
@@ -240,7 +243,11 @@ class AppendFile:
 
   def flush(self):
     if self._f is not None:
-      self._f.flush()
+      try:
+        self._f.flush()
+      except OSError as e:  # a full disk: name the file (the flush does not)
+        e.filename = e.filename or self.path
+        raise
     else:
       with fs(self.path).open(_key(self.path), "wb") as f:
         f.write(self._text.getvalue().encode("utf-8"))
@@ -332,13 +339,15 @@ def rmtree(path: str):
 
 class StagedFiles:
   """Files written under temporary names and moved into place together by `commit`, in the order they were
-  named; `abort` removes them. A local path's temporary name is `<path>.tmp` beside it (the rename is
+  named; `abort` removes them, and those a failed or finished `commit` moved already (a piece whose later
+  files could not be written leaves none under a final name). A local path's temporary name is `<path>.tmp` beside it (the rename is
   atomic); a bucket path's is in one local folder (the object is uploaded whole at commit). Every
   temp-then-rename write of several files goes through here; a single file goes through `atomic_write`."""
 
   def __init__(self, prefix: str = "lanser_staged_"):
     self._prefix, self._staging = prefix, None
     self._tmp: dict[str, str] = {}  # final path -> temporary path
+    self._moved: list[str] = []  # final paths that commit has written
 
   def path(self, final: str) -> str:
     """The temporary path to write `final` under (for writers that take a path, e.g. ArrayRecord's)."""
@@ -360,11 +369,15 @@ class StagedFiles:
     for final, tmp in self._tmp.items():
       if exists(tmp):
         rename(tmp, final)
+        self._moved.append(final)
     self._cleanup()
 
   def abort(self):
     for tmp in self._tmp.values():
       remove(tmp)
+    for final in self._moved:
+      remove(final)
+    self._moved = []
     self._cleanup()
 
   def _cleanup(self):

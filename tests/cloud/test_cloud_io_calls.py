@@ -38,7 +38,7 @@ EXCEPTIONS = {
         {"open", "os.path.exists"},
         "reads the user's EmoBox checkout (a git clone) and checks audio files the decoders will read locally"),
     "lanser_jax/tools/emobox_check.py": (
-        {"open", "os.makedirs"}, "compares the adapter with a local EmoBox checkout and writes its report beside it"),
+        {"open", "os.makedirs"}, "compares the adapter with a local EmoBox checkout, writing empty stand-in audio files in a local temporary folder"),
     "lanser_jax/serving/stream.py": (
         {"os.path.exists"}, "the decoders stream local files (as lanser_jax/audio/decode.py)"),
     "lanser_jax/stages/provenance.py": (

@@ -6,7 +6,7 @@ import json
 import os
 
 from lanser_jax.stages import pieces, provenance
-from tests.stage_helpers import FakeLabeler, FakeTranscriber, make_bad_folder, small_config, run_all
+from tests.stage_helpers import make_bad_folder, small_config, run_all
 
 
 def tree_bytes(workdir):

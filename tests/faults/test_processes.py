@@ -1,0 +1,154 @@
+"""Processes that die under a training job: a Grain data worker killed by SIGKILL mid-epoch (what the kernel's
+out-of-memory killer does), and one process of a 2-process job killed the same way. The job says which
+process died and why it likely did, in one line, within a bounded time, and the same command resumes."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from fault_helpers import FAULT_STATUS, env, faults_line, run, step_of, train_flags
+from helpers import REPO
+
+pytestmark = [pytest.mark.faults, pytest.mark.subprocess, pytest.mark.slow]
+
+
+def _start(args, log_path, extra_env=None):
+  log = open(log_path, "w")
+  proc = subprocess.Popen([sys.executable, "-m", "lanser_jax.main", *args], cwd=REPO, env=env(**(extra_env or {})),
+                          stdout=subprocess.DEVNULL, stderr=log, text=True)
+  proc.log_path = log_path
+  return proc
+
+
+def _wait_for(proc, text, timeout=600):
+  deadline = time.time() + timeout
+  while time.time() < deadline:
+    if text in open(proc.log_path).read():
+      return
+    if proc.poll() is not None:
+      pytest.fail(f"exited with {proc.returncode} before {text!r}:\n{open(proc.log_path).read()[-3000:]}")
+    time.sleep(0.5)
+  proc.kill()
+  pytest.fail(f"no {text!r} within {timeout} s")
+
+
+def _grain_workers(pid):
+  """The worker processes Grain spawned for this process (multiprocessing's spawn children)."""
+  out = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout.split()
+  workers = []
+  for child in map(int, out):
+    with open(f"/proc/{child}/cmdline", "rb") as f:
+      if b"spawn_main" in f.read():
+        workers.append(child)
+  return sorted(workers)
+
+
+def test_grain_worker_killed_mid_epoch_is_named_and_the_rerun_resumes(synth_dir, tmp_path):
+  workdir = tmp_path / "run"
+  args = [*train_flags(synth_dir, **{"num_train_steps": 200, "checkpoint_every_steps": 5, "eval_every_steps": 200,
+                                     "data.test_split": "", "data.num_workers": 2}), f"--workdir={workdir}"]
+  proc = _start(args, tmp_path / "train.log")
+  _wait_for(proc, "step 10/200")
+  workers = _grain_workers(proc.pid)
+  assert len(workers) == 2, workers
+  os.kill(workers[1], signal.SIGKILL)
+  proc.wait(timeout=120)
+  stderr = open(proc.log_path).read()
+  line = faults_line(stderr)
+  print(f"fault line: {line}")
+  assert proc.returncode == FAULT_STATUS, stderr[-3000:]
+  assert "Traceback" not in stderr, stderr[-3000:]
+  assert line.startswith("lanser_jax.main: Grain data worker 1 of 2 (pid %d) was killed by SIGKILL" % workers[1]), line
+  assert "out-of-memory killer" in line and "config.data.num_workers" in line, line
+  complete = step_of(r"checkpoint (\d+) is complete", line)
+  assert complete >= 10, line
+  rerun = run("lanser_jax.main", [a.replace("num_train_steps=200", f"num_train_steps={complete + 5}")
+                                  for a in args])
+  assert rerun.returncode == 0, rerun.stderr[-3000:]
+  assert f"resuming from {workdir / 'checkpoints' / str(complete)}" in rerun.stderr
+
+
+def _two_processes(synth_dir, workdir, tmp_path, tag, steps):
+  from local_multiprocess import free_port  # launch/, on the path below
+  port = free_port()
+  args = [*train_flags(synth_dir, **{"num_train_steps": steps, "checkpoint_every_steps": 5,
+                                     "eval_every_steps": steps, "data.test_split": ""}),
+          f"--workdir={workdir}", "--distributed=explicit", f"--coordinator_address=127.0.0.1:{port}",
+          "--num_processes=2", "--peer_timeout_s=10"]
+  flags = os.environ.get("XLA_FLAGS", "").replace("--xla_force_host_platform_device_count=8", "")
+  return [_start([*args, f"--process_id={i}"], tmp_path / f"{tag}{i}.log",
+                 {"JAX_PLATFORMS": "cpu", "XLA_FLAGS": f"{flags} --xla_force_host_platform_device_count=1"})
+          for i in range(2)]
+
+
+@pytest.mark.parametrize("victim", [1, 0], ids=["worker_process", "coordinator"])
+def test_peer_killed_stops_the_survivor_within_a_bounded_time_and_rerunning_both_resumes(synth_dir, tmp_path, victim):
+  """Process 1 killed: process 0's watch names it within --peer_timeout_s, in one line. Process 0 (the
+  coordinator) killed: JAX's client in process 1 loses the coordination service and aborts the process
+  itself within a second (its own message, which says another task died; a Python callback for it cannot be
+  installed in this jaxlib), before any watch could speak. Either way no process is left waiting."""
+  sys.path.insert(0, os.path.join(REPO, "launch"))
+  workdir = tmp_path / "run"
+  procs = _two_processes(synth_dir, workdir, tmp_path, "p", 400)
+  try:
+    _wait_for(procs[0], "step 10/400")
+    procs[victim].send_signal(signal.SIGKILL)
+    t0 = time.time()
+    survivor = procs[1 - victim]
+    survivor.wait(timeout=60)  # --peer_timeout_s=10, not JAX's own heartbeat timeout (100 s and more)
+    waited = time.time() - t0
+  finally:
+    for p in procs:
+      if p.poll() is None:
+        p.kill()
+  stderr = open(survivor.log_path).read()
+  print(f"survivor exited with {survivor.returncode} after {waited:.1f} s; last line: {faults_line(stderr)}")
+  assert waited < 45, waited
+  if victim == 1:
+    line = faults_line(stderr)
+    assert survivor.returncode == FAULT_STATUS, stderr[-3000:]
+    assert line.startswith("lanser_jax.main: process 1 of 2 stopped: no heartbeat for 1"), line
+    assert "Start every process of the job again" in line and "is complete" in line, line
+    assert "Check failure stack" not in stderr and "Fatal Python error" not in stderr, stderr[-3000:]
+  else:
+    assert survivor.returncode != 0
+    assert "Terminating process because the JAX distributed service detected fatal errors" in stderr
+  complete = max(int(n) for n in os.listdir(workdir / "checkpoints") if n.isdigit())
+  again = _two_processes(synth_dir, workdir, tmp_path, "again", complete + 5)
+  for p in again:
+    p.wait(timeout=900)
+  for p in again:
+    assert p.returncode == 0, open(p.log_path).read()[-3000:]
+  assert f"resuming from {workdir / 'checkpoints' / str(complete)}" in open(again[0].log_path).read()
+
+
+@pytest.mark.xfail(strict=True, reason="not solved (issue #28): a checkpoint write that fails on a full disk in a "
+                   "2-process job left both processes alive and waiting in Orbax's save (seen: over 10 min at "
+                   "step 15, after the step-10 save failed); no process raises, so there is nothing to report")
+def test_disk_full_in_a_two_process_job_stops_both_processes_each_with_one_line(synth_dir, tmp_path):
+  """The checkpoint write fails on a full disk: every process exits with a line within a bounded time, the
+  one that got no error of its own naming the process that did."""
+  from fault_helpers import tmpfs
+  sys.path.insert(0, os.path.join(REPO, "launch"))
+  with tmpfs("3m") as disk:
+    workdir = os.path.join(disk, "run")
+    procs = _two_processes(synth_dir, workdir, tmp_path, "p", 20)
+    try:
+      for p in procs:
+        p.wait(timeout=420)
+    finally:
+      for p in procs:
+        if p.poll() is None:
+          p.kill()
+    lines = [faults_line(open(p.log_path).read()) for p in procs]
+    for line in lines:
+      print(f"fault line: {line}")
+    assert [p.returncode for p in procs] == [FAULT_STATUS, FAULT_STATUS], lines
+    assert "disk full at " + os.path.join(workdir, "checkpoints") in lines[0], lines[0]
+    assert "disk full" in lines[1] and ("process 0 of 2 stopped" in lines[1] or "checkpoint" in lines[1]), lines[1]
+    for p in procs:
+      assert "Check failure stack" not in open(p.log_path).read()
