@@ -82,3 +82,13 @@ def read_records(feature_dir, split="train"):
       out[ex.utt_id] = ex
     reader.close()
   return out
+
+
+def tree_bytes(workdir):
+  """Every file a run wrote, by path relative to the workdir, with its bytes."""
+  out = {}
+  for folder, _, files in os.walk(workdir):
+    for name in files:
+      path = os.path.join(folder, name)
+      out[os.path.relpath(path, workdir)] = open(path, "rb").read()
+  return out

@@ -74,7 +74,7 @@ def test_tfds_crema_d_prepares_offline_and_keeps_clip_names(tmp_path, monkeypatc
   summary = chain.run_stages(config, workdir, "all", (0, 1))
   assert summary["in"] == len(CLIPS) and summary["written"] == len(CLIPS) and summary["balanced"]
 
-  from tests.stage_helpers import read_records
+  from stage_helpers import read_records
   by_split = {s: read_records(os.path.join(workdir, "features"), s) for s in ("train", "validation", "test")}
   names = sorted(u for recs in by_split.values() for u in recs)
   assert names == sorted(CLIPS)  # CREMA-D's own names, not crema_d_<split>_<index>

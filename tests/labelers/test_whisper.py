@@ -347,8 +347,7 @@ def test_the_retry_is_deterministic_and_counted(transcriber, corpus, monkeypatch
 def test_two_labelling_runs_with_real_whisper_write_identical_bytes(transcriber, corpus, tmp_path):
   """asr, label and features stages twice, into two workdirs, each with its own Whisper tiny.en (int8)."""
   from lanser_jax.stages import chain
-  from tests.stage_helpers import FakeLabeler
-  from tests.stages.test_repeatability import tree_bytes
+  from stage_helpers import FakeLabeler, tree_bytes
   rows, waves = corpus
   corpus_dir = make_workdir(tmp_path / "corpus", rows, waves)  # the audio and a manifest naming it
   trees = []

@@ -6,17 +6,7 @@ import json
 import os
 
 from lanser_jax.stages import pieces, provenance
-from tests.stage_helpers import make_bad_folder, small_config, run_all
-
-
-def tree_bytes(workdir):
-  """Every file a run wrote, by path relative to the workdir, with its bytes."""
-  out = {}
-  for folder, _, files in os.walk(workdir):
-    for name in files:
-      path = os.path.join(folder, name)
-      out[os.path.relpath(path, workdir)] = open(path, "rb").read()
-  return out
+from stage_helpers import make_bad_folder, run_all, small_config, tree_bytes
 
 
 def test_two_runs_into_two_workdirs_write_identical_bytes(tmp_path):
