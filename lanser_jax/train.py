@@ -144,7 +144,7 @@ def make_train_step(model: nn.Module, config: ml_collections.ConfigDict, num_cla
 
 
 def make_eval_step(model: nn.Module, normalizer: pipeline.Normalizer):
-  """Logits of a window batch: models.window_forward, the function serving (inference.py) applies too."""
+  """Logits of a window batch: models.window_forward, the function serving (serving/classifier.py) applies too."""
   forward = models.window_forward(model, normalizer)
 
   def eval_step(state: TrainState, batch: dict[str, jax.Array]):

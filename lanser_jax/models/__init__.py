@@ -57,7 +57,7 @@ def model_from_config(config, num_classes: int) -> nn.Module:
 def window_forward(model: nn.Module, normalizer):
   """(variables, window batch) -> (logits, embedding) in inference mode, for a batch of float16 crops +
   `length` as lanser_jax/input_pipeline/windows.py fills it; `normalizer` (pipeline.Normalizer) finishes the input
-  on the device. Evaluation (train.make_eval_step) and serving (inference.Classifier) both apply this, so
+  on the device. Evaluation (train.make_eval_step) and serving (serving.classifier.Classifier) both apply this, so
   the same windows give the same logits."""
 
   def forward(variables, batch):

@@ -152,7 +152,7 @@ def test_fsdp_checkpoint_loads_on_one_cpu(runs):
   here = classifier.load(runs["fsdp"]).embed_log_mel(x)
   code = ("import json, jax, numpy as np; from lanser_jax.serving import classifier; assert jax.device_count() == 1; "
           "x = np.linspace(-1, 1, 80 * 32, dtype=np.float32).reshape(80, 32); "
-          f"print(json.dumps(inference.load({runs['fsdp']!r}).embed_log_mel(x).tolist()))")
+          f"print(json.dumps(classifier.load({runs['fsdp']!r}).embed_log_mel(x).tolist()))")
   env = dict(os.environ, PYTHONPATH=REPO, XLA_FLAGS="--xla_force_host_platform_device_count=1")
   out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
   assert out.returncode == 0, out.stderr[-2000:]
