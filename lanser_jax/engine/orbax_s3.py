@@ -1,45 +1,13 @@
 """Teaches Orbax 0.12's TensorStore spec builder to write and read checkpoint arrays at `s3://` URLs.
 
-Why this exists. Orbax writes every array through TensorStore, and builds the TensorStore kvstore spec in
-`orbax/checkpoint/_src/serialization/tensorstore_utils.py`. In Orbax 0.12.8 that builder knows two kinds of
-path: local (TensorStore's `file` driver) and `gs://` (`gcs`): `_use_gcs_driver` says yes for `gs://` only,
-`_normalize_path` runs `os.path.normpath`, which turns `s3://b/x` into `s3:/b/x` and puts back the double
-slash for `gs:/` only, and then `_build_ocdbt_kvstore_tspec` refuses the path ("Checkpoint path should be
-absolute") while `_build_non_ocdbt_kvstore_tspec` makes a `file` spec for the relative path `s3:/b/x`, a
-folder on the local disk. Orbax offers no option to supply a spec instead. TensorStore itself has an `s3`
-kvstore driver; Orbax never asks for it. Upstream Orbax has no s3 support in this version, so this module
-adds it, by replacing three private functions with wrappers that handle `s3://` and hand every other path
-to the original unchanged:
-
-- `tensorstore_utils._normalize_path`: an `s3://` path keeps its `s3://` (the rest is normalised as Orbax
-  does), so the bucket survives;
-- `tensorstore_utils._use_gcs_driver`: also true for `s3://`. In both builders this flag means "an object
-  store URL": skip the absolute-path check, and take the base spec from `gcs_utils.get_kvstore_for_gcs`;
-- `gcs_utils.get_kvstore_for_gcs`: for `s3://bucket/key` returns `{"driver": "s3", "bucket": ..., "path":
-  key}` (the same shape as Orbax's `gcs` spec: no trailing slash), plus where to reach S3 (below).
-
-Local and `gs://` paths never reach the new code: each wrapper calls Orbax's own function for them, so their
-specs stay exactly what Orbax builds (tests/engine/test_orbax_s3.py compares them). With an `s3` base spec the rest
-of Orbax's builder runs as for `gs://`: OCDBT (Orbax's default format), per-process OCDBT folders merged by
-the primary host, read coalescing (Orbax's `is_remote_storage` already lists the `s3` driver), and the
-non-OCDBT `_sharding` file.
-
-Where S3 is. TensorStore's `s3` driver does not read `AWS_ENDPOINT_URL` (checked with TensorStore 0.1.86:
-with only the variable set it went to AWS and timed out), so the spec gets `endpoint` from the standard
-variables botocore also reads, `AWS_ENDPOINT_URL_S3`, else `AWS_ENDPOINT_URL`, and with an endpoint,
-`aws_region` from `AWS_REGION`, else `AWS_DEFAULT_REGION` (when neither is set TensorStore asks the endpoint
-for the bucket's region). Without an endpoint (AWS itself) no region is put in the spec: TensorStore looks
-up the bucket's own region, which a default region meant for other services cannot contradict. The spec is
-built from the environment at each call and lives only in memory: Orbax stores no kvstore spec in the
-checkpoint. Credentials are never in it: TensorStore's AWS client reads them itself from the standard
-environment (`AWS_ACCESS_KEY_ID`/`AWS_SECRET_ACCESS_KEY`/`AWS_SESSION_TOKEN`, `AWS_PROFILE` and the shared
-files, container or instance metadata).
-
-`install()` is called by `lanser_jax.engine.checkpointing` when a checkpoint path is an `s3://` URL, and only
-then; it is idempotent. It first checks that the three functions exist with the parameters they are wrapped
-for and that both builders still call them, and fails with a message naming the Orbax version otherwise
-(a later Orbax may have moved them, or may support S3 itself). It fits Orbax 0.12.8; the earlier 0.12
-wheels looked at (0.12.0, 0.12.4 to 0.12.7) test `startswith('gs://')` inline and are refused.
+Orbax 0.12.8 builds TensorStore specs for local paths and `gs://` only (an `s3://` path becomes a local folder
+or is refused), though TensorStore has an `s3` driver. `install()` wraps three private Orbax functions,
+`tensorstore_utils._normalize_path`, `tensorstore_utils._use_gcs_driver` and `gcs_utils.get_kvstore_for_gcs`,
+so that an `s3://` path gets an `s3` kvstore spec (endpoint and region from the standard AWS variables, never
+credentials) and every other path goes to Orbax's own function unchanged. `lanser_jax.engine.checkpointing`
+calls it only for `s3://` checkpoint paths; it checks the wrapped functions' signatures first and refuses
+another Orbax with its version named. Why and how, in full: docs/design_notes.md ("s3:// checkpoints and
+Orbax's spec builder").
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ Speed comes from doing no wasted work, not from a different model:
     and no recompilation after warm-up;
   * a background thread tokenises and assembles batch i+1 while batch i runs.
 
-The score is defined in `scores_from_logits` (and documented in the README section of this package).
+The score is defined in `scores_from_logits` (and documented in docs/labelling.md, "Weak labels").
 A prompt ensemble (several templates) scores T x L hypotheses per transcript in the same batches, so its
 cost is T times one template's; `reduce_templates` defines how the T score vectors become one.
 """

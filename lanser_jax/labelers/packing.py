@@ -33,7 +33,7 @@ from typing import Sequence
 import numpy as np
 
 WINDOW_SECONDS = 30.0  # Whisper's window: the most audio one packed window holds
-GAP_SECONDS = 0.5  # silence between packed utterances (see the README for why 0.5)
+GAP_SECONDS = 0.5  # silence between packed utterances (docs/design_notes.md says why 0.5)
 TOLERANCE_SECONDS = 0.2  # slack of the alignment's word times (10 of its 20 ms frames)
 MAX_WORD_SECONDS = 1.5  # longer than any word said; also covers a word absorbing a clip's own silence
 MIN_WORDS_PER_SECOND = 0.5  # conversational speech is 2-3 words/s

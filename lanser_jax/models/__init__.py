@@ -16,7 +16,7 @@ from lanser_jax.models import conformer, resnet, spectrogram_transformer
 
 ARCHITECTURES = tuple(resnet.ARCHS) + tuple(conformer.SIZES) + tuple(spectrogram_transformer.SIZES)
 
-# Published parameter counts printed beside ours (see README "Backbones" for what each one includes).
+# Published parameter counts printed beside ours (docs/backbones.md says what each one includes).
 REFERENCES = {
     "resnet50": "torchvision ImageNet ResNet-50: 25,557,032 with a 1000-class head",
     "conformer_s": "Gulati et al. 2020 Table 1: 10.3M with the RNN-T decoder (1 LSTM layer, 320)",

@@ -37,7 +37,7 @@ class DepthwiseConv1D(nn.Module):
   batch is split over one mesh axis and replicated over another. On a data=4 x model=2 mesh the depthwise
   kernels' gradients came out exactly 2x (4x on data=2 x model=4) whatever the sharding rules, while every
   other gradient was right: the compiled program all-reduces over replica_groups={{0..7}} instead of over
-  the 4 devices along `data` that hold different rows (README, Backbones, has a plain-lax reproduction).
+  the 4 devices along `data` that hold different rows (docs/design_notes.md has a plain-lax reproduction).
   Shifted slices, products and sums partition correctly on any mesh. Cost: XLA fuses the forward and the
   input gradient into elementwise loops (memory-bound, as the grouped conv is); the kernel gradient becomes
   kernel_size reductions over batch and time. The taps are summed in float32 even when `dtype` is bfloat16.

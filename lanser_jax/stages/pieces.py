@@ -297,7 +297,7 @@ def crop_note(stage: str, summary: dict[str, Any], max_seconds: float) -> str | 
     return None
   return (f"[{stage}] {summary['cropped']} utterances were cropped to audio.max_seconds={max_seconds:g}: "
           f"{summary.get('cropped_seconds', 0.0):.1f} s of audio not used; to keep long recordings, "
-          "cut them with the adapter's segment_seconds (see README)")
+          "cut them with the adapter's segment_seconds (docs/labelling.md)")
 
 
 class Rejected(ValueError):

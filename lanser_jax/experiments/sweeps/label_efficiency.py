@@ -14,7 +14,7 @@ from scratch, peoples_speech, condensed_movies), fraction (paper: 10%..100%; the
 (0, 1, 2: the training seed and the label-subset seed). The aggregate averages over seeds and folds.
 Arguments: platform, runlocal, data_root, runs_root, iemocap_protocol (loso, the default, | loso_spkval |
 lospk: 10 folds, 495 cells | emobox) and crema_d_split (actor_seeded, the default, | tfds | emobox); see
-README "Evaluation protocols". Cells of a non-default protocol are named <dataset>/<protocol>/fold<K>/...
+docs/experiments.md "Evaluation protocols". Cells of a non-default protocol are named <dataset>/<protocol>/fold<K>/...
 Expected cost: 270 fine-tuning runs of 600..2,437 steps of batch 64, 17.4M examples in all: ~20
 H200-minutes of train steps at the measured 14,620 examples/s (ResNet-50, bfloat16, batch 256, one H200;
 benchmarks/README.md). Each run also starts, compiles (22.9 s for the bfloat16 step at batch 256 on the
