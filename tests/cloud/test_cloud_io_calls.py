@@ -41,6 +41,8 @@ EXCEPTIONS = {
         {"open", "os.makedirs"}, "compares the adapter with a local EmoBox checkout, writing empty stand-in audio files in a local temporary folder"),
     "lanser_jax/serving/stream.py": (
         {"os.path.exists"}, "the decoders stream local files (as lanser_jax/audio/decode.py)"),
+    "lanser_jax/utils/faults.py": (
+        {"shutil.disk_usage"}, "a full local disk's free space, named in the fault's line (bucket paths skip it)"),
     "lanser_jax/stages/provenance.py": (
         {"open"}, "reads /proc/cpuinfo, this machine's CPU description"),
 }
