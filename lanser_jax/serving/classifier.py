@@ -259,14 +259,19 @@ class Classifier:
     utt = np.concatenate([u for u, _ in pending])
     logits = windows.average(utt, np.concatenate([np.asarray(out[0]) for _, out in pending]), n)
     embedding = windows.average(utt, np.concatenate([np.asarray(out[1]) for _, out in pending]), n)
+    self._require_finite(logits, embedding, [f"input {u}" for u in range(n)])
+    return logits, embedding
+
+  def _require_finite(self, logits: np.ndarray, embedding: np.ndarray, names: Sequence[str]):
+    """Raises NonFiniteValueError naming the first of the inputs (rows, named by `names`) whose logits or
+    embedding are NaN or infinite: its log-mel was finite, so the values overflowed in the model."""
     for name, x in (("logits", logits), ("embedding", embedding)):
       bad = np.flatnonzero(~np.all(np.isfinite(x), axis=1))
       if bad.size:
         raise value_checks.NonFiniteValueError(
-            f"input {bad[0]}: its {name} are NaN or infinite ({bad.size} of {n} inputs) with the parameters of "
-            f"{self.state_path or 'this classifier'}; its log-mel was finite, so the values overflowed: "
-            "check the input's scale")
-    return logits, embedding
+            f"{names[bad[0]]}: its {name} are NaN or infinite ({bad.size} of {len(names)} inputs) with the "
+            f"parameters of {self.state_path or 'this classifier'}; its log-mel was finite, so the values "
+            "overflowed: check the input's scale")
 
   def _warn_scale(self, mels: Mapping[int, np.ndarray]):
     """One warning naming the inputs whose log-mel is far outside the training statistics (value_checks'
@@ -325,11 +330,7 @@ class Classifier:
       collect(*run(pending))
     stream.validate(stats, self.audio_options, where)
     logits, embedding = (np.asarray(x / count, np.float32) for x in sums)
-    for name, x in (("logits", logits), ("embedding", embedding)):
-      if not np.all(np.isfinite(x)):
-        raise value_checks.NonFiniteValueError(
-            f"{where}: its {name} are NaN or infinite with the parameters of "
-            f"{self.state_path or 'this classifier'}; check the input's scale")
+    self._require_finite(logits[None], embedding[None], [where])
     return logits, embedding, stats.samples / self.sample_rate
 
   def read_clip(self, path: str, offset: float | None = None, duration: float | None = None) -> Clip:
