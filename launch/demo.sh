@@ -8,6 +8,6 @@ cd "$(dirname "$0")/.."
 bash launch/setup_venv.sh
 export HF_HUB_OFFLINE=${HF_HUB_OFFLINE:-1} TF_CPP_MIN_LOG_LEVEL=${TF_CPP_MIN_LOG_LEVEL:-2}
 # XLA:CPU's default convolution lowering is the bottleneck of a CPU ResNet step; this flag more than
-# doubles it (shared/PERF_NOTES.md). It is set here, for the CPU demo, never by library code.
+# doubles it (benchmarks/README.md, `train_step.py`). It is set here, for the CPU demo, never by library code.
 export XLA_FLAGS="${XLA_FLAGS:-} --xla_cpu_experimental_ynn_fusion_type=-individual_convolution"
 exec .venv/bin/python -m lanser_jax.demo.end_to_end "$@"
