@@ -281,7 +281,7 @@ def evaluate(eval_fn, state: TrainState, eval_set: pipeline.EvalSet, normalizer:
              batch_size: int, sharding: NamedSharding, label_names: list[str], num_workers: int = 0,
              worker_buffer_size: int = 2, per_utterance: bool = False) -> dict[str, Any]:
   """Whole-utterance metrics over all processes: window logits averaged per utterance. `per_utterance` adds
-  "predictions" (utt ids, predicted and true class indices) for the intervals and paired tests of
+  "predictions" (utt ids, predicted and true class indices, speakers) for the intervals and paired tests of
   lanser_jax/tools/stats.py; with several processes, those of process 0's utterances only (and says so)."""
   utt_logits = utterance_logits(eval_fn, state, eval_set, normalizer, batch_size, sharding, num_workers,
                                 worker_buffer_size)
@@ -291,7 +291,8 @@ def evaluate(eval_fn, state: TrainState, eval_set: pipeline.EvalSet, normalizer:
   result = metrics.from_confusion(cm, label_names)
   if per_utterance:
     result["predictions"] = {"utt_ids": list(eval_set.utt_ids), "pred": preds.astype(int).tolist(),
-                             "label": eval_set.labels.astype(int).tolist(), "complete": jax.process_count() == 1}
+                             "label": eval_set.labels.astype(int).tolist(), "speaker": list(eval_set.speakers),
+                             "complete": jax.process_count() == 1}
   return result
 
 

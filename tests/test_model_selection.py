@@ -56,5 +56,6 @@ def test_results_keep_per_utterance_predictions(synth_dir, tmp_path):
     p = results[split]["predictions"]
     assert len(p["utt_ids"]) == len(p["pred"]) == len(p["label"]) == 21 and p["complete"]
     assert all(u.startswith(f"{split}-") for u in p["utt_ids"])
+    assert len(p["speaker"]) == 21 and all(p["speaker"])  # each utterance's speaker, for the speaker bootstrap
     cm = metrics.confusion_matrix(np.asarray(p["label"]), np.asarray(p["pred"]), 4)
     assert cm.tolist() == results[split]["confusion_matrix"]  # the predictions are those the metrics count

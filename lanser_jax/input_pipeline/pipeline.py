@@ -264,6 +264,7 @@ class EvalSet:
   labels: np.ndarray  # int32 [num_local_utterances]
   windows: list[tuple[int, int]]  # (local utterance, start frame)
   crop_frames: int
+  speakers: list[str] = dataclasses.field(default_factory=list)  # per local utterance ("" when unknown)
 
   def num_batches(self, batch_size: int) -> int:
     return windows_lib.num_batches(len(self.windows), batch_size)
@@ -276,7 +277,7 @@ def make_eval_set(data_dir: str, split: str, *, crop_frames: int, hop_frames: in
   source = open_source(data_dir, split)
   indices = np.arange(len(source)) if subset is None else np.asarray(subset)
   local = indices[process_index::process_count]
-  utt_ids, labels, windows = [], [], []
+  utt_ids, labels, windows, speakers = [], [], [], []
   for u, i in enumerate(local.tolist()):  # one record at a time, as CropBatch reads (its buffer is reused)
     ex = read_example(source, i, data_dir, split)
     if records.non_finite_float16(ex.log_mel):
@@ -286,9 +287,10 @@ def make_eval_set(data_dir: str, split: str, *, crop_frames: int, hop_frames: in
                                 f"{records.REWRITE}")
     labels.append(_targets(ex, target, num_classes, f"{split} record {i}")["label"])
     utt_ids.append(ex.utt_id)
+    speakers.append(ex.speaker_id)
     windows.extend((u, s) for s in windows_lib.window_starts(ex.log_mel.shape[0], crop_frames, hop_frames))
   return EvalSet(data_dir, split, np.asarray(local), utt_ids, np.asarray(labels, np.int32), windows,
-                 crop_frames)
+                 crop_frames, speakers)
 
 
 class EvalBatch(grain.transforms.Map):

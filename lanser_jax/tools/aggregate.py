@@ -2,7 +2,8 @@
 
 Used by `lanser-sweep --aggregate` and by `lanser-report` (which also serves the demo). Cells are grouped by
 every axis except seed and fold; each group gets the mean and sample std over its runs, a 95% t interval over
-runs (seeds and folds) and a 95% bootstrap interval over test utterances, and each setting is compared with
+runs (seeds and folds), a 95% bootstrap interval over test utterances and, where the test splits name at
+least stats.MIN_SPEAKERS speakers per fold, one over test speakers; each setting is compared with
 the baseline setting of one axis (pre-trained vs scratch: `pretrained=none`, or the demo's `init=scratch`)
 at the same other axes by the paired two-level bootstrap of lanser_jax/tools/stats.py.
 """
@@ -23,7 +24,7 @@ AVERAGED_AXES = ("seed", "fold")  # aggregated over; every other axis makes a ro
 # (axis, baseline value): the first whose axis the sweep has is compared, unless one is given.
 COMPARISONS = (("pretrained", "none"), ("init", "scratch"))
 STATS = ("n", "missing", "ua_mean", "ua_std", "ua_seed_ci_lo", "ua_seed_ci_hi", "ua_utt_ci_lo", "ua_utt_ci_hi",
-         "wa_mean", "wa_std", "train_clips")
+         "ua_spk_ci_lo", "ua_spk_ci_hi", "wa_mean", "wa_std", "train_clips")
 
 
 def _sort_key(value: Any):
@@ -40,8 +41,9 @@ def axis_names(rows: list[dict[str, Any]]) -> list[str]:
 def aggregate(root: str, cells: list[dict[str, Any]], split: str = "test",
               averaged: tuple[str, ...] = AVERAGED_AXES, draws: int = stats.NUM_DRAWS) -> list[dict[str, Any]]:
   """One row per group of cells that differ only in the `averaged` axes: n (cells with results), missing,
-  UA/WA mean and sample std (ddof 1; 0 for one run), UA's 95% intervals over runs and over test utterances
-  (when every run kept its predictions), and the training clips the runs used. `_runs` holds the runs
+  UA/WA mean and sample std (ddof 1; 0 for one run), UA's 95% intervals over runs, over test utterances
+  (when every run kept its predictions) and over test speakers (when they also name enough speakers), and
+  the training clips the runs used. `_runs` holds the runs
   (lanser_jax/tools/stats.py) for the paired comparisons."""
   groups: dict[tuple, dict[str, Any]] = {}
   for cell in cells:
@@ -69,12 +71,15 @@ def aggregate(root: str, cells: list[dict[str, Any]], split: str = "test",
     ua, wa = stats.seed_summary(group["ua"]), stats.seed_summary(group["wa"])
     complete = group["runs"] and not group["without_predictions"]
     utt_ci = stats.utterance_interval(group["runs"], "ua", draws) if complete else None
+    spk_ci = stats.utterance_interval(group["runs"], "ua", draws, unit="speaker") if complete else None
     row = dict(group["axes"])
     row.update({"n": ua["n"], "missing": group["missing"], "ua_mean": ua["mean"], "ua_std": ua["std"],
                 "ua_seed_ci_lo": ua["ci"][0] if ua["ci"] else float("nan"),
                 "ua_seed_ci_hi": ua["ci"][1] if ua["ci"] else float("nan"),
                 "ua_utt_ci_lo": utt_ci[0] if utt_ci else float("nan"),
                 "ua_utt_ci_hi": utt_ci[1] if utt_ci else float("nan"),
+                "ua_spk_ci_lo": spk_ci[0] if spk_ci else float("nan"),
+                "ua_spk_ci_hi": spk_ci[1] if spk_ci else float("nan"),
                 "wa_mean": wa["mean"], "wa_std": wa["std"],
                 "train_clips": "/".join(str(n) for n in sorted(group["clips"])),
                 "_runs": group["runs"] if complete else []})
@@ -104,7 +109,9 @@ def compare(rows: list[dict[str, Any]], axis: str, baseline: str, draws: int = s
     b = base.get(tuple(str(r.get(a)) for a in others))
     if str(r.get(axis)) == baseline or b is None:
       continue
-    result = stats.paired_comparison(r["_runs"], b["_runs"], "ua", draws) if r["_runs"] and b["_runs"] else None
+    unit = "speaker" if stats.speakers_usable(r["_runs"]) and stats.speakers_usable(b["_runs"]) else "utterance"
+    result = (stats.paired_comparison(r["_runs"], b["_runs"], "ua", draws, unit=unit)
+              if r["_runs"] and b["_runs"] else None)
     out.append({**{a: r.get(a) for a in others}, axis: r.get(axis), "baseline": baseline, "result": result})
   return out
 
@@ -118,13 +125,14 @@ def _ci(lo: float, hi: float) -> str:
 
 
 def table_lines(rows: list[dict[str, Any]], axes: list[str]) -> list[str]:
-  lines = ["| " + " | ".join(axes + ["UA", "UA 95% CI (seeds)", "UA 95% CI (utterances)", "WA", "train clips",
-                                     "n", "missing"]) + " |", "|" + "---|" * (len(axes) + 7)]
+  lines = ["| " + " | ".join(axes + ["UA", "UA 95% CI (seeds)", "UA 95% CI (utterances)", "UA 95% CI (speakers)",
+                                     "WA", "train clips", "n", "missing"]) + " |", "|" + "---|" * (len(axes) + 8)]
   for r in rows:
     lines.append("| " + " | ".join(
         [str(r.get(a, "")) for a in axes]
         + [f"{_pct(r['ua_mean'])} ± {_pct(r['ua_std'])}" if r["n"] else "–",
            _ci(r["ua_seed_ci_lo"], r["ua_seed_ci_hi"]), _ci(r["ua_utt_ci_lo"], r["ua_utt_ci_hi"]),
+           _ci(r.get("ua_spk_ci_lo", float("nan")), r.get("ua_spk_ci_hi", float("nan"))),
            f"{_pct(r['wa_mean'])} ± {_pct(r['wa_std'])}" if r["n"] else "–", r["train_clips"] or "–",
            str(r["n"]), str(r["missing"])]) + " |")
   return lines
@@ -143,7 +151,9 @@ def write_csv(rows: list[dict[str, Any]], path: str):
 def intro(split: str, over: str) -> str:
   return (f"Test split `{split}`, UA and WA in %: mean ± sample std over {over}; 95% CI (seeds): Student t "
           "interval of the mean over those runs; 95% CI (utterances): bootstrap over the test utterances "
-          "(2,000 draws, the same utterances for every seed); n = runs with results "
+          "(2,000 draws, the same utterances for every seed); 95% CI (speakers): the same over test speakers, "
+          f"given where every fold's test split names at least {stats.MIN_SPEAKERS} speakers (utterances of one "
+          "speaker are correlated, so it is the honest one where given); n = runs with results "
           "(docs/results.md says how each is computed).")
 
 
@@ -154,14 +164,16 @@ def comparison_lines(comparisons: list[dict[str, Any]], axis: str, heading: str 
   lines = [f"{heading} Paired comparisons", "",
            f"Each `{axis}` setting minus `{axis}={comparisons[0]['baseline']}` at the same other axes: mean UA "
            "difference (points) over runs paired by fold and seed, its 95% interval and two-sided p-value from a "
-           "paired bootstrap over seeds and test utterances; significant = the interval excludes 0.", "",
-           "| " + " | ".join(keys + [axis, "ΔUA", "95% CI", "p", "pairs", "significant"]) + " |",
-           "|" + "---|" * (len(keys) + 6)]
+           "paired bootstrap over seeds and the test units of the `resampled` column (speakers where every fold "
+           f"names at least {stats.MIN_SPEAKERS}, else utterances); significant = the interval excludes 0.", "",
+           "| " + " | ".join(keys + [axis, "ΔUA", "95% CI", "p", "pairs", "resampled", "significant"]) + " |",
+           "|" + "---|" * (len(keys) + 7)]
   for c in comparisons:
     r = c["result"]
     cells = ([f"{100 * r['diff']:+.1f}", f"[{100 * r['ci'][0]:+.1f}, {100 * r['ci'][1]:+.1f}]",
-              stats.p_text(r), str(r["num_pairs"]), "yes" if r["significant"] else "no"]
-             if r else ["–", "–", "–", "0", "no predictions"])
+              stats.p_text(r), str(r["num_pairs"]), r.get("unit", "utterance") + "s",
+              "yes" if r["significant"] else "no"]
+             if r else ["–", "–", "–", "0", "–", "no predictions"])
     lines.append("| " + " | ".join([str(c.get(k, "")) for k in keys] + [str(c[axis])] + cells) + " |")
   return lines + [""]
 
@@ -170,12 +182,12 @@ def write_comparisons_csv(comparisons: list[dict[str, Any]], path: str):
   with fileio.atomic_write(path, "w", newline="") as f:
     writer = csv.writer(f)
     keys = [k for k in (comparisons[0] if comparisons else {}) if k != "result"]
-    writer.writerow(keys + ["ua_diff", "ci_lo", "ci_hi", "p_value", "num_pairs", "significant"])
+    writer.writerow(keys + ["ua_diff", "ci_lo", "ci_hi", "p_value", "num_pairs", "unit", "significant"])
     for c in comparisons:
       r = c["result"] or {}
       writer.writerow([c[k] for k in keys] + [
           f"{r['diff']:.4f}" if r else "", f"{r['ci'][0]:.4f}" if r else "", f"{r['ci'][1]:.4f}" if r else "",
-          f"{r['p_value']:.4f}" if r else "", r.get("num_pairs", 0), r.get("significant", "")])
+          f"{r['p_value']:.4f}" if r else "", r.get("num_pairs", 0), r.get("unit", ""), r.get("significant", "")])
 
 
 def fold_lines(fold_rows: list[dict[str, Any]], split: str = "test", heading: str = "##") -> list[str]:

@@ -125,12 +125,14 @@ def run_lines(workdir: str, out_dir: str, split: str = "test", title: str = "") 
            f"{results['num_train_examples']} training clips" if results.get("num_train_examples") else ""]
   if any(facts):
     lines += ["Evaluated at " + "; ".join(f for f in facts if f) + ".", ""]
-  lines += ["| split | UA | UA 95% CI (utterances) | WA | macro-F1 | utterances |", "|---|---:|---|---:|---:|---:|"]
+  lines += ["| split | UA | UA 95% CI (utterances) | UA 95% CI (speakers) | WA | macro-F1 | utterances |",
+            "|---|---:|---|---|---:|---:|---:|"]
   for s in splits:
     r = results[s]
     run = stats.run_of(r)
-    ci = stats.utterance_interval([run]) if run else None
-    lines.append(f"| {s} | {_pct(r['ua'])} | {f'[{_pct(ci[0])}, {_pct(ci[1])}]' if ci else '–'} | {_pct(r['wa'])} | "
+    cis = [stats.utterance_interval([run], unit=unit) if run else None for unit in stats.UNITS]
+    cells = " | ".join(f"[{_pct(ci[0])}, {_pct(ci[1])}]" if ci else "–" for ci in cis)
+    lines.append(f"| {s} | {_pct(r['ua'])} | {cells} | {_pct(r['wa'])} | "
                  f"{_pct(r.get('macro_f1'))} | {r.get('num_examples', '')} |")
   result = results[split]
   lines += ["", f"Per-class recall ({split}):", "",

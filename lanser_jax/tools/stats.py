@@ -17,6 +17,12 @@ Why this test: it resamples both sources of noise (seeds and utterances), keeps 
 what both settings share, and needs no normality of UA (a ratio of counts, bounded, per class). With three
 seeds, resampling seeds sees only 10 distinct seed sets: the interval is then somewhat too narrow in its
 seed part, which docs/results.md says.
+Utterances of one speaker are not independent, so where the test split names its speakers (results.json's
+predictions keep them) and every fold has at least MIN_SPEAKERS of them, both bootstraps can resample
+speakers instead (`unit="speaker"`: each draw takes the fold's speakers with replacement, every utterance
+weighted by how often its speaker was drawn): the cluster bootstrap, whose interval is the honest one when
+utterances cluster by voice. With fewer speakers a bootstrap over them has too few distinct draws to mean
+anything, and only the utterance interval is given.
 
 UA is the mean recall over the classes present in the (resampled) truth, as lanser_jax/engine/metrics.py
 computes it; WA is the same function with every utterance in one class.
@@ -31,6 +37,8 @@ import numpy as np
 
 LEVEL = 0.95
 NUM_DRAWS = 2000
+MIN_SPEAKERS = 5  # per fold, for the bootstrap over speakers
+UNITS = ("utterance", "speaker")
 
 # Two-sided 95% Student t quantiles t_{0.975, df} for df = 1..30 (beyond, a Cornish-Fisher expansion).
 _T975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145,
@@ -70,9 +78,12 @@ def run_of(result: dict[str, Any], fold: Any = 0, seed: Any = 0) -> dict[str, An
   if not p:
     return None
   order = np.argsort(np.asarray(p["utt_ids"], dtype=object).astype(str), kind="stable")
+  speakers = p.get("speaker")  # absent in results.json files written before speakers were kept
+  known = bool(speakers) and len(speakers) == len(order) and all(str(x) for x in speakers)
   return {"fold": str(fold), "seed": str(seed), "utt_ids": [str(p["utt_ids"][i]) for i in order],
           "correct": (np.asarray(p["pred"]) == np.asarray(p["label"]))[order].astype(np.float64),
-          "label": np.asarray(p["label"], np.int64)[order]}
+          "label": np.asarray(p["label"], np.int64)[order],
+          "speaker": [str(speakers[i]) for i in order] if known else None}
 
 
 def _by_fold(runs: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
@@ -117,16 +128,35 @@ def _utterance_weights(rng: np.random.Generator, n: int, draws: int) -> np.ndarr
   return rng.multinomial(n, np.full(n, 1.0 / n), size=draws).astype(np.float64)
 
 
+def _weights(rng: np.random.Generator, run: dict[str, Any], draws: int, unit: str) -> np.ndarray:
+  """[draws, utts]: how often each test utterance is counted in each draw. `utterance`: utterances drawn
+  with replacement; `speaker`: speakers drawn with replacement, each utterance counted as often as its
+  speaker was drawn."""
+  if unit == "utterance":
+    return _utterance_weights(rng, len(run["correct"]), draws)
+  if unit != "speaker":
+    raise ValueError(f"unit {unit!r}: expected one of {UNITS}")
+  names, of_utt = np.unique(np.asarray(run["speaker"], dtype=object).astype(str), return_inverse=True)
+  return _utterance_weights(rng, len(names), draws)[:, of_utt]
+
+
+def speakers_usable(runs: list[dict[str, Any]]) -> bool:
+  """True when every run names the speaker of every test utterance and each fold has >= MIN_SPEAKERS."""
+  return bool(runs) and all(r.get("speaker") is not None and len(set(r["speaker"])) >= MIN_SPEAKERS
+                            for r in runs)
+
+
 def utterance_interval(runs: list[dict[str, Any]], metric: str = "ua", draws: int = NUM_DRAWS,
-                       seed: int = 0) -> list[float] | None:
-  """95% bootstrap interval over test utterances of the mean over runs (the seeds stay fixed)."""
-  if not runs:
+                       seed: int = 0, unit: str = "utterance") -> list[float] | None:
+  """95% bootstrap interval over test utterances (or, `unit="speaker"`, over test speakers) of the mean over
+  runs (the seeds stay fixed). None without runs, or for speakers unless `speakers_usable(runs)`."""
+  if not runs or (unit == "speaker" and not speakers_usable(runs)):
     return None
   rng = np.random.default_rng(seed)
   means, total = np.zeros(draws), 0
   for fold_runs in _by_fold(runs).values():
     correct = np.stack([r["correct"] for r in fold_runs])
-    w = _utterance_weights(rng, correct.shape[1], draws)
+    w = _weights(rng, fold_runs[0], draws, unit)
     means += _weighted_metric(w, correct, _one_hot(fold_runs[0]["label"], metric)).sum(1)
     total += len(fold_runs)
   lo, hi = np.percentile(means / total, [100 * (1 - LEVEL) / 2, 100 * (1 + LEVEL) / 2])
@@ -134,9 +164,10 @@ def utterance_interval(runs: list[dict[str, Any]], metric: str = "ua", draws: in
 
 
 def paired_comparison(runs_a: list[dict[str, Any]], runs_b: list[dict[str, Any]], metric: str = "ua",
-                      draws: int = NUM_DRAWS, seed: int = 0) -> dict[str, Any] | None:
-  """A minus B: the mean difference over (fold, seed) pairs, its 95% two-level bootstrap interval and the
-  two-sided bootstrap p-value (module docstring). None when no pair has predictions on both sides."""
+                      draws: int = NUM_DRAWS, seed: int = 0, unit: str = "utterance") -> dict[str, Any] | None:
+  """A minus B: the mean difference over (fold, seed) pairs, its 95% two-level bootstrap interval (seeds, and
+  test utterances or, `unit="speaker"`, test speakers) and the two-sided bootstrap p-value (module
+  docstring). None when no pair has predictions on both sides."""
   b_of = {(r["fold"], r["seed"]): r for r in runs_b}
   pairs = [(a, b_of[(a["fold"], a["seed"])]) for a in runs_a if (a["fold"], a["seed"]) in b_of]
   if not pairs:
@@ -157,7 +188,7 @@ def paired_comparison(runs_a: list[dict[str, Any]], runs_b: list[dict[str, Any]]
     n_utts, n_pairs = ca.shape[1], len(fold_pairs)
     ones = np.ones((1, n_utts))
     observed += list(_weighted_metric(ones, ca, onehot)[0] - _weighted_metric(ones, cb, onehot)[0])
-    w = _utterance_weights(rng, n_utts, draws)
+    w = _weights(rng, fold_pairs[0][0], draws, unit)
     diff = _weighted_metric(w, ca, onehot) - _weighted_metric(w, cb, onehot)  # [draws, pairs]
     picks = rng.integers(0, n_pairs, size=(draws, n_pairs))  # resampled pairs (seeds) of this fold
     draws_sum += np.take_along_axis(diff, picks, axis=1).sum(1)
@@ -166,7 +197,7 @@ def paired_comparison(runs_a: list[dict[str, Any]], runs_b: list[dict[str, Any]]
   p = min(1.0, 2 * min(float(np.mean(boot <= 0)), float(np.mean(boot >= 0))))
   return {"metric": metric, "num_pairs": len(pairs), "diff": float(np.mean(observed)),
           "ci": [float(lo), float(hi)], "p_value": p, "significant": bool(lo > 0 or hi < 0),
-          "draws": draws}
+          "draws": draws, "unit": unit}
 
 
 def p_text(comparison: dict[str, Any]) -> str:
@@ -181,7 +212,7 @@ def describe(comparison: dict[str, Any], name_a: str, name_b: str) -> str:
   p = p_text(comparison)
   figures = (f"{100 * d:+.1f} points {comparison['metric'].upper()} ({name_a} − {name_b}; 95% CI "
              f"[{100 * lo:+.1f}, {100 * hi:+.1f}], p {p if p.startswith('<') else '= ' + p}, "
-             f"{comparison['num_pairs']} paired runs)")
+             f"{comparison['num_pairs']} paired runs, test {comparison.get('unit', 'utterance')}s resampled)")
   if comparison["significant"]:
     return f"{name_a if d > 0 else name_b} is significantly better: {figures}."
   return f"no significant difference: {figures}; the interval includes 0."

@@ -16,7 +16,7 @@ NAMES = ["angry", "happy", "neutral", "sad"]
 SWEEP = os.path.join(os.path.dirname(__file__), "..", "..", "lanser_jax", "experiments", "sweeps", "features.py")
 
 
-def fake_run(workdir, labels, accuracy, rng, val_ua, clips=40):
+def fake_run(workdir, labels, accuracy, rng, val_ua, clips=40, speakers=None):
   """results.json (validation and test, with predictions) and metrics.jsonl of a trained run."""
   os.makedirs(workdir, exist_ok=True)
   out = {"steps": 60, "best_step": 40, "selection": {"rule": "highest validation ua"}, "num_train_examples": clips}
@@ -26,6 +26,8 @@ def fake_run(workdir, labels, accuracy, rng, val_ua, clips=40):
     result = metrics.from_confusion(metrics.confusion_matrix(labels, preds, 4), NAMES)
     result["predictions"] = {"utt_ids": [f"{split}{i}" for i in range(len(labels))], "pred": preds.tolist(),
                              "label": labels.tolist()}
+    if speakers is not None:
+      result["predictions"]["speaker"] = list(speakers)
     out[split] = result
   with open(os.path.join(workdir, "results.json"), "w") as f:
     json.dump(out, f)
@@ -52,6 +54,21 @@ def test_report_of_one_run(tmp_path, capsys):
     assert os.path.getsize(os.path.join(run, "report", png)) > 5000
   assert cli.call(report, [str(tmp_path / "nothing")]) == 2
   assert "neither a run (results.json) nor a sweep root" in capsys.readouterr().err
+
+
+def test_report_gives_the_speaker_interval_where_the_test_split_names_enough_speakers(tmp_path):
+  rng = np.random.default_rng(1)
+  labels = rng.integers(0, 4, 120)
+  for speakers, expect in (([f"spk{i % 6}" for i in range(120)], True), ([f"spk{i % 2}" for i in range(120)], False)):
+    run = str(tmp_path / f"run{len(set(speakers))}")
+    res = fake_run(run, labels, 0.7, rng, 0.6, speakers=speakers)
+    assert cli.call(report, [run]) == 0
+    text = open(os.path.join(run, "report", "report.md")).read()
+    assert "| split | UA | UA 95% CI (utterances) | UA 95% CI (speakers) |" in text
+    cells = next(l for l in text.splitlines() if l.startswith("| test |")).split(" | ")
+    ci = stats.utterance_interval([stats.run_of(res["test"])], unit="speaker")
+    assert (ci is not None) == expect
+    assert cells[3] == (f"[{100 * ci[0]:.1f}, {100 * ci[1]:.1f}]" if expect else "–")
 
 
 def test_features_sweep_folds_and_pretraining(tmp_path):
