@@ -7,7 +7,6 @@ Running it again on the same workdir resumes from the latest checkpoint. On many
 on every host with --distributed=auto (TPU pods, Slurm) or --distributed=explicit (see launch/).
 """
 
-import logging as logging_std
 import sys
 
 from absl import app, flags, logging
@@ -37,21 +36,10 @@ _PEER_TIMEOUT = flags.DEFINE_float("peer_timeout_s", 60.0, "A process whose hear
 flags.mark_flags_as_required(["config", "workdir"], flag_values=FLAGS)
 
 
-class _QuietLibraries(logging_std.Filter):
-  """Orbax and Grain log every save and read at INFO; keep their warnings, drop the chatter. Orbax also
-  warns at each save without metrics (steps saved between evaluations), which is how this loop saves."""
-
-  def filter(self, record):
-    if "/orbax/" in record.pathname and str(record.msg).startswith("Requested `tracked_metric`"):
-      return False
-    return record.levelno >= logging_std.WARNING or not any(
-        f"/{lib}/" in record.pathname for lib in ("orbax", "grain", "array_record"))
-
-
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-  logging.get_absl_handler().addFilter(_QuietLibraries())
+  logging.get_absl_handler().addFilter(cli.QuietLibraries())
   distributed.initialize(_DISTRIBUTED.value, _COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value,
                          _INIT_TIMEOUT.value, _PEER_TIMEOUT.value)
   distributed.set_safe_note(lambda: checkpointing.saved_note(_WORKDIR.value))

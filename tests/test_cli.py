@@ -130,3 +130,20 @@ def test_the_wheel_ships_every_file_the_package_holds():
     elif not any(fnmatch.fnmatch(os.path.relpath(path, "lanser_jax"), p) for p in patterns):
       left_out.append(path)
   assert not left_out, left_out
+
+
+def test_quiet_libraries_keeps_warnings_and_the_project_s_own_lines():
+  import logging as logging_std
+
+  def record(path, level, msg="saved"):
+    return logging_std.LogRecord("absl", level, path, 1, msg, None, None)
+
+  quiet = cli.QuietLibraries()
+  site = "/venv/lib/python3.11/site-packages"
+  assert not quiet.filter(record(f"{site}/orbax/checkpoint/checkpoint_manager.py", logging_std.INFO))
+  assert not quiet.filter(record(f"{site}/grain/_src/python/data_loader.py", logging_std.INFO))
+  assert quiet.filter(record(f"{site}/orbax/checkpoint/checkpoint_manager.py", logging_std.WARNING))
+  assert not quiet.filter(record(f"{site}/orbax/checkpoint/checkpoint_manager.py", logging_std.WARNING,
+                                 "Requested `tracked_metric`=validation/ua, but it was not found"))
+  assert quiet.filter(record("/repo/lanser_jax/train.py", logging_std.INFO))
+

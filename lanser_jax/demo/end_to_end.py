@@ -102,6 +102,7 @@ def main(argv):
   from lanser_jax.demo import baselines as demo_baselines
   from lanser_jax.demo import corpus, report, representations
 
+  logging.get_absl_handler().addFilter(cli.QuietLibraries())  # it trains in this process, as lanser-train does
   extra_backbones = chosen_backbones(_BACKBONES.value)  # before any work: a typo fails at once
   work = os.path.abspath(_WORKDIR.value)
   os.makedirs(work, exist_ok=True)

@@ -74,6 +74,19 @@ class _NoLibraryTracebacks(logging_std.Filter):
     return not (record.exc_info and any(f"/{lib}/" in record.pathname for lib in _LIBRARIES))
 
 
+class QuietLibraries(logging_std.Filter):
+  """Orbax and Grain log every save and read at INFO (about 30 lines per checkpoint save), which buries a
+  training run's own progress lines: keep their warnings, drop the chatter. Orbax also warns at each save
+  without metrics (steps saved between evaluations), which is how the training loop saves. Added to absl's
+  handler by the commands that train (lanser-train, lanser-demo)."""
+
+  def filter(self, record):
+    if "/orbax/" in record.pathname and str(record.msg).startswith("Requested `tracked_metric`"):
+      return False
+    return record.levelno >= logging_std.WARNING or not any(
+        f"/{lib}/" in record.pathname for lib in ("orbax", "grain", "array_record"))
+
+
 def guarded(main: Callable[[list[str]], int | None], verbose: Callable[[], bool],
             module: str | None = None, where: Callable[[], str | None] = lambda: None
             ) -> Callable[[list[str]], int | None]:
