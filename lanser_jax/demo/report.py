@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import collections
 import json
+import math
 import os
 import re
 from typing import Any
@@ -338,6 +339,10 @@ def write_report(work: str, stage_records: dict[str, dict[str, Any]], weak: dict
       "(`lanser_jax/experiments/demo_finetune.py`). These are the cells of "
       "`lanser_jax/experiments/sweeps/features.py`; `lanser-report <workdir>/finetune` writes this section "
       "alone.", "", *efficiency]
+  if all(math.isnan(r.get("ua_spk_ci_lo", math.nan)) for r in agg["rows"]):
+    lines += ["No interval over test speakers: the test split has fewer than "
+              f"{stats.MIN_SPEAKERS} voices (the demo's has 2). The utterance intervals and the paired comparisons "
+              "therefore treat utterances of one voice as independent, and are optimistic (docs/results.md).", ""]
   if words:
     lines += ["Pre-trained vs scratch, in words (significant = the 95% interval of the paired difference "
               "excludes 0; docs/results.md says how it is computed):", "", *words, ""]

@@ -197,7 +197,7 @@ def test_report_has_zero_shot_and_text_only_rows(tmp_path, gcs_url):
   summary = json.load(open(os.path.join(work, "report", "report.json")))
   assert summary["baselines"]["zero_shot"]["restricted"]["wa"] == pytest.approx(2 / 8)
   # Label efficiency over 3 seeds: mean ± std, intervals, the paired comparison in a table and in words.
-  assert "| weak_labels | 0.1 | 16.7 ± 0.0 | [16.7, 16.7] | [0.0, 33.3] | 12.5 ± 0.0 | 7 | 3 | 0 |" in text
+  assert "| weak_labels | 0.1 | 16.7 ± 0.0 | [16.7, 16.7] | [0.0, 33.3] | – | 12.5 ± 0.0 | 7 | 3 | 0 |" in text
   assert "### Paired comparisons" in text and "Per fold" not in text  # one fold: no per-fold table
   assert "- 10% of the labels: no significant difference: +0.0 points UA" in text
   assert "## 4. Best setting (by mean validation UA): pretrained=weak_labels, fraction=0.1" in text
