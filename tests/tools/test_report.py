@@ -80,6 +80,31 @@ def test_features_sweep_folds_and_pretraining(tmp_path):
     sweep.load_sweep(SWEEP)
 
 
+def test_features_sweep_on_a_labelling_workdir(tmp_path, capsys):
+  """A labelling workdir with every fold of a protocol (features_<protocol>_fold<K>, dataset.json naming the fold)
+  is the sweep's input as it is: folds fold1..fold10 in numeric order; two protocols there need protocol=."""
+  work = tmp_path / "labels"
+  (work / "manifest").mkdir(parents=True)
+  for k in (1, 2, 10):
+    (work / f"features_speaker_kfold_fold{k}").mkdir()
+    (work / f"features_speaker_kfold_fold{k}" / "dataset.json").write_text(
+        json.dumps({"protocol": {"name": "speaker_kfold", "fold": k}}))
+  cells = sweep.load_sweep(f"{SWEEP}:features={work},fractions=1.0,seeds=0")
+  assert [c["name"] for c in cells] == ["fold1/none/frac1.0/seed0", "fold2/none/frac1.0/seed0",
+                                        "fold10/none/frac1.0/seed0"]
+  assert cells[2]["overrides"]["data.dir"] == str(work / "features_speaker_kfold_fold10")
+  (work / "features_leave_one_speaker_out_fold1").mkdir()
+  (work / "features_leave_one_speaker_out_fold1" / "dataset.json").write_text(
+      json.dumps({"protocol": {"name": "leave_one_speaker_out", "fold": 1}}))
+  assert cli.call(sweep, [f"--sweep={SWEEP}:features={work}", f"--root={tmp_path / 'r'}", "--print"]) == 2
+  assert ("holds the folds of 2 protocols ['leave_one_speaker_out', 'speaker_kfold']; pick one with "
+          "protocol=<name>") in capsys.readouterr().err
+  cells = sweep.load_sweep(f"{SWEEP}:features={work},protocol=leave_one_speaker_out,fractions=1.0,seeds=0")
+  assert [c["overrides"]["data.dir"] for c in cells] == [str(work / "features_leave_one_speaker_out_fold1")]
+  with pytest.raises(FileNotFoundError, match="no feature folder of protocol='loso'"):
+    sweep.load_sweep(f"{SWEEP}:features={work},protocol=loso")
+
+
 def test_sweep_aggregate_and_report_with_intervals(tmp_path, capsys):
   """Two folds x 3 seeds x (scratch, pre-trained) x 2 fractions, the pre-trained runs clearly better at 10%
   and equal at 100%: the table, the comparisons, the per-fold tables, the figure and the report."""
