@@ -144,3 +144,30 @@ def test_sweep_aggregate_and_report_with_intervals(tmp_path, capsys):
   # the plot's rows: bands and bars need both intervals
   agg = aggregate.aggregate(root, cells)
   assert all(not np.isnan(r["ua_utt_ci_lo"]) and not np.isnan(r["ua_seed_ci_lo"]) for r in agg)
+
+
+def test_figures_label_only_the_fractions_and_keep_the_whole_title(tmp_path, monkeypatch):
+  """Seen on a 30%/100% sweep: the log axis labelled its minor ticks ('4x10^1'), and the confusion matrix's
+  title ('pretrained=none, fraction=1.0 (test, 6 runs summed)') ran past a 4-class figure's edge."""
+  import matplotlib
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt
+  closed, real_close = [], plt.close
+  monkeypatch.setattr(plt, "close", closed.append)
+  row = {"pretrained": "none", "n": 2, "ua_mean": 0.7, "ua_seed_ci_lo": 0.6, "ua_seed_ci_hi": 0.8,
+         "ua_utt_ci_lo": 0.65, "ua_utt_ci_hi": 0.75}
+  assert aggregate.plot_ua_vs_fraction([dict(row, fraction=0.3), dict(row, fraction=1.0, ua_mean=0.75)],
+                                       str(tmp_path / "ua.png"))
+  ax = closed[-1].axes[0]
+  assert [t.get_text() for t in ax.get_xticklabels() if t.get_text()] == ["30", "100"]
+  assert not any(t.get_text() for t in ax.get_xticklabels(minor=True))
+  title = "pretrained=none, fraction=1.0 (test, 6 runs summed)"
+  report.plot_confusion(np.eye(4) * 5, NAMES, title, str(tmp_path / "cm.png"))
+  fig = closed[-1]
+  fig.canvas.draw()
+  shown = fig.axes[0].title
+  assert shown.get_text().replace("\n", " ") == title
+  box, edge = shown.get_window_extent(), fig.bbox
+  assert edge.x0 <= box.x0 and box.x1 <= edge.x1
+  for f in closed:
+    real_close(f)
