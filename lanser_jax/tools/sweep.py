@@ -302,11 +302,11 @@ def run_cells(root: str, cells: list[dict[str, Any]], in_process: bool = False,
   failures go to <root>/sweep_errors.jsonl and the sweep goes on."""
   fileio.makedirs(root)
   todo = [c for c in cells if not is_done(root, c)]
+  counts = {"cells": len(cells), "skipped": len(cells) - len(todo), "ran": 0, "failed": 0}
+  log(f"sweep: {len(cells)} cells, {counts['skipped']} already done, {len(todo)} to run")
   if label:
     for job in labelling_jobs(todo):
       run_labelling(job, in_process, log)
-  counts = {"cells": len(cells), "skipped": len(cells) - len(todo), "ran": 0, "failed": 0}
-  log(f"sweep: {len(cells)} cells, {counts['skipped']} already done, {len(todo)} to run")
   t0 = time.time()
   for i, cell in enumerate(todo):
     t_cell = time.time()
