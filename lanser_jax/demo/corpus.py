@@ -1,4 +1,4 @@
-"""Builds the demo's emotional speech with eSpeak NG: an unlabelled pre-training corpus and a labelled one.
+"""Builds the demo's emotional speech with eSpeak NG: an unlabelled pre-training corpus and labelled ones.
 
 No recorded emotional speech installs offline, so the end-to-end demo speaks its own:
   * pretrain: sentences whose *words* carry one of the seven Ekman emotions, spoken with that emotion's
@@ -6,6 +6,9 @@ No recorded emotional speech installs offline, so the end-to-end demo speaks its
     transcripts predict the prosody most of the time, as they do for real speech. label = null.
   * labelled: a dozen neutral sentences, each spoken by every voice in each CREMA-D emotion through prosody
     alone, split train/validation/test by voice (speaker-independent), as CREMA-D is used.
+  * list: a small labelled corpus as a user brings one (by default 6 voices x 5 sentences x angry, happy,
+    neutral, sad = 120 clips), plus list.csv with the columns path,label,speaker and no splits: the input of
+    lanser_jax/experiments/labeling/custom.py (docs/corpora.md, "Your own corpus in three commands").
 Each corpus is a folder: wavs/*.wav (16 kHz mono float32), manifest.jsonl (the shared manifest format, audio
 paths relative to the folder), errors.jsonl (utterances that could not be made, with the reason) and
 corpus.json (the settings and a summary). Everything follows from the seed: the plan (texts, voices, prosody)
@@ -13,6 +16,7 @@ is drawn up front, and each utterance's audio depends only on its own plan entry
 
   lanser-demo-corpus --out=/tmp/demo/pretrain --which=pretrain --num=2000 --seed=0
   lanser-demo-corpus --out=/tmp/demo/labelled --which=labelled --seed=0
+  lanser-demo-corpus --out=/tmp/my_corpus --which=list [--emotions=angry,happy,neutral,sad --sentences=5]
   (or python -m lanser_jax.demo.corpus ...)
 """
 
@@ -62,6 +66,12 @@ DEFAULT_VOICES = (
     "en-us", "en-us+f2", "en+m3", "en+f4", "en-us+m3", "en-us+f5", "en-029+m2", "en-029+f5",
     "en-gb-x-rp+m7", "en-us-nyc+f3", "en-gb-x-gbclan+m1", "en+f2",
 )
+# A list corpus's labels: a profile's own name, or one of these everyday names of it.
+LIST_LABELS = {"angry": "anger", "happy": "happiness", "sad": "sadness", "fearful": "fear", "disgusted": "disgust",
+               "surprised": "surprise"}
+LIST_EMOTIONS = ("angry", "happy", "neutral", "sad")
+LIST_VOICES = DEFAULT_VOICES[:6]  # three female, three male
+LIST_SENTENCES = 5
 SAMPLE_RATE = espeak.SAMPLE_RATE
 _LOG_EVERY_S = 2.0
 _MIN_TASKS_FOR_POOL = 64  # below this, starting worker processes (~2 s each) costs more than it saves
@@ -198,6 +208,32 @@ def plan_labelled(seed: int, voices: Sequence[str], repeats: int = 1, validation
   return plan
 
 
+def list_profile(label: str) -> str:
+  """The prosody profile that speaks a list corpus's `label` ('angry' -> 'anger')."""
+  profile = LIST_LABELS.get(label, label)
+  if profile not in PROFILES:
+    raise ValueError(f"emotion {label!r}: expected one of {sorted(PROFILES)} or {sorted(LIST_LABELS)}")
+  return profile
+
+
+def plan_list(seed: int, voices: Sequence[str], emotions: Sequence[str] = LIST_EMOTIONS,
+              num_sentences: int = LIST_SENTENCES) -> list[Utterance]:
+  """Every voice x sentence x emotion, with the emotion's prosody; no split (the user's protocol decides)."""
+  sentences = load_labelled_sentences()[:num_sentences]
+  if len(set(emotions)) != len(emotions) or not emotions:
+    raise ValueError(f"emotions {list(emotions)}: need one or more, none repeated")
+  profiles = [list_profile(e) for e in emotions]
+  rng = np.random.default_rng([seed, 4])
+  plan = []
+  for voice in voices:
+    for code, sentence in sentences:
+      for emotion, profile in zip(emotions, profiles):
+        plan.append(Utterance(utt_id=f"{speaker_id(voice)}_{code}_{emotion}", text=sentence, voice=voice,
+                              prosody=jittered(PROFILES[profile], rng), seed=int(rng.integers(2**31 - 1)),
+                              row={"label": emotion, "split": None, "sentence_id": code}))
+  return plan
+
+
 # ---------------------------------------------------------------------------------------------- synthesis
 def _synthesise_one(task: tuple[str, str, str, tuple[int, ...], int, str]) -> tuple[str, int, str | None]:
   """Speaks one utterance into its WAV (temp name, then rename); (utt_id, samples, error or None)."""
@@ -328,19 +364,41 @@ def build_labelled_corpus(out_dir: str, seed: int, voices: Sequence[str] | None 
   return _build(out_dir, "labelled", plan, settings, num_workers)
 
 
+def build_list_corpus(out_dir: str, seed: int, voices: Sequence[str] | None = None,
+                      emotions: Sequence[str] = LIST_EMOTIONS, num_sentences: int = LIST_SENTENCES,
+                      num_workers: int = 2) -> str:
+  """A labelled corpus as a user brings one: wavs/ plus <out_dir>/list.csv (path,label,speaker; paths relative
+  to the list). Returns the list's path. By default 6 voices x 5 sentences x 4 emotions = 120 clips."""
+  voices = _checked_voices(voices or LIST_VOICES)
+  settings = {"which": "list", "seed": seed, "voices": voices, "emotions": list(emotions),
+              "num_sentences": num_sentences,
+              "profiles": {k: dataclasses.asdict(v) for k, v in PROFILES.items()}, "jitter": JITTER}
+  manifest_path = _build(out_dir, "list", plan_list(seed, voices, emotions, num_sentences), settings, num_workers)
+  with open(manifest_path, encoding="utf-8") as f:
+    rows = [json.loads(line) for line in f]
+  list_path = os.path.join(out_dir, "list.csv")
+  fileio.write_text(list_path, "path,label,speaker\n" + "".join(
+      f"{r['audio']},{r['label']},{r['speaker']}\n" for r in rows))
+  return list_path
+
+
 # ---------------------------------------------------------------------------------------------------
 # Command line.
 
 FLAGS = flags.FlagValues()  # this command's own (lanser_jax/utils/cli.py says why)
 _OUT = flags.DEFINE_string("out", None, "Output folder (wavs/, manifest.jsonl, ...).", flag_values=FLAGS)
-_WHICH = flags.DEFINE_enum("which", None, ("pretrain", "labelled"), "Which corpus.", flag_values=FLAGS)
+_WHICH = flags.DEFINE_enum("which", None, ("pretrain", "labelled", "list"), "Which corpus.", flag_values=FLAGS)
 _NUM = flags.DEFINE_integer("num", 2000, "pretrain: number of utterances.", flag_values=FLAGS)
 _SEED = flags.DEFINE_integer("seed", 0, "Seed of the plan (texts, voices, prosody).", flag_values=FLAGS)
-_VOICES = flags.DEFINE_string("voices", "", "Comma-separated eSpeak NG voices (default: 12 built in).",
+_VOICES = flags.DEFINE_string("voices", "", "Comma-separated eSpeak NG voices (default: 12 built in; "
+                              "list: the first 6 of them).",
                               flag_values=FLAGS)
 _P_MATCH = flags.DEFINE_float("p_match", 0.8, "pretrain: P(prosody follows the text).", flag_values=FLAGS)
 _REPEATS = flags.DEFINE_integer("repeats", 1, "labelled: takes per voice/sentence/emotion.", flag_values=FLAGS)
-_SENTENCES = flags.DEFINE_integer("sentences", None, "labelled: use the first N of the 12.", flag_values=FLAGS)
+_SENTENCES = flags.DEFINE_integer("sentences", None, "labelled, list: use the first N of the 12 (list: 5 by "
+                                  "default).", flag_values=FLAGS)
+_EMOTIONS = flags.DEFINE_list("emotions", list(LIST_EMOTIONS), "list: the labels, each spoken with its prosody "
+                              "profile (PROSODY.md).", flag_values=FLAGS)
 _WORKERS = flags.DEFINE_integer("workers", 2, "Processes synthesising speech.", flag_values=FLAGS)
 flags.mark_flags_as_required(["out", "which"], flag_values=FLAGS)
 
@@ -351,6 +409,9 @@ def main(argv: Sequence[str]) -> int:
   voices = [v.strip() for v in _VOICES.value.split(",") if v.strip()] or None
   if _WHICH.value == "pretrain":
     path = build_pretrain_corpus(_OUT.value, _NUM.value, _SEED.value, voices, _P_MATCH.value, _WORKERS.value)
+  elif _WHICH.value == "list":
+    path = build_list_corpus(_OUT.value, _SEED.value, voices, _EMOTIONS.value, _SENTENCES.value or LIST_SENTENCES,
+                             _WORKERS.value)
   else:
     path = build_labelled_corpus(_OUT.value, _SEED.value, voices, _REPEATS.value, num_sentences=_SENTENCES.value,
                                  num_workers=_WORKERS.value)

@@ -246,6 +246,8 @@ def plot_ua_vs_fraction(rows: list[dict[str, Any]], path: str, line_axis: str = 
     ax.set_xscale("log")
     ax.set_xticks(sorted({float(r["fraction"]) * 100 for r in panel_rows}))
     ax.get_xaxis().set_major_formatter(matplotlib.ticker.ScalarFormatter())
+    # Within one decade (e.g. 30-100%) a log axis labels its minor ticks too ("4x10^1"): only the fractions.
+    ax.get_xaxis().set_minor_formatter(matplotlib.ticker.NullFormatter())
     ax.set_title(title)
     ax.set_xlabel("labelled training data (%)")
     ax.set_ylabel("test UA (%)")

@@ -16,6 +16,7 @@ Written to <RUN_OR_SWEEP>/report/report.md unless --out says otherwise. The demo
 from __future__ import annotations
 
 import os
+import textwrap
 from typing import Any
 
 from absl import app, flags
@@ -49,7 +50,8 @@ def plot_confusion(cm: np.ndarray, names: list[str], title: str, path: str):
   import matplotlib.pyplot as plt
   cm = np.asarray(cm, float)
   norm = cm / np.maximum(cm.sum(1, keepdims=True), 1)
-  fig, ax = plt.subplots(figsize=(1.2 + 0.65 * len(names), 0.8 + 0.6 * len(names)))
+  width = 1.2 + 0.65 * len(names)
+  fig, ax = plt.subplots(figsize=(width, 0.8 + 0.6 * len(names)))
   ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
   for i in range(len(names)):
     for j in range(len(names)):
@@ -58,7 +60,8 @@ def plot_confusion(cm: np.ndarray, names: list[str], title: str, path: str):
   ax.set_yticks(range(len(names)), names)
   ax.set_xlabel("predicted")
   ax.set_ylabel("true")
-  ax.set_title(title, fontsize=10)
+  # Wrapped to the figure's width (about 11 characters per inch at 10 points), so a long title is not cut.
+  ax.set_title(textwrap.fill(title, max(20, int(11 * width))), fontsize=10)
   fig.tight_layout()
   with fileio.atomic_write(path, "wb") as f:
     fig.savefig(f, format="png", dpi=110)

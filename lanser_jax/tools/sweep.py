@@ -11,6 +11,11 @@ A sweep file's `get_sweep(arg)` returns a list of cells, each a dict:
              says: from the working directory, else in the installed package), run by lanser_jax.main ...
   overrides  ... with these --config.<key>=<value> (optional)
   baseline   or a baseline cell: {"kind": ..., **flags} run by lanser_jax.tools.baselines
+  labels     optional {"config": labelling config spec, "workdir": folder}: the labelling that writes the
+             cell's data.dir. `--run` runs it (lanser_jax.stages.main, once per distinct labelling, resumable)
+             before the cells when a cell's data.dir has no dataset.json; `--print` lists its command first.
+             A job-array task never labels: a cell whose feature folder is missing fails, naming the command.
+A get_sweep that takes a `root` argument is given --root (e.g. to put the labels it makes under it).
 Every cell writes <root>/<name>/results.json; a cell whose results.json exists is done and skipped, so a
 sweep is resumed by running it again (an interrupted training cell also resumes from its checkpoint).
 A failing cell does not stop the sweep: it is listed with its reason in <root>/sweep_errors.jsonl.
@@ -34,6 +39,7 @@ lanser_jax/tools/aggregate.py computes them, lanser_jax/tools/stats.py and docs/
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
 import shlex
@@ -75,11 +81,13 @@ flags.mark_bool_flags_as_mutual_exclusive(["print", "run", "aggregate"], require
 # Loading a sweep.
 
 
-def load_sweep(spec: str) -> list[dict[str, Any]]:
-  """`file.py[:args]` -> its get_sweep(args), checked: unique names, axes, one of config/baseline. The file is
-  found as config_lib.resolve_path says."""
+def load_sweep(spec: str, root: str | None = None) -> list[dict[str, Any]]:
+  """`file.py[:args]` -> its get_sweep(args[, root]), checked: unique names, axes, one of config/baseline,
+  labels with config and workdir. The file is found as config_lib.resolve_path says."""
   path, _, arg = spec.partition(":")
-  cells = list(config_lib.load_python_file(path, kind="sweep").get_sweep(arg or None))
+  get_sweep = config_lib.load_python_file(path, kind="sweep").get_sweep
+  takes_root = "root" in inspect.signature(get_sweep).parameters
+  cells = list(get_sweep(arg or None, root=root) if takes_root else get_sweep(arg or None))
   names = set()
   for i, cell in enumerate(cells):
     where = f"{path} cell {i} ({cell.get('name')!r})"
@@ -91,6 +99,9 @@ def load_sweep(spec: str) -> list[dict[str, Any]]:
       raise ValueError(f"{where}: needs exactly one of 'config' (training) or 'baseline'")
     if not isinstance(cell.get("axes"), dict):
       raise ValueError(f"{where}: 'axes' must be a dict")
+    if "labels" in cell and not (isinstance(cell["labels"], dict) and cell["labels"].get("config")
+                                 and cell["labels"].get("workdir") and "config" in cell):
+      raise ValueError(f"{where}: 'labels' must be {{'config': ..., 'workdir': ...}} of a training cell")
     names.add(cell["name"])
   return cells
 
@@ -166,6 +177,66 @@ def check_pretraining_finished(cell: dict[str, Any]):
                        f"there); run that pre-training first (lanser_jax/experiments/sweeps/pretrain.py, same --root)")
 
 
+def features_ready(cell: dict[str, Any]) -> bool:
+  """Whether a cell's data.dir (its `labels` output) holds a finished feature folder."""
+  data_dir = (cell.get("overrides") or {}).get("data.dir", "")
+  return bool(data_dir) and fileio.exists(os.path.join(data_dir, "dataset.json"))
+
+
+def labelling_jobs(cells: list[dict[str, Any]]) -> list[dict[str, str]]:
+  """The distinct labellings (cell["labels"]) that some of `cells` still need, in the cells' order."""
+  jobs: list[dict[str, str]] = []
+  for cell in cells:
+    if "labels" in cell and not features_ready(cell) and cell["labels"] not in jobs:
+      jobs.append(dict(cell["labels"]))
+  return jobs
+
+
+def labelling_command(job: dict[str, str], python: str = "python") -> list[str]:
+  """The argv of one labelling (lanser-label is the same command)."""
+  return [python, "-m", "lanser_jax.stages.main", f"--config={job['config']}", f"--workdir={job['workdir']}"]
+
+
+def _lanser_label(job: dict[str, str]) -> str:
+  return "lanser-label " + shlex.join(labelling_command(job)[3:])
+
+
+class LabellingFailed(RuntimeError):
+  """The labelling that a sweep's cells need did not finish; every cell would fail, so the sweep stops."""
+
+
+def run_labelling(job: dict[str, str], in_process: bool = False, log=print):
+  """Runs one labelling (resumable: finished stages and pieces are skipped); its output goes to
+  <workdir>/label_log.txt unless in process."""
+  log(f"sweep: labelling first: {_lanser_label(job)}")
+  t0 = time.time()
+  if in_process:
+    from lanser_jax.stages import chain, pieces  # pylint: disable=import-outside-toplevel
+    try:
+      chain.run_stages(config_lib.load_experiment(job["config"]), job["workdir"], "all", (0, 1))
+    except (pieces.NothingSurvived, ValueError, FileNotFoundError) as e:
+      raise LabellingFailed(f"labelling into {job['workdir']} failed: {e}") from e
+  else:
+    fileio.makedirs(job["workdir"])
+    log_path = os.path.join(job["workdir"], "label_log.txt")
+    with fileio.open(log_path, "ab") as f:
+      rc = subprocess.call(labelling_command(job, sys.executable), stdout=f, stderr=subprocess.STDOUT)
+    if rc != 0:
+      with fileio.open(log_path, "rb") as f:
+        lines = f.read().decode(errors="replace").strip().splitlines()
+      raise LabellingFailed(f"labelling into {job['workdir']} failed (exit status {rc}); {log_path} ends: "
+                            f"{lines[-1] if lines else '(empty)'}")
+  log(f"sweep: labelled in {time.time() - t0:.0f} s")
+
+
+def check_features_ready(cell: dict[str, Any]):
+  """A job-array task does not label (tasks would label at once): a missing feature folder fails its cell."""
+  if "labels" in cell and not features_ready(cell):
+    raise RuntimeError(f"cell {cell['name']}: its feature folder {cell['overrides']['data.dir']} is missing; "
+                       f"label first: {_lanser_label(cell['labels'])} "
+                       "(or run the sweep once without --cell)")
+
+
 # ---------------------------------------------------------------------------------------------------
 # Commands.
 
@@ -226,17 +297,22 @@ def run_subprocess(root: str, cell: dict[str, Any]):
 
 
 def run_cells(root: str, cells: list[dict[str, Any]], in_process: bool = False,
-              log=print) -> dict[str, int]:
-  """Runs the unfinished cells in order; failures go to <root>/sweep_errors.jsonl and the sweep goes on."""
+              log=print, label: bool = True) -> dict[str, int]:
+  """Runs the unfinished cells in order, after the labelling they need (`label`; job-array tasks pass False);
+  failures go to <root>/sweep_errors.jsonl and the sweep goes on."""
   fileio.makedirs(root)
   todo = [c for c in cells if not is_done(root, c)]
   counts = {"cells": len(cells), "skipped": len(cells) - len(todo), "ran": 0, "failed": 0}
   log(f"sweep: {len(cells)} cells, {counts['skipped']} already done, {len(todo)} to run")
+  if label:
+    for job in labelling_jobs(todo):
+      run_labelling(job, in_process, log)
   t0 = time.time()
   for i, cell in enumerate(todo):
     t_cell = time.time()
     try:
       check_pretraining_finished(cell)
+      check_features_ready(cell)
       (run_in_process if in_process else run_subprocess)(root, cell)
       counts["ran"] += 1
       status = "done"
@@ -292,7 +368,7 @@ def main(argv: list[str]) -> int:
     raise app.UsageError("--cell goes with --run or --print")
   root = _ROOT.value
   try:
-    cells = select(load_sweep(_SWEEP.value), parse_only(_ONLY.value))
+    cells = select(load_sweep(_SWEEP.value, root), parse_only(_ONLY.value))
   except (FileNotFoundError, KeyError, ValueError) as e:  # a sweep file, its arguments or --only: one line
     cli.log(f"error: {e.args[0] if isinstance(e, KeyError) else e}")
     return 2
@@ -311,6 +387,8 @@ def main(argv: list[str]) -> int:
     print(f"# {source}={index}: cell {cells[0]['name']}", file=sys.stderr)
   if _PRINT.value:
     shown = [c for c in cells if _ALL.value or not is_done(root, c)]
+    for job in labelling_jobs(shown):
+      print(shlex.join(labelling_command(job)))
     for cell in shown:
       print(shlex.join(command(root, cell)))
     print(f"# {len(shown)} of {len(cells)} cells ({len(cells) - len(shown)} done or hidden)",
@@ -319,7 +397,11 @@ def main(argv: list[str]) -> int:
   if _RUN.value:
     if index is None and not _ONLY.value:  # array tasks and parts leave the record to --aggregate
       write_sweep_record(root, _SWEEP.value, cells)
-    counts = run_cells(root, cells, in_process=_IN_PROCESS.value)
+    try:
+      counts = run_cells(root, cells, in_process=_IN_PROCESS.value, label=index is None)
+    except LabellingFailed as e:
+      cli.log(f"error: {e}")
+      return 1
     return 1 if counts["failed"] else 0
   split = _SPLIT.value
   write_sweep_record(root, _SWEEP.value, cells)

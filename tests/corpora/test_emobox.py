@@ -134,3 +134,71 @@ def test_check_tool_finds_equal_lists_and_a_difference(tmp_path, monkeypatch):
   assert [r["fold"] for r in results] == [1, 2] and all(r["ok"] for r in results)
   monkeypatch.setattr(emobox, "emobox_name", lambda names, emo: emo)  # a bug: EmoBox's label map ignored
   assert not any(r["labels_equal"] for r in emobox_check.check(root, "ravdess"))
+
+
+FEATURES_SWEEP = os.path.join(os.path.dirname(__file__), "..", "..", "lanser_jax", "experiments", "sweeps",
+                              "features.py")
+
+
+def test_sweep_takes_an_emobox_corpus_name(tmp_path, capsys):
+  """features.py:emobox=<corpus>,emobox_root=<checkout>: one fold per EmoBox fold, labelled under --root by the
+  EmoBox adapter before the cells; each fold's test split is EmoBox's test list, with EmoBox's labels."""
+  from lanser_jax.tools import sweep
+  from lanser_jax.utils import cli
+  from stage_helpers import read_records
+  root, runs = str(tmp_path / "EmoBox"), str(tmp_path / "runs")
+  truth = make_checkout(root, num_folds=3, label_map={e: e.lower() for e in EMOS})
+  spec = f"{FEATURES_SWEEP}:emobox=ravdess,emobox_root={root},fractions=1.0,seeds=0+1"
+  cells = sweep.load_sweep(spec, runs)
+  assert [c["name"] for c in cells][:2] == ["fold1/none/frac1.0/seed0", "fold1/none/frac1.0/seed1"]
+  assert len(cells) == 3 * 2 and {c["axes"]["fold"] for c in cells} == {"fold1", "fold2", "fold3"}
+  labels = os.path.join(runs, "labels", "emobox_ravdess")
+  assert cells[-1]["overrides"]["data.dir"] == os.path.join(labels, "features_emobox_fold3")
+  jobs = sweep.labelling_jobs(cells)
+  assert jobs == [{"config": f"lanser_jax/experiments/labeling/emobox.py:dataset=ravdess,emobox_dir={root}",
+                   "workdir": labels}]
+  assert cli.call(sweep, [f"--sweep={spec}", f"--root={runs}", "--print"]) == 0
+  printed = capsys.readouterr().out.splitlines()
+  assert printed[0].startswith("python -m lanser_jax.stages.main --config=lanser_jax/experiments/labeling/emobox.py")
+  assert len(printed) == 1 + 6
+  # A job-array task does not label: its cell fails with the command to run first.
+  with pytest.raises(RuntimeError, match="feature folder .* is missing; label first: lanser-label"):
+    sweep.check_features_ready(cells[0])
+  sweep.run_labelling(jobs[0], in_process=True, log=lambda _: None)
+  assert sweep.labelling_jobs(cells) == []
+  for k in range(1, 4):
+    d = os.path.join(labels, f"features_emobox_fold{k}")
+    with open(os.path.join(d, "dataset.json")) as f:
+      names = json.load(f)["label_names"]
+    test = read_records(d, "test")
+    assert {u: names[r.label] for u, r in test.items()} == {
+        u: emo.lower() for u, (fold, emo) in truth.items() if fold == k}
+  # Wrong names are one line each, before any work.
+  capsys.readouterr()
+  for arg, message in ((f"emobox=emodb,emobox_root={root}", r"no EmoBox corpus 'emodb'.*\['ravdess'\]"),
+                       ("emobox=ravdess", "needs emobox_root="),
+                       (f"emobox=ravdess,emobox_root={root},features=/x", "not both")):
+    assert cli.call(sweep, [f"--sweep={FEATURES_SWEEP}:{arg}", f"--root={runs}", "--print"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error:"), err
+    assert __import__("re").search(message, err[0]), err[0]
+  with pytest.raises(ValueError, match="give --root"):
+    sweep.load_sweep(f"{FEATURES_SWEEP}:emobox=ravdess,emobox_root={root}")
+
+
+@pytest.mark.slow
+def test_emobox_sweep_runs_on_emobox_folds(tmp_path):
+  """`lanser-sweep --run` labels the corpus and trains every cell on EmoBox's folds; the aggregate reports it."""
+  from lanser_jax.tools import sweep
+  from lanser_jax.utils import cli
+  root, runs = str(tmp_path / "EmoBox"), str(tmp_path / "runs")
+  truth = make_checkout(root, num_folds=2)
+  spec = f"{FEATURES_SWEEP}:emobox=ravdess,emobox_root={root},fractions=1.0,seeds=0,steps=2,runlocal"
+  assert cli.call(sweep, [f"--sweep={spec}", f"--root={runs}", "--run", "--in_process"]) == 0
+  for k in (1, 2):
+    with open(os.path.join(runs, f"fold{k}", "none", "frac1.0", "seed0", "results.json")) as f:
+      results = json.load(f)
+    assert set(results["test"]["predictions"]["utt_ids"]) == {u for u, (f_, _) in truth.items() if f_ == k}
+    # EmoBox's train list: 3 actors x 4 labels; its stratified 20% validation takes one utterance per label
+    assert results["num_train_examples"] == 12 - 4
+  assert cli.call(sweep, [f"--sweep={spec}", f"--root={runs}", "--aggregate"]) == 0

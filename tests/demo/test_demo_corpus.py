@@ -291,3 +291,24 @@ def test_planted_prosody_is_the_analysis_ground_truth(labelled_dir, tmp_path):
   r = summary["measure_vs_planted_r"]
   assert r["f0_mean_hz~prosody.pitch"] > 0.8 and r["words_per_second~prosody.rate"] > 0.8
   assert set(summary["mean_r2_planted"]) == set(record["probes"])
+
+
+def test_list_corpus_is_a_csv_the_custom_config_reads(tmp_path, capsys):
+  """--which=list: clips plus list.csv (path,label,speaker), read by the list adapter of custom.py."""
+  from lanser_jax.corpora import generic
+  out = str(tmp_path / "list")
+  assert cli.call(corpus, [f"--out={out}", "--which=list", "--voices=en-us,en+f4", "--emotions=angry,sad",
+                           "--sentences=2", "--workers=1"]) == 0
+  path = os.path.join(out, "list.csv")
+  assert capsys.readouterr().out.strip() == path
+  with open(path, encoding="utf-8") as f:
+    lines = f.read().splitlines()
+  assert lines[0] == "path,label,speaker" and len(lines) == 1 + 2 * 2 * 2
+  rows = list(generic.list_rows(path))
+  assert all(isinstance(r, manifests.Row) and os.path.isfile(r.audio) for r in rows)
+  assert collections.Counter((r.speaker, r.label) for r in rows) == {
+      (s, e): 2 for s in ("en-us", "en-f4") for e in ("angry", "sad")}
+  durations = {e: np.mean([soundfile.info(r.audio).duration for r in rows if r.label == e]) for e in ("angry", "sad")}
+  assert durations["angry"] < durations["sad"]  # anger's profile speaks faster than sadness's
+  with pytest.raises(ValueError, match="emotion 'bored'"):
+    corpus.plan_list(0, ["en-us"], ("angry", "bored"))

@@ -97,6 +97,31 @@ def test_features_sweep_folds_and_pretraining(tmp_path):
     sweep.load_sweep(SWEEP)
 
 
+def test_features_sweep_on_a_labelling_workdir(tmp_path, capsys):
+  """A labelling workdir with every fold of a protocol (features_<protocol>_fold<K>, dataset.json naming the fold)
+  is the sweep's input as it is: folds fold1..fold10 in numeric order; two protocols there need protocol=."""
+  work = tmp_path / "labels"
+  (work / "manifest").mkdir(parents=True)
+  for k in (1, 2, 10):
+    (work / f"features_speaker_kfold_fold{k}").mkdir()
+    (work / f"features_speaker_kfold_fold{k}" / "dataset.json").write_text(
+        json.dumps({"protocol": {"name": "speaker_kfold", "fold": k}}))
+  cells = sweep.load_sweep(f"{SWEEP}:features={work},fractions=1.0,seeds=0")
+  assert [c["name"] for c in cells] == ["fold1/none/frac1.0/seed0", "fold2/none/frac1.0/seed0",
+                                        "fold10/none/frac1.0/seed0"]
+  assert cells[2]["overrides"]["data.dir"] == str(work / "features_speaker_kfold_fold10")
+  (work / "features_leave_one_speaker_out_fold1").mkdir()
+  (work / "features_leave_one_speaker_out_fold1" / "dataset.json").write_text(
+      json.dumps({"protocol": {"name": "leave_one_speaker_out", "fold": 1}}))
+  assert cli.call(sweep, [f"--sweep={SWEEP}:features={work}", f"--root={tmp_path / 'r'}", "--print"]) == 2
+  assert ("holds the folds of 2 protocols ['leave_one_speaker_out', 'speaker_kfold']; pick one with "
+          "protocol=<name>") in capsys.readouterr().err
+  cells = sweep.load_sweep(f"{SWEEP}:features={work},protocol=leave_one_speaker_out,fractions=1.0,seeds=0")
+  assert [c["overrides"]["data.dir"] for c in cells] == [str(work / "features_leave_one_speaker_out_fold1")]
+  with pytest.raises(FileNotFoundError, match="no feature folder of protocol='loso'"):
+    sweep.load_sweep(f"{SWEEP}:features={work},protocol=loso")
+
+
 def test_sweep_aggregate_and_report_with_intervals(tmp_path, capsys):
   """Two folds x 3 seeds x (scratch, pre-trained) x 2 fractions, the pre-trained runs clearly better at 10%
   and equal at 100%: the table, the comparisons, the per-fold tables, the figure and the report."""
@@ -136,3 +161,30 @@ def test_sweep_aggregate_and_report_with_intervals(tmp_path, capsys):
   # the plot's rows: bands and bars need both intervals
   agg = aggregate.aggregate(root, cells)
   assert all(not np.isnan(r["ua_utt_ci_lo"]) and not np.isnan(r["ua_seed_ci_lo"]) for r in agg)
+
+
+def test_figures_label_only_the_fractions_and_keep_the_whole_title(tmp_path, monkeypatch):
+  """Seen on a 30%/100% sweep: the log axis labelled its minor ticks ('4x10^1'), and the confusion matrix's
+  title ('pretrained=none, fraction=1.0 (test, 6 runs summed)') ran past a 4-class figure's edge."""
+  import matplotlib
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt
+  closed, real_close = [], plt.close
+  monkeypatch.setattr(plt, "close", closed.append)
+  row = {"pretrained": "none", "n": 2, "ua_mean": 0.7, "ua_seed_ci_lo": 0.6, "ua_seed_ci_hi": 0.8,
+         "ua_utt_ci_lo": 0.65, "ua_utt_ci_hi": 0.75}
+  assert aggregate.plot_ua_vs_fraction([dict(row, fraction=0.3), dict(row, fraction=1.0, ua_mean=0.75)],
+                                       str(tmp_path / "ua.png"))
+  ax = closed[-1].axes[0]
+  assert [t.get_text() for t in ax.get_xticklabels() if t.get_text()] == ["30", "100"]
+  assert not any(t.get_text() for t in ax.get_xticklabels(minor=True))
+  title = "pretrained=none, fraction=1.0 (test, 6 runs summed)"
+  report.plot_confusion(np.eye(4) * 5, NAMES, title, str(tmp_path / "cm.png"))
+  fig = closed[-1]
+  fig.canvas.draw()
+  shown = fig.axes[0].title
+  assert shown.get_text().replace("\n", " ") == title
+  box, edge = shown.get_window_extent(), fig.bbox
+  assert edge.x0 <= box.x0 and box.x1 <= edge.x1
+  for f in closed:
+    real_close(f)
