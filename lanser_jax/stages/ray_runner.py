@@ -61,6 +61,10 @@ class StageWorker:
     self.name, self.config, self.workdir, self.models = name, config, workdir, models
     self._states = None
 
+  def ready(self) -> bool:
+    """Answers once the actor is placed and started: only then does the driver hand it pieces."""
+    return True
+
   def run_piece(self, piece: int) -> dict[str, Any]:
     s, n = chain.BY_NAME[self.name], self.config.num_pieces
     t0 = time.monotonic()
@@ -143,6 +147,7 @@ class _Job:
     self.done = {n: set() for n in self.names}  # pieces complete per stage
     self.failed: dict[int, tuple[str, str]] = {}  # piece -> (stage, error)
     self.ready = {n: collections.deque() for n in self.names}
+    self.starting: dict[str, int] = {}  # actors not placed yet, per stage (a cluster short of resources)
 
   def finished_pieces(self) -> list[int]:
     return [p for p in range(self.num_pieces) if all(p in self.done[n] for n in self.names)]
@@ -159,8 +164,10 @@ class _Job:
 
   def line(self) -> str:
     per_stage = ", ".join(f"{n} {len(self.done[n])}" for n in self.names)
+    waiting = ", ".join(f"{n} {k}" for n, k in self.starting.items() if k)
     return (f"pieces {len(self.finished_pieces())}/{self.num_pieces} ({per_stage})"
-            + (f", {len(self.failed)} failed" if self.failed else ""))
+            + (f", {len(self.failed)} failed" if self.failed else "")
+            + (f"; actors not placed yet: {waiting}" if waiting else ""))
 
 
 def run(config, workdir: str, stage_name: str = "all", address: str = "", log=cli.log,
@@ -231,8 +238,22 @@ def _schedule(ray, config, workdir: str, job: _Job, busy, local: bool, log, mode
   check_resources(config, busy, ray.cluster_resources(), local, log)
   env = worker_env(config, local)
   remote = ray.remote(StageWorker)
-  idle = {name: [remote.options(**actor_options(config, name, env)).remote(name, config, workdir, models)
-                 for _ in range(config.ray[name].num_actors)] for name in busy}
+  actors = [(name, remote.options(**actor_options(config, name, env)).remote(name, config, workdir, models))
+            for name in busy for _ in range(config.ray[name].num_actors)]
+  # An actor gets pieces once it answers `ready`: one the cluster cannot place (yet) holds up nothing.
+  starting = {actor.ready.remote(): (name, actor) for name, actor in actors}
+  job.starting = collections.Counter(name for name, _ in actors)
+  idle: dict[str, list] = {name: [] for name in busy}
+  try:
+    _loop(ray, config, job, busy, starting, idle, log, timings)
+  finally:
+    for _, actor in actors:
+      ray.kill(actor)
+
+
+def _loop(ray, config, job: _Job, busy, starting: dict, idle: dict, log, timings):
+  """Until no piece is ready or running: start pieces on idle actors, take in answers (an actor placed, a piece
+  done or failed on every attempt), print the progress line."""
   attempts = 1 + int(config.ray.max_retries)
   progress = progress_lib.Progress("ray", sum(job.sizes), interval=config.ray.progress_seconds,
                                    done=job.utterances_done(), unit="utterances", detail=job.line)
@@ -246,10 +267,25 @@ def _schedule(ray, config, workdir: str, job: _Job, busy, local: bool, log, mode
         actor, piece = idle[name].pop(), job.ready[name].popleft()
         ref = actor.run_piece.options(retry_exceptions=True).remote(piece)
         inflight[ref] = (name, piece, actor)
-    if not inflight:
+    for name in busy:  # a stage none of whose actors could start: its pieces cannot run
+      if job.ready[name] and not idle[name] and not job.starting[name] and not any(
+          n == name for n, _, _ in inflight.values()):
+        while job.ready[name]:
+          job.failed[job.ready[name].popleft()] = (name, f"no actor of the {name} stage could start")
+    if not inflight and not any(job.ready.values()):
       break
-    finished, _ = ray.wait(list(inflight), num_returns=1, timeout=min(config.ray.progress_seconds, 5.0))
+    finished, _ = ray.wait(list(inflight) + list(starting), num_returns=1,
+                           timeout=min(config.ray.progress_seconds, 5.0))
     for ref in finished:
+      if ref in starting:
+        name, actor = starting.pop(ref)
+        job.starting[name] -= 1
+        try:
+          ray.get(ref)
+          idle[name].append(actor)
+        except ray.exceptions.RayError as e:
+          log(f"[ray] an actor of the {name} stage did not start: {_error_text(e)}")
+        continue
       name, piece, actor = inflight.pop(ref)
       idle[name].append(actor)
       before = job.utterances_done()

@@ -26,13 +26,19 @@ def corpus(tmp_path_factory):
   return root
 
 
+def _lines(path: str) -> list[str]:
+  with open(path) as f:
+    return f.read().split()
+
+
 def _kill_when_started(marker: str, killed: list, timeout: float = 240.0):
   deadline = time.monotonic() + timeout
   while not os.path.exists(marker):
     if time.monotonic() > deadline:
       return
     time.sleep(0.05)
-  pid = int(open(marker).read())
+  with open(marker) as f:
+    pid = int(f.read())
   os.kill(pid, signal.SIGKILL)
   killed.append(pid)
 
@@ -42,7 +48,8 @@ def test_an_actor_killed_mid_piece_is_retried_with_identical_outputs(tmp_path, c
   c = small_config(corpus, 3)
   # The unbroken run uses the same class (the provenance names it), past its kill: its marker exists already.
   done_marker = str(tmp_path / "no_kill.pid")
-  open(done_marker, "w").write("0")
+  with open(done_marker, "w") as f:
+    f.write("0")
   chain.run_stages(c, str(tmp_path / "unbroken"), "all", (0, 1), labeler=FakeLabeler(),
                    transcriber=KilledOnceTranscriber(done_marker))
   marker, killed = str(tmp_path / "asr_worker.pid"), []
@@ -68,15 +75,17 @@ def test_a_piece_that_fails_every_attempt_is_reported_and_the_rest_finish(tmp_pa
   with pytest.raises(ray_runner.PiecesFailed) as raised:
     ray_runner.run(c, workdir, "all", labeler=FakeLabeler(), transcriber=BreaksOnClip(0.7, attempts))
   assert time.monotonic() - started < 240  # reported, not hung
-  assert len(open(attempts).read().split()) == 2  # the first attempt and Ray's one retry
-  summary = json.load(open(os.path.join(workdir, "summary.json")))
+  assert len(_lines(attempts)) == 2  # the first attempt and Ray's one retry
+  with open(os.path.join(workdir, "summary.json")) as f:
+    summary = json.load(f)
   assert summary["complete"] is False
   [failed] = summary["failed_pieces"]
   piece = failed["piece"]
   assert failed["stage"] == "asr" and failed["attempts"] == 2
   assert failed["error"] == "RuntimeError: the model breaks on this clip"
   assert summary["pieces_complete"] == {"asr": 2, "label": 2, "features": 2}
-  errors = [json.loads(line) for line in open(os.path.join(workdir, "errors.jsonl"))]
+  with open(os.path.join(workdir, "errors.jsonl")) as f:
+    errors = [json.loads(line) for line in f]
   lines = failed["manifest_lines"]
   assert errors == [{"utt_id": None, "stage": "asr",
                      "source": f"piece {piece} of 3 (manifest lines {lines[0]}-{lines[1]})",
@@ -94,7 +103,7 @@ def test_a_piece_that_fails_every_attempt_is_reported_and_the_rest_finish(tmp_pa
   # The rerun (the clip no longer breaks the model) does the missing piece; the result is an unbroken run's.
   mended = BreaksOnClip(99.0, attempts)  # the same class (the provenance names it), breaking on no clip
   ray_runner.run(c, workdir, "all", labeler=FakeLabeler(), transcriber=mended)
-  assert len(open(attempts).read().split()) == 2
+  assert len(_lines(attempts)) == 2
   chain.run_stages(c, str(tmp_path / "unbroken"), "all", (0, 1), labeler=FakeLabeler(), transcriber=mended)
   want, got = tree_bytes(str(tmp_path / "unbroken")), tree_bytes(workdir)
   assert sorted(got) == sorted(want) and [p for p in want if got[p] != want[p]] == []

@@ -1,12 +1,17 @@
 """The Ray runner (lanser_jax/stages/ray_runner.py) on a real local Ray: the same bytes as the local runner for
 the stage digest's runs (tests/stage_digest.py), complete pieces skipped on a rerun, one progress line for the
-job, its config checks, the command line, and the one line when Ray is not installed."""
+job, its config checks, the command line (starting its own Ray, and joining a cluster it did not start), and the
+one line when Ray is not installed."""
 
 import json
 import os
 import re
+import shutil
+import socket
 import subprocess
 import sys
+import tempfile
+import time
 
 import pytest
 
@@ -29,9 +34,10 @@ def test_without_ray_the_runner_says_how_to_install_it(monkeypatch):
 def test_only_the_ray_runner_imports_ray():
   importers = []
   for folder, _, files in os.walk(os.path.join(ROOT, "lanser_jax")):
-    for name in files:
-      if name.endswith(".py") and re.search(r"^\s*(import ray\b|from ray\b)",
-                                            open(os.path.join(folder, name)).read(), re.M):
+    for name in (n for n in files if n.endswith(".py")):
+      with open(os.path.join(folder, name)) as f:
+        text = f.read()
+      if re.search(r"^\s*(import ray\b|from ray\b)", text, re.M):
         importers.append(os.path.relpath(os.path.join(folder, name), ROOT))
   assert importers == ["lanser_jax/stages/ray_runner.py"]
 
@@ -122,6 +128,54 @@ def test_command_line_runner_ray(tmp_path):
   assert refused.returncode == 1 and refused.stderr.strip().splitlines()[-1] == (
       "error: --runner=ray schedules the pieces itself; run one driver without --num_processes or "
       "--jax_distributed")
+
+
+@pytest.mark.slow
+@pytest.mark.subprocess
+def test_command_line_joins_an_existing_cluster(tmp_path):
+  """--ray_address: a cluster this command did not start (`ray start --head`, as on a cluster's head node)."""
+  pytest.importorskip("ray", reason="the Ray runner's tests need Ray: pip install 'lanser-jax[ray]'")
+  with socket.socket() as s:
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+  # The workers import the project from the head's environment; token authentication is for real clusters.
+  env = dict(os.environ, PYTHONPATH=os.pathsep.join([ROOT, os.path.join(ROOT, "tests")]), RAY_AUTH_MODE="disabled")
+  temp = tempfile.mkdtemp(prefix="lanser_ray_")  # short: Ray's socket paths must stay under 107 characters
+  log = open(tmp_path / "head.log", "w")
+  head = subprocess.Popen([os.path.join(os.path.dirname(sys.executable), "ray"), "start", "--head", "--block",
+                           "--num-cpus=2", "--node-ip-address=127.0.0.1", f"--port={port}", "--include-dashboard=false",
+                           f"--temp-dir={temp}", "--disable-usage-stats"], env=env, stdout=log, stderr=subprocess.STDOUT)
+  try:
+    deadline = time.monotonic() + 120
+    while "--block" not in (tmp_path / "head.log").read_text():
+      assert head.poll() is None and time.monotonic() < deadline, (tmp_path / "head.log").read_text()[-3000:]
+      time.sleep(1)
+    root = str(tmp_path / "corpus")
+    make_bad_folder(root)
+    flags = ["--config=lanser_jax/experiments/labeling/local_tiny.py", f"--config.manifest.root={root}",
+             "--config.features.label_source=none", "--config.num_pieces=3",
+             "--config.stages=('manifest','features')", "--config.ray.features.num_actors=3",
+             "--config.ray.features.num_cpus=1", "--stage=all"]
+    proc = subprocess.run([sys.executable, "-m", "lanser_jax.stages.main", "--runner=ray",
+                           f"--ray_address=127.0.0.1:{port}", f"--workdir={tmp_path / 'ray'}", *flags],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    # 3 actors of 1 CPU on a 2-CPU cluster: a warning (a cluster may grow); the two placed do every piece.
+    assert ("warning: the Ray actors of stages ['features'] need more than the cluster has (CPU 3 > 2): lower "
+            "config.ray.<stage>.num_actors / num_cpus / num_gpus / resources, unless the cluster's autoscaler adds "
+            "nodes") in proc.stderr, proc.stderr[-3000:]
+    assert re.search(r"pieces 3/3 \(features 3\); actors not placed yet: features 1$", proc.stderr, re.M)
+    assert head.poll() is None  # the command leaves a cluster it did not start running
+  finally:
+    head.terminate()
+    head.wait(60)
+    log.close()
+    shutil.rmtree(temp, ignore_errors=True)
+  local = subprocess.run([sys.executable, "-m", "lanser_jax.stages.main", f"--workdir={tmp_path / 'local'}", *flags],
+                         cwd=ROOT, capture_output=True, text=True, timeout=300)
+  assert local.returncode == 0, local.stderr[-3000:]
+  want, got = tree_bytes(str(tmp_path / "local")), tree_bytes(str(tmp_path / "ray"))
+  assert sorted(got) == sorted(want) and [p for p in want if got[p] != want[p]] == []
 
 
 def test_the_ray_config_section_is_in_every_labelling_config():
