@@ -1,7 +1,7 @@
 r"""The labelling chain on the local runner and on Ray in one run, and a simulation of a 30,000-hour job that
 compares the static split (`j % N`) with dynamic scheduling.
 
-  /tmp/rayvenv/bin/python benchmarks/label_ray.py [--num=64 --num_pieces=8] [--out=DIR] [--smoke]
+  /tmp/rayvenv/bin/python benchmarks/label_ray.py [--num=64 --num_pieces=8 --rounds=1] [--out=DIR] [--smoke]
   python benchmarks/label_ray.py --simulate_only [--hours=30000 --hosts=64 --pieces=1024]   # no Ray needed
 
 1. The chain (needs Ray, eSpeak NG, Whisper tiny.en and MiniLM: the demo's assets). The demo's pre-training
@@ -9,7 +9,8 @@ compares the static split (`j % N`) with dynamic scheduling.
    (lanser_jax/experiments/labeling/demo.py: Whisper tiny.en int8, the MiniLM sentence-encoder labeler, 64-bin
    log-mel) cut into --num_pieces pieces, once with `--runner=local` and once with `--runner=ray` (a local Ray
    over this machine's cores, default actors), each in its own process, so each pays its own imports and model
-   loads. Prints wall time, pieces per minute and Ray's overhead (Ray's wall time less the local runner's),
+   loads; with --rounds, each runner that many times, alternating which goes first. Prints wall time (median),
+   pieces per minute and Ray's overhead (Ray's wall time less the local runner's),
    and whether the two workdirs hold the same bytes. The Ray run's per-piece stage times give the measured
    cost per second of audio that the simulation uses.
 2. The simulation (pure Python). --hours of audio in --pieces pieces (and in 4x as many) over --hosts hosts. A piece's cost is
@@ -32,6 +33,7 @@ import itertools
 import json
 import os
 import random
+import shutil
 import statistics
 import subprocess
 import sys
@@ -46,6 +48,8 @@ def _parse(argv=None):
   p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   p.add_argument("--num", type=int, default=64, help="demo utterances for the chain")
   p.add_argument("--num_pieces", type=int, default=8, help="pieces of the chain run")
+  p.add_argument("--rounds", type=int, default=1,
+                 help="runs of each runner, alternating which goes first (the machine may be shared); medians")
   p.add_argument("--out", default=os.path.join(tempfile.gettempdir(), "lanser_bench"))
   p.add_argument("--smoke", action="store_true")
   p.add_argument("--simulate_only", action="store_true", help="skip the chain (no Ray, no models)")
@@ -99,9 +103,11 @@ def chain(args, work: str) -> dict:
   config = (f"lanser_jax/experiments/labeling/demo.py:corpus=pretrain,list={manifest},"
             "labeler=sentence_encoder")
   env = dict(os.environ, HF_HUB_OFFLINE="1", PYTHONPATH=REPO)
-  runs = {}
-  for runner in ("local", "ray"):
+  runs, walls = {}, collections.defaultdict(list)
+  for runner in [r for k in range(args.rounds) for r in (("local", "ray") if k % 2 == 0 else ("ray", "local"))]:
     workdir = os.path.join(work, runner)
+    if os.path.exists(workdir):  # a later round starts from nothing, as the first did
+      shutil.rmtree(workdir)
     t0 = time.monotonic()
     proc = subprocess.run([sys.executable, os.path.abspath(__file__), f"--_worker={runner}",
                            f"--_workdir={workdir}", f"--_config={config}", f"--num_pieces={args.num_pieces}"],
@@ -110,7 +116,10 @@ def chain(args, work: str) -> dict:
     if proc.returncode != 0:
       raise SystemExit(f"the {runner} run failed:\n{proc.stderr[-4000:]}")
     inner = json.loads(proc.stdout.strip().splitlines()[-1])
-    runs[runner] = {"wall_seconds": round(wall, 2), "run_seconds": round(inner["seconds"], 2),
+    walls[runner].append(round(wall, 2))
+    wall = statistics.median(walls[runner])
+    runs[runner] = {"wall_seconds": round(wall, 2), "rounds_wall_seconds": walls[runner],
+                    "run_seconds": round(inner["seconds"], 2),
                     "pieces_per_minute": round(60 * args.num_pieces / wall, 3), "timings": inner["timings"]}
     if runner == "ray":
       runs[runner]["progress_lines"] = [l for l in proc.stderr.splitlines() if l.startswith("[ray] ")][-3:]
@@ -225,7 +234,7 @@ def simulate(args, cost: float) -> dict:
 
 # Chain seconds per audio second measured by this script's chain run (benchmarks/README.md): the simulation's
 # default when the chain is not run.
-MEASURED_COST = 0.54
+MEASURED_COST = 0.17
 
 
 def main(argv=None):
@@ -243,10 +252,11 @@ def main(argv=None):
       result["chain"] = c = chain(args, work)
     print(f"chain: {c['utterances']} demo utterances ({c['audio_seconds']} s of audio), {c['num_pieces']} pieces, "
           f"{os.cpu_count()} CPUs; identical outputs: {c['identical_outputs']}")
-    print("| runner | wall s | pieces/min |")
-    print("|---|---|---|")
+    print(f"| runner | wall s (median of {args.rounds}) | each round | pieces/min |")
+    print("|---|---|---|---|")
     for runner in ("local", "ray"):
-      print(f"| {runner} | {c[runner]['wall_seconds']} | {c[runner]['pieces_per_minute']} |")
+      print(f"| {runner} | {c[runner]['wall_seconds']} | {c[runner]['rounds_wall_seconds']} | "
+            f"{c[runner]['pieces_per_minute']} |")
     print(f"Ray's overhead: {c['ray_overhead_seconds']} s ({c['ray_over_local']}x the local wall time); chain "
           f"cost per audio second under Ray: median {c['cost_per_audio_second']['median']} "
           f"(min {c['cost_per_audio_second']['min']}, max {c['cost_per_audio_second']['max']})")
