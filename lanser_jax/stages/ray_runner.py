@@ -27,6 +27,7 @@ import socket
 import time
 from typing import Any
 
+from lanser_jax import config_checks
 from lanser_jax.stages import chain, manifest, pieces, stage
 from lanser_jax.utils import cli, faults, fileio
 from lanser_jax.utils import progress as progress_lib
@@ -113,7 +114,7 @@ def check_resources(config, names, have: dict[str, float], local: bool, log=cli.
   text = (f"the Ray actors of stages {list(names)} need more than the cluster has ({what}): lower "
           "config.ray.<stage>.num_actors / num_cpus / num_gpus / resources")
   if local:
-    raise ValueError(text)
+    raise config_checks.ConfigError(text)
   log(f"warning: {text}, unless the cluster's autoscaler adds nodes")
 
 
