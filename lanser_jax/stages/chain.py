@@ -50,9 +50,9 @@ def check_num_pieces(config, workdir: str):
 _PIECE_RE = re.compile(r"-\d{5}-of-(?P<count>\d{5})\.")
 
 
-def run_stages(config, workdir: str, stage_name: str, process: tuple[int, int], **models) -> dict | None:
-  """Runs one stage or config.stages in order; returns the end-to-end summary after `all`. `models`
-  (labeler=, transcriber=) are prebuilt models handed to the stages (tests pass fakes)."""
+def prepare(config, workdir: str, stage_name: str, record: bool = True) -> list[str]:
+  """Checks the config and the workdir before any work, creates the workdir and (`record`: on one process)
+  writes the config record config.<stage_name>.json; returns the stages to run, in order."""
   defaults.check(config)
   todo = list(config.stages) if stage_name == "all" else [stage_name]
   unknown = [n for n in todo if n not in BY_NAME]
@@ -60,8 +60,15 @@ def run_stages(config, workdir: str, stage_name: str, process: tuple[int, int], 
     raise ValueError(f"unknown stage(s) {unknown}; the stages are {list(NAMES)}")
   check_num_pieces(config, workdir)
   fileio.makedirs(workdir)
-  if process[0] == 0:
+  if record:
     pieces.write_json(os.path.join(workdir, f"config.{stage_name}.json"), json.loads(config.to_json()))
+  return todo
+
+
+def run_stages(config, workdir: str, stage_name: str, process: tuple[int, int], **models) -> dict | None:
+  """Runs one stage or config.stages in order; returns the end-to-end summary after `all`. `models`
+  (labeler=, transcriber=) are prebuilt models handed to the stages (tests pass fakes)."""
+  todo = prepare(config, workdir, stage_name, record=process[0] == 0)
   for name, config in _steps(config, todo, workdir, process):  # noqa: B020 -- one config per fold
     s = BY_NAME[name]
     log(f"=== stage {name} (process {process[0]} of {process[1]}) ===")
@@ -70,18 +77,8 @@ def run_stages(config, workdir: str, stage_name: str, process: tuple[int, int], 
     state = s.setup(config, workdir, log, **models)
     stage.run_pieces(s, state, config, workdir, process, log)
     if s.pieced and process[0] == 0:
-      stage_dir = s.out_dir(config, workdir)
-      if pieces.wait_for_pieces(stage_dir, config.num_pieces, config.wait_seconds, log=log):
-        s.finish(state)
-        merged = pieces.merge_stage(stage_dir, config.num_pieces)
-        log(f"[{name}] in {merged['in']} = written {merged['written']} + rejected {merged['rejected']} "
-            f"{merged['reasons']}")
-        for note in (pieces.crop_note(name, merged, config.audio.max_seconds), features.no_split_note(merged)):
-          if note:
-            log(note)
-        if stage_name != "all" and merged["in"] and not merged["written"]:
-          raise pieces.NothingSurvived(f"0 of {merged['in']} utterances survived the {name} stage; reasons "
-                                       f"in {os.path.join(stage_dir, 'errors.jsonl')}")
+      if pieces.wait_for_pieces(s.out_dir(config, workdir), config.num_pieces, config.wait_seconds, log=log):
+        finish_stage(s, state, config, workdir, stage_name, log)
   if stage_name == "all" and process[0] == 0:
     summary = end_to_end_summary(config, workdir, todo)
     if summary is not None and summary["in"] and not summary["written"]:
@@ -89,6 +86,34 @@ def run_stages(config, workdir: str, stage_name: str, process: tuple[int, int], 
                                    f"{os.path.join(workdir, 'errors.jsonl')}")
     return summary
   return None
+
+
+def finish_stage(s: stage.Stage, state, config, workdir: str, stage_name: str, log=log) -> dict:
+  """Once every piece of a pieced stage is complete: the stage's own whole-stage outputs (`finish`), then its
+  merged errors.jsonl and summary.json, with the cropping and no-split notes; refuses a lone stage that let
+  no utterance through. Both runners call it (the Ray runner, ray_runner.py, from its driver)."""
+  stage_dir = s.out_dir(config, workdir)
+  s.finish(state)
+  merged = pieces.merge_stage(stage_dir, config.num_pieces)
+  log(f"[{s.name}] in {merged['in']} = written {merged['written']} + rejected {merged['rejected']} "
+      f"{merged['reasons']}")
+  for note in (pieces.crop_note(s.name, merged, config.audio.max_seconds), features.no_split_note(merged)):
+    if note:
+      log(note)
+  if stage_name != "all" and merged["in"] and not merged["written"]:
+    raise pieces.NothingSurvived(f"0 of {merged['in']} utterances survived the {s.name} stage; reasons "
+                                 f"in {os.path.join(stage_dir, 'errors.jsonl')}")
+  return merged
+
+
+def stage_configs(config, name: str, workdir: str) -> list:
+  """The configs a stage runs under: the features stage one per fold when features.protocol.fold is 0 (every
+  fold, lanser_jax/corpora/folds.py), each naming its own feature folder; every other stage just `config`.
+  Reads the manifest for the folds, so it runs after the manifest stage."""
+  if name != features.STAGE.name:
+    return [config]
+  rows = lambda: pieces.Manifest(manifest.manifest_path(workdir)).piece(0, 1)  # noqa: E731
+  return folds.fold_configs(config, rows)
 
 
 def _steps(config, todo, workdir: str, process: tuple[int, int]):
@@ -100,8 +125,7 @@ def _steps(config, todo, workdir: str, process: tuple[int, int]):
       continue
     if process[0] != 0:
       _wait(os.path.join(workdir, "manifest", "summary.json"), config.wait_seconds)
-    rows = lambda: pieces.Manifest(manifest.manifest_path(workdir)).piece(0, 1)  # noqa: E731
-    configs = folds.fold_configs(config, rows)
+    configs = stage_configs(config, name, workdir)
     for fold_config in configs:
       if len(configs) > 1:
         log(f"--- fold {fold_config.features.protocol.fold} of {len(configs)}: {fold_config.features.dir_name}")

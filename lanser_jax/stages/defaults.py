@@ -46,13 +46,32 @@ def default_config() -> ml_collections.ConfigDict:
       split_map=ml_collections.ConfigDict(),  # manifest "split" or "split/speaker" -> output split
       stats_split="train", batch_clips=32, decode_workers=2)
   c.features.folds = ml_collections.ConfigDict()  # recorded in dataset.json (IEMOCAP folds)
+  c.ray = ray_config()
   return c
+
+
+def ray_config() -> ml_collections.ConfigDict:
+  """What `lanser-label --runner=ray` (stages/ray_runner.py, docs/ray.md) asks of the cluster per stage: how many
+  actors (each loads its model once and takes piece after piece) and what each one holds for the whole job
+  (Ray's num_cpus, num_gpus, and custom `resources` such as TPU=4). The defaults fit one 2-core machine;
+  on a GPU cluster set ray.asr.num_gpus=1 and ray.asr.num_actors to the GPUs the ASR gets. Ignored by the
+  local runner."""
+  stage = lambda cpus: ml_collections.ConfigDict(dict(  # noqa: E731
+      num_actors=1, num_cpus=cpus, num_gpus=0.0,
+      # Ray's custom resources per actor: TPU chips (Ray counts a TPU host's chips as "TPU"); a config file may
+      # add others (c.ray.label.resources.my_accelerator = 1.0).
+      resources=ml_collections.ConfigDict(dict(TPU=0.0))))
+  return ml_collections.ConfigDict(dict(
+      asr=stage(1.0), label=stage(0.5), features=stage(0.5),
+      max_retries=2,  # attempts after the first for a piece whose worker died or raised; then it is reported
+      progress_seconds=30.0))  # how often the driver prints the job's progress line
 
 
 # ---------------------------------------------------------------------------------------------------
 # The allowed range of every numeric and enumerated key (lanser_jax/config_checks.py runs them; the table in
 # docs/config_checks.md is made from this list).
 
+RAY_STAGES = ("asr", "label", "features")  # the pieced stages, each with its own actors under --runner=ray
 COMPUTE_TYPES = ("default", "auto", "int8", "int8_float16", "int8_float32", "int8_bfloat16", "int16",
                  "float16", "bfloat16", "float32")  # CTranslate2's compute types
 
@@ -140,6 +159,13 @@ CHECKS: tuple[config_checks.Check, ...] = (
     config_checks.one_of("features.label_source", ("weak", "human", "none")),
     config_checks.between("features.batch_clips", 1, integer=True),
     config_checks.between("features.decode_workers", 0, integer=True),
+    *(check for name in RAY_STAGES for check in (
+        config_checks.between(f"ray.{name}.num_actors", 1, integer=True),
+        config_checks.between(f"ray.{name}.num_cpus", 0),
+        config_checks.between(f"ray.{name}.num_gpus", 0),
+        config_checks.between(f"ray.{name}.resources.TPU", 0))),
+    config_checks.between("ray.max_retries", 0, integer=True),
+    config_checks.between("ray.progress_seconds", 0, lo_open=True),
 )
 
 

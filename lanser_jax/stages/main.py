@@ -18,9 +18,13 @@ all pieces exist, errors.jsonl and summary.json; `all` adds <workdir>/summary.js
 over the chain of stages, where utterances in = written + rejected. One file per stage in this package
 (manifest.py, asr.py, label.py, features.py); chain.py lists them.
 
-Scale-out: the same command runs once per process (host or job); --num_processes/--process_index (else
-SLURM job-array variables, else --jax_distributed for jax.process_index/count) pick the pieces of each
-stage this process does (pieces.py). The manifest is written by process 0; the others wait for it.
+Scale-out, static (--runner=local): the same command runs once per process (host or job);
+--num_processes/--process_index (else SLURM job-array or Kubernetes Indexed Job variables, else
+--jax_distributed for jax.process_index/count) pick the pieces of each stage this process does (pieces.py).
+The manifest is written by process 0; the others wait for it.
+Scale-out, dynamic (--runner=ray [--ray_address=ADDR]): one driver runs every piece as its own pipeline
+asr -> label -> features on a Ray cluster's actors, retrying pieces whose worker died (ray_runner.py,
+docs/ray.md); the outputs are the local runner's.
 """
 
 from __future__ import annotations
@@ -48,6 +52,12 @@ _PROCESS_INDEX = flags.DEFINE_integer("process_index", 0, "This process's index 
 _JAX_DISTRIBUTED = flags.DEFINE_bool("jax_distributed", False,
                                      "Call jax.distributed.initialize() and use its process index.",
                                      flag_values=FLAGS)
+_RUNNER = flags.DEFINE_enum("runner", "local", ("local", "ray"),
+                            "local: this process does its share of each stage in turn (with --num_processes, SLURM "
+                            "arrays or Kubernetes Indexed Jobs for more); ray: every piece as its own pipeline on a "
+                            "Ray cluster (docs/ray.md; needs pip install 'lanser-jax[ray]').", flag_values=FLAGS)
+_RAY_ADDRESS = flags.DEFINE_string("ray_address", "", "--runner=ray: the cluster to join (auto, ray://HOST:10001, "
+                                   "...); empty: start a local Ray with this machine's CPUs.", flag_values=FLAGS)
 flags.mark_flags_as_required(["config", "workdir"], flag_values=FLAGS)
 
 
@@ -55,6 +65,9 @@ def main(argv):
   del argv
   if _CONFIG.value.get("offline", False):
     os.environ.setdefault("HF_HUB_OFFLINE", "1")  # before transformers is imported
+  if _RUNNER.value == "ray":
+    _run_on_ray()
+    return
   num_processes, process_index = _NUM_PROCESSES.value, _PROCESS_INDEX.value
   if _JAX_DISTRIBUTED.value:
     import jax
@@ -64,6 +77,20 @@ def main(argv):
   try:
     chain.run_stages(_CONFIG.value, _WORKDIR.value, _STAGE.value, process)
   except (pieces.NothingSurvived, manifests.CorpusError) as e:  # findings about the corpus: no traceback
+    cli.log(f"error: {e}")
+    sys.exit(1)
+
+
+def _run_on_ray():
+  """--runner=ray: one driver for the whole job (stages/ray_runner.py); the static split's flags do not apply."""
+  from lanser_jax.stages import ray_runner
+  if _NUM_PROCESSES.value > 1 or _JAX_DISTRIBUTED.value:
+    cli.log("error: --runner=ray schedules the pieces itself; run one driver without --num_processes or "
+            "--jax_distributed")
+    sys.exit(1)
+  try:
+    ray_runner.run(_CONFIG.value, _WORKDIR.value, _STAGE.value, _RAY_ADDRESS.value)
+  except (ray_runner.RayMissing, pieces.NothingSurvived, manifests.CorpusError) as e:
     cli.log(f"error: {e}")
     sys.exit(1)
 

@@ -48,7 +48,9 @@ def piece_range(num_items: int, piece: int, num_pieces: int) -> tuple[int, int]:
 
 def resolve_process(num_processes: int | None = None, process_index: int | None = None,
                     env=os.environ) -> tuple[int, int]:
-  """(index, count) of this process: flags first, then a SLURM job array, then one process.
+  """(index, count) of this process: flags first, then a SLURM job array, then a Kubernetes Indexed Job
+  (JOB_COMPLETION_INDEX, which Kubernetes sets, and JOB_COMPLETIONS, which the pod template sets to the Job's
+  spec.completions: Kubernetes passes no count), then one process.
 
   `main.py --jax_distributed` passes jax.process_index()/process_count() in as the flags.
   """
@@ -63,6 +65,15 @@ def resolve_process(num_processes: int | None = None, process_index: int | None 
     if not 0 <= index < count:
       raise ValueError(f"SLURM_ARRAY_TASK_ID gives index {index}, outside [0, {count}); "
                        "use a contiguous array such as --array=0-{count-1}")
+    return index, count
+  if "JOB_COMPLETION_INDEX" in env:  # a Kubernetes Indexed Job (launch/k8s_label_indexed_job.yaml)
+    if not env.get("JOB_COMPLETIONS"):
+      raise ValueError("JOB_COMPLETION_INDEX is set (a Kubernetes Indexed Job) but JOB_COMPLETIONS is not: set "
+                       "JOB_COMPLETIONS in the pod template to the Job's spec.completions, or pass --num_processes")
+    count, index = int(env["JOB_COMPLETIONS"]), int(env["JOB_COMPLETION_INDEX"])
+    if not 0 <= index < count:
+      raise ValueError(f"JOB_COMPLETION_INDEX={index} is outside [0, JOB_COMPLETIONS={count}); set "
+                       "JOB_COMPLETIONS to the Job's spec.completions")
     return index, count
   return 0, 1
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import sys
 import time
+from typing import Callable
 
 
 class Progress:
@@ -18,9 +19,10 @@ class Progress:
   (`exclude`: evaluation, checkpoints)."""
 
   def __init__(self, what: str, total: int | None = None, interval: float = 10.0, stream=None,
-               done: int = 0):
+               done: int = 0, unit: str = "items", detail: Callable[[], str] | None = None):
     # The stream is looked up when printing, not at import: sys.stderr may be replaced (pytest, notebooks).
     self.what, self.total, self.interval, self._stream = what, total, interval, stream
+    self.unit, self.detail = unit, detail  # detail: more of the same line (the Ray runner's pieces per stage)
     self.done = done
     self._t0 = self._last = time.monotonic()
     self._done0, self.started = done, False
@@ -48,6 +50,10 @@ class Progress:
     """Seconds left at `rate` (None: no total, or no rate yet)."""
     return (self.total - self.done) / rate if self.total and rate > 0 else None
 
+  def tick(self):
+    """Prints the line if `interval` has passed, without new work (a job waiting on its workers)."""
+    self.update(0)
+
   def update(self, n: int = 1):
     self.done += n
     now = time.monotonic()
@@ -60,10 +66,12 @@ class Progress:
     line = f"[{self.what}] {self.done}"
     if self.total:
       line += f"/{self.total} ({100 * self.done / self.total:.1f}%)"
-    line += f" items, {rate:.2f}/s, elapsed {hms(self.elapsed(now))}"
+    line += f" {self.unit}, {rate:.2f}/s, elapsed {hms(self.elapsed(now))}"
     eta = self.eta(rate)
     if eta is not None and not final:
       line += f", ETA {hms(eta)}"
+    if self.detail is not None:
+      line += f"; {self.detail()}"
     print(line, file=self.stream, flush=True)
 
   def close(self):

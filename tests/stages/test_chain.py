@@ -143,6 +143,16 @@ def test_one_progress_reporter_for_items_and_training_steps(caplog):
   lines = stream.getvalue().splitlines()
   assert re.search(r"\[predict\] 2/4 \(50.0%\) items, [\d.]+/s, elapsed 0:00:00, ETA \d+:\d\d:\d\d", lines[0])
   assert "ETA" not in lines[-1]
+  stream = io.StringIO()  # the Ray runner's job line: its own unit, and the pieces per stage after it
+  p = progress.Progress("ray", total=10, interval=0.0, stream=stream, unit="utterances",
+                        detail=lambda: "pieces 1/2 (asr 2, label 1)")
+  p.tick()  # nothing new: still a line once the interval has passed
+  p.update(5)
+  lines = stream.getvalue().splitlines()
+  assert re.fullmatch(r"\[ray\] 0/10 \(0.0%\) utterances, 0.00/s, elapsed 0:00:00; pieces 1/2 \(asr 2, label 1\)",
+                      lines[0]), lines
+  assert re.fullmatch(r"\[ray\] 5/10 \(50.0%\) utterances, [\d.]+/s, elapsed 0:00:00, ETA \d+:\d\d:\d\d; "
+                      r"pieces 1/2 \(asr 2, label 1\)", lines[1]), lines
   with caplog.at_level(logging.INFO):
     t = writers.Progress(total_steps=10, batch_size=4, first_step=0)
     t.start(1)

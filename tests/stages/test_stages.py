@@ -36,6 +36,18 @@ def test_resolve_process_flags_slurm_default():
     pieces.resolve_process(2, 2, env={})
 
 
+def test_resolve_process_kubernetes_indexed_job():
+  k8s = {"JOB_COMPLETION_INDEX": "2", "JOB_COMPLETIONS": "5"}
+  assert pieces.resolve_process(0, 0, env=k8s) == (2, 5)
+  assert pieces.resolve_process(3, 1, env=k8s) == (1, 3)  # the flags still come first
+  slurm = {"SLURM_ARRAY_TASK_ID": "1", "SLURM_ARRAY_TASK_COUNT": "2"}
+  assert pieces.resolve_process(0, 0, env={**k8s, **slurm}) == (1, 2)  # a Slurm array inside a pod: Slurm's
+  with pytest.raises(ValueError, match=r"JOB_COMPLETIONS is not: set JOB_COMPLETIONS in the pod template"):
+    pieces.resolve_process(0, 0, env={"JOB_COMPLETION_INDEX": "0"})
+  with pytest.raises(ValueError, match=r"JOB_COMPLETION_INDEX=5 is outside \[0, JOB_COMPLETIONS=5\)"):
+    pieces.resolve_process(0, 0, env={"JOB_COMPLETION_INDEX": "5", "JOB_COMPLETIONS": "5"})
+
+
 def test_pieces_cover_every_item_once():
   for n, num_pieces in ((0, 3), (7, 3), (100, 16), (5, 8)):
     covered = [i for j in range(num_pieces) for i in range(*pieces.piece_range(n, j, num_pieces))]
