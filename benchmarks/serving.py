@@ -10,6 +10,8 @@ random weights (speed does not depend on their values) and the base configuratio
 runtime classifies the same utterances one at a time (batch 1, as a service answers requests), after one
 warm-up call per utterance length (the SavedModel compiles per length). Prints per model, runtime and length:
 utterances per second and milliseconds of latency per second of audio (median over utterances); writes JSON.
+`export_s` is lanser-export's time for both formats, its check of each against predict on two probe
+waveforms included.
 """
 
 import argparse

@@ -13,6 +13,7 @@ from typing import Any
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 
 def valid_frames(mask, batch: int, frames: int) -> jax.Array:
@@ -23,8 +24,12 @@ def valid_frames(mask, batch: int, frames: int) -> jax.Array:
 
 
 def valid_after_conv(lengths: jax.Array, kernel: int, stride: int) -> jax.Array:
-  """Outputs of a VALID convolution that see real frames only; at least 1 so that pooling is defined."""
-  return jnp.maximum((lengths - kernel) // stride + 1, 1)
+  """Outputs of a VALID convolution that see real frames only; at least 1 so that pooling is defined.
+
+  max(lengths - kernel, 0) // stride + 1, as a truncating division of a non-negative number: the same
+  integers as flooring, without the remainder jnp's `//` adds for negative operands (jax2onnx 0.17.1 cannot
+  convert that integer `rem` once the batch is symbolic, as in an exported model's window batch)."""
+  return jax.lax.div(jnp.maximum(lengths - kernel, 0), jnp.asarray(stride, lengths.dtype)) + 1
 
 
 def token_mask(lengths: jax.Array, tokens: int) -> jax.Array:
@@ -90,12 +95,20 @@ class SelfAttention(nn.Module):
       scores = jnp.einsum("bqhd,bkhd->bhqk", q + u.astype(q.dtype), k)
       t = x.shape[1]
       offsets = jnp.arange(t - 1, -t, -1)  # t-1 .. -(t-1): the offset i - j of every pair
-      enc = nn.DenseGeneral((self.heads, head_dim), use_bias=False, dtype=self.dtype, name="pos")(
-          sinusoid(offsets, self.dim).astype(self.dtype))  # [2t-1, h, d]
+      # dot_general=lax.dot_general is flax's default spelled out (the same program): it makes jax2onnx 0.17.1
+      # convert the plain dot_general instead of its own DenseGeneral lowering, which leaves out the reshape
+      # to [2t-1, h, d] when the input has two axes.
+      enc = nn.DenseGeneral((self.heads, head_dim), use_bias=False, dtype=self.dtype, name="pos",
+                            dot_general=jax.lax.dot_general)(sinusoid(offsets, self.dim).astype(self.dtype))
       pos = jnp.einsum("bqhd,phd->bhqp", q + vb.astype(q.dtype), enc)  # [b, h, t, 2t-1]
-      # Entry (i, j) wants offset i - j, which sits at index (t - 1) - i + j of `offsets`.
-      index = (t - 1) - jnp.arange(t)[:, None] + jnp.arange(t)[None, :]
-      scores = scores + jnp.take_along_axis(pos, jnp.broadcast_to(index, pos.shape[:2] + (t, t)), axis=-1)
+      # Entry (i, j) wants offset i - j, which sits at index (t - 1) - i + j of `offsets`: one gather from
+      # each head's rows laid end to end (row i starts at i * (2t - 1)), with one constant index for every
+      # example and head. (take_along_axis with the index broadcast over [batch, heads] is the same gather,
+      # but jax2onnx 0.17.1 gives it the wrong batch size once the batch is symbolic, as in an exported
+      # model's window batch.)
+      i, j = np.arange(t)[:, None], np.arange(t)[None, :]
+      index = i * (2 * t - 1) + (t - 1) - i + j  # [t, t]
+      scores = scores + jnp.take(pos.reshape(pos.shape[:2] + (t * (2 * t - 1),)), index, axis=-1)
     else:
       scores = jnp.einsum("bqhd,bkhd->bhqk", q, k)
     scores = scores.astype(jnp.float32) * scale + attention_bias(keep)

@@ -33,7 +33,7 @@ from lanser_jax.audio import decode
 from lanser_jax.engine import checkpointing, value_checks
 from lanser_jax import config_lib, models
 from lanser_jax.audio import log_mel as log_mel_lib
-from lanser_jax.utils import fileio
+from lanser_jax.utils import faults, fileio
 
 _LOG = logging.getLogger(__name__)
 DEFAULT_MAX_SECONDS = None  # None: the whole of every file (longer files are streamed); else cropped there
@@ -89,8 +89,17 @@ def find_workdir(path: str) -> str:
     if fileio.is_url(here) and here.count("/") <= 3:  # gs://bucket/x: nothing above the bucket's top
       break
     here = os.path.dirname(here)
-  raise FileNotFoundError(f"{path}: no training workdir (config.json and data/) at or above it; pass "
-                          "workdir= to say which run's settings to use")
+  top = fileio.absolute(path.rstrip("/"))
+  below = sorted(os.path.relpath(os.path.dirname(c), top) for depth in ("*", "*/*")
+                 for c in fileio.glob(os.path.join(top, depth, "config.json"))
+                 if fileio.isdir(os.path.join(os.path.dirname(c), "data")))
+  hint = (f"the runs below it: {', '.join(below[:6])}{', ...' if len(below) > 6 else ''} (name one)" if below
+          else "pass the folder of one training run (or workdir= to say which run's settings to use)")
+  raise WorkdirNotFound(f"{path}: no training workdir (config.json and data/) at or above it; {hint}")
+
+
+class WorkdirNotFound(faults.Fault, FileNotFoundError):
+  """A path that is no run and lies in none; a fault: the commands end with its one line."""
 
 
 def read_config(workdir: str, overrides: Mapping[str, Any] | None = None) -> ml_collections.ConfigDict:

@@ -5,13 +5,15 @@ r"""Pooled embeddings (and class probabilities) of every utterance of a manifest
   (or python -m lanser_jax.serving.embed ...)
 
 --output ending in .npz: arrays utt_id [N] (str), embedding float32 [N, dim], probabilities float32
-[N, classes], label_names [classes], and each row's own true_label, speaker and split [N] (str, "" where the
-row has none; read with np.load(path), no pickle). Any other name: JSON lines {"utt_id", "embedding", "label"
-(predicted), "probability", "true_label", "speaker", "split"}. --manifest is the shared manifest format
+[N, classes], label_names [classes], each row's own true_label, speaker and split [N] (str, "" where the
+row has none), and seconds / cropped_seconds float32 [N] (what was embedded, and what --max_seconds cut:
+0 without it, NaN where the container does not give the length; read with np.load(path), no pickle). Any
+other name: JSON lines {"utt_id", "embedding", "label" (predicted), "probability", "true_label", "speaker",
+"split", "seconds", "cropped_seconds" (null when unknown)}. --manifest is the shared manifest format
 (lanser_jax/corpora/manifests.py; offset/duration are honoured) or a CSV list as labelling reads it
-(lanser_jax/corpora/generic.py: header, audio/path, label, speaker, split, ...). An utterance that cannot be used is listed
-in the errors file ({"utt_id", "stage", "source", "reason"}) and the run goes on. Outputs are written
-under a temporary name and renamed at the end; a rerun with a finished output skips the work.
+(lanser_jax/corpora/generic.py: header, audio/path, label, speaker, split, ...). An utterance that cannot be
+used is listed in the errors file ({"utt_id", "stage", "source", "reason"}) and the run goes on. Outputs are
+written under a temporary name and renamed at the end; a rerun with a finished output skips the work.
 """
 
 from __future__ import annotations
@@ -83,11 +85,13 @@ class Outputs:
     self._staged = fileio.StagedFiles("lanser_embed_")
     self._errors_f = self._staged.open(errors, "w", encoding="utf-8")
     self._out_f = None if self.npz else self._staged.open(output, "w", encoding="utf-8")
-    self.utt_ids, self.embeddings, self.probabilities = [], [], []
+    self.utt_ids, self.embeddings, self.probabilities, self.seconds = [], [], [], []
     self.rows = {"true_label": [], "speaker": [], "split": []}  # each row's own, beside its embedding
     self.written = self.failed = 0
 
-  def add(self, utt_id: str, embedding: np.ndarray, prediction, row=None):
+  def add(self, utt_id: str, embedding: np.ndarray, prediction, row=None, seconds: float = float("nan"),
+          cropped_seconds: float | None = 0.0):
+    """cropped_seconds: what --max_seconds cut (None: the rest, of unknown length)."""
     self.written += 1
     given = {"true_label": getattr(row, "label", None) or "", "speaker": getattr(row, "speaker", "") or "",
              "split": getattr(row, "split", None) or ""}
@@ -95,12 +99,15 @@ class Outputs:
       self.utt_ids.append(utt_id)
       self.embeddings.append(embedding)
       self.probabilities.append(prediction.probabilities)
+      self.seconds.append((seconds, np.nan if cropped_seconds is None else cropped_seconds))
       for k, v in given.items():
         self.rows[k].append(str(v))
     else:
       self._out_f.write(json.dumps({"utt_id": utt_id, "embedding": [float(x) for x in embedding],
                                     "label": prediction.label,
-                                    "probability": round(prediction.probability, 6), **given},
+                                    "probability": round(prediction.probability, 6), **given,
+                                    "seconds": round(seconds, 3),
+                                    "cropped_seconds": None if cropped_seconds is None else round(cropped_seconds, 3)},
                                    ensure_ascii=False) + "\n")
 
   def error(self, utt_id: str, source, reason: str):
@@ -114,9 +121,11 @@ class Outputs:
       emb = np.stack(self.embeddings) if self.embeddings else np.zeros((0, dim), np.float32)
       probs = (np.stack(self.probabilities) if self.probabilities
                else np.zeros((0, len(self.label_names)), np.float32))
+      seconds = np.asarray(self.seconds, np.float32).reshape(-1, 2)
       with self._staged.open(self.output, "wb", encoding=None) as f:  # a file object: np.savez would add .npz
         np.savez(f, utt_id=np.asarray(self.utt_ids, dtype=str), embedding=emb.astype(np.float32),
                  probabilities=probs.astype(np.float32), label_names=np.asarray(self.label_names, dtype=str),
+                 seconds=seconds[:, 0], cropped_seconds=seconds[:, 1],
                  **{k: np.asarray(v, dtype=str) for k, v in self.rows.items()})
     else:
       self._out_f.close()
@@ -155,7 +164,8 @@ def embed_manifest(clf, manifest: str, output: str, errors: str, chunk: int = 64
         cli.log(f"cut: {utt_id}: embedded the first {clip.seconds:.1f} s; {cut} cut by --max_seconds")
       logits, emb = result
       dim = emb.shape[0]
-      outputs.add(utt_id, emb, clf.predictions_from_logits(logits[None])[0], row)
+      outputs.add(utt_id, emb, clf.predictions_from_logits(logits[None])[0], row, clip.seconds,
+                  clip.cropped_seconds)
     for utt_id, row, m in batch:
       if isinstance(m, Exception):
         outputs.error(utt_id, getattr(row, "audio", None),

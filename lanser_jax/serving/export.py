@@ -10,8 +10,13 @@ outputs). The whole of `Classifier.predict` is inside the graph: the training's 
 strided convolution whose kernel is the Hann window times the DFT, then the Slaney mel matrix and the log
 floor), the rounding to the records' float16, the normalisation, the evaluation windows (`windows.window_starts`'s
 starts, computed from the length inside the graph) and the averaging of the windows' logits and embeddings.
-Parity with `lanser_jax.load(...).predict` is tested within 1e-4 (tests/serving/test_export.py). What the
-graph does not do is the decoder's checks (empty, too short, silent, NaN): a caller gives it a valid waveform.
+Parity with `lanser_jax.load(...).predict` is tested within 1e-4 for every backbone family
+(tests/serving/test_export.py), and every export checks itself before it writes: the converted graph (under
+onnxruntime, and the SavedModel's function under TensorFlow) classifies two probe waveforms, one shorter than
+a window and one of several windows, and a difference from `predict` / `embed` above CHECK_TOLERANCE refuses
+the export, naming the model, the output and the difference (a converter that translates an op wrongly, as
+well as one that fails). What the graph does not do is the decoder's checks (empty, too short, silent, NaN):
+a caller gives it a valid waveform.
 
 jax2onnx is installed without its dependencies (`pip install --no-deps jax2onnx==0.17.1`, as
 launch/setup_venv.sh does): its metadata pins an older orbax-checkpoint than the one training uses.
@@ -30,6 +35,7 @@ import numpy as np
 from lanser_jax.utils import cli, fileio
 
 FORMATS = ("onnx", "saved_model")
+CHECK_TOLERANCE = 1e-4  # largest difference from predict / embed that an export may have on the probe clips
 
 FLAGS = flags.FlagValues()  # this command's own (lanser_jax/utils/cli.py says why)
 _WORKDIR = flags.DEFINE_string("workdir", None, "The training workdir (or a checkpoint step folder).",
@@ -138,8 +144,21 @@ def export_onnx(clf, path: str) -> str:
   for key, value in _metadata(clf).items():
     entry = proto.metadata_props.add()
     entry.key, entry.value = key, json.dumps(value)
+  data = proto.SerializeToString()
+  try:
+    import onnxruntime
+  except ImportError:
+    cli.log(f"warning: {path} not checked against predict: onnxruntime is not installed "
+            "(pip install 'lanser-jax[export]')")
+  else:
+    try:
+      session = onnxruntime.InferenceSession(data, providers=["CPUExecutionProvider"])
+    except Exception as e:
+      raise ExportError(f"model {clf.config.model.name!r}: onnxruntime cannot load the ONNX model jax2onnx "
+                        f"wrote: {str(e).splitlines()[0]} (export --formats=saved_model instead)") from e
+    check(clf, "ONNX (onnxruntime)", lambda x: session.run(None, {"waveform": x}))
   with fileio.atomic_write(path, "wb") as f:
-    f.write(proto.SerializeToString())
+    f.write(data)
   return path
 
 
@@ -166,8 +185,48 @@ def export_saved_model(clf, path: str) -> str:
   except Exception as e:
     raise ExportError(f"model {clf.config.model.name!r} does not convert with jax2tf: {type(e).__name__}: "
                       f"{str(e).splitlines()[0] if str(e) else ''}") from e
+
+  def run_tf(x):
+    out = module.serve(tf.constant(x))
+    return out["probabilities"].numpy(), out["embedding"].numpy()
+
+  check(clf, "SavedModel (TensorFlow)", run_tf)
   tf.saved_model.save(module, path, signatures={"serving_default": module.serve})
   return path
+
+
+def probe_clips(clf) -> list[np.ndarray]:
+  """The waveforms an export is checked on: a chirp in noise shorter than one window, and one of several
+  windows whose last window overlaps the one before it (the windows' arithmetic, not just the model)."""
+  hop = clf.log_mel_transform.options.hop_length
+  window = clf.crop_frames * hop
+  rng = np.random.default_rng(0)
+  clips = []
+  for n in (max(window // 2, clf.sample_rate // 2), 3 * window + window // 2 + 117):
+    t = np.arange(n) / clf.sample_rate
+    x = 0.3 * np.sin(2 * np.pi * (200 + 300 * t) * t) + 0.05 * rng.standard_normal(n)
+    clips.append(x.astype(np.float32))
+  return clips
+
+
+def check(clf, runtime: str, run_exported: Callable[[np.ndarray], Sequence[Any]]) -> None:
+  """ExportError unless the exported graph's (probabilities, embedding) equal clf.predict's and clf.embed's
+  within CHECK_TOLERANCE on every probe clip."""
+  for x in probe_clips(clf):
+    want = {"probabilities": clf.predict(x, sample_rate=clf.sample_rate).probabilities,
+            "embedding": clf.embed(x, sample_rate=clf.sample_rate)}
+    got = dict(zip(("probabilities", "embedding"), run_exported(x)))
+    for name, value in want.items():
+      value = np.asarray(value, np.float32)
+      out = np.asarray(got[name], np.float32)
+      diff = float(np.max(np.abs(out - value))) if out.shape == value.shape else float("inf")
+      if not diff <= CHECK_TOLERANCE:  # a NaN fails too
+        shape = "" if out.shape == value.shape else f" (shape {out.shape}, expected {value.shape})"
+        raise ExportError(
+            f"model {clf.config.model.name!r}: the {runtime} export's {name} is {diff:.3g} away from "
+            f"lanser_jax.load(...).predict's (tolerance {CHECK_TOLERANCE:g}){shape} on a "
+            f"{len(x) / clf.sample_rate:.2f}-s probe waveform: the converter translated an op of this model "
+            "wrongly; nothing was written")
 
 
 def _metadata(clf) -> dict[str, Any]:

@@ -6,7 +6,8 @@ context are carried from one block to the next, so a block boundary changes noth
 the probabilities into segments with hysteresis (speech starts at `threshold`, ends after `min_silence_ms`
 below `threshold - 0.15`), drops segments shorter than `min_speech_ms`, pads each by `speech_pad_ms` and
 splits one longer than `max_segment_s`, as faster-whisper's VadOptions describe their meaning. Both
-segmenters take blocks of samples and yield (start, end) seconds as soon as a segment is closed.
+segmenters take blocks of samples and yield (start, end) seconds as soon as a segment is closed and its end,
+padding included, has been read (so that a padded end is cut at the end of the recording, never past it).
 """
 
 from __future__ import annotations
@@ -117,6 +118,7 @@ def speech_segments(blocks: Iterable[np.ndarray], vad: SileroVad | None = None,
     return [(s, e)]
 
   i = 0
+  closed = []  # segments whose padded end has not been read yet: held until it is, or until the end
   for probs in vad.probabilities(counted):
     for p in probs:
       t = i * step
@@ -129,15 +131,18 @@ def speech_segments(blocks: Iterable[np.ndarray], vad: SileroVad | None = None,
         if state["silence"] is None:
           state["silence"] = t
         if t + step - state["silence"] >= min_silence:
-          yield from close(state["start"], state["silence"])
+          closed += close(state["start"], state["silence"])
           state["start"] = state["silence"] = None
       if state["start"] is not None and t + step - state["start"] >= options.max_segment_s - 2 * pad:
-        yield from close(state["start"], t + step)
+        closed += close(state["start"], t + step)
         state["start"], state["silence"] = t + step, None
+    while closed and closed[0][1] * SAMPLE_RATE <= counted.samples:
+      yield closed.pop(0)
   total = counted.samples / SAMPLE_RATE
   if state["start"] is not None:
-    end = state["silence"] if state["silence"] is not None else total
-    for s, e in close(state["start"], end):
+    closed += close(state["start"], state["silence"] if state["silence"] is not None else total)
+  for s, e in closed:
+    if s < total:
       yield s, min(e, total)
 
 

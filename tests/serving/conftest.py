@@ -18,7 +18,8 @@ def served_run(tmp_path_factory):
   workdir = str(root / "run")
   train.train_and_evaluate(
       tiny_config(data_dir, num_train_steps=10, eval_every_steps=10, **{"data.test_split": ""}), workdir)
-  return {"workdir": workdir, "wavs": wavs, "root": root, "validation": examples["validation"]}
+  return {"workdir": workdir, "wavs": wavs, "root": root, "validation": examples["validation"],
+          "data_dir": data_dir}
 
 
 def long_recording(path, wavs, seconds, sr=SR, gap=0.6):

@@ -1,8 +1,11 @@
-"""Export: the ONNX model and the SavedModel of a tiny trained run give `lanser_jax.load(...).predict`'s
-probabilities and `.embed`'s embedding within 1e-4, for clips shorter than one window to many windows long,
-under onnxruntime and TensorFlow in a process that cannot import JAX or Flax; the docs page's
-onnxruntime-only example runs; a backbone that does not convert is refused by name."""
+"""Export: the ONNX model and the SavedModel of a tiny trained run of each backbone family (ResNet, Conformer,
+spectrogram transformer) give `lanser_jax.load(...).predict`'s probabilities and `.embed`'s embedding within
+1e-4, for clips shorter than one window to many windows long, under onnxruntime and TensorFlow in a process
+that cannot import JAX or Flax; the docs page's onnxruntime-only example runs; a model with an op the converter
+lacks is refused naming the model and the primitive, and an export that differs from predict is refused
+before anything is written."""
 
+import copy
 import json
 import os
 import re
@@ -10,12 +13,12 @@ import subprocess
 import sys
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 import soundfile
 
-from lanser_jax import models
+from helpers import tiny_config
+from lanser_jax import train
 from lanser_jax.serving import classifier, export
 
 pytest.importorskip("jax2onnx", reason="ONNX export needs jax2onnx (launch/setup_venv.sh installs it --no-deps)")
@@ -25,6 +28,7 @@ pytest.importorskip("tensorflow")
 pytestmark = [pytest.mark.slow, pytest.mark.subprocess]
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 DOC = os.path.join(REPO, "docs", "serving_timeline_export.md")
+BACKBONES = ["resnet", "conformer_tiny", "spectrogram_transformer_tiny"]
 
 # Runs the exported models on the saved clips and writes their outputs; it must not import JAX or Flax.
 RUNNER = r"""
@@ -62,12 +66,31 @@ def _env():
   return dict(os.environ, PYTHONPATH=REPO, TF_CPP_MIN_LOG_LEVEL="2")
 
 
-@pytest.fixture(scope="module")
-def exported(served_run, tmp_path_factory):
-  clf = classifier.load(served_run["workdir"], batch_size=8)
-  folder = str(tmp_path_factory.mktemp("exported") / "tiny")
+def _run_of(served_run, backbone, tmp_path_factory):
+  """The workdir of a tiny run of `backbone`: the shared ResNet run, or a few steps of a transformer on its data."""
+  if backbone == "resnet":
+    return served_run["workdir"]
+  workdir = str(tmp_path_factory.mktemp(backbone) / "run")
+  train.train_and_evaluate(tiny_config(served_run["data_dir"], **{
+      "model.name": backbone, "num_train_steps": 4, "eval_every_steps": 4, "checkpoint_every_steps": 4,
+      "data.test_split": ""}), workdir)
+  return workdir
+
+
+@pytest.fixture(scope="module", params=BACKBONES)
+def exported(request, served_run, tmp_path_factory):
+  clf = classifier.load(_run_of(served_run, request.param, tmp_path_factory), batch_size=8)
+  folder = str(tmp_path_factory.mktemp("exported") / request.param)
   written = export.export(clf, folder)
   assert sorted(written) == ["onnx", "saved_model"]
+  return clf, folder
+
+
+@pytest.fixture(scope="module")
+def resnet_exported(served_run, tmp_path_factory):
+  clf = classifier.load(served_run["workdir"], batch_size=8)
+  folder = str(tmp_path_factory.mktemp("exported") / "resnet_example")
+  export.export(clf, folder, ["onnx"])
   return clf, folder
 
 
@@ -98,8 +121,8 @@ def test_exports_equal_predict_without_jax(exported, tmp_path):
   assert labels["label_names"] == list(clf.label_names) and labels["sample_rate"] == 16000
 
 
-def test_the_docs_onnxruntime_example_runs(exported, served_run, tmp_path):
-  clf, folder = exported
+def test_the_docs_onnxruntime_example_runs(resnet_exported, served_run, tmp_path):
+  clf, folder = resnet_exported
   text = open(DOC).read()
   snippet = re.search(r"<!-- example: onnxruntime -->\n```python\n(.*?)```", text, re.S).group(1)
   assert "import jax" not in snippet and len(snippet.splitlines()) <= 12
@@ -117,13 +140,50 @@ def test_the_docs_onnxruntime_example_runs(exported, served_run, tmp_path):
   assert label == want.label and abs(float(prob) - want.probability) < 1e-4
 
 
-def test_a_backbone_that_does_not_convert_is_refused_by_name(exported, tmp_path):
-  clf, _ = exported
-  conformer = classifier.Classifier(
-      models.create_model("conformer_tiny", 4), {}, config=clf.config.copy_and_resolve_references(),
-      label_names=clf.label_names, normalizer=clf.normalizer, feature=clf.feature)
-  conformer._variables = conformer.model.init(jax.random.key(0), jnp.zeros((1, clf.crop_frames, clf.mel_bins)))
-  conformer.config.model.name = "conformer_tiny"
-  with pytest.raises(export.ExportError, match=r"model 'conformer_tiny' does not convert to ONNX with jax2onnx"):
-    export.export_onnx(conformer, str(tmp_path / "c.onnx"))
+class _WithCallback:
+  """The served model with one op jax2onnx has no converter for (a host callback on the logits)."""
+
+  def __init__(self, model):
+    self.model = model
+
+  def apply(self, variables, x, mask, train):
+    logits, embedding = self.model.apply(variables, x, mask, train=train)
+    same = jax.pure_callback(np.asarray, jax.ShapeDtypeStruct(logits.shape, logits.dtype), logits)
+    return same, embedding
+
+
+def test_a_model_that_does_not_convert_is_refused_naming_the_primitive(resnet_exported, tmp_path):
+  clf, _ = resnet_exported
+  bad = copy.copy(clf)
+  bad.model = _WithCallback(clf.model)
+  bad.config = clf.config.copy_and_resolve_references()
+  bad.config.model.name = "resnet_with_callback"
+  with pytest.raises(export.ExportError, match=r"model 'resnet_with_callback' does not convert to ONNX with "
+                     r"jax2onnx: NotImplementedError: .*primitive 'pure_callback'"):
+    export.export_onnx(bad, str(tmp_path / "c.onnx"))
   assert not os.path.exists(tmp_path / "c.onnx")
+
+
+def test_an_export_that_differs_from_predict_is_refused_before_writing(resnet_exported, monkeypatch, tmp_path):
+  """A graph that converts but does not compute what predict does (here: an embedding off by 1e-3) is caught by
+  the export's own check on the probe waveforms, for both runtimes, and nothing is written."""
+  clf, _ = resnet_exported
+  graph = export.waveform_function
+
+  def off(c):
+    fn = graph(c)
+
+    def shifted(wave):
+      probabilities, embedding = fn(wave)
+      return probabilities, embedding + 1e-3
+
+    return shifted
+
+  monkeypatch.setattr(export, "waveform_function", off)
+  out = tmp_path / "out"
+  model = re.escape(repr(clf.config.model.name))
+  for fmt, runtime in (("onnx", r"ONNX \(onnxruntime\)"), ("saved_model", r"SavedModel \(TensorFlow\)")):
+    with pytest.raises(export.ExportError, match=rf"model {model}: the {runtime} export's embedding is 0.001 away "
+                       r"from lanser_jax.load\(...\).predict's \(tolerance 0.0001\) on a 0.\d\d-s probe waveform"):
+      export.export(clf, str(out), [fmt])
+  assert os.listdir(out) == []

@@ -1,5 +1,6 @@
 """Serving inputs of the wrong scale are rescaled, refused or warned about, and outputs that are not finite are
-refused naming the input: a tiny model (random parameters) behind the real Classifier front end."""
+refused naming the input: a tiny model (random parameters) behind the real Classifier front end; a folder that
+is no run is refused in one line naming the runs below it."""
 
 import logging
 
@@ -95,3 +96,18 @@ def test_non_finite_outputs_name_the_input(parts):
   with pytest.raises(value_checks.NonFiniteValueError, match=r"^input 0: its logits are NaN or infinite "
                                                              r"\(2 of 2 inputs\)"):
     clf.predict_log_mel([mel, mel])
+
+
+def test_a_folder_that_is_no_run_is_a_fault_naming_the_runs_below_it(tmp_path):
+  """A sweep's folder given as --workdir: one line (a fault, no traceback) that names the runs inside it."""
+  from lanser_jax.utils import faults
+  for run in ("seed1", "seed0", "frac0.1/seed0"):
+    (tmp_path / run / "data").mkdir(parents=True)
+    (tmp_path / run / "config.json").write_text("{}")
+  with pytest.raises(FileNotFoundError) as e:
+    classifier.load(str(tmp_path))
+  assert faults.describe(e.value) == (
+      f"{tmp_path}: no training workdir (config.json and data/) at or above it; the runs below it: "
+      "frac0.1/seed0, seed0, seed1 (name one)", "")
+  with pytest.raises(FileNotFoundError, match=r"empty: no training workdir .*; pass the folder of one training run"):
+    classifier.load(str(tmp_path / "empty"))

@@ -55,13 +55,20 @@ def test_cut_is_said_in_a_column_and_on_stderr(served_run, long_wav, tmp_path, c
   assert "cut:" not in capsys.readouterr().err
 
 
-def test_embed_cut_is_said_on_stderr(served_run, long_wav, tmp_path, capsys):
+def test_embed_cut_is_said_in_the_output_and_on_stderr(served_run, long_wav, tmp_path, capsys):
   manifest = tmp_path / "m.jsonl"
   manifest.write_text(json.dumps({"utt_id": "long", "audio": long_wav}) + "\n")
   out = tmp_path / "e.npz"
   assert cli.call(embed, [f"--workdir={served_run['workdir']}", f"--manifest={manifest}", f"--output={out}",
                           "--max_seconds=30"]) == 0
   assert "cut: long: embedded the first 30.0 s; 45.0 s cut by --max_seconds" in capsys.readouterr().err
+  got = np.load(out)  # and in the output, beside the embedding
+  assert got["seconds"].tolist() == [30.0] and got["cropped_seconds"].tolist() == [45.0]
+  out2 = tmp_path / "e.jsonl"  # the default embeds the whole utterance and says so
+  assert cli.call(embed, [f"--workdir={served_run['workdir']}", f"--manifest={manifest}", f"--output={out2}"]) == 0
+  row = json.loads(out2.read_text())
+  assert row["seconds"] == pytest.approx(75.0) and row["cropped_seconds"] == 0.0
+  assert "cut:" not in capsys.readouterr().err
 
 
 def test_a_long_file_that_fails_while_streamed_is_a_row_not_a_crash(served_run, long_wav, tmp_path, monkeypatch):

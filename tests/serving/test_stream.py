@@ -1,5 +1,6 @@
 """Streaming a recording through the front end: the log-mel and the windows a stream gives are the ones the
-whole-file path gives, for any block sizes; blocks read from files equal the decoder's samples."""
+whole-file path gives, for any block sizes; blocks read from files (WAV, and a video's sound track) equal the
+decoder's samples."""
 
 import numpy as np
 import pytest
@@ -77,3 +78,20 @@ def test_stream_checks_are_the_decoders():
   with pytest.raises(decode.AudioError, match="NaN"):
     stream.validate(stream.StreamStats(samples=16000, peak=0.5, finite=False), options, "x.wav")
   stream.validate(stream.StreamStats(samples=16000, peak=0.5), options, "x.wav")
+
+
+def test_audio_blocks_of_a_video_container_are_the_decoders_samples(tmp_path):
+  """An MP4 sound track (AAC at 48 kHz), as the timeline reads a film: PyAV's blocks, whole and from an offset,
+  give the samples the decoder gives the same file and span."""
+  av = pytest.importorskip("av")
+  from helpers import write_audio_container
+  t = np.arange(48000 * 4) / 48000
+  path = str(tmp_path / "film.mp4")
+  write_audio_container(av, path, (0.3 * np.sin(2 * np.pi * (300 + 200 * t) * t)).astype(np.float32), 48000)
+  options = decode.AudioOptions(max_seconds=100)
+  for offset, duration in ((0.0, None), (1.3, 1.5)):
+    got = np.concatenate(list(stream.audio_blocks(path, 16000, offset, duration)))
+    want = decode.load(path, offset, duration, options).samples
+    assert abs(len(got) - len(want)) <= 1, (offset, len(got), len(want))
+    n = min(len(got), len(want))
+    assert np.max(np.abs(got[:n] - want[:n])) < 1e-3, offset
