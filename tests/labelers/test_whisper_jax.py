@@ -162,6 +162,28 @@ def test_random_whisper_shards_the_batch_and_gives_the_single_device_result(rand
              for r in results)
 
 
+def test_asr_stage_runs_the_jax_backend_from_its_config(random_whisper, tmp_path):
+  """--config.asr.backend=jax: the stage builds the JAX transcriber and writes the usual records."""
+  import soundfile
+  from lanser_jax.stages import asr, defaults, pieces, stage
+  os.makedirs(tmp_path / "manifest")
+  with open(tmp_path / "manifest" / "manifest.jsonl", "w") as f:
+    for k, seconds in enumerate((1.2, 0.8, 2.0)):
+      soundfile.write(tmp_path / f"u{k}.wav", speechlike(seconds, k), SR)
+      f.write(json.dumps({"utt_id": f"u{k}", "audio": str(tmp_path / f"u{k}.wav")}) + "\n")
+  config = defaults.default_config()
+  config.num_pieces = 1
+  config.asr.update(model=random_whisper, backend="jax", language="en", batch_size=2, beam_size=1)
+  stage.run(asr.STAGE, config, str(tmp_path), (0, 1), log=lambda *_: None)
+  lines = [json.loads(l) for l in open(tmp_path / "asr" / "transcripts-00000-of-00001.jsonl")]
+  assert [l["utt_id"] for l in lines] == ["u0", "u1", "u2"]
+  assert all(set(l) == {"utt_id", "text", "language", "avg_logprob", "no_speech_prob", "compression_ratio",
+                        "duration"} for l in lines)
+  summary = pieces.merge_stage(str(tmp_path / "asr"), 1)
+  assert summary["written"] == 3 and summary["provenance"]["backend"] == "jax"
+  assert summary["provenance"]["num_devices"] >= 1
+
+
 # ---------------------------------------------------------------------------------------------------
 # Whisper tiny.en (CTranslate2 float16): conversion, and agreement with faster-whisper.
 
