@@ -260,3 +260,7 @@ def test_greedy_transcripts_agree_with_faster_whisper_on_the_same_weights(tmp_pa
       assert a["compression_ratio"] == b["compression_ratio"]
       assert abs(a["avg_logprob"] - b["avg_logprob"]) < 0.02, (a, b)
       assert abs(a["no_speech_prob"] - b["no_speech_prob"]) < 0.02, (a, b)
+  # Over 30 s (a sentence, silence, another sentence): cut in the silence, both sentences read.
+  long = np.concatenate([waves[0], np.zeros(31 * SR - len(waves[0]) - len(waves[4]), np.float32), waves[4]])
+  text = jx.transcribe([long])[0]["text"]
+  assert corpus_wer([refs[0] + " " + refs[4]], [text]) < 0.5, text
