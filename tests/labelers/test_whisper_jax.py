@@ -162,6 +162,31 @@ def test_random_whisper_shards_the_batch_and_gives_the_single_device_result(rand
              for r in results)
 
 
+def test_a_pytorch_format_hub_checkpoint_loads_without_torch(random_whisper, tmp_path):
+  """Hub Whisper checkpoints (openai/whisper-*) hold PyTorch-layout safetensors: written here from the random
+  model's tree ([out, in] linear weights, [out, in, width] convolutions), they load to the same Flax leaves."""
+  import shutil
+  import flax
+  import jax
+  from safetensors.numpy import save_file
+  from lanser_jax.labelers import hf
+  flat = flax.traverse_util.flatten_dict(jax.device_get(hf.load_whisper(random_whisper).params))
+  state = {}
+  for path, value in flat.items():
+    name, leaf = ".".join(path[:-1]), path[-1]
+    if leaf == "kernel":
+      state[name + ".weight"] = value.transpose(2, 1, 0) if value.ndim == 3 else value.T
+    else:
+      state[name + "." + {"scale": "weight", "embedding": "weight"}.get(leaf, leaf)] = value
+  save_file({k: np.ascontiguousarray(v) for k, v in state.items()}, str(tmp_path / "model.safetensors"),
+            metadata={"format": "pt"})
+  for name in ("config.json", "tokenizer.json"):
+    shutil.copy(os.path.join(random_whisper, name), tmp_path / name)
+  loaded = flax.traverse_util.flatten_dict(jax.device_get(hf.load_whisper(str(tmp_path)).params))
+  assert sorted(loaded) == sorted(flat)
+  assert all(np.array_equal(loaded[k], flat[k]) for k in flat), [k for k in flat if not np.array_equal(loaded[k], flat[k])]
+
+
 def test_asr_stage_runs_the_jax_backend_from_its_config(random_whisper, tmp_path):
   """--config.asr.backend=jax: the stage builds the JAX transcriber and writes the usual records."""
   import soundfile
