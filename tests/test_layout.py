@@ -86,7 +86,7 @@ ALLOWED = {
     "audio": {"utils", "corpora"},
     "input_pipeline": {"utils"},
     "engine": {"utils"},
-    "labelers": {"utils"},
+    "labelers": {"engine", "utils"},  # engine: the mesh and batch sharding of asr.backend=jax
     "config_lib": set(),
     "config_checks": {"models"},  # the model names, for config.model.name
     "train": {"config_checks", "engine", "input_pipeline", "models", "utils"},

@@ -11,6 +11,7 @@ that tests and benchmarks exercise the same loading code without any network.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import importlib.resources
 import inspect
@@ -94,14 +95,14 @@ def _dense_accumulate_f32(next_fun, args, kwargs, context):
   return y.astype(module.dtype)
 
 
-def _load(auto_class, name_or_path: str, dtype) -> FlaxTextModel:
-  """from_pretrained, skipping the throw-away random initialisation (seconds for roberta-large on CPU)
-  where transformers allows it: Flax-format weights holding every parameter the model needs.
+def _from_pretrained(auto_class, path: str, dtype):
+  """(model, params) by from_pretrained, skipping the throw-away random initialisation (seconds for
+  roberta-large on CPU) where transformers allows it: Flax-format weights holding every parameter the model
+  needs.
 
   Otherwise (PyTorch-format safetensors, or weights missing, e.g. a bare encoder loaded as a
   classifier) we load the ordinary way, which converts, or initialises what is missing and logs it.
   """
-  path = resolve_model_path(name_or_path)
   try:
     model, params = auto_class.from_pretrained(path, dtype=dtype, _do_init=False)
     wanted = jax.eval_shape(lambda: model.init_weights(jax.random.PRNGKey(0), model.input_shape))
@@ -111,6 +112,12 @@ def _load(auto_class, name_or_path: str, dtype) -> FlaxTextModel:
   if not complete:
     model = auto_class.from_pretrained(path, dtype=dtype)
     params = model.params
+  return model, params
+
+
+def _load(auto_class, name_or_path: str, dtype) -> FlaxTextModel:
+  """A text model of a hub name or folder (see `_from_pretrained`), reduced to `FlaxTextModel`."""
+  model, params = _from_pretrained(auto_class, resolve_model_path(name_or_path), dtype)
   params = jax.tree.map(jnp.asarray, params)
   if dtype == jnp.bfloat16:
     params = model.to_bf16(params)  # stored once in bf16: no per-call casts of the weights
@@ -152,6 +159,117 @@ def class_index(config, wanted: str, checkpoint: str) -> int:
         f"got id2label={id2label}. Use an MNLI-style checkpoint (e.g. roberta-large-mnli) or the "
         "sentence_encoder labeler.")
   return matches[0]
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Whisper (asr.backend=jax; lanser_jax/labelers/whisper_jax.py runs it).
+# ---------------------------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class FlaxWhisper:
+  """A Flax Whisper and what decoding needs besides its weights."""
+  model: Any  # transformers.FlaxWhisperForConditionalGeneration (_do_init=False: params live apart)
+  params: Any
+  config: Any  # transformers.WhisperConfig
+  tokenizer: Any  # tokenizers.Tokenizer (the Rust one faster-whisper's Tokenizer wraps)
+  alignment_heads: list[tuple[int, int]]  # (decoder layer, head) pairs whose cross-attention follows time
+  suppress_tokens: list[int]  # what suppress_tokens=[-1] stands for (the model's own list)
+  begin_suppress_tokens: list[int]  # suppressed at the first generated token (suppress_blank)
+
+
+def load_whisper(name_or_path: str, dtype=jnp.float32) -> FlaxWhisper:
+  """Flax Whisper from a faster-whisper (CTranslate2) folder, converted (whisper_convert.py), or from a
+  Hugging Face checkpoint (hub name or folder; safetensors, PyTorch-format ones converted without torch)."""
+  from lanser_jax.labelers import whisper_convert
+  import tokenizers
+
+  if os.path.isdir(name_or_path) and whisper_convert.is_ct2_model(name_or_path):
+    kwargs, params, ct2_config = whisper_convert.load_ct2_whisper(name_or_path)
+    config = transformers.WhisperConfig(**kwargs)
+    model = transformers.FlaxWhisperForConditionalGeneration(config, dtype=dtype, _do_init=False)
+    tokenizer = tokenizers.Tokenizer.from_file(os.path.join(name_or_path, "tokenizer.json"))
+    heads = [tuple(h) for h in ct2_config.get("alignment_heads") or []]
+  else:
+    model, params = _from_pretrained(transformers.FlaxWhisperForConditionalGeneration, name_or_path, dtype)
+    config = model.config
+    local = os.path.join(name_or_path, "tokenizer.json")
+    tokenizer = (tokenizers.Tokenizer.from_file(local) if os.path.isfile(local) else
+                 transformers.AutoTokenizer.from_pretrained(name_or_path, use_fast=True).backend_tokenizer)
+    try:
+      generation = transformers.GenerationConfig.from_pretrained(name_or_path)
+    except OSError:  # no generation_config.json: the config's own lists
+      generation = config
+    heads = [tuple(h) for h in getattr(generation, "alignment_heads", None) or []]
+    config.suppress_tokens = list(getattr(generation, "suppress_tokens", None) or config.suppress_tokens or [])
+    config.begin_suppress_tokens = list(getattr(generation, "begin_suppress_tokens", None)
+                                        or config.begin_suppress_tokens or [])
+  if not heads:  # CTranslate2's converter's default: every head of the last half of the decoder layers
+    layers, num_heads = config.decoder_layers, config.decoder_attention_heads
+    heads = [(layer, head) for layer in range(layers // 2, layers) for head in range(num_heads)]
+  params = jax.tree.map(jnp.asarray, params)
+  return FlaxWhisper(model, params, config, tokenizer, heads, list(config.suppress_tokens or []),
+                     list(config.begin_suppress_tokens or []))
+
+
+def whisper_cross_kv(params, encoder_output, num_heads: int) -> dict[str, tuple[jax.Array, jax.Array]]:
+  """Each decoder layer's cross-attention keys and values [B, frames, heads, head_dim] of one encoding.
+
+  transformers' Flax Whisper projects the 1500 encoder states to keys and values again at every decoding
+  step (for tiny.en, ~7x the encoder's own FLOPs over a 50-token sentence); with these computed once and
+  `whisper_cached_cross_attention`, a step costs what its query needs.
+  """
+  out = {}
+  batch, frames, width = encoder_output.shape
+  split = lambda x: x.reshape(batch, frames, num_heads, width // num_heads)
+  for name, layer in params["model"]["decoder"]["layers"].items():
+    attention = layer["encoder_attn"]
+    key = encoder_output @ attention["k_proj"]["kernel"].astype(encoder_output.dtype)
+    value = encoder_output @ attention["v_proj"]["kernel"].astype(encoder_output.dtype) + attention["v_proj"]["bias"]
+    out[name] = (split(key), split(value.astype(encoder_output.dtype)))
+  return out
+
+
+@contextlib.contextmanager
+def whisper_cached_cross_attention(cross_kv: dict[str, tuple[jax.Array, jax.Array]]):
+  """Within this block, a Flax Whisper decoder layer's cross-attention reads `whisper_cross_kv`'s keys and
+  values instead of projecting the encoder states (the same arithmetic: q, softmax(q k / sqrt(d)) v, out)."""
+  from transformers.models.whisper import modeling_flax_whisper
+
+  def cached(next_fun, args, kwargs, context):
+    module = context.module
+    if (context.method_name != "__call__" or type(module) is not modeling_flax_whisper.FlaxWhisperAttention
+        or kwargs.get("key_value_states") is None or args):
+      return next_fun(*args, **kwargs)
+    key, value = cross_kv[module.parent.name]
+    query = module._split_heads(module.q_proj(kwargs["hidden_states"]))  # noqa: SLF001
+    weights = nn.dot_product_attention_weights(query, key, dtype=module.dtype)
+    merged = module._merge_heads(jnp.einsum("...hqk,...khd->...qhd", weights, value))  # noqa: SLF001
+    return module.out_proj(merged), weights
+
+  with nn.intercept_methods(cached):
+    yield
+
+
+def save_random_whisper(path: str, tokenizer_json: str, seed: int = 0, **dims) -> None:
+  """A randomly initialised Flax Whisper of small `dims` (WhisperConfig keywords) saved with save_pretrained
+  (safetensors) beside a copy of a real Whisper tokenizer.json, whose special tokens fix the vocabulary size."""
+  import shutil
+  import tokenizers
+
+  tokenizer = tokenizers.Tokenizer.from_file(tokenizer_json)
+  eot, sot = tokenizer.token_to_id("<|endoftext|>"), tokenizer.token_to_id("<|startoftranscript|>")
+  vocab_size = tokenizer.token_to_id("<|notimestamps|>") + 1 + 1501  # then the timestamps <|0.00|>..<|30.00|>
+  defaults = dict(d_model=16, encoder_layers=2, decoder_layers=2, encoder_attention_heads=2,
+                  decoder_attention_heads=2, encoder_ffn_dim=32, decoder_ffn_dim=32, num_mel_bins=80,
+                  max_source_positions=1500, max_target_positions=448)
+  config = transformers.WhisperConfig(vocab_size=vocab_size, pad_token_id=eot, bos_token_id=eot,
+                                      eos_token_id=eot, decoder_start_token_id=sot,
+                                      suppress_tokens=[], begin_suppress_tokens=[220, eot],
+                                      **{**defaults, **dims})
+  model = transformers.FlaxWhisperForConditionalGeneration(config, seed=seed)
+  model.save_pretrained(path, safe_serialization=True)
+  shutil.copy(tokenizer_json, os.path.join(path, "tokenizer.json"))
 
 
 # ---------------------------------------------------------------------------------------------------------

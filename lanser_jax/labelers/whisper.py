@@ -37,6 +37,8 @@ from lanser_jax.utils import options
 from lanser_jax.labelers import packing
 
 WHISPER_SECONDS = 30.0
+HOP_LENGTH = 160  # samples per log-mel frame (every Whisper)
+BACKENDS = ("faster_whisper", "jax")  # asr.backend: CTranslate2, or Flax Whisper on the JAX devices (whisper_jax.py)
 # What packing reports in the stage summary: utterances given back from a shared window; alone in a window
 # because the next did not fit; fallbacks (transcribed alone) for being over 30 s, for words that could not be
 # placed unambiguously (or none at all), for figures a label filter could reject on, and for repetitive text
@@ -75,18 +77,33 @@ class AsrOptions:
   language: str = ""  # "" detects per utterance (multilingual models); "en" for *.en models
   decode_workers: int = 2
   packing: str = "on"  # "on": short utterances share 30 s windows (packing.py); "off": one per window
+  backend: str = "faster_whisper"  # or "jax": Flax Whisper, batch sharded over the local devices
 
   def __post_init__(self):
     if self.packing not in ("on", "off"):
       raise ValueError(f"asr.packing={self.packing!r}: must be 'on' or 'off'")
+    if self.backend not in BACKENDS:
+      raise ValueError(f"asr.backend={self.backend!r}: must be one of {BACKENDS}")
 
   @classmethod
   def from_config(cls, config, **overrides) -> "AsrOptions":
     return options.from_config(cls, config, **overrides)
 
 
+def build_transcriber(options: AsrOptions) -> "Transcriber":
+  """The transcriber of asr.backend: faster-whisper's (`Transcriber`) or JAX's (whisper_jax.JaxTranscriber)."""
+  if options.backend == "jax":
+    from lanser_jax.labelers import whisper_jax
+    return whisper_jax.JaxTranscriber(options)
+  return Transcriber(options)
+
+
 class Transcriber:
-  """Batched Whisper: list of 16 kHz float32 clips -> list of result dicts."""
+  """Batched Whisper: list of 16 kHz float32 clips -> list of result dicts.
+
+  The backends differ in `_generate`, `_align`, `_languages`, `_tokenizer` and `_transcribe_long`; batching,
+  packing and the repetition guard are written once, here.
+  """
 
   def __init__(self, options: AsrOptions):
     from faster_whisper import WhisperModel
@@ -206,7 +223,7 @@ class Transcriber:
       bounds = [token_bound(len(audio)) for audio, _ in packed]
       looping = [len(toks) >= bound for toks, bound in zip(tokens, bounds)]
       tokens = [[] if loop else toks for toks, loop in zip(tokens, looping)]
-      frames = [len(audio) // self.model.feature_extractor.hop_length for audio, _ in packed]
+      frames = [len(audio) // HOP_LENGTH for audio, _ in packed]
       alignments = self._align(encoder_output, tokenizers, tokens, frames)
       for k, window in enumerate(windows):
         if looping[k]:

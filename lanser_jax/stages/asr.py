@@ -64,7 +64,7 @@ class TranscribeStage(stage.Stage):
   def run_piece(self, state, piece, num_pieces):
     config, options = state.config, state.options
     if state.transcriber is None:
-      state.transcriber = whisper.Transcriber(options)
+      state.transcriber = whisper.build_transcriber(options)
     transcriber = state.transcriber
     # A transcriber without transcribe_packed (a test double) gets one utterance per window.
     pack = options.packing == "on" and hasattr(transcriber, "transcribe_packed")

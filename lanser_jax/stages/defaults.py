@@ -129,6 +129,7 @@ CHECKS: tuple[config_checks.Check, ...] = (
     config_checks.between("asr.beam_size", 1, integer=True),
     config_checks.between("asr.decode_workers", 0, integer=True),
     config_checks.one_of("asr.packing", ("on", "off")),
+    config_checks.one_of("asr.backend", ("faster_whisper", "jax")),
     config_checks.between("label.min_words", 0, integer=True),
     config_checks.between("label.min_chars", 0, integer=True),
     config_checks.between("label.max_no_speech_prob", 0, 1),

