@@ -162,3 +162,58 @@ def test_disk_full_in_a_two_process_job_stops_both_processes_each_with_one_line(
       assert p.returncode == 0, open(p.log_path).read()[-3000:]
     assert f"resuming from {os.path.join(workdir, 'checkpoints', '5')}" in open(again[0].log_path).read()
 
+
+def _label_processes(corpus, workdir, tmp_path, tag):
+  """Both processes of `lanser-label --jax_distributed`, joined through LANSER_COORDINATOR (explicit mode)."""
+  from local_multiprocess import free_port
+  port = free_port()
+  args = [f"--config={REPO}/lanser_jax/experiments/labeling/crema_d.py", f"--workdir={workdir}",
+          f"--config.manifest.root={corpus}", "--config.wait_seconds=600", "--jax_distributed",
+          "--peer_timeout_s=10"]
+  procs = []
+  for i in range(2):
+    log = open(tmp_path / f"{tag}{i}.log", "w")
+    proc = subprocess.Popen([sys.executable, "-m", "lanser_jax.stages.main", *args], cwd=REPO, stdout=log,
+                            stderr=subprocess.STDOUT, text=True,
+                            env=env(JAX_PLATFORMS="cpu", LANSER_COORDINATOR=f"127.0.0.1:{port}",
+                                    LANSER_NUM_PROCESSES="2", LANSER_PROCESS_ID=str(i)))
+    proc.log_path = tmp_path / f"{tag}{i}.log"
+    procs.append(proc)
+  return procs
+
+
+def test_labelling_peer_killed_stops_the_survivor_with_one_line_and_rerunning_both_finishes(tmp_path):
+  """`lanser-label --jax_distributed` has the training's peer watch: process 1 killed while process 0 works
+  (and would then wait up to config.wait_seconds for process 1's pieces), process 0 names it within
+  --peer_timeout_s; the same two commands then finish the job."""
+  from builders import make_crema_d
+  sys.path.insert(0, os.path.join(REPO, "launch"))
+  corpus = tmp_path / "crema"
+  make_crema_d(corpus, actors=range(1001, 1061))
+  workdir = tmp_path / "w"
+  procs = _label_processes(corpus, workdir, tmp_path, "p")
+  try:
+    _wait_for(procs[1], "=== stage manifest (process 1 of 2)")
+    procs[1].send_signal(signal.SIGKILL)
+    t0 = time.time()
+    procs[0].wait(timeout=120)
+    waited = time.time() - t0
+  finally:
+    for p in procs:
+      if p.poll() is None:
+        p.kill()
+  out = open(procs[0].log_path).read()
+  line = faults_line(out)
+  print(f"survivor exited with {procs[0].returncode} after {waited:.1f} s; fault line: {line}")
+  assert procs[0].returncode == FAULT_STATUS, out[-3000:]
+  assert waited < 60, waited
+  assert line.startswith("lanser_jax.stages.main: process 1 of 2 stopped: no heartbeat for 1"), line
+  assert "Start every process of the job again" in line, line
+  assert "complete pieces, which a rerun skips: " in line or "; no stage piece is complete." in line, line
+  assert "Traceback" not in out and "Check failure stack" not in out, out[-3000:]
+  again = _label_processes(corpus, workdir, tmp_path, "again")
+  for p in again:
+    p.wait(timeout=600)
+  for p in again:
+    assert p.returncode == 0, open(p.log_path).read()[-3000:]
+  assert (workdir / "features" / "summary.json").exists()
