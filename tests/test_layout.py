@@ -91,7 +91,8 @@ ALLOWED = {
     "config_checks": {"models"},  # the model names, for config.model.name
     "train": {"config_checks", "engine", "input_pipeline", "models", "utils"},
     "main": {"config_lib", "engine", "train", "utils"},
-    "stages": {"audio", "config_checks", "config_lib", "corpora", "input_pipeline", "labelers", "utils"},
+    # engine: --jax_distributed joins the runtime with training's peer watch (engine/distributed.py)
+    "stages": {"audio", "config_checks", "config_lib", "corpora", "engine", "input_pipeline", "labelers", "utils"},
     "serving": {"audio", "config_lib", "corpora", "engine", "input_pipeline", "models", "utils"},
     "tools": {"audio", "config_checks", "config_lib", "corpora", "engine", "input_pipeline", "labelers", "models", "stages", "train",
               "utils"},

@@ -40,6 +40,7 @@ from orbax.checkpoint import checkpoint_managers as policies
 from orbax.checkpoint._src.serialization import tensorstore_utils as ts_utils
 
 from lanser_jax.utils import faults, fileio
+from lanser_jax.engine import distributed
 from lanser_jax.engine import metrics as metrics_lib
 from lanser_jax.engine import value_checks
 
@@ -77,9 +78,13 @@ def create_manager(workdir: str, keep: int, best_metric: str) -> ocp.CheckpointM
   root = checkpoint_root(workdir)
   # best_fn makes Orbax store the metrics passed to save() and rank steps by them (best_step()); the
   # preservation policy decides what is deleted: the latest `keep`, and the best.
+  # Several processes: the background save's barriers let a process whose write failed go on with its
+  # error instead of waiting for peers that wait for it (engine/distributed.py, save_barrier).
+  async_options = (ocp.AsyncOptions(barrier_sync_fn=distributed.save_barrier()) if jax.process_count() > 1
+                   else None)
   options = ocp.CheckpointManagerOptions(preservation_policy=policy, best_fn=rank, best_mode="max",
                                          enable_async_checkpointing=True, cleanup_tmp_directories=True,
-                                         **_atomicity(root))
+                                         async_options=async_options, **_atomicity(root))
   return ocp.CheckpointManager(root, options=options, item_names=("state", "data_iter"))
 
 

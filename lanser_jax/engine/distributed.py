@@ -221,6 +221,30 @@ def start_peer_watch(timeout_s: float, coordinator: str) -> None:
   atexit.register(_watch.finish)  # registered after JAX's shutdown, so it runs before it
 
 
+def save_barrier() -> Callable[..., None]:
+  """The barrier Orbax's background saves wait at (`AsyncOptions.barrier_sync_fn`): JAX's own, except in a
+  thread whose save already failed, which goes on at once with its error.
+
+  A multi-process save ends with barriers in background threads: each process's writes, then all processes
+  meet ("async_write_complete"), process 0 renames the step into place, and they meet again. Orbax 0.12.8
+  reaches the last barrier (its save-progress flag, set in a `finally`) also after a failed write, so the
+  process whose write failed (a full disk) waited there for peers that wait for it at the first barrier,
+  and every process stayed in its save until Orbax's 20-minute timeout, heartbeats going on. Here, a barrier
+  called while an error is on its way out of the thread re-raises that error: the save fails at once, its
+  process's main thread gets the error at the next save (or at the end of training) and ends with the line,
+  publishing it (`stop_job`), and the peer watch stops the others, each naming the failed process."""
+  from orbax.checkpoint import multihost
+  wait = multihost.get_barrier_sync_fn()
+
+  def barrier(*, key: str, timeout_ms: int) -> None:
+    failed = sys.exc_info()[1]
+    if failed is not None:  # inside Orbax's `finally` after a failed write: nobody will meet us
+      raise failed
+    wait(key=key, timeout_ms=timeout_ms)
+
+  return barrier
+
+
 def peer_verdict(wait_s: float | None = None) -> str | None:
   """After an error in this process: whether a peer stopped (waiting up to `wait_s`, default the watch's
   timeout, for the watch to tell), which is then the cause to report. None outside a multi-process job."""

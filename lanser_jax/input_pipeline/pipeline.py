@@ -242,12 +242,60 @@ def train_dataset(data_dir: str, split: str, *, global_batch_size: int, crop_fra
 def iterate(ds: grain.MapDataset, num_workers: int, worker_buffer_size: int) -> grain.IterDataset:
   """The iterator every pipeline here ends in: a read thread, then `num_workers` worker processes. One
   thread builds batches ahead while the step runs; a second only contended for the GIL (~20% more CPU time
-  per example and a lower rate, benchmarks/README.md)."""
+  per example and a lower rate, benchmarks/README.md). Its iterators close themselves when they raise
+  (`ClosedOnError`)."""
   it = ds.to_iter_dataset(grain.ReadOptions(num_threads=1, prefetch_buffer_size=4))
   if num_workers > 0:
     it = it.mp_prefetch(grain.MultiprocessingOptions(num_workers=num_workers,
                                                      per_worker_buffer_size=worker_buffer_size))
-  return it
+  return ClosedOnError(it)
+
+
+class ClosedOnError(grain.IterDataset):
+  """`parent`, whose iterator closes the whole Grain iterator (its threads and worker processes) in the
+  thread that gets an error, before the error goes on.
+
+  Left open, a pipeline with worker processes is closed at interpreter exit by two callers at once: each
+  worker's iterator has a multiprocessing finalizer that closes it (main thread), and its thread-prefetch
+  thread, reading the worker that failed, stops it too. Grain 0.2.18's `_stop_prefetch` is not safe against
+  that (`self._prefetch_process.is_alive()` after the other caller set it to None), so the error was
+  followed by an unrelated `AttributeError: 'NoneType' object has no attribute 'is_alive'`. Closed here, in
+  order (the interleave's iterators, each thread-prefetch joining its thread before its worker is stopped),
+  every later close finds nothing left to stop."""
+
+  def __init__(self, parent: grain.IterDataset):
+    super().__init__(parent)
+
+  def __iter__(self) -> grain.DatasetIterator:
+    return _ClosingIterator(self._parent.__iter__())
+
+  def __str__(self):
+    return "ClosedOnError"
+
+
+class _ClosingIterator(grain.DatasetIterator):
+  """The iterator of `ClosedOnError`: the parent's elements and state; closed, once, on its first error."""
+
+  def __init__(self, parent: grain.DatasetIterator):
+    super().__init__(parent)
+
+  def __next__(self):
+    try:
+      return next(self._parent)
+    except StopIteration:
+      raise
+    except BaseException:
+      self.close()  # DatasetIterator.close: once, then every parent in turn
+      raise
+
+  def get_state(self):
+    return self._parent.get_state()
+
+  def set_state(self, state):
+    self._parent.set_state(state)
+
+  def __str__(self):
+    return "ClosedOnError"
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -50,6 +50,21 @@ def check_num_pieces(config, workdir: str):
 _PIECE_RE = re.compile(r"-\d{5}-of-(?P<count>\d{5})\.")
 
 
+def pieces_note(config, workdir: str) -> str:
+  """What a stopped labelling job has kept: the complete pieces of each pieced stage started in `workdir`
+  ("complete pieces, which a rerun skips: asr 4 of 4, features 1 of 4"). Never raises."""
+  try:
+    done = []
+    for s in STAGES:
+      stage_dir = s.out_dir(config, workdir)
+      if s.pieced and fileio.isdir(stage_dir):
+        count = sum(pieces.piece_done(stage_dir, j, config.num_pieces) for j in range(config.num_pieces))
+        done.append(f"{s.name} {count} of {config.num_pieces}")
+    return f"complete pieces, which a rerun skips: {', '.join(done)}" if done else "no stage piece is complete"
+  except Exception:  # noqa: BLE001 -- the note is a courtesy; the storage may not list
+    return ""
+
+
 def prepare(config, workdir: str, stage_name: str, record: bool = True) -> list[str]:
   """Checks the config and the workdir before any work, creates the workdir and (`record`: on one process)
   writes the config record config.<stage_name>.json; returns the stages to run, in order."""

@@ -50,7 +50,9 @@ _NUM_PROCESSES = flags.DEFINE_integer("num_processes", 0, "Processes sharing the
 _PROCESS_INDEX = flags.DEFINE_integer("process_index", 0, "This process's index in [0, num_processes).",
                                       flag_values=FLAGS)
 _JAX_DISTRIBUTED = flags.DEFINE_bool("jax_distributed", False,
-                                     "Call jax.distributed.initialize() and use its process index.",
+                                     "Join JAX's distributed runtime and use its process index: the coordinator "
+                                     "from LANSER_COORDINATOR, LANSER_NUM_PROCESSES and LANSER_PROCESS_ID when "
+                                     "set, else JAX's own cluster detection (TPU pods, Slurm).",
                                      flag_values=FLAGS)
 _RUNNER = flags.DEFINE_enum("runner", "local", ("local", "ray"),
                             "local: this process does its share of each stage in turn (with --num_processes, SLURM "
@@ -58,6 +60,9 @@ _RUNNER = flags.DEFINE_enum("runner", "local", ("local", "ray"),
                             "Ray cluster (docs/ray.md; needs pip install 'lanser-jax[ray]').", flag_values=FLAGS)
 _RAY_ADDRESS = flags.DEFINE_string("ray_address", "", "--runner=ray: the cluster to join (auto, ray://HOST:10001, "
                                    "...); empty: start a local Ray with this machine's CPUs.", flag_values=FLAGS)
+_PEER_TIMEOUT = flags.DEFINE_float("peer_timeout_s", 60.0, "With --jax_distributed: a process whose heartbeat "
+                                   "stops this long is named and the others stop (0: no watch).",
+                                   flag_values=FLAGS)
 flags.mark_flags_as_required(["config", "workdir"], flag_values=FLAGS)
 
 
@@ -71,7 +76,12 @@ def main(argv):
   num_processes, process_index = _NUM_PROCESSES.value, _PROCESS_INDEX.value
   if _JAX_DISTRIBUTED.value:
     import jax
-    jax.distributed.initialize()
+    from lanser_jax.engine import distributed
+    # The same peer watch as training (engine/distributed.py): a process that dies is named by the others,
+    # which stop instead of waiting up to config.wait_seconds for its pieces.
+    mode = "explicit" if os.environ.get("LANSER_COORDINATOR") else "auto"
+    distributed.initialize(mode, peer_timeout_s=_PEER_TIMEOUT.value)
+    distributed.set_safe_note(lambda: chain.pieces_note(_CONFIG.value, _WORKDIR.value))
     num_processes, process_index = jax.process_count(), jax.process_index()
   process = pieces.resolve_process(num_processes, process_index)
   try:

@@ -23,6 +23,7 @@ from __future__ import annotations
 import logging as logging_std
 import re
 import sys
+import threading
 import traceback
 from types import ModuleType
 from typing import Callable, NoReturn, Sequence
@@ -88,15 +89,17 @@ class QuietLibraries(logging_std.Filter):
 
 
 def guarded(main: Callable[[list[str]], int | None], verbose: Callable[[], bool],
-            module: str | None = None, where: Callable[[], str | None] = lambda: None
-            ) -> Callable[[list[str]], int | None]:
-  """`main`, ending on a fault with one line on stderr (faults.py) and FAULT_STATUS; other errors, and every
-  error under --verbose, propagate with their traceback. In a multi-process job the other processes are
-  told, and an error that follows a peer's death is reported as that death (engine/distributed.py)."""
+            module: str | None = None, where: Callable[[], str | None] = lambda: None,
+            exit: Callable[[int], NoReturn] = sys.exit) -> Callable[[list[str]], int | None]:
+  """`main`, ending on a fault with one line on stderr (faults.py) and `exit(FAULT_STATUS)` (`run` passes
+  `quiet_exit`); other errors, and every error under --verbose, propagate with their traceback. In a
+  multi-process job the other processes are told, and an error that follows a peer's death is reported as
+  that death (engine/distributed.py)."""
 
   def call(argv):
     if not verbose():
       logging.get_absl_handler().addFilter(_NoLibraryTracebacks())
+      _drop_abandoned_callbacks()
     try:
       return main(argv)
     except (SystemExit, KeyboardInterrupt):
@@ -117,9 +120,59 @@ def guarded(main: Callable[[list[str]], int | None], verbose: Callable[[], bool]
         distributed.stop_job(described[0] if described else None, FAULT_STATUS if described else 1)
       if message is None or verbose():
         raise
-      sys.exit(FAULT_STATUS)
+      exit(FAULT_STATUS)
 
   return call
+
+
+def _abandoned_callback(value: BaseException | None, tb) -> bool:
+  """Whether an error is a completion callback's, sent from a library's thread to a closed event loop."""
+  return (isinstance(value, RuntimeError) and str(value) == "Event loop is closed" and tb is not None
+          and tb.tb_frame.f_code.co_name == "call_soon_threadsafe" and "asyncio" in tb.tb_frame.f_code.co_filename)
+
+
+def _drop_abandoned_callbacks() -> None:
+  """Leaves out the errors of completion callbacks sent to an event loop that is already closed.
+
+  Orbax awaits TensorStore's writes in an event loop of its own, which it closes as soon as one write fails;
+  the other writes then finish on TensorStore's threads and hand their result to the closed loop
+  (`loop.call_soon_threadsafe`), and TensorStore reports each `RuntimeError: Event loop is closed` through
+  sys.unraisablehook (PyErr_WriteUnraisable; sys.excepthook, which its PyErr_Print calls, is filtered
+  alike): dozens of bare tracebacks around the fault's line, in some runs and not others. They follow an
+  error that the command reports itself, so without --verbose they are dropped; every other error reaches
+  the hooks as before. Installed once."""
+  if getattr(sys.excepthook, "drops_abandoned_callbacks", False):
+    return
+  excepthook, unraisablehook = sys.excepthook, sys.unraisablehook
+
+  def on_exception(kind, value, tb):
+    if not _abandoned_callback(value, tb):
+      excepthook(kind, value, tb)
+
+  def on_unraisable(unraisable):
+    if not _abandoned_callback(unraisable.exc_value, unraisable.exc_traceback):
+      unraisablehook(unraisable)
+
+  on_exception.drops_abandoned_callbacks = True
+  sys.excepthook, sys.unraisablehook = on_exception, on_unraisable
+
+
+def quiet_exit(status: int) -> NoReturn:
+  """Ends the process after a fault's line with `status` by the interpreter's usual exit, less what threads
+  and finalizers print while it is torn down.
+
+  The usual exit is kept (not os._exit): it waits for Orbax's background finalisation of a checkpoint still
+  being written, stops Grain's worker processes (multiprocessing's exit handler) and flushes the logs. What
+  a library thread or finalizer raises during it (a thread still holding work for the failed save) follows
+  the fault the line names, so from here on uncaught errors of threads (`threading.excepthook`), errors in
+  finalizers (`sys.unraisablehook`) and asyncio's "exception was never retrieved" records are dropped. With
+  --verbose nothing is dropped (the exception goes on with its traceback instead of reaching here)."""
+  sys.stdout.flush()
+  sys.stderr.flush()
+  threading.excepthook = lambda args: None
+  sys.unraisablehook = lambda unraisable: None
+  logging_std.getLogger("asyncio").disabled = True
+  sys.exit(status)
 
 
 def run(main: Callable[[list[str]], int | None], command_flags: flags.FlagValues,
@@ -154,7 +207,7 @@ def run(main: Callable[[list[str]], int | None], command_flags: flags.FlagValues
     module = getattr(sys.modules["__main__"].__spec__, "name", None)
   where = lambda: next((command_flags[n].value for n in ("output", "workdir", "root")
                         if n in command_flags and command_flags[n].value), None)
-  app.run(guarded(main, lambda: command_flags["verbose"].value, module, where),
+  app.run(guarded(main, lambda: command_flags["verbose"].value, module, where, quiet_exit),
           argv=None if argv is None else list(argv),
           flags_parser=lambda args: _parse(command_flags, args))
 

@@ -8,7 +8,6 @@ import shutil
 import pytest
 
 from fault_helpers import FAULT_STATUS, faults_line, run, train_flags
-from lanser_jax.input_pipeline import pipeline
 
 pytestmark = [pytest.mark.faults, pytest.mark.subprocess, pytest.mark.slow]
 
@@ -24,8 +23,6 @@ def test_truncated_shard_stops_training_before_the_first_step(synth_dir, tmp_pat
   assert "step 1/" not in result.stderr and "step 5/" not in result.stderr
   checkpoints = workdir / "checkpoints"
   assert not checkpoints.exists() or os.listdir(checkpoints) == []
-  if not hasattr(pipeline, "read_example"):  # the reader that names the shard comes with issue #32
-    pytest.xfail("the ArrayRecord reader's error names no file until issue #32's records checks are merged")
   line = faults_line(result.stderr)
   assert result.returncode == FAULT_STATUS, result.stderr[-3000:]
   assert line.startswith(f"lanser_jax.main: {shard}: "), line

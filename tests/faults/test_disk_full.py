@@ -17,15 +17,14 @@ pytestmark = [pytest.mark.faults, pytest.mark.subprocess, pytest.mark.slow]
 TRAIN = {"checkpoint_every_steps": 5, "data.test_split": ""}
 
 
-@pytest.mark.xfail(strict=False, reason="open (issue #28): after the one line, Orbax/TensorStore threads can "
-                   "still print 'RuntimeError: Event loop is closed' tracebacks while the interpreter exits; "
-                   "seen in 1 of 4 runs")
 def test_checkpoint_on_a_full_disk_names_the_last_complete_one_and_the_rerun_resumes(synth_dir):
   with tmpfs("3m") as disk:  # a checkpoint of the tiny model is ~1.6 MB: step 5 fits, step 10 does not
     workdir = os.path.join(disk, "run")
     args = [*train_flags(synth_dir, **TRAIN), f"--workdir={workdir}"]
     line = fault_line(run("lanser_jax.main", args), "lanser_jax.main")
-    assert "disk full at " + os.path.join(workdir, "checkpoints") in line, line
+    # The write that meets the full disk usually names its file (a TensorStore array under checkpoints/10...);
+    # in some runs it is an OSError ENOSPC that names none, and the line names the workdir.
+    assert "disk full at " + workdir in line, line
     complete = step_of(r"checkpoint (\d+) is complete", line)
     not_written = step_of(r"step (\d+) was not written", line)
     assert (complete, not_written) == (5, 10), line

@@ -84,3 +84,68 @@ def test_a_command_ends_on_a_fault_with_the_line_and_status_3_and_shows_the_trac
     cli.guarded(command, lambda: True, "lanser_jax.main")(["lanser_jax.main"])
   with pytest.raises(ZeroDivisionError):  # not a fault: a bug keeps its traceback
     cli.guarded(lambda argv: 1 / 0, lambda: False, "lanser_jax.main")(["lanser_jax.main"])
+
+
+_STRAGGLERS = '''
+import asyncio, sys, threading, time
+from absl import flags
+from lanser_jax.utils import cli
+
+class Straggler:
+  def __del__(self):
+    raise RuntimeError("Event loop is closed")
+
+def late():
+  time.sleep(1.0)  # the main thread has printed the line and is exiting by now
+  raise RuntimeError("Event loop is closed")
+
+def abandoned_callback(report):
+  """What TensorStore does when a write finishes after Orbax closed the loop awaiting it: its C++ thread
+  calls loop.call_soon_threadsafe and reports the error (PyErr_WriteUnraisable or PyErr_Print)."""
+  loop = asyncio.new_event_loop()
+  loop.close()
+  try:
+    loop.call_soon_threadsafe(print)
+  except RuntimeError as e:
+    report(e, e.__traceback__.tb_next)  # the frames from call_soon_threadsafe on, as C code sees them
+
+def unraisable_args_type():
+  hook, seen = sys.unraisablehook, []
+  sys.unraisablehook = seen.append
+  Straggler()  # dropped at once: its __del__'s error goes to the hook
+  sys.unraisablehook = hook
+  return type(seen[0])
+
+def main(argv):
+  args = unraisable_args_type()
+  abandoned_callback(lambda e, tb: sys.unraisablehook(args((type(e), e, tb, None, None))))
+  abandoned_callback(lambda e, tb: sys.excepthook(type(e), e, tb))
+  threading.Thread(target=late).start()  # a library thread that fails while the interpreter waits for it
+  globals()["straggler"] = Straggler()  # and an object whose finalizer fails while the interpreter ends
+  raise OSError(28, "No space left on device", "/w/metrics.jsonl")
+
+if __name__ == "__main__":
+  cli.run(main, flags.FlagValues())
+'''
+
+
+@pytest.mark.subprocess
+def test_the_line_is_the_last_thing_a_fault_prints_and_verbose_shows_the_rest(tmp_path):
+  """TensorStore's reports of write results sent to Orbax's closed event loop (`RuntimeError: Event loop is
+  closed`), and what threads and finalizers raise while the interpreter exits after the line, are dropped
+  (cli.py: _drop_abandoned_callbacks, quiet_exit); with --verbose they are not."""
+  import subprocess
+  import sys
+  from helpers import REPO
+  script = tmp_path / "lanser-straggle"
+  script.write_text(_STRAGGLERS)
+  env = {**os.environ, "PYTHONPATH": REPO}
+  quiet = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, env=env, timeout=120)
+  assert quiet.returncode == cli.FAULT_STATUS, quiet.stderr
+  lines = quiet.stderr.strip().splitlines()
+  assert len(lines) == 1 and lines[0].startswith("lanser-straggle: disk full at /w/metrics.jsonl"), quiet.stderr
+  verbose = subprocess.run([sys.executable, str(script), "--verbose"], capture_output=True, text=True, env=env,
+                           timeout=120)
+  assert verbose.returncode != 0
+  assert verbose.stderr.count("RuntimeError: Event loop is closed") == 4, verbose.stderr  # 2 callbacks, thread, __del__
+  assert "Traceback (most recent call last)" in verbose.stderr

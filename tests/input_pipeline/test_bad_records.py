@@ -143,11 +143,10 @@ def test_bit_flipped_shard_is_named_with_the_record(folder):
 
 
 @pytest.mark.subprocess
-@pytest.mark.xfail(strict=False, reason="open (issue #32): at interpreter exit Grain 0.2.18's process-prefetch "
-                   "finalizer can race another close of the same iterator and print `AttributeError: 'NoneType' "
-                   "object has no attribute 'is_alive'` after the RecordError; seen in 1 of 3 full-suite runs")
 def test_damaged_shard_with_grain_workers_ends_with_the_cause(folder, tmp_path):
-  """With worker processes the last line of the output is the shard and record, not a Grain shutdown error."""
+  """With worker processes the last line of the output is the shard and record, not a Grain shutdown error
+  (Grain 0.2.18's `AttributeError: 'NoneType' object has no attribute 'is_alive'` when two closes of a worker's
+  iterator met at exit: pipeline.ClosedOnError closes it once, in order, when the error comes)."""
   shard = os.path.join(folder, "train-00000-of-00002.array_record")
   _flip_bytes(shard, count=200)
   shutil.copy(os.path.join(folder, "stats.json"), tmp_path / "stats.json")
