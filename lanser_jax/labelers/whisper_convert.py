@@ -128,6 +128,18 @@ def _scalar(variables, name: str) -> int:
   return int(np.asarray(variables[name]).reshape(()))
 
 
+def _layer(variables, p: str, d: int, cross: bool) -> dict[str, Any]:
+  """One encoder layer (`cross=False`) or decoder layer (with its cross-attention) under prefix `p`."""
+  layer = {"self_attn": _attention(variables, p + "/self_attention", d, cross=False),
+           "self_attn_layer_norm": _norm(variables, p + "/self_attention/layer_norm"),
+           "fc1": _dense(variables, p + "/ffn/linear_0"), "fc2": _dense(variables, p + "/ffn/linear_1"),
+           "final_layer_norm": _norm(variables, p + "/ffn/layer_norm")}
+  if cross:
+    layer.update(encoder_attn=_attention(variables, p + "/attention", d, cross=True),
+                 encoder_attn_layer_norm=_norm(variables, p + "/attention/layer_norm"))
+  return layer
+
+
 def flax_params(variables: dict[str, np.ndarray]) -> dict[str, Any]:
   """The FlaxWhisperForConditionalGeneration parameter tree (float32) of a CTranslate2 Whisper's variables."""
   d = variables["encoder/layer_norm/gamma"].shape[0]
@@ -135,26 +147,14 @@ def flax_params(variables: dict[str, np.ndarray]) -> dict[str, Any]:
                     "bias": _weight(variables, p + "/bias")}
   encoder = {"conv1": conv("encoder/conv1"), "conv2": conv("encoder/conv2"),
              "embed_positions": {"embedding": _weight(variables, "encoder/position_encodings/encodings")},
-             "layer_norm": _norm(variables, "encoder/layer_norm"), "layers": {}}
-  for i in range(_count_layers(variables, "encoder")):
-    p = f"encoder/layer_{i}"
-    encoder["layers"][str(i)] = {
-        "self_attn": _attention(variables, p + "/self_attention", d, cross=False),
-        "self_attn_layer_norm": _norm(variables, p + "/self_attention/layer_norm"),
-        "fc1": _dense(variables, p + "/ffn/linear_0"), "fc2": _dense(variables, p + "/ffn/linear_1"),
-        "final_layer_norm": _norm(variables, p + "/ffn/layer_norm")}
+             "layer_norm": _norm(variables, "encoder/layer_norm"),
+             "layers": {str(i): _layer(variables, f"encoder/layer_{i}", d, cross=False)
+                        for i in range(_count_layers(variables, "encoder"))}}
   decoder = {"embed_tokens": {"embedding": _weight(variables, "decoder/embeddings/weight")},
              "embed_positions": {"embedding": _weight(variables, "decoder/position_encodings/encodings")},
-             "layer_norm": _norm(variables, "decoder/layer_norm"), "layers": {}}
-  for i in range(_count_layers(variables, "decoder")):
-    p = f"decoder/layer_{i}"
-    decoder["layers"][str(i)] = {
-        "self_attn": _attention(variables, p + "/self_attention", d, cross=False),
-        "self_attn_layer_norm": _norm(variables, p + "/self_attention/layer_norm"),
-        "encoder_attn": _attention(variables, p + "/attention", d, cross=True),
-        "encoder_attn_layer_norm": _norm(variables, p + "/attention/layer_norm"),
-        "fc1": _dense(variables, p + "/ffn/linear_0"), "fc2": _dense(variables, p + "/ffn/linear_1"),
-        "final_layer_norm": _norm(variables, p + "/ffn/layer_norm")}
+             "layer_norm": _norm(variables, "decoder/layer_norm"),
+             "layers": {str(i): _layer(variables, f"decoder/layer_{i}", d, cross=True)
+                        for i in range(_count_layers(variables, "decoder"))}}
   return {"model": {"encoder": encoder, "decoder": decoder}}
 
 
